@@ -1,0 +1,8 @@
+"""toolkit: pruning by dying neurons, and differentiable planning for optimal control."""
+
+import importlib.metadata
+
+from . import control as control
+
+
+__version__ = importlib.metadata.version("toolkit")

@@ -1,0 +1,85 @@
+import argparse
+import json
+import time
+
+
+def _plan(ns) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from . import control
+
+    if ns.list:
+        for name in control.problems.names():
+            ex = control.problems.get(name)
+            print(f"{name:<20} nx={ex.problem.nx} nu={ex.problem.nu} N={ex.N:<4} {ex.description}")
+        return 0
+    if ns.problem is None:
+        print("plan: give a PROBLEM (see `python -m toolkit plan --list`).")
+        return 2
+    ex = control.problems.get(ns.problem)
+    N = ns.N or ex.N
+    transcription = {
+        "trapezoidal": lambda: control.Trapezoidal(N),
+    }[ns.transcription]()
+    solver = {"newton": control.KKTNewton, "least_squares": control.KKTLeastSquares}[ns.method]()
+    print(f"planning {ex.name} ({ex.description}) with {ns.transcription}, N={N}, {ns.method} ...")
+    t = time.perf_counter()
+    sol = control.plan(ex.problem, transcription, solver, args=ex.args, throw=False)
+    sol.cost.block_until_ready()
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    sol = control.plan(ex.problem, transcription, solver, args=ex.args, throw=False)
+    sol.cost.block_until_ready()
+    warm = time.perf_counter() - t
+    message = control.RESULTS[sol.result] or "converged"
+    print(
+        f"cost {float(sol.cost):.10g}  iterations {int(sol.stats['num_steps'])}  "
+        f"KKT residual {float(sol.stats['kkt_residual']):.2e}  "
+        f"time {cold:.2f} s (first call, with compilation), {warm * 1e3:.1f} ms (warm)  "
+        f"[{message}]"
+    )
+    if ns.json:
+        with open(ns.json, "w") as f:
+            json.dump(
+                {
+                    "problem": ex.name,
+                    "transcription": ns.transcription,
+                    "N": N,
+                    "method": ns.method,
+                    "cost": float(sol.cost),
+                    "iterations": int(sol.stats["num_steps"]),
+                    "kkt_residual": float(sol.stats["kkt_residual"]),
+                    "result": message,
+                    "cold_s": cold,
+                    "warm_s": warm,
+                    "ts": sol.ts.tolist(),
+                    "xs": sol.xs.tolist(),
+                    "us": sol.us.tolist(),
+                },
+                f,
+                indent=1,
+            )
+        print(f"wrote {ns.json}")
+    if ns.plot:
+        from .control._plot import plot_solution
+
+        plot_solution(sol, title=f"{ex.name}: cost {float(sol.cost):.6g}", path=ns.plot)
+        print(f"wrote {ns.plot}")
+    return 0 if sol.result == control.RESULTS.successful else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m toolkit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="plan a problem of the library")
+    p.add_argument("problem", nargs="?")
+    p.add_argument("--list", action="store_true", help="list the problem library")
+    p.add_argument("--transcription", default="trapezoidal", choices=["trapezoidal"])
+    p.add_argument("--method", default="newton", choices=["newton", "least_squares"])
+    p.add_argument("--N", type=int, default=None, help="intervals (default: the problem's)")
+    p.add_argument("--json", default=None, help="write the solution to this JSON file")
+    p.add_argument("--plot", default=None, help="write a plot of states and controls")
+    p.set_defaults(run=_plan)
+    ns = parser.parse_args(argv)
+    return ns.run(ns)

@@ -1,0 +1,20 @@
+"""Learning and planning in real-world optimal control.
+
+Problems are transcribed into nonlinear programs (`Trapezoidal`, ...) whose KKT
+conditions are solved by optimistix as differentiable implicit layers
+(`KKTNewton`, `KKTLeastSquares`), exploiting their block-tridiagonal structure
+(`BlockTridiagonal`).
+"""
+
+from . import problems as problems
+from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
+from ._plan import plan as plan
+from ._planner.base import AbstractPlanner as AbstractPlanner
+from ._planner.least_squares import KKTLeastSquares as KKTLeastSquares
+from ._planner.newton import KKTNewton as KKTNewton
+from ._planner.semismooth_newton import SemismoothNewton as SemismoothNewton
+from ._problem import OptimalControlProblem as OptimalControlProblem
+from ._results import RESULTS as RESULTS
+from ._solution import Solution as Solution
+from ._transcription.base import AbstractTranscription as AbstractTranscription
+from ._transcription.trapezoidal import Trapezoidal as Trapezoidal

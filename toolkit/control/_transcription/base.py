@@ -1,0 +1,136 @@
+import abc
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+from jaxtyping import Array, Bool, Float, PyTree, Scalar
+
+from .._problem import OptimalControlProblem
+
+
+class AbstractTranscription(eqx.Module):
+    """Turns an [`toolkit.control.OptimalControlProblem`][] into a nonlinear program
+
+    minimise J(z)  subject to  c(z) = 0,  lo <= z <= hi,
+
+    whose unknowns are laid out in `M` blocks (one per time node) of `bz` unknowns,
+    and whose constraints in `M` blocks of `bc` rows, so that block `k` of the
+    constraints involves only the unknowns of blocks `k` and `k + 1`. The planners
+    interleave unknowns and multipliers by block, which makes the KKT Jacobian
+    block-tridiagonal (see [`toolkit.control.BlockTridiagonal`][]).
+
+    Fixed unknowns (the initial state) are expressed by `lo == hi`. Constraint rows
+    that a block does not use are masked out (`constraint_mask`), and their
+    multipliers are pinned to zero by the planner.
+    """
+
+    N: eqx.AbstractVar[int]
+
+    def __check_init__(self):
+        if not isinstance(self.N, int | np.integer) or self.N < 1:
+            raise ValueError(f"`N` (the number of intervals) must be an integer >= 1, got {self.N!r}.")
+
+    @abc.abstractmethod
+    def layout(self, problem: OptimalControlProblem) -> tuple[int, int, int]:
+        """Static `(M, bz, bc)`: blocks, unknowns per block, constraint rows per block."""
+
+    @abc.abstractmethod
+    def initial_guess(
+        self, problem: OptimalControlProblem, args: PyTree[Any]
+    ) -> Float[Array, "M bz"]:
+        """The default initial guess of the unknowns."""
+
+    @abc.abstractmethod
+    def bounds(
+        self, problem: OptimalControlProblem, args: PyTree[Any]
+    ) -> tuple[Float[Array, "M bz"], Float[Array, "M bz"]]:
+        """Box `(lo, hi)` on the unknowns; `lo == hi` fixes an unknown."""
+
+    @abc.abstractmethod
+    def objective(
+        self, z: Float[Array, "M bz"], problem: OptimalControlProblem, args: PyTree[Any]
+    ) -> Scalar:
+        """The NLP objective."""
+
+    @abc.abstractmethod
+    def constraints(
+        self, z: Float[Array, "M bz"], problem: OptimalControlProblem, args: PyTree[Any]
+    ) -> Float[Array, "M bc"]:
+        """The equality constraints (rows outside `constraint_mask` are ignored)."""
+
+    @abc.abstractmethod
+    def constraint_mask(self, problem: OptimalControlProblem) -> np.ndarray:
+        """Static boolean `(M, bc)`: which constraint rows are real."""
+
+    @abc.abstractmethod
+    def trajectory(
+        self, z: Float[Array, "M bz"], problem: OptimalControlProblem, args: PyTree[Any]
+    ) -> tuple[Float[Array, " N+1"], Float[Array, "N+1 nx"], Float[Array, "N+1 nu"]]:
+        """`(ts, xs, us)` at the grid nodes."""
+
+    def costates(
+        self, multipliers: Float[Array, "M bc"], problem: OptimalControlProblem
+    ) -> Float[Array, "N nx"] | None:
+        """Approximate Pontryagin costates from the constraint multipliers, if any."""
+        return None
+
+    def linear_solver(self) -> lx.AbstractLinearSolver:
+        """The linear solver suited to this transcription's KKT structure."""
+        from .._block_tridiagonal import BlockTridiagonal
+
+        return BlockTridiagonal()
+
+    def step(self, problem: OptimalControlProblem) -> Scalar:
+        return (problem.t1 - problem.t0) / self.N
+
+
+def grid(problem: OptimalControlProblem, N: int) -> Float[Array, " N+1"]:
+    return problem.t0 + (problem.t1 - problem.t0) * jnp.arange(N + 1, dtype=problem.t0.dtype) / N
+
+
+def default_controls(problem: OptimalControlProblem) -> Float[Array, " nu"]:
+    """Midpoint of the control box where both bounds are finite, else clip(0, lo, hi)."""
+    lo, hi = problem.u_bounds
+    finite = jnp.isfinite(lo) & jnp.isfinite(hi)
+    mid = jnp.where(finite, 0.5 * (jnp.where(finite, lo, 0) + jnp.where(finite, hi, 0)), 0.0)
+    return jnp.clip(mid, lo, hi)
+
+
+def default_states(problem: OptimalControlProblem, N: int) -> Float[Array, "N+1 nx"]:
+    """Linear interpolation from x0 to xT (constant x0 without xT), clipped into x_bounds."""
+    s = jnp.linspace(0.0, 1.0, N + 1, dtype=problem.x0.dtype)[:, None]
+    xT = problem.x0 if problem.xT is None else problem.xT
+    xs = problem.x0[None] + s * (xT - problem.x0)[None]
+    if problem.x_bounds is not None:
+        lo, hi = problem.x_bounds
+        xs = jnp.clip(xs, lo[None], hi[None]).at[0].set(problem.x0)
+    return xs
+
+
+def node_state_bounds(problem: OptimalControlProblem, N: int):
+    """State bounds at nodes 0..N: x0 fixed at node 0, `x_bounds` (or none) after."""
+    inf = jnp.full((problem.nx,), jnp.inf, problem.x0.dtype)
+    lo, hi = (-inf, inf) if problem.x_bounds is None else problem.x_bounds
+    lo = jnp.broadcast_to(lo, (N + 1, problem.nx)).at[0].set(problem.x0)
+    hi = jnp.broadcast_to(hi, (N + 1, problem.nx)).at[0].set(problem.x0)
+    return lo, hi
+
+
+def terminal(problem: OptimalControlProblem, xN: Array, args) -> Scalar:
+    if problem.terminal_cost is None:
+        return jnp.zeros((), xN.dtype)
+    return problem.terminal_cost(xN, args)
+
+
+def final_state_mask(problem: OptimalControlProblem, M: int, nx: int) -> np.ndarray:
+    """Defect rows in blocks 0..M-2, the `xT` rows (when given) in block M-1."""
+    mask = np.ones((M, nx), dtype=bool)
+    mask[-1] = problem.xT is not None
+    return mask
+
+
+def defects_with_final_state(defects, xN, problem: OptimalControlProblem):
+    last = jnp.zeros_like(xN) if problem.xT is None else xN - problem.xT
+    return jnp.concatenate([defects, last[None]], axis=0)
