@@ -3,9 +3,8 @@ from typing import Any, TypeAlias
 import jax
 import jax.lax as lax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 import lineax as lx
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
 
 # Blocks of A: lower[r] = A[r, r-1], diag[r] = A[r, r], upper[r] = A[r, r+1]
@@ -13,7 +12,7 @@ from jaxtyping import Array, Float, Int
 _Blocks: TypeAlias = tuple[
     Float[Array, "M b b"], Float[Array, "M b b"], Float[Array, "M b b"]
 ]
-_Factors: TypeAlias = tuple[Float[Array, "M b b"], Int[Array, "M b"], Float[Array, "M b b"]]
+_Factors: TypeAlias = tuple[Float[Array, "M b b"], Float[Array, "M b b"]]
 _State: TypeAlias = tuple[_Blocks, _Factors, Any]
 
 
@@ -65,32 +64,51 @@ def probe_blocks(operator: lx.AbstractLinearOperator) -> _Blocks:
     return lower, diag, upper
 
 
+def _pivoted_inverse(A: Float[Array, "b b"]) -> Float[Array, "b b"]:
+    """Gauss–Jordan inversion with partial pivoting, unrolled over the (small) block
+    size: inside a `lax.scan` this is a few fused vector operations per column,
+    several times faster on CPU than a LAPACK call per block."""
+    b = A.shape[0]
+    M = jnp.concatenate([A, jnp.eye(b, dtype=A.dtype)], axis=1)
+    rows = jnp.arange(b)
+    for j in range(b):
+        p = j + jnp.argmax(jnp.abs(M[j:, j]))
+        swap = jnp.where(rows == j, p, jnp.where(rows == p, j, rows))
+        M = M[swap]
+        pivot_row = M[j] / M[j, j]
+        factors = jnp.where(rows == j, 0, M[:, j])
+        M = (M - factors[:, None] * pivot_row[None, :]).at[j].set(pivot_row)
+    return M[:, b:]
+
+
 def factorise(blocks: _Blocks) -> _Factors:
-    """Block-Thomas LU: S_r = D_r - L_r S_{r-1}^{-1} U_{r-1}, pivoting inside blocks."""
+    """Block-Thomas LU: S_r = D_r - L_r S_{r-1}^{-1} U_{r-1}, pivoting inside blocks.
+
+    Returns the inverses S_r^{-1} and X_r = S_r^{-1} U_r.
+    """
     lower, diag, upper = blocks
 
     def body(X_prev, inputs):
         L, D, U = inputs
-        S = D - L @ X_prev
-        lu, piv = jsl.lu_factor(S)
-        X = jsl.lu_solve((lu, piv), U)
-        return X, (lu, piv, X)
+        S_inv = _pivoted_inverse(D - L @ X_prev)
+        X = S_inv @ U
+        return X, (S_inv, X)
 
     X0 = jnp.zeros_like(diag[0])
-    _, (lu, piv, X) = lax.scan(body, X0, (lower, diag, upper))
-    return lu, piv, X
+    _, factors = lax.scan(body, X0, (lower, diag, upper))
+    return factors
 
 
 def substitute(blocks: _Blocks, factors: _Factors, rhs: Float[Array, "M b"]):
     lower = blocks[0]
-    lu, piv, X = factors
+    S_inv, X = factors
 
     def forward(y_prev, inputs):
-        L, lu_r, piv_r, b_r = inputs
-        y = jsl.lu_solve((lu_r, piv_r), b_r - L @ y_prev)
+        L, S_inv_r, b_r = inputs
+        y = S_inv_r @ (b_r - L @ y_prev)
         return y, y
 
-    _, y = lax.scan(forward, jnp.zeros_like(rhs[0]), (lower, lu, piv, rhs))
+    _, y = lax.scan(forward, jnp.zeros_like(rhs[0]), (lower, S_inv, rhs))
 
     def backward(x_next, inputs):
         y_r, X_r = inputs

@@ -20,14 +20,18 @@ class KKTResidual(eqx.Module):
     block-tridiagonal, which is what [`toolkit.control.BlockTridiagonal`][] factorises
     without pivoting across blocks.
 
-    With g = ∇_z (J(z) + λ·c(z)) and s = 1/h (so that every row is O(1) as h → 0):
+    With g = ∇_z (J(z) + λ·c(z)):
 
-    - bounded stationarity in projection form, z - clip(z - s g, lo, hi) = 0, which
+    - bounded stationarity in projection form, z - clip(z - g, lo, hi) = 0, which
       holds exactly when g is in the normal cone of the box at z (g ≥ 0 at the lower
       bound, ≤ 0 at the upper, 0 in between); fixed unknowns (lo == hi) give
       z - lo = 0;
-    - feasibility, s c(z) = 0, on the rows of `constraint_mask`, and λ = 0 on the
-      others.
+    - feasibility, c(z) / h = 0 (scaled so that the rows stay O(1) as h → 0), on
+      the rows of `constraint_mask`, and λ = 0 on the others.
+
+    The projection acts on the unscaled gradient g = O(h): scaling it by 1/h
+    made the active set change more abruptly between iterates and tripled the
+    Newton iterations on Van der Pol (15 against 5 at N = 1000).
 
     The bound multipliers are recovered afterwards as ν = g.
     """
@@ -63,9 +67,8 @@ class KKTResidual(eqx.Module):
         z, lam = self.split(w, problem)
         lo, hi = tr.bounds(problem, args)
         g, c = self.stationarity(z, lam, problem, args)
-        s = 1 / tr.step(problem)
-        rz = jnp.where(lo == hi, z - lo, z - jnp.clip(z - s * g, lo, hi))
-        rc = jnp.where(tr.constraint_mask(problem), s * c, lam)
+        rz = jnp.where(lo == hi, z - lo, z - jnp.clip(z - g, lo, hi))
+        rc = jnp.where(tr.constraint_mask(problem), c / tr.step(problem), lam)
         _, _, bc = tr.layout(problem)
         # The padding unknowns are their own residuals, pinning them to zero.
         return self.join(rz, rc).at[0, :bc].set(w[0, :bc]).at[-1, bc:].set(w[-1, bc:])
