@@ -8,6 +8,7 @@ conditions are solved by optimistix as differentiable implicit layers
 
 from . import problems as problems
 from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
+from ._integrators import RK4 as RK4
 from ._plan import plan as plan
 from ._planner.base import AbstractPlanner as AbstractPlanner
 from ._planner.least_squares import KKTLeastSquares as KKTLeastSquares
@@ -17,4 +18,9 @@ from ._problem import OptimalControlProblem as OptimalControlProblem
 from ._results import RESULTS as RESULTS
 from ._solution import Solution as Solution
 from ._transcription.base import AbstractTranscription as AbstractTranscription
+from ._transcription.hermite_simpson import HermiteSimpson as HermiteSimpson
+from ._transcription.shooting import (
+    MultipleShooting as MultipleShooting,
+    SingleShooting as SingleShooting,
+)
 from ._transcription.trapezoidal import Trapezoidal as Trapezoidal
