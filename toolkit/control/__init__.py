@@ -10,6 +10,7 @@ from . import problems as problems
 from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
 from ._integrators import RK4 as RK4
 from ._plan import plan as plan
+from ._plot import plot_solution as plot_solution
 from ._planner.base import AbstractPlanner as AbstractPlanner
 from ._planner.least_squares import KKTLeastSquares as KKTLeastSquares
 from ._planner.newton import KKTNewton as KKTNewton

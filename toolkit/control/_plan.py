@@ -61,7 +61,7 @@ def plan(
         w0 = residual.initial_guess(problem, args)
     else:
         w0 = residual.join(init.z, init.multipliers)
-        expected = jax.eval_shape(residual.initial_guess, problem, args).shape
+        expected = eqx.filter_eval_shape(residual.initial_guess, problem, args).shape
         if w0.shape != expected:
             raise ValueError(
                 f"`init` has unknowns of shape {w0.shape}, but this transcription needs "

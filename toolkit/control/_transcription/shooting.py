@@ -42,20 +42,29 @@ class _AbstractShooting(AbstractTranscription):
             return jnp.concatenate([dx, dc[None]])
 
         term = diffrax.ODETerm(vector_field)
+        integrator = self.integrator
+        if isinstance(integrator, diffrax.AbstractRungeKutta):
+            # diffrax loops over Runge–Kutta stages with a checkpointed while loop by
+            # default, which forbids forward mode over its reverse mode (the KKT
+            # Jacobian is a JVP of a gradient); a "lax" loop forbids reverse mode.
+            # The bounded loop supports both.
+            integrator = eqx.tree_at(
+                lambda s: s.scan_kind, integrator, "bounded", is_leaf=lambda x: x is None
+            )
         y0 = jnp.concatenate([x_k, jnp.zeros((1,), x_k.dtype)])
         dt = h / self.substeps
         if isinstance(self.stepsize_controller, diffrax.ConstantStepSize):
             # Fixed steps are taken by hand: every autodiff mode (forward-over-reverse
             # for the KKT Jacobian included) passes straight through them.
-            state = self.integrator.init(term, t_k, t_k + dt, y0, None)
+            state = integrator.init(term, t_k, t_k + dt, y0, None)
             y = y0
             for i in range(self.substeps):
                 ta, tb = t_k + i * dt, t_k + (i + 1) * dt
-                y, _, _, state, _ = self.integrator.step(term, ta, tb, y, None, state, False)
+                y, _, _, state, _ = integrator.step(term, ta, tb, y, None, state, False)
         else:
             sol = diffrax.diffeqsolve(
                 term,
-                self.integrator,
+                integrator,
                 t_k,
                 t_k + h,
                 dt,

@@ -1,0 +1,176 @@
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toolkit import control
+
+from ..helpers import central_difference, relative_error, tree_allclose
+
+
+# IPOPT (tol 1e-12) on the identical trapezoidal transcription (PLANNER_FIGURES.md).
+VDP_TRAPEZOIDAL_100 = 2.8822830588600
+
+PLANNERS = (control.KKTNewton(), control.KKTLeastSquares())
+
+
+@pytest.fixture(scope="module")
+def vdp():
+    return control.problems.get("van_der_pol")
+
+
+def _feasibility(sol, problem, transcription, args):
+    c = transcription.constraints(sol.z, problem, args)
+    mask = transcription.constraint_mask(problem)
+    defect = float(jnp.max(jnp.abs(jnp.where(mask, c, 0))))
+    lo, hi = transcription.bounds(problem, args)
+    violation = float(jnp.max(jnp.maximum(lo - sol.z, 0) + jnp.maximum(sol.z - hi, 0)))
+    return defect, violation
+
+
+@pytest.mark.parametrize("planner", PLANNERS, ids=lambda p: type(p).__name__)
+def test_van_der_pol_trapezoidal_matches_ipopt(vdp, planner):
+    tr = control.Trapezoidal(100)
+    sol = control.plan(vdp.problem, tr, planner, args=vdp.args)
+    assert sol.result == control.RESULTS.successful
+    assert abs(float(sol.cost) - VDP_TRAPEZOIDAL_100) <= 1e-6 * VDP_TRAPEZOIDAL_100
+    defect, violation = _feasibility(sol, vdp.problem, tr, vdp.args)
+    assert defect <= 1e-8 and violation == 0
+    assert sol.xs.shape == (101, 2) and sol.us.shape == (101, 1) and sol.ts.shape == (101,)
+    assert jnp.allclose(sol.xs[0], vdp.problem.x0)
+    assert sol.stats["kkt_residual"] <= planner.atol
+
+
+def test_bound_multipliers_have_the_sign_of_active_bounds(vdp):
+    sol = control.plan(vdp.problem, control.Trapezoidal(100), args=vdp.args)
+    u = sol.us[:, 0]
+    nu = sol.bound_multipliers[:, 2]
+    lo, hi = -0.3, 1.0
+    at_lo = jnp.isclose(u, lo, atol=1e-9)
+    at_hi = jnp.isclose(u, hi, atol=1e-9)
+    assert jnp.any(at_lo)  # this problem has an arc on the lower bound
+    assert jnp.all(nu[at_lo] >= -1e-10) and jnp.all(nu[at_hi] <= 1e-10)
+    inside = ~(at_lo | at_hi)
+    assert jnp.max(jnp.abs(nu[inside])) <= 1e-8
+
+
+def test_costates_satisfy_pontryagin_control_condition(vdp):
+    # Where the control is inside its box, dH/du = 2u + p1 = 0 (H = L + p.f).
+    sol = control.plan(vdp.problem, control.Trapezoidal(400), args=vdp.args)
+    u_mid = 0.5 * (sol.us[1:, 0] + sol.us[:-1, 0])
+    inside = (u_mid > -0.29) & (u_mid < 0.99)
+    err = jnp.abs(2 * u_mid + sol.costates[:, 0])[inside]
+    assert float(jnp.max(err)) < 5e-2
+
+
+@pytest.mark.parametrize(
+    "transcription",
+    [
+        control.Trapezoidal(60),
+        control.HermiteSimpson(30),
+        control.MultipleShooting(40),
+        control.MultipleShooting(20, diffrax.Heun(), substeps=3),
+    ],
+    ids=lambda t: type(t).__name__,
+)
+def test_gradient_matches_finite_differences(vdp, transcription):
+    def cost(args, x0):
+        problem = eqx.tree_at(lambda p: p.x0, vdp.problem, x0)
+        return control.plan(problem, transcription, args=args).cost
+
+    x0 = vdp.problem.x0
+    g_args, g_x0 = jax.grad(cost, argnums=(0, 1))(vdp.args, x0)
+    fd_mu = central_difference(lambda a: cost(a, x0), vdp.args, {"mu": jnp.array(1.0)}, 1e-5)
+    assert relative_error(g_args["mu"], fd_mu) < 1e-5
+    for i in range(2):
+        e = jnp.zeros(2).at[i].set(1.0)
+        fd = central_difference(lambda x: cost(vdp.args, x), x0, e, 1e-5)
+        assert relative_error(g_x0[i], fd) < 1e-5
+
+
+def test_gradient_wrt_final_time(vdp):
+    def cost(t1):
+        problem = eqx.tree_at(lambda p: p.t1, vdp.problem, t1)
+        return control.plan(problem, control.Trapezoidal(80), args=vdp.args).cost
+
+    t1 = vdp.problem.t1
+    g = jax.grad(cost)(t1)
+    fd = central_difference(cost, t1, jnp.array(1.0), 1e-5)
+    assert relative_error(g, fd) < 1e-5
+
+
+def test_jacobian_of_trajectory(vdp):
+    tr = control.Trapezoidal(40)
+
+    def us(mu):
+        return control.plan(vdp.problem, tr, args={"mu": mu}).us[:, 0]
+
+    jac = jax.jacfwd(us)(jnp.array(1.0))
+    fd = central_difference(us, jnp.array(1.0), jnp.array(1.0), 1e-6)
+    assert jnp.max(jnp.abs(jac - fd)) < 1e-5
+
+
+def test_vmap_equals_separate_solves(vdp):
+    tr = control.Trapezoidal(100)
+    mus = jnp.linspace(0.6, 1.4, 8)
+    batched = jax.vmap(lambda mu: control.plan(vdp.problem, tr, args={"mu": mu}))(mus)
+    for i, mu in enumerate(mus):
+        single = control.plan(vdp.problem, tr, args={"mu": mu})
+        assert tree_allclose(
+            (batched.cost[i], batched.xs[i], batched.us[i]),
+            (single.cost, single.xs, single.us),
+            rtol=1e-9,
+            atol=1e-10,
+        )
+
+
+def test_vmap_over_initial_state(vdp):
+    tr = control.Trapezoidal(50)
+    x0s = jnp.array([[0.0, 1.0], [0.2, 0.8], [-0.1, 1.2]])
+
+    def cost(x0):
+        return control.plan(eqx.tree_at(lambda p: p.x0, vdp.problem, x0), tr, args=vdp.args).cost
+
+    batched = jax.vmap(cost)(x0s)
+    assert jnp.allclose(batched, jnp.stack([cost(x) for x in x0s]), rtol=1e-10)
+
+
+def test_jit_of_a_user_function(vdp):
+    @jax.jit
+    def f(mu):
+        sol = control.plan(vdp.problem, control.Trapezoidal(100), args={"mu": mu})
+        return sol.cost, jnp.sum(sol.us)
+
+    cost, _ = f(jnp.array(1.0))
+    assert abs(float(cost) - VDP_TRAPEZOIDAL_100) <= 1e-6 * VDP_TRAPEZOIDAL_100
+
+
+def test_warm_start_takes_fewer_steps(vdp):
+    tr = control.Trapezoidal(100)
+    cold = control.plan(vdp.problem, tr, args={"mu": jnp.array(1.0)})
+    warm = control.plan(vdp.problem, tr, args={"mu": jnp.array(1.02)}, init=cold)
+    fresh = control.plan(vdp.problem, tr, args={"mu": jnp.array(1.02)})
+    assert warm.stats["num_steps"] < fresh.stats["num_steps"]
+    assert jnp.allclose(warm.cost, fresh.cost, rtol=1e-10)
+
+
+def test_float32(vdp):
+    problem = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, vdp.problem
+    )
+    args = {"mu": jnp.array(1.0, jnp.float32)}
+    for tr in (control.Trapezoidal(100), control.HermiteSimpson(50)):
+        sol = control.plan(problem, tr, control.KKTNewton(atol=1e-4), args=args)
+        assert sol.cost.dtype == jnp.float32 and sol.xs.dtype == jnp.float32
+        assert sol.result == control.RESULTS.successful
+    sol = control.plan(problem, control.Trapezoidal(100), control.KKTNewton(atol=1e-4), args=args)
+    assert abs(float(sol.cost) - VDP_TRAPEZOIDAL_100) < 1e-4
+    g = jax.grad(
+        lambda mu: control.plan(problem, control.Trapezoidal(100), control.KKTNewton(atol=1e-4), args={"mu": mu}).cost
+    )(jnp.array(1.0, jnp.float32))
+    g64 = jax.grad(lambda mu: control.plan(problem.__class__(
+        problem.dynamics, problem.running_cost, vdp.problem.x0, vdp.problem.t1,
+        u_bounds=vdp.problem.u_bounds), control.Trapezoidal(100), args={"mu": mu}).cost)(jnp.array(1.0))
+    assert abs(float(g) - float(g64)) < 1e-3 * abs(float(g64))

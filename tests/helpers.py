@@ -1,0 +1,34 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8):
+    """Whether two pytrees have the same structure and allclose leaves."""
+    lx, tx = jax.tree_util.tree_flatten(x)
+    ly, ty = jax.tree_util.tree_flatten(y)
+    if tx != ty:
+        return False
+    return all(
+        np.shape(a) == np.shape(b) and np.allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+        for a, b in zip(lx, ly)
+    )
+
+
+def central_difference(fn, x, direction, eps):
+    """(fn(x + eps d) - fn(x - eps d)) / (2 eps) for pytrees x, d."""
+    plus = jax.tree_util.tree_map(lambda a, d: a + eps * d, x, direction)
+    minus = jax.tree_util.tree_map(lambda a, d: a - eps * d, x, direction)
+    return (fn(plus) - fn(minus)) / (2 * eps)
+
+
+def richardson_difference(fn, x, direction, eps):
+    """Fourth-order central difference (Richardson extrapolation of two step sizes)."""
+    d1 = central_difference(fn, x, direction, eps)
+    d2 = central_difference(fn, x, direction, eps / 2)
+    return (4 * d2 - d1) / 3
+
+
+def relative_error(a, b):
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    return float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-300))
