@@ -62,9 +62,10 @@ def _plan(ns) -> int:
             )
         print(f"wrote {ns.json}")
     if ns.plot:
-        from .control._plot import plot_solution
+        import matplotlib
 
-        plot_solution(sol, title=f"{ex.name}: cost {float(sol.cost):.6g}", path=ns.plot)
+        matplotlib.use("Agg")
+        control.plot_solution(sol, title=f"{ex.name}: cost {float(sol.cost):.6g}", path=ns.plot)
         print(f"wrote {ns.plot}")
     return 0 if sol.result == control.RESULTS.successful else 1
 
