@@ -3,8 +3,10 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 from jaxtyping import Array, Float, PyTree
 
+from ._planner.semismooth_newton import NLPInfo
 from ._problem import OptimalControlProblem
 from ._transcription.base import AbstractTranscription
 
@@ -67,13 +69,79 @@ class KKTResidual(eqx.Module):
         z, lam = self.split(w, problem)
         lo, hi = tr.bounds(problem, args)
         g, c = self.stationarity(z, lam, problem, args)
-        rz = jnp.where(lo == hi, z - lo, z - jnp.clip(z - g, lo, hi))
+        v = z - g
+        # Ties (v exactly on a bound, as in a guess on a bound with zero gradient) count
+        # as active: jnp.clip would average the two one-sided derivatives there.
+        projected = jnp.where(v <= lo, lo, jnp.where(v >= hi, hi, v))
+        rz = jnp.where(lo == hi, z - lo, z - projected)
         rc = jnp.where(tr.constraint_mask(problem), c / tr.step(problem), lam)
         _, _, bc = tr.layout(problem)
         # The padding unknowns are their own residuals, pinning them to zero.
         return self.join(rz, rc).at[0, :bc].set(w[0, :bc]).at[-1, bc:].set(w[-1, bc:])
 
+    def nlp_info(self, problem, args) -> NLPInfo:
+        """The NLP behind the residual, for [`toolkit.control.SemismoothNewton`][]'s
+        merit function and curvature test."""
+        tr = self.transcription
+        M, bz, bc = tr.layout(problem)
+        mask = tr.constraint_mask(problem)
+        dtype = problem.x0.dtype
+        lo, hi = tr.bounds(problem, args)
+        inf = jnp.full((M, bc), jnp.inf, dtype)
+
+        def objective(w, data):
+            problem, args = data
+            return tr.objective(self.split(w, problem)[0], problem, args)
+
+        def constraints(w, data):
+            problem, args = data
+            c = tr.constraints(self.split(w, problem)[0], problem, args)
+            return jnp.where(mask, c, 0)
+
+        primal = self.join(jnp.ones((M, bz), bool), jnp.zeros((M, bc), bool))
+        primal = primal.at[-1].set(False)
+        h = tr.step(problem)
+        return NLPInfo(
+            objective=objective,
+            constraints=constraints,
+            primal_mask=primal,
+            regularisation=jnp.where(primal, h, 0).astype(dtype),
+            lower=self.join(lo, -inf),
+            upper=self.join(hi, inf),
+        )
+
+    def multiplier_estimate(self, z, problem, args) -> Float[Array, "M bc"]:
+        """Least-squares multipliers at `z`: λ = argmin ‖D (∇J + Aᵀ λ)‖², D selecting the
+        unknowns that are not fixed, A the constraint Jacobian (as IPOPT initialises
+        its multipliers). Without them the projection in the stationarity rows would
+        read the bare cost gradient at the guess as a push onto the bounds.
+
+        A D Aᵀ couples neighbouring constraint blocks only, so this is one solve with
+        the transcription's (block-tridiagonal) linear solver.
+        """
+        tr = self.transcription
+        mask = tr.constraint_mask(problem)
+        lo, hi = tr.bounds(problem, args)
+        free = (lo != hi).astype(z.dtype)
+        c_fn = lambda z: jnp.where(mask, tr.constraints(z, problem, args), 0)
+        _, A_t = jax.vjp(c_fn, z)
+        grad_J = jax.grad(tr.objective)(z, problem, args)
+
+        def A(v):
+            return jax.jvp(c_fn, (z,), (v,))[1]
+
+        def normal(lam):
+            (At_lam,) = A_t(lam)
+            return A(free * At_lam) + jnp.where(mask, 0, lam)
+
+        rhs = -A(free * grad_J)
+        struct = jax.ShapeDtypeStruct(mask.shape, z.dtype)
+        operator = lx.FunctionLinearOperator(normal, struct)
+        sol = lx.linear_solve(operator, rhs, tr.linear_solver(), throw=False)
+        ok = jnp.all(jnp.isfinite(sol.value))
+        return jnp.where(ok, sol.value, 0)
+
     def initial_guess(self, problem, args) -> Float[Array, "M+1 b"]:
-        M, _, bc = self.transcription.layout(problem)
         z0 = self.transcription.initial_guess(problem, args)
-        return self.join(z0, jnp.zeros((M, bc), z0.dtype))
+        lam0 = jax.lax.stop_gradient(self.multiplier_estimate(z0, problem, args))
+        return self.join(z0, lam0)

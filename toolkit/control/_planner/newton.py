@@ -28,6 +28,7 @@ class KKTNewton(AbstractPlanner):
             solver,
             w0,
             data,
+            options={"nlp": residual.nlp_info(*data)},
             max_steps=self.max_steps,
             adjoint=adjoint,
             throw=False,

@@ -7,16 +7,16 @@ import jax.lax as lax
 import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
-from jaxtyping import Array, Bool, Int, PyTree, Scalar
-
+from jaxtyping import Array, Int, PyTree, Scalar
 from optimistix import RESULTS
 
 
 class _NewtonState(eqx.Module):
     f: Array
-    merit: Scalar
-    step_length: Scalar
+    theta_max: Scalar
+    delta: Scalar
     backtracks: Int[Array, ""]
+    regularised: Int[Array, ""]
     result: RESULTS
 
 
@@ -24,16 +24,35 @@ def _merit(f: Array) -> Scalar:
     return 0.5 * jnp.sum(f**2)
 
 
-class SemismoothNewton(optx.AbstractRootFinder):
-    """Semismooth Newton's method with an Armijo backtracking line search on the
-    merit function ½‖F‖², for a residual F that is piecewise smooth (the KKT
-    conditions with bounds in projection form are).
+def _where(pred, a, b):
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
-    Each step solves J p = F with the given linear solver (J an element of the
-    generalised Jacobian, obtained by autodiff), then backtracks y - α p until
-    ½‖F‖² decreases by the factor (1 - 2 σ α). Trial points at which F is not
-    finite (a NaN in the dynamics, say) are rejected like any other failed trial.
-    Converges when ‖F‖_∞ <= atol.
+
+class SemismoothNewton(optx.AbstractRootFinder):
+    """Globalised semismooth Newton's method for the KKT conditions of a nonlinear
+    program (a root finder for optimistix's `root_find`).
+
+    Each iteration solves J p = F(y), with J an element of the generalised Jacobian of
+    the (piecewise smooth) residual, and backtracks along y - α p.
+
+    Used with the `options` that [`toolkit.control.KKTNewton`][] passes (the NLP's
+    objective and constraints, the primal/dual layout and the bounds), it is a
+    line-search SQP method in the manner of IPOPT:
+
+    - *Inertia-free curvature test* (Chiang & Zavala 2016): if the step's primal part
+      dz has dzᵀ H dz < κ ‖dz‖² (H the Hessian block), the Hessian is shifted by δ and
+      the step recomputed, with δ grown tenfold until the test passes. The shift
+      makes dz a descent direction of the merit function on non-convex problems.
+    - *Filter line search without memory* (after Wächter & Biegler 2006): a trial
+      point, projected onto the bounds so that iterates stay in the box, is accepted
+      when it reduces the infeasibility ‖c‖₁ or the objective; once nearly feasible
+      along a descent direction, it must give Armijo decrease of the objective. Full
+      steps that reduce ‖F‖ are always accepted, which keeps the fast local
+      convergence of Newton's method.
+
+    Without those options it is plain semismooth Newton with an Armijo search on
+    ½‖F‖². Trial points where F is not finite (a NaN in the dynamics, say) are
+    rejected like any other failed trial. Converges when ‖F‖_∞ <= atol.
     """
 
     rtol: float
@@ -42,64 +61,155 @@ class SemismoothNewton(optx.AbstractRootFinder):
     linear_solver: lx.AbstractLinearSolver = lx.AutoLinearSolver(well_posed=None)
     sigma: float = 1e-4
     max_backtracks: int = 30
+    kappa: float = 1e-8
+    delta_init: float = 1e-4
+    delta_max: float = 1e10
+    max_regularisations: int = 12
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
         del options, f_struct, aux_struct, tags
         f, _ = fn(y, args)
-        merit = _merit(f)
-        result = RESULTS.where(jnp.isfinite(merit), RESULTS.successful, RESULTS.nonfinite)
+        result = RESULTS.where(
+            jnp.isfinite(_merit(f)), RESULTS.successful, RESULTS.nonfinite
+        )
+        zero = jnp.zeros((), f.dtype)
         return _NewtonState(
             f=f,
-            merit=merit,
-            step_length=jnp.array(1.0, merit.dtype),
+            theta_max=jnp.full((), jnp.inf, f.dtype),
+            delta=zero,
             backtracks=jnp.array(0),
+            regularised=jnp.array(0),
             result=result,
         )
 
     def step(self, fn, y, args, options, state: _NewtonState, tags):
-        del options
+        nlp = options.get("nlp")
         f, lin_fn, aux = jax.linearize(lambda _y: fn(_y, args), y, has_aux=True)
-        operator = lx.FunctionLinearOperator(lin_fn, jax.eval_shape(lambda: y), tags=tags)
-        sol = lx.linear_solve(operator, f, self.linear_solver, throw=False)
-        direction = sol.value
-        merit = _merit(f)
+        struct = jax.eval_shape(lambda: y)
+
+        def newton_step(delta):
+            if nlp is None:
+                matvec = lin_fn
+            else:
+                matvec = lambda v: lin_fn(v) + delta * nlp.regularisation * v
+            operator = lx.FunctionLinearOperator(matvec, struct, tags=tags)
+            sol = lx.linear_solve(operator, f, self.linear_solver, throw=False)
+            p = sol.value
+            ok = (sol.result == lx.RESULTS.successful) & jnp.all(jnp.isfinite(p))
+            return -jnp.where(ok, p, 0), ok
+
+        if nlp is None:
+            dy, solved = newton_step(None)
+            delta = state.delta
+            n_reg = jnp.array(0)
+        else:
+            primal = nlp.primal_mask
+
+            def curvature_ok(dy, delta):
+                dz = jnp.where(primal, dy, 0)
+                curv = jnp.sum(jnp.where(primal, dz * lin_fn(dz), 0))
+                size = jnp.sum(nlp.regularisation * dz * dz)
+                return curv + delta * size >= self.kappa * size
+
+            def cond(carry):
+                _, ok, delta, i = carry
+                return jnp.invert(ok) & (i < self.max_regularisations)
+
+            def body(carry):
+                _, _, delta, i = carry
+                delta = jnp.maximum(10 * delta, self.delta_init)
+                delta = jnp.minimum(delta, self.delta_max)
+                dy, solved = newton_step(delta)
+                return dy, solved & curvature_ok(dy, delta), delta, i + 1
+
+            delta0 = state.delta
+            dy0, solved0 = newton_step(delta0)
+            init = (dy0, solved0 & curvature_ok(dy0, delta0), delta0, jnp.array(0))
+            dy, solved, delta, n_reg = lax.while_loop(cond, body, init)
+
+        merit_f = _merit(f)
+        if nlp is None:
+            theta_max = state.theta_max
+
+            def project(y):
+                return y
+
+            def accept(alpha, y_t, f_t):
+                m = _merit(f_t)
+                return jnp.isfinite(m) & (m <= (1 - 2 * self.sigma * alpha) * merit_f)
+
+        else:
+            # A filter line search without memory (after Wächter & Biegler 2006): a
+            # trial must reduce the infeasibility θ = ‖c‖₁ or the objective J, and once
+            # nearly feasible along a descent direction, give Armijo decrease of J.
+            def theta(y):
+                return jnp.sum(jnp.abs(nlp.constraints(y, args)))
+
+            J0, slope = jax.jvp(lambda _y: nlp.objective(_y, args), (y,), (dy,))
+            theta0 = theta(y)
+            theta_max = jnp.where(
+                jnp.isinf(state.theta_max), 1e4 * jnp.maximum(1.0, theta0), state.theta_max
+            )
+            theta_min = 1e-4 * jnp.maximum(1.0, theta_max / 1e4)
+            switching = (slope < 0) & (theta0 <= theta_min)
+            gamma = 1e-5
+
+            def project(y):
+                return jnp.clip(y, nlp.lower, nlp.upper)
+
+            def accept(alpha, y_t, f_t):
+                m = _merit(f_t)
+                J_t, theta_t = nlp.objective(y_t, args), theta(y_t)
+                armijo = J_t <= J0 + self.sigma * alpha * slope
+                filter_ok = (theta_t <= (1 - gamma) * theta0) | (J_t <= J0 - gamma * theta0)
+                by_filter = (theta_t <= theta_max) & jnp.where(switching, armijo, filter_ok)
+                by_residual = m <= (1 - 2 * self.sigma * alpha) * merit_f
+                return jnp.isfinite(m) & jnp.isfinite(J_t) & (by_filter | by_residual)
 
         def trial(alpha):
-            y_new = y - alpha * direction
-            f_new, aux_new = fn(y_new, args)
-            return y_new, f_new, aux_new
+            y_t = project(y + alpha * dy)
+            f_t, aux_t = fn(y_t, args)
+            return y_t, f_t, aux_t
 
-        def cond(carry):
-            alpha, _, f_new, _, k = carry
-            m = _merit(f_new)
-            accepted = jnp.isfinite(m) & (m <= (1 - 2 * self.sigma * alpha) * merit)
+        def ls_cond(carry):
+            alpha, y_t, f_t, _, k, accepted = carry
             return jnp.invert(accepted) & (k < self.max_backtracks)
 
-        def body(carry):
-            alpha, _, _, _, k = carry
+        def ls_body(carry):
+            alpha, _, _, _, k, _ = carry
             alpha = alpha / 2
-            y_new, f_new, aux_new = trial(alpha)
-            return alpha, y_new, f_new, aux_new, k + 1
+            y_t, f_t, aux_t = trial(alpha)
+            return alpha, y_t, f_t, aux_t, k + 1, accept(alpha, y_t, f_t)
 
-        alpha0 = jnp.array(1.0, merit.dtype)
-        init = (alpha0, *trial(alpha0), jnp.array(0))
-        alpha, y_new, f_new, aux_new, k = lax.while_loop(cond, body, init)
-        # A step that never produced a finite residual is not taken.
-        ok = jnp.isfinite(_merit(f_new))
-        y_new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), y_new, y)
-        f_new = jnp.where(ok, f_new, f)
-        aux_new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), aux_new, aux)
-        linear_failed = sol.result != lx.RESULTS.successful
-        result = RESULTS.where(
-            linear_failed,
-            RESULTS.promote(lx.RESULTS.singular),
-            RESULTS.where(ok, RESULTS.successful, RESULTS.nonfinite),
-        )
+        alpha0 = jnp.ones((), f.dtype)
+        y_t, f_t, aux_t = trial(alpha0)
+        init = (alpha0, y_t, f_t, aux_t, jnp.array(0), accept(alpha0, y_t, f_t))
+        _, y_t, f_t, aux_t, k, accepted = lax.while_loop(ls_cond, ls_body, init)
+
+        moved = solved & accepted
+        y_new = _where(moved, y_t, y)
+        f_new = jnp.where(moved, f_t, f)
+        aux_new = _where(moved, aux_t, aux)
+        if nlp is None:
+            result = RESULTS.where(
+                solved,
+                RESULTS.where(moved, RESULTS.successful, RESULTS.nonfinite),
+                RESULTS.promote(lx.RESULTS.singular),
+            )
+        else:
+            # A failed search is not fatal: the next iteration starts from a larger
+            # shift (a shorter, more gradient-like step). Running out of iterations is.
+            result = RESULTS.successful
+            # The shift decays after a successful step and grows after a failed one.
+            decayed = jnp.where(delta / 10 < self.delta_init, 0.0, delta / 10)
+            delta = jnp.where(moved, decayed, jnp.maximum(10 * delta, self.delta_init))
+            delta = jnp.minimum(delta, self.delta_max)
         new_state = _NewtonState(
             f=f_new,
-            merit=_merit(f_new),
-            step_length=alpha,
+            theta_max=theta_max,
+            delta=delta,
             backtracks=state.backtracks + k,
+            regularised=state.regularised + (n_reg > 0),
             result=result,
         )
         return y_new, new_state, aux_new
@@ -112,7 +222,29 @@ class SemismoothNewton(optx.AbstractRootFinder):
 
     def postprocess(self, fn, y, aux, args, options, state: _NewtonState, tags, result):
         del fn, args, options, tags, result
-        return y, aux, {"backtracks": state.backtracks}
+        return y, aux, {"backtracks": state.backtracks, "regularised_steps": state.regularised}
+
+
+class NLPInfo(eqx.Module):
+    """What [`toolkit.control.SemismoothNewton`][] needs to know of the nonlinear program
+    behind a KKT residual (passed as `options={"nlp": NLPInfo(...)}`).
+
+    **Fields:**
+
+    - `objective`: `(y, args) -> J`, the NLP objective at the primal part of `y`.
+    - `constraints`: `(y, args) -> c`, the (masked) equality constraints.
+    - `primal_mask`: boolean, shaped like `y`: which unknowns are primal.
+    - `regularisation`: shaped like `y`: the diagonal added, times δ, to the Jacobian
+        (positive on primal unknowns; its scale sets that of the curvature test).
+    - `lower`, `upper`: bounds shaped like `y` (±inf on multipliers).
+    """
+
+    objective: Callable[[Array, Any], Scalar]
+    constraints: Callable[[Array, Any], Array]
+    primal_mask: Array
+    regularisation: Array
+    lower: Array
+    upper: Array
 
 
 SemismoothNewton.__init__.__doc__ = """**Arguments:**
@@ -122,5 +254,9 @@ SemismoothNewton.__init__.__doc__ = """**Arguments:**
 - `norm`: the norm of the termination test.
 - `linear_solver`: the lineax solver for the Newton systems.
 - `sigma`: the Armijo sufficient-decrease constant.
-- `max_backtracks`: halvings of the step before giving up on decrease.
+- `max_backtracks`: halvings of the step before giving up on this iteration.
+- `kappa`: the curvature threshold of the inertia-free test.
+- `delta_init`: the first Hessian shift tried when the curvature test fails.
+- `delta_max`: the largest Hessian shift.
+- `max_regularisations`: the most shifts tried in one iteration.
 """

@@ -19,7 +19,7 @@ def _terminal_cost(xT, args):
 
 @register
 def bacteria() -> Example:
-    """Growing bacteria with a nutrient whose by-product inhibits them (Lenhart & Workman, Lab 3).
+    """Bacteria fed a nutrient whose by-product inhibits them (Lenhart & Workman).
 
     x' = r x + A u x - B u² e^(-x),  x(0) = 1,  t in [0, 1],
     maximise C x(1) - integral of u², i.e. minimise integral of u² - C x(1).
@@ -50,7 +50,7 @@ def bacteria() -> Example:
     )
     return Example(
         name="bacteria",
-        description="Bacteria fed a nutrient with an inhibiting by-product (Lenhart & Workman, Lab 3)",
+        description="Bacteria fed a nutrient with toxic by-product (Lenhart & Workman)",
         problem=problem,
         args={
             "r": jnp.array(1.0),

@@ -15,7 +15,7 @@ def _running_cost(t, x, u, args):
 
 @register
 def cancer_treatment() -> Example:
-    """Chemotherapy of a Gompertzian tumour (Lenhart & Workman, Lab 5; Myriad's default).
+    """Chemotherapy of a Gompertzian tumour (Lenhart & Workman, Lab 5).
 
     x' = r x ln(1/x) - delta u x,  x(0) = 0.975,  t in [0, 20],  u >= 0,
     minimise the integral of a x² + u².

@@ -42,7 +42,7 @@ def mould_fungicide() -> Example:
     )
     return Example(
         name="mould_fungicide",
-        description="Mould population reduced by a fungicide (Lenhart & Workman, Lab 2)",
+        description="Mould population reduced by a fungicide (Lenhart & Workman)",
         problem=problem,
         args={"r": jnp.array(0.3), "M": jnp.array(10.0), "A": jnp.array(1.0)},
         N=100,

@@ -25,8 +25,8 @@ def pendulum() -> Example:
     |u| <= 2, |theta'| <= 8; minimise the integral of
     (theta - pi)² + 0.1 theta'² + 0.001 u²  over t in [0, 4].
 
-    The torque bound is below the gravity torque (3 u / (m l²) <= 6 < 3 g / (2 l) = 15),
-    so the pendulum must be pumped up in a few swings.
+    The torque is weaker than gravity (3 u / (m l²) <= 6 < 3 g / (2 l) = 15), so the
+    pendulum must be pumped up in a few swings.
 
     Parameters: `g` (gravity, 10), `m` (mass, 1) and `length` (length, 1), gym's values.
 
@@ -44,8 +44,8 @@ def pendulum() -> Example:
       theta in [-pi, pi] are dropped: they are non-smooth, and the target pi sits on
       that box, which would be weakly active wherever the pendulum is balanced.
     - T = 4 instead of 15: Myriad's 15 time units are about 15 / sqrt(20) ≈ 3.4 s of
-      physical time because of the 0.05 factor. The swing-up takes just under 4 s
-      with |u| <= 2 (T = 3 is infeasible); a longer horizon only adds balancing on
+      physical time because of the 0.05 factor. The swing-up takes about 4 s
+      with |u| <= 2 (T = 3 is not enough); a longer horizon only adds balancing on
       the unstable upright equilibrium, where errors grow like exp(sqrt(15) t) and
       single shooting becomes hopelessly ill-conditioned.
     """
@@ -60,7 +60,7 @@ def pendulum() -> Example:
     )
     return Example(
         name="pendulum",
-        description="Pendulum swing-up with a torque below gravity's (Myriad, after gym)",
+        description="Pendulum swing-up with a weak motor (Myriad, after gym)",
         problem=problem,
         args={"g": jnp.array(10.0), "m": jnp.array(1.0), "length": jnp.array(1.0)},
         N=100,

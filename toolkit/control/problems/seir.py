@@ -58,7 +58,7 @@ def seir() -> Example:
     )
     return Example(
         name="seir",
-        description="Vaccination schedule against an SEIR epidemic (Lenhart & Workman, Lab 7)",
+        description="Vaccinating against an SEIR epidemic (Lenhart & Workman)",
         problem=problem,
         args={
             "b": jnp.array(0.525),
