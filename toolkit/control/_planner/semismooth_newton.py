@@ -209,7 +209,7 @@ class SemismoothNewton(optx.AbstractRootFinder):
             theta_max=theta_max,
             delta=delta,
             backtracks=state.backtracks + k,
-            regularised=state.regularised + (n_reg > 0),
+            regularised=state.regularised + (n_reg > 0).astype(state.regularised.dtype),
             result=result,
         )
         return y_new, new_state, aux_new
