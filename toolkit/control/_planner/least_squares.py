@@ -1,5 +1,5 @@
 from collections.abc import Callable
-
+import equinox as eqx
 import lineax as lx
 import optimistix as optx
 from jaxtyping import PyTree, Scalar
@@ -7,12 +7,12 @@ from jaxtyping import PyTree, Scalar
 from .base import AbstractPlanner
 
 
-class _ArmijoGaussNewton(optx.AbstractGaussNewton):
+class _GaussNewtonFamily(optx.AbstractGaussNewton):
     rtol: float
     atol: float
     norm: Callable[[PyTree], Scalar]
-    descent: optx.NewtonDescent
-    search: optx.BacktrackingArmijo
+    descent: optx.AbstractDescent
+    search: optx.AbstractSearch
     verbose: Callable[..., None]
 
 
@@ -22,29 +22,41 @@ def _quiet(**kwargs):
 
 class KKTLeastSquares(AbstractPlanner):
     """Pose the KKT conditions F(w) = 0 as the least-squares problem min ½‖F(w)‖² and
-    solve it with `optimistix.least_squares`: Gauss–Newton steps (with a square
-    Jacobian these are Newton steps, solved by the block-tridiagonal solver) and a
-    backtracking Armijo line search on ½‖F‖². Differentiated with
-    `optimistix.ImplicitAdjoint` (at a zero-residual solution, the implicit function
-    theorem on ∇½‖F‖² = JᵀF reduces to the one on F).
+    solve it with `optimistix.least_squares`, by a Gauss–Newton-family method built
+    from an optimistix descent and search:
 
-    A least-squares solve can stop at a local minimum of ‖F‖ that is not a root;
-    `control.plan` then reports `RESULTS.nonzero_residual`.
+    - default: `optimistix.DoglegDescent` with `optimistix.ClassicalTrustRegion`
+      (Powell's dogleg: a trust region between the Gauss–Newton step, here a Newton
+      step solved by the block-tridiagonal solver, and the Cauchy point);
+    - `descent=optx.NewtonDescent(), search=optx.BacktrackingArmijo()`: Gauss–Newton
+      with a line search;
+    - `descent=optx.DampedNewtonDescent(), search=optx.ClassicalTrustRegion()`:
+      Levenberg–Marquardt (needs a linear solver for the stacked [J; √λ I] system,
+      e.g. `linear_solver=lx.QR()`, so it is dense).
+
+    Differentiated with `optimistix.ImplicitAdjoint` (at a zero-residual solution the
+    implicit function theorem on JᵀF = 0 reduces to the one on F). A least-squares
+    solve can stop at a local minimum of ‖F‖ that is not a root; `control.plan` then
+    reports `RESULTS.nonzero_residual`.
     """
 
     atol: float = 1e-9
-    max_steps: int = 100
+    max_steps: int = 200
     linear_solver: lx.AbstractLinearSolver | None = None
-    rtol: float = 1e-12
-    slope: float = 0.1
+    descent: optx.AbstractDescent = optx.DoglegDescent()
+    search: optx.AbstractSearch = optx.ClassicalTrustRegion()
+    rtol: float = 1e-13
 
     def solve(self, residual, w0, data, linear_solver, adjoint):
-        solver = _ArmijoGaussNewton(
+        descent = self.descent
+        if hasattr(descent, "linear_solver"):
+            descent = eqx.tree_at(lambda d: d.linear_solver, descent, linear_solver)
+        solver = _GaussNewtonFamily(
             rtol=self.rtol,
             atol=self.atol * 1e-3,
             norm=optx.max_norm,
-            descent=optx.NewtonDescent(linear_solver=linear_solver),
-            search=optx.BacktrackingArmijo(slope=self.slope),
+            descent=descent,
+            search=self.search,
             verbose=_quiet,
         )
         return optx.least_squares(
@@ -62,9 +74,10 @@ KKTLeastSquares.__init__.__doc__ = """**Arguments:**
 
 - `atol`: the solution is accepted when the max-norm of the KKT residual is at most
     this (checked after the solve).
-- `max_steps`: Gauss–Newton iterations before giving up.
+- `max_steps`: iterations before giving up.
 - `linear_solver`: lineax solver for the steps and the adjoint; by default the
-    transcription's own.
+    transcription's own. It replaces the descent's own `linear_solver`.
+- `descent`: an optimistix descent (default `optx.DoglegDescent()`).
+- `search`: an optimistix search (default `optx.ClassicalTrustRegion()`).
 - `rtol`: relative tolerance of optimistix's step-size termination test.
-- `slope`: the Armijo sufficient-decrease slope.
 """

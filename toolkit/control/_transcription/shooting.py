@@ -180,6 +180,8 @@ class SingleShooting(_AbstractShooting):
         if not self._copies(problem):
             return ulo, uhi
         xlo, xhi = node_state_bounds(problem, self.N)
+        if problem.xT is not None:
+            xlo, xhi = xlo.at[-1].set(problem.xT), xhi.at[-1].set(problem.xT)
         return jnp.concatenate([ulo, xlo], axis=1), jnp.concatenate([uhi, xhi], axis=1)
 
     def _shoot(self, z, problem, args):
