@@ -1,0 +1,103 @@
+import jax.numpy as jnp
+import pytest
+
+from toolkit import control
+
+
+def _f(t, x, u, args):
+    return jnp.stack([x[1], u[0] - args["k"] * x[0]])
+
+
+def _L(t, x, u, args):
+    return x[0] ** 2 + u[0] ** 2
+
+
+U = (jnp.array([-1.0]), jnp.array([1.0]))
+ARGS = {"k": jnp.array(1.0)}
+
+
+def _problem(**kwargs):
+    base = dict(dynamics=_f, running_cost=_L, x0=jnp.array([1.0, 0.0]), t1=2.0, u_bounds=U)
+    base.update(kwargs)
+    return control.OptimalControlProblem(**base)
+
+
+def test_wrong_x0_shape():
+    with pytest.raises(ValueError, match="x0"):
+        _problem(x0=jnp.ones((2, 2)))
+
+
+def test_bounds_lo_greater_than_hi():
+    with pytest.raises(ValueError, match=r"u_bounds.*lo > hi.*\[0\]"):
+        _problem(u_bounds=(jnp.array([1.0]), jnp.array([-1.0])))
+    with pytest.raises(ValueError, match=r"x_bounds.*lo > hi.*\[1\]"):
+        _problem(x_bounds=(jnp.array([-1.0, 2.0]), jnp.array([1.0, 1.0])))
+
+
+def test_bounds_wrong_shapes():
+    with pytest.raises(ValueError, match="u_bounds"):
+        _problem(u_bounds=(jnp.array([-1.0]), jnp.array([1.0, 2.0])))
+    with pytest.raises(ValueError, match="x_bounds.*length 3.*2 components"):
+        _problem(x_bounds=(-jnp.ones(3), jnp.ones(3)))
+    with pytest.raises(ValueError, match="u_bounds"):
+        _problem(u_bounds=None)
+
+
+def test_final_state_shape_and_compatibility():
+    with pytest.raises(ValueError, match="xT"):
+        _problem(xT=jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"xT.*outside.*x_bounds.*\[0\]"):
+        _problem(xT=jnp.array([5.0, 0.0]), x_bounds=(-jnp.ones(2), jnp.ones(2)))
+
+
+def test_horizon():
+    with pytest.raises(ValueError, match="t1"):
+        _problem(t1=0.0)
+
+
+@pytest.mark.parametrize(
+    "cls", [control.Trapezoidal, control.HermiteSimpson, control.MultipleShooting, control.SingleShooting]
+)
+def test_too_few_intervals(cls):
+    with pytest.raises(ValueError, match="N"):
+        cls(0)
+
+
+def test_dynamics_returning_the_wrong_shape():
+    problem = _problem(dynamics=lambda t, x, u, args: jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"dynamics.*\(2,\).*\(3,\)"):
+        control.plan(problem, control.Trapezoidal(10), args=ARGS)
+
+
+def test_running_cost_not_scalar():
+    problem = _problem(running_cost=lambda t, x, u, args: x)
+    with pytest.raises(ValueError, match="running_cost.*scalar"):
+        control.plan(problem, control.Trapezoidal(10), args=ARGS)
+
+
+def test_nan_in_dynamics_is_reported():
+    def f(t, x, u, args):
+        return jnp.stack([jnp.log(x[0] - 2.0), u[0]])  # NaN for x0 = (1, 0)
+
+    problem = _problem(dynamics=f)
+    sol = control.plan(problem, control.Trapezoidal(10), args=ARGS, throw=False)
+    assert sol.result == control.RESULTS.nonfinite_kkt
+    assert "NaN" in control.RESULTS[sol.result]
+    with pytest.raises(Exception, match="non-finite.*NaN"):
+        control.plan(problem, control.Trapezoidal(10), args=ARGS)
+
+
+def test_max_iterations_reached_is_reported():
+    ex = control.problems.get("van_der_pol")
+    solver = control.KKTNewton(max_steps=1)
+    sol = control.plan(ex.problem, control.Trapezoidal(50), solver, args=ex.args, throw=False)
+    assert sol.result == control.RESULTS.nonlinear_max_steps_reached
+    with pytest.raises(Exception, match="maximum number of steps"):
+        control.plan(ex.problem, control.Trapezoidal(50), solver, args=ex.args)
+
+
+def test_warm_start_from_another_transcription():
+    ex = control.problems.get("van_der_pol")
+    sol = control.plan(ex.problem, control.Trapezoidal(20), args=ex.args)
+    with pytest.raises(ValueError, match="init"):
+        control.plan(ex.problem, control.Trapezoidal(30), args=ex.args, init=sol)
