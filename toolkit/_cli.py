@@ -20,10 +20,14 @@ def _plan(ns) -> int:
     ex = control.problems.get(ns.problem)
     N = ns.N or ex.N
     transcription = {
-        "trapezoidal": lambda: control.Trapezoidal(N),
-    }[ns.transcription]()
+        "trapezoidal": control.Trapezoidal,
+        "hermite_simpson": control.HermiteSimpson,
+        "multiple_shooting": control.MultipleShooting,
+        "single_shooting": control.SingleShooting,
+    }[ns.transcription](N)
     solver = {"newton": control.KKTNewton, "least_squares": control.KKTLeastSquares}[ns.method]()
     print(f"planning {ex.name} ({ex.description}) with {ns.transcription}, N={N}, {ns.method} ...")
+    print("  compiling and solving ...", flush=True)
     t = time.perf_counter()
     sol = control.plan(ex.problem, transcription, solver, args=ex.args, throw=False)
     sol.cost.block_until_ready()
@@ -76,7 +80,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("plan", help="plan a problem of the library")
     p.add_argument("problem", nargs="?")
     p.add_argument("--list", action="store_true", help="list the problem library")
-    p.add_argument("--transcription", default="trapezoidal", choices=["trapezoidal"])
+    p.add_argument(
+        "--transcription",
+        default="trapezoidal",
+        choices=["trapezoidal", "hermite_simpson", "multiple_shooting", "single_shooting"],
+    )
     p.add_argument("--method", default="newton", choices=["newton", "least_squares"])
     p.add_argument("--N", type=int, default=None, help="intervals (default: the problem's)")
     p.add_argument("--json", default=None, help="write the solution to this JSON file")
