@@ -11,9 +11,7 @@ TUTORIALS = pathlib.Path(__file__).resolve().parent.parent / "tutorials"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f"tutorial_{name}", TUTORIALS / f"{name}.py"
-    )
+    spec = importlib.util.spec_from_file_location(f"tutorial_{name}", TUTORIALS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

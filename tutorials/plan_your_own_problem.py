@@ -132,9 +132,7 @@ def analytic_cost(args, x0=X0):
 def plan_cost(args, N, problem=None):
     """The optimal cost of the trapezoidal NLP with N intervals, a function of args."""
     problem = make_problem() if problem is None else problem
-    return control.plan(
-        problem, control.Trapezoidal(N), control.KKTNewton(), args=args
-    ).cost
+    return control.plan(problem, control.Trapezoidal(N), control.KKTNewton(), args=args).cost
 
 
 def main(N=100, Ns=(25, 50, 100, 200), batch=8, plot=None):
@@ -189,9 +187,7 @@ def main(N=100, Ns=(25, 50, 100, 200), batch=8, plot=None):
     mid = 0.5 * (sol.ts[1:] + sol.ts[:-1])
     p_exact = analytic_costate(mid, args)
     out["costate_error"] = float(jnp.max(jnp.abs(sol.costates[:, 0] - p_exact)))
-    out["state_error"] = float(
-        jnp.max(jnp.abs(sol.xs[:, 0] - analytic_state(sol.ts, args)))
-    )
+    out["state_error"] = float(jnp.max(jnp.abs(sol.xs[:, 0] - analytic_state(sol.ts, args))))
     print(f"\nmax |x_k - x(t_k)|               = {out['state_error']:.3e}")
     print(f"max |costate_k - 2 P x (t_k+½)|  = {out['costate_error']:.3e}")
 
@@ -261,9 +257,7 @@ def main(N=100, Ns=(25, 50, 100, 200), batch=8, plot=None):
     nu_mult = bsol.bound_multipliers[:, nx:][:, 0]
     us = bsol.us[:, 0]
     h = T1 / N
-    weights = (
-        jnp.full((N + 1,), h, dtype=jnp.float64).at[0].set(h / 2).at[-1].set(h / 2)
-    )
+    weights = jnp.full((N + 1,), h, dtype=jnp.float64).at[0].set(h / 2).at[-1].set(h / 2)
     active = np.asarray(jnp.abs(us - U_LOWER) <= 1e-9)
     # The discrete minimum principle: with p_k the node costates (the average of the
     # costates on both sides), u_k = clip(-b p_k / 2r, lo, hi) exactly.
@@ -282,8 +276,7 @@ def main(N=100, Ns=(25, 50, 100, 200), batch=8, plot=None):
     for k in sorted({0, 1, last // 2, last, last + 1, last + 2, N}):
         print(
             f"{float(bsol.ts[k]):7.3f} {float(us[k]):10.6f} {float(nu_mult[k]):11.3e} "
-            f"{float(nu_mult[k] / weights[k]):10.5f}"
-            + ("  active" if active[k] else "")
+            f"{float(nu_mult[k] / weights[k]):10.5f}" + ("  active" if active[k] else "")
         )
     print(
         f"{out['active_nodes']} active nodes, last at t = "
@@ -353,9 +346,7 @@ def analytic_bounded(args, lo, x0=X0, t1=T1):
         left, right = (tau, right) if switch(tau) < 0 else (left, tau)
     tau = 0.5 * (left + right)
     integral_x2 = (
-        A**2 * math.expm1(2 * a * tau) / (2 * a)
-        + 2 * A * B * math.expm1(a * tau) / a
-        + B**2 * tau
+        A**2 * math.expm1(2 * a * tau) / (2 * a) + 2 * A * B * math.expm1(a * tau) / a + B**2 * tau
     )
     cost = q * integral_x2 + r * lo**2 * tau + P(tau) * x_arc(tau) ** 2
     return tau, cost
@@ -371,9 +362,7 @@ if __name__ == "__main__":
         default=[25, 50, 100, 200],
         help="convergence table grid",
     )
-    parser.add_argument(
-        "--batch", type=int, default=8, help="parameter values to vmap over"
-    )
+    parser.add_argument("--batch", type=int, default=8, help="parameter values to vmap over")
     parser.add_argument("--plot", default=None, help="save the figure to this path")
     cli = parser.parse_args()
     main(N=cli.N, Ns=tuple(cli.Ns), batch=cli.batch, plot=cli.plot)

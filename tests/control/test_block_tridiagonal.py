@@ -66,7 +66,9 @@ def test_transpose_solve_and_gradient(getkey):
     op = _operator(blocks, M, b)
     # Reverse mode through linear_solve uses the solver's transpose.
     cot = jr.normal(getkey(), (M, b))
-    grad = jax.grad(lambda r: jnp.sum(cot * lx.linear_solve(op, r, control.BlockTridiagonal()).value))(rhs)
+    grad = jax.grad(
+        lambda r: jnp.sum(cot * lx.linear_solve(op, r, control.BlockTridiagonal()).value)
+    )(rhs)
     expected = np.linalg.solve(A.T, np.asarray(cot).ravel())
     assert np.allclose(np.asarray(grad).ravel(), expected, rtol=1e-9, atol=1e-9)
 

@@ -56,7 +56,8 @@ def test_horizon():
 
 
 @pytest.mark.parametrize(
-    "cls", [control.Trapezoidal, control.HermiteSimpson, control.MultipleShooting, control.SingleShooting]
+    "cls",
+    [control.Trapezoidal, control.HermiteSimpson, control.MultipleShooting, control.SingleShooting],
 )
 def test_too_few_intervals(cls):
     with pytest.raises(ValueError, match="N"):

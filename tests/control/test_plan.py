@@ -2,7 +2,6 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from toolkit import control
@@ -168,9 +167,25 @@ def test_float32(vdp):
     sol = control.plan(problem, control.Trapezoidal(100), control.KKTNewton(atol=1e-4), args=args)
     assert abs(float(sol.cost) - VDP_TRAPEZOIDAL_100) < 1e-4
     g = jax.grad(
-        lambda mu: control.plan(problem, control.Trapezoidal(100), control.KKTNewton(atol=1e-4), args={"mu": mu}).cost
+        lambda mu: (
+            control.plan(
+                problem, control.Trapezoidal(100), control.KKTNewton(atol=1e-4), args={"mu": mu}
+            ).cost
+        )
     )(jnp.array(1.0, jnp.float32))
-    g64 = jax.grad(lambda mu: control.plan(problem.__class__(
-        problem.dynamics, problem.running_cost, vdp.problem.x0, vdp.problem.t1,
-        u_bounds=vdp.problem.u_bounds), control.Trapezoidal(100), args={"mu": mu}).cost)(jnp.array(1.0))
+    g64 = jax.grad(
+        lambda mu: (
+            control.plan(
+                problem.__class__(
+                    problem.dynamics,
+                    problem.running_cost,
+                    vdp.problem.x0,
+                    vdp.problem.t1,
+                    u_bounds=vdp.problem.u_bounds,
+                ),
+                control.Trapezoidal(100),
+                args={"mu": mu},
+            ).cost
+        )
+    )(jnp.array(1.0))
     assert abs(float(g) - float(g64)) < 1e-3 * abs(float(g64))

@@ -10,11 +10,11 @@ from . import problems as problems
 from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
 from ._integrators import RK4 as RK4
 from ._plan import plan as plan
-from ._plot import plot_solution as plot_solution
 from ._planner.base import AbstractPlanner as AbstractPlanner
 from ._planner.least_squares import KKTLeastSquares as KKTLeastSquares
 from ._planner.newton import KKTNewton as KKTNewton
 from ._planner.semismooth_newton import SemismoothNewton as SemismoothNewton
+from ._plot import plot_solution as plot_solution
 from ._problem import OptimalControlProblem as OptimalControlProblem
 from ._results import RESULTS as RESULTS
 from ._solution import Solution as Solution

@@ -9,9 +9,7 @@ from jaxtyping import Array, Float
 
 # Blocks of A: lower[r] = A[r, r-1], diag[r] = A[r, r], upper[r] = A[r, r+1]
 # (lower[0] and upper[M-1] are zero), and the block-Thomas factors.
-_Blocks: TypeAlias = tuple[
-    Float[Array, "M b b"], Float[Array, "M b b"], Float[Array, "M b b"]
-]
+_Blocks: TypeAlias = tuple[Float[Array, "M b b"], Float[Array, "M b b"], Float[Array, "M b b"]]
 _Factors: TypeAlias = tuple[Float[Array, "M b b"], Float[Array, "M b b"]]
 _State: TypeAlias = tuple[_Blocks, _Factors, Any]
 
@@ -121,7 +119,10 @@ def substitute(blocks: _Blocks, factors: _Factors, rhs: Float[Array, "M b"]):
 
 def _transpose_blocks(blocks: _Blocks) -> _Blocks:
     lower, diag, upper = blocks
-    t = lambda a: jnp.swapaxes(a, -1, -2)
+
+    def t(a):
+        return jnp.swapaxes(a, -1, -2)
+
     # (A^T)[r, r-1] = A[r-1, r]^T and (A^T)[r, r+1] = A[r+1, r]^T.
     new_lower = jnp.concatenate([jnp.zeros_like(upper[:1]), t(upper[:-1])])
     new_upper = jnp.concatenate([t(lower[1:]), jnp.zeros_like(lower[:1])])
@@ -165,7 +166,10 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
 
     def conj(self, state: _State, options: dict[str, Any]):
         blocks, factors, struct = state
-        conj = lambda tree: jax.tree_util.tree_map(jnp.conj, tree)
+
+        def conj(tree):
+            return jax.tree_util.tree_map(jnp.conj, tree)
+
         return (conj(blocks), conj(factors), struct), options
 
     def assume_full_rank(self):

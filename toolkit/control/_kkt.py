@@ -123,7 +123,10 @@ class KKTResidual(eqx.Module):
         mask = tr.constraint_mask(problem)
         lo, hi = tr.bounds(problem, args)
         free = (lo != hi).astype(z.dtype)
-        c_fn = lambda z: jnp.where(mask, tr.constraints(z, problem, args), 0)
+
+        def c_fn(z):
+            return jnp.where(mask, tr.constraints(z, problem, args), 0)
+
         _, A_t = jax.vjp(c_fn, z)
         grad_J = jax.grad(tr.objective)(z, problem, args)
 

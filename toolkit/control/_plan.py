@@ -4,7 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
-from jaxtyping import Array, PyTree
+from jaxtyping import PyTree
 
 from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner

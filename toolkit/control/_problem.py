@@ -25,9 +25,7 @@ def _check_box(box, size: int | None, name: str) -> tuple[Array, Array]:
             f"{lo.shape} and {hi.shape}."
         )
     if size is not None and lo.shape[0] != size:
-        raise ValueError(
-            f"`{name}` has length {lo.shape[0]} but the state has {size} components."
-        )
+        raise ValueError(f"`{name}` has length {lo.shape[0]} but the state has {size} components.")
     if _is_concrete(lo) and _is_concrete(hi):
         bad = np.flatnonzero(np.asarray(lo) > np.asarray(hi))
         if bad.size:
@@ -112,9 +110,7 @@ class OptimalControlProblem(eqx.Module):
         else:
             self.xT = _as_array(xT, "xT")
             if self.xT.shape != (nx,):
-                raise ValueError(
-                    f"`xT` must have the shape of `x0`, {(nx,)}, got {self.xT.shape}."
-                )
+                raise ValueError(f"`xT` must have the shape of `x0`, {(nx,)}, got {self.xT.shape}.")
             if self.x_bounds is not None and _is_concrete(self.xT):
                 lo, hi = (np.asarray(b) for b in self.x_bounds)
                 bad = np.flatnonzero((np.asarray(self.xT) < lo) | (np.asarray(self.xT) > hi))
@@ -159,6 +155,5 @@ class OptimalControlProblem(eqx.Module):
             phi = jax.eval_shape(self.terminal_cost, x, args)
             if getattr(phi, "shape", None) != ():
                 raise ValueError(
-                    "`terminal_cost` must return a scalar, got shape "
-                    f"{getattr(phi, 'shape', phi)}."
+                    f"`terminal_cost` must return a scalar, got shape {getattr(phi, 'shape', phi)}."
                 )

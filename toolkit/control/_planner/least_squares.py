@@ -1,4 +1,5 @@
 from collections.abc import Callable
+
 import equinox as eqx
 import lineax as lx
 import optimistix as optx

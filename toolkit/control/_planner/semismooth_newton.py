@@ -69,9 +69,7 @@ class SemismoothNewton(optx.AbstractRootFinder):
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
         del options, f_struct, aux_struct, tags
         f, _ = fn(y, args)
-        result = RESULTS.where(
-            jnp.isfinite(_merit(f)), RESULTS.successful, RESULTS.nonfinite
-        )
+        result = RESULTS.where(jnp.isfinite(_merit(f)), RESULTS.successful, RESULTS.nonfinite)
         zero = jnp.zeros((), f.dtype)
         return _NewtonState(
             f=f,
@@ -91,7 +89,10 @@ class SemismoothNewton(optx.AbstractRootFinder):
             if nlp is None:
                 matvec = lin_fn
             else:
-                matvec = lambda v: lin_fn(v) + delta * nlp.regularisation * v
+
+                def matvec(v):
+                    return lin_fn(v) + delta * nlp.regularisation * v
+
             operator = lx.FunctionLinearOperator(matvec, struct, tags=tags)
             sol = lx.linear_solve(operator, f, self.linear_solver, throw=False)
             p = sol.value

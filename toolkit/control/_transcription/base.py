@@ -5,7 +5,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
-from jaxtyping import Array, Bool, Float, PyTree, Scalar
+from jaxtyping import Array, Float, PyTree, Scalar
 
 from .._problem import OptimalControlProblem
 
@@ -30,7 +30,9 @@ class AbstractTranscription(eqx.Module):
 
     def __check_init__(self):
         if not isinstance(self.N, int | np.integer) or self.N < 1:
-            raise ValueError(f"`N` (the number of intervals) must be an integer >= 1, got {self.N!r}.")
+            raise ValueError(
+                f"`N` (the number of intervals) must be an integer >= 1, got {self.N!r}."
+            )
 
     @abc.abstractmethod
     def layout(self, problem: OptimalControlProblem) -> tuple[int, int, int]:

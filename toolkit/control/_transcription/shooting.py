@@ -116,9 +116,9 @@ class MultipleShooting(_AbstractShooting):
         xs, us = self._split(z, problem)
         ts = grid(problem, self.N)
         h = self.step(problem)
-        ends, costs = jax.vmap(
-            lambda t, x, u, un: self.interval(problem, args, t, h, x, u, un)
-        )(ts[:-1], xs[:-1], us[:-1], us[1:])
+        ends, costs = jax.vmap(lambda t, x, u, un: self.interval(problem, args, t, h, x, u, un))(
+            ts[:-1], xs[:-1], us[:-1], us[1:]
+        )
         return xs, ends, costs
 
     def objective(self, z, problem, args):

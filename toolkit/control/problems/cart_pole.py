@@ -10,9 +10,7 @@ def _dynamics(t, x, u, args):
     s, c = jnp.sin(q2), jnp.cos(q2)
     den = m1 + m2 * s**2
     ddq1 = (length * m2 * s * dq2**2 + u[0] + m2 * g * c * s) / den
-    ddq2 = -(length * m2 * c * s * dq2**2 + u[0] * c + (m1 + m2) * g * s) / (
-        length * den
-    )
+    ddq2 = -(length * m2 * c * s * dq2**2 + u[0] * c + (m1 + m2) * g * s) / (length * den)
     return jnp.stack([dq1, dq2, ddq1, ddq2])
 
 

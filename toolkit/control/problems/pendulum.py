@@ -7,9 +7,7 @@ from ._example import Example, register
 def _dynamics(t, x, u, args):
     g, m, length = args["g"], args["m"], args["length"]
     theta, omega = x[0], x[1]
-    return jnp.stack(
-        [omega, -3 * g / (2 * length) * jnp.sin(theta) + 3 * u[0] / (m * length**2)]
-    )
+    return jnp.stack([omega, -3 * g / (2 * length) * jnp.sin(theta) + 3 * u[0] / (m * length**2)])
 
 
 def _running_cost(t, x, u, args):
