@@ -76,6 +76,10 @@ def plan(
 
     w = sol.value
     z, lam = residual.split(w, problem)
+    # Only roundoff can leave a converged z outside its box (planners whose iterates
+    # are not projected); remove it without touching the implicit derivative.
+    lo, hi = transcription.bounds(problem, args)
+    z = z + jax.lax.stop_gradient(jnp.clip(z, lo, hi) - z)
     final = jax.lax.stop_gradient(residual(w, data))
     kkt_norm = jnp.max(jnp.abs(final))
     finite = jnp.all(jnp.isfinite(final))
