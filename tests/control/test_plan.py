@@ -189,3 +189,29 @@ def test_float32(vdp):
         )
     )(jnp.array(1.0))
     assert abs(float(g) - float(g64)) < 1e-3 * abs(float(g64))
+
+
+@pytest.mark.slow  # compiling adaptive steps inside Newton takes minutes
+def test_adaptive_multiple_shooting_matches_fine_fixed_steps(vdp):
+    adaptive = control.MultipleShooting(
+        25, diffrax.Tsit5(), stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10)
+    )
+    fine = control.MultipleShooting(25, control.RK4(), substeps=32)
+    a = control.plan(vdp.problem, adaptive, args=vdp.args)
+    f = control.plan(vdp.problem, fine, args=vdp.args)
+    assert abs(float(a.cost) - float(f.cost)) < 2e-8
+    assert jnp.max(jnp.abs(a.us - f.us)) < 1e-5
+
+
+def test_single_shooting_gradient_matches_finite_differences():
+    ex = control.problems.get("cancer_treatment")
+    tr = control.SingleShooting(ex.N)
+
+    def cost(args):
+        return control.plan(ex.problem, tr, args=args).cost
+
+    g = jax.grad(cost)(ex.args)
+    direction = jax.tree_util.tree_map(jnp.zeros_like, ex.args)
+    direction["delta"] = jnp.array(1.0)
+    fd = central_difference(cost, ex.args, direction, 1e-5)
+    assert relative_error(g["delta"], fd) < 1e-5

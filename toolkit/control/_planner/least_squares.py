@@ -1,6 +1,7 @@
 from collections.abc import Callable
 
 import equinox as eqx
+import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
 from jaxtyping import PyTree, Scalar
@@ -15,6 +16,16 @@ class _GaussNewtonFamily(optx.AbstractGaussNewton):
     descent: optx.AbstractDescent
     search: optx.AbstractSearch
     verbose: Callable[..., None]
+    residual_atol: float
+
+    def terminate(self, fn, y, args, options, state, tags):
+        # optimistix stops on small changes of the iterate and of the loss, which
+        # roundoff may never deliver once the residual is at machine precision; a KKT
+        # residual within tolerance is a solution, so stop there too.
+        terminate, result = super().terminate(fn, y, args, options, state, tags)
+        residual = state.f_info.residual
+        solved = jnp.invert(state.first_step) & (self.norm(residual) <= self.residual_atol)
+        return terminate | solved, result
 
 
 def _quiet(**kwargs):
@@ -59,6 +70,7 @@ class KKTLeastSquares(AbstractPlanner):
             descent=descent,
             search=self.search,
             verbose=_quiet,
+            residual_atol=self.atol,
         )
         return optx.least_squares(
             residual,

@@ -163,7 +163,12 @@ class SemismoothNewton(optx.AbstractRootFinder):
                 J_t, theta_t = nlp.objective(y_t, args), theta(y_t)
                 armijo = J_t <= J0 + self.sigma * alpha * slope
                 filter_ok = (theta_t <= (1 - gamma) * theta0) | (J_t <= J0 - gamma * theta0)
-                by_filter = (theta_t <= theta_max) & jnp.where(switching, armijo, filter_ok)
+                # The filter measures only the primal iterate; a dual step that makes
+                # the KKT residual explode is refused all the same.
+                bounded = m <= 1e2 * jnp.maximum(merit_f, 1.0)
+                by_filter = (
+                    bounded & (theta_t <= theta_max) & jnp.where(switching, armijo, filter_ok)
+                )
                 by_residual = m <= (1 - 2 * self.sigma * alpha) * merit_f
                 return jnp.isfinite(m) & jnp.isfinite(J_t) & (by_filter | by_residual)
 
