@@ -79,6 +79,12 @@ def _pivoted_inverse(A: Float[Array, "b b"]) -> Float[Array, "b b"]:
     return M[:, b:]
 
 
+def _small_matmul(A, B):
+    # Broadcast-and-sum rather than a dot: for blocks this small, XLA fuses it into
+    # the scan body instead of calling a matrix-multiply kernel per step.
+    return jnp.sum(A[:, :, None] * B[None, :, :], axis=1)
+
+
 def factorise(blocks: _Blocks) -> _Factors:
     """Block-Thomas LU: S_r = D_r - L_r S_{r-1}^{-1} U_{r-1}, pivoting inside blocks.
 
@@ -88,8 +94,8 @@ def factorise(blocks: _Blocks) -> _Factors:
 
     def body(X_prev, inputs):
         L, D, U = inputs
-        S_inv = _pivoted_inverse(D - L @ X_prev)
-        X = S_inv @ U
+        S_inv = _pivoted_inverse(D - _small_matmul(L, X_prev))
+        X = _small_matmul(S_inv, U)
         return X, (S_inv, X)
 
     X0 = jnp.zeros_like(diag[0])

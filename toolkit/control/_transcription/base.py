@@ -136,3 +136,37 @@ def final_state_mask(problem: OptimalControlProblem, M: int, nx: int) -> np.ndar
 def defects_with_final_state(defects, xN, problem: OptimalControlProblem):
     last = jnp.zeros_like(xN) if problem.xT is None else xN - problem.xT
     return jnp.concatenate([defects, last[None]], axis=0)
+
+
+class AbstractNodeTranscription(AbstractTranscription):
+    """A transcription whose block k holds [x_k, u_k], k = 0..N, and whose constraint
+    block k holds the defect of interval k (block N: `x_N = xT` when given)."""
+
+    def layout(self, problem: OptimalControlProblem):
+        return self.N + 1, problem.nx + problem.nu, problem.nx
+
+    def split(self, z, problem):
+        """`(xs, us)`, the node states and controls."""
+        return z[:, : problem.nx], z[:, problem.nx :]
+
+    def initial_guess(self, problem, args):
+        xs = default_states(problem, self.N)
+        us = jnp.broadcast_to(default_controls(problem), (self.N + 1, problem.nu))
+        return jnp.concatenate([xs, us], axis=1)
+
+    def bounds(self, problem, args):
+        xlo, xhi = node_state_bounds(problem, self.N)
+        ulo, uhi = (jnp.broadcast_to(b, (self.N + 1, problem.nu)) for b in problem.u_bounds)
+        return jnp.concatenate([xlo, ulo], axis=1), jnp.concatenate([xhi, uhi], axis=1)
+
+    def constraint_mask(self, problem) -> np.ndarray:
+        return final_state_mask(problem, self.N + 1, problem.nx)
+
+    def trajectory(self, z, problem, args):
+        xs, us = self.split(z, problem)
+        return grid(problem, self.N), xs, us
+
+    def costates(self, multipliers, problem):
+        # The multiplier of the defect of interval k approximates -p there, for the
+        # Hamiltonian H = L + p.f (multipliers enter the Lagrangian as +lambda.c).
+        return -multipliers[:-1]

@@ -8,6 +8,7 @@ import numpy as np
 from .._integrators import RK4
 from .._problem import OptimalControlProblem
 from .base import (
+    AbstractNodeTranscription,
     AbstractTranscription,
     default_controls,
     default_states,
@@ -78,7 +79,7 @@ class _AbstractShooting(AbstractTranscription):
         return y[:nx], y[nx]
 
 
-class MultipleShooting(_AbstractShooting):
+class MultipleShooting(_AbstractShooting, AbstractNodeTranscription):
     """Multiple shooting: the states at the nodes are unknowns, and each interval is
     integrated by a diffrax solver.
 
@@ -96,24 +97,8 @@ class MultipleShooting(_AbstractShooting):
     stepsize_controller: diffrax.AbstractStepSizeController = diffrax.ConstantStepSize()
     max_steps: int = 64
 
-    def layout(self, problem: OptimalControlProblem):
-        return self.N + 1, problem.nx + problem.nu, problem.nx
-
-    def _split(self, z, problem):
-        return z[:, : problem.nx], z[:, problem.nx :]
-
-    def initial_guess(self, problem, args):
-        xs = default_states(problem, self.N)
-        us = jnp.broadcast_to(default_controls(problem), (self.N + 1, problem.nu))
-        return jnp.concatenate([xs, us], axis=1)
-
-    def bounds(self, problem, args):
-        xlo, xhi = node_state_bounds(problem, self.N)
-        ulo, uhi = (jnp.broadcast_to(b, (self.N + 1, problem.nu)) for b in problem.u_bounds)
-        return jnp.concatenate([xlo, ulo], axis=1), jnp.concatenate([xhi, uhi], axis=1)
-
     def _shoot(self, z, problem, args):
-        xs, us = self._split(z, problem)
+        xs, us = self.split(z, problem)
         ts = grid(problem, self.N)
         h = self.step(problem)
         ends, costs = jax.vmap(lambda t, x, u, un: self.interval(problem, args, t, h, x, u, un))(
@@ -128,17 +113,6 @@ class MultipleShooting(_AbstractShooting):
     def constraints(self, z, problem, args):
         xs, ends, _ = self._shoot(z, problem, args)
         return defects_with_final_state(xs[1:] - ends, xs[-1], problem)
-
-    def constraint_mask(self, problem) -> np.ndarray:
-        return final_state_mask(problem, self.N + 1, problem.nx)
-
-    def trajectory(self, z, problem, args):
-        xs, us = self._split(z, problem)
-        return grid(problem, self.N), xs, us
-
-    def costates(self, multipliers, problem):
-        # The multiplier of the defect at t_{k+1} approximates -p(t_{k+1}).
-        return -multipliers[:-1]
 
 
 class SingleShooting(_AbstractShooting):
