@@ -215,3 +215,23 @@ def test_single_shooting_gradient_matches_finite_differences():
     direction["delta"] = jnp.array(1.0)
     fd = central_difference(cost, ex.args, direction, 1e-5)
     assert relative_error(g["delta"], fd) < 1e-5
+
+
+def test_gradient_through_the_state_bound_continuation():
+    # cart_pole's first solve fails and is retried without its state box (see
+    # control.plan); the implicit gradient must still match finite differences.
+    ex = control.problems.get("cart_pole")
+    tr = control.Trapezoidal(ex.N)
+    first = control.plan(
+        ex.problem, tr, control.KKTNewton(state_bound_continuation=False), args=ex.args, throw=False
+    )
+    assert first.result != control.RESULTS.successful  # the continuation is exercised
+
+    def cost(args):
+        return control.plan(ex.problem, tr, args=args).cost
+
+    g = jax.grad(cost)(ex.args)
+    direction = jax.tree_util.tree_map(jnp.zeros_like, ex.args)
+    direction["m2"] = jnp.array(1.0)
+    fd = central_difference(cost, ex.args, direction, 1e-6)
+    assert relative_error(g["m2"], fd) < 1e-5

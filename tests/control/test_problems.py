@@ -16,19 +16,16 @@ TRANSCRIPTIONS = {
 }
 PLANNERS = {"newton": control.KKTNewton(), "least_squares": control.KKTLeastSquares()}
 
-# (problem, transcription, planner) that do not converge from the default guess yet:
-# the swing-ups, whose state boxes the semismooth active-set steps keep hitting. See
-# the note on the planner issue; strict xfail flags the day they start passing.
-KNOWN_FAILURES = (
-    {("cart_pole", t, "newton") for t in TRANSCRIPTIONS}
-    | {("pendulum", t, p) for t in TRANSCRIPTIONS for p in PLANNERS}
-    | {
-        ("van_der_pol", "single_shooting_rk4", "least_squares"),
-        ("cart_pole", "single_shooting_rk4", "least_squares"),
-        # Converges, to a different local optimum (59.109) above IPOPT's (58.808).
-        ("cart_pole", "multiple_shooting_rk4", "least_squares"),
-    }
-)
+# (problem, transcription, planner) that do not converge from the default guess yet
+# (mostly the swing-ups; see the note on the planner issue); strict xfail flags the
+# day they start passing.
+KNOWN_FAILURES = {("pendulum", t, p) for t in TRANSCRIPTIONS for p in PLANNERS} | {
+    ("cart_pole", "single_shooting_rk4", "newton"),
+    ("van_der_pol", "single_shooting_rk4", "least_squares"),
+    ("cart_pole", "single_shooting_rk4", "least_squares"),
+    # Converges, to a different local optimum (59.109) above IPOPT's (58.808).
+    ("cart_pole", "multiple_shooting_rk4", "least_squares"),
+}
 
 
 def _cases(transcriptions):

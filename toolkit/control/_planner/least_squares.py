@@ -55,6 +55,7 @@ class KKTLeastSquares(AbstractPlanner):
     atol: float = 1e-9
     max_steps: int = 200
     linear_solver: lx.AbstractLinearSolver | None = None
+    state_bound_continuation: bool = True
     descent: optx.AbstractDescent = optx.DoglegDescent()
     search: optx.AbstractSearch = optx.ClassicalTrustRegion()
     rtol: float = 1e-13
@@ -88,6 +89,8 @@ KKTLeastSquares.__init__.__doc__ = """**Arguments:**
 - `atol`: the solution is accepted when the max-norm of the KKT residual is at most
     this (checked after the solve).
 - `max_steps`: iterations before giving up.
+- `state_bound_continuation`: if the solve fails on a problem with a state box, solve
+    it without the box and retry from that solution (see `control.plan`).
 - `linear_solver`: lineax solver for the steps and the adjoint; by default the
     transcription's own. It replaces the descent's own `linear_solver`.
 - `descent`: an optimistix descent (default `optx.DoglegDescent()`).
