@@ -2,7 +2,7 @@
 
 import importlib.metadata
 
-from . import control as control
+from . import control as control, data as data
 
 
 __version__ = importlib.metadata.version("toolkit")
