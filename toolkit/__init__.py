@@ -2,7 +2,7 @@
 
 import importlib.metadata
 
-from . import control as control, data as data
+from . import control as control, data as data, nn as nn, pruning as pruning
 
 
 __version__ = importlib.metadata.version("toolkit")

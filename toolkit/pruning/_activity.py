@@ -1,0 +1,163 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PyTree
+
+from ..nn import AbstractNetwork
+from ._dead import DeadUnits
+from ._layout import Layout, resolve
+
+
+class Activity(eqx.Module):
+    """Activation statistics of a network's units, accumulated over batches.
+
+    A pure accumulator: [`toolkit.pruning.init_activity`][] makes one,
+    [`toolkit.pruning.update_activity`][] (or [`toolkit.pruning.record_activity`][],
+    from the pre-activations a training step already has) returns an updated one,
+    and [`toolkit.pruning.dead_from`][] reads the dead units off it. All of these can
+    be jitted, so a training loop can update it every step.
+
+    **Attributes:**
+
+    - `examples`: the number of examples seen.
+    - `active`: a dict from group name to the number of examples on which each unit
+        fired (was positive somewhere, after its ReLU).
+    - `peak`: a dict from group name to the largest ReLU input seen for each unit
+        (`-inf` before any example).
+    """
+
+    examples: Int[Array, ""]
+    active: dict[str, Int[Array, " units"]]
+    peak: dict[str, Float[Array, " units"]]
+    layout: Layout = eqx.field(static=True)
+
+
+def init_activity(model: AbstractNetwork) -> Activity:
+    """Empty activation statistics for `model`.
+
+    **Arguments:**
+
+    - `model`: a [`toolkit.nn.AbstractNetwork`][].
+
+    **Returns:**
+
+    An [`toolkit.pruning.Activity`][] that has seen no example.
+    """
+    layout = resolve(model)
+    dtype = jnp.result_type(float)
+    return Activity(
+        examples=jnp.array(0, dtype=jnp.int32),
+        active={g.name: jnp.zeros(g.size, dtype=jnp.int32) for g in layout.groups},
+        peak={g.name: jnp.full(g.size, -jnp.inf, dtype=dtype) for g in layout.groups},
+        layout=layout,
+    )
+
+
+def record_activity(activity: Activity, preactivations: dict[str, tuple[Array, ...]]) -> Activity:
+    """Add a batch of pre-activations to the statistics.
+
+    **Arguments:**
+
+    - `activity`: an [`toolkit.pruning.Activity`][].
+    - `preactivations`: the third output of `model.preactivations`, vmapped over a
+        batch: a dict from group name to a tuple of arrays of shape
+        `(batch, units, ...)`.
+
+    **Returns:**
+
+    The updated [`toolkit.pruning.Activity`][].
+    """
+    layout = activity.layout
+    if set(preactivations) != set(layout.names):
+        raise ValueError(
+            f"pre-activations for groups {sorted(preactivations)} do not match the "
+            f"network's groups {list(layout.names)}."
+        )
+    active, peak = {}, {}
+    batch = None
+    for g in layout.groups:
+        fired, top = None, None
+        for a in preactivations[g.name]:
+            if a.ndim < 2 or a.shape[1] != g.size:
+                raise ValueError(
+                    f"group {g.name!r}: expected pre-activations of shape (batch, {g.size}, "
+                    f"...), got {a.shape}."
+                )
+            if batch is None:
+                batch = a.shape[0]
+            a = a.reshape(a.shape[0], g.size, -1)
+            f = jnp.any(a > 0, axis=2)
+            t = jnp.max(a, axis=(0, 2)).astype(activity.peak[g.name].dtype)
+            fired = f if fired is None else fired | f
+            top = t if top is None else jnp.maximum(top, t)
+        assert fired is not None and top is not None
+        active[g.name] = activity.active[g.name] + jnp.sum(fired, axis=0, dtype=jnp.int32)
+        peak[g.name] = jnp.maximum(activity.peak[g.name], top)
+    examples = activity.examples + jnp.array(batch or 0, dtype=jnp.int32)
+    return Activity(examples, active, peak, layout)
+
+
+@eqx.filter_jit
+def update_activity(
+    activity: Activity,
+    model: AbstractNetwork,
+    state: eqx.nn.State,
+    xs: PyTree[Array],
+    *,
+    inference: bool = True,
+) -> Activity:
+    """Run `model` on a batch and add its activations to the statistics.
+
+    **Arguments:**
+
+    - `activity`: an [`toolkit.pruning.Activity`][] of this model.
+    - `model`: a [`toolkit.nn.AbstractNetwork`][].
+    - `state`: its `eqx.nn.State`.
+    - `xs`: a batch of inputs, batch axis first.
+    - `inference`: whether to run BatchNorm in inference mode (running statistics)
+        rather than training mode (batch statistics). The running statistics are
+        not updated either way.
+
+    **Returns:**
+
+    The updated [`toolkit.pruning.Activity`][].
+    """
+    model = eqx.nn.inference_mode(model, inference)
+    _, _, pre = jax.vmap(
+        model.preactivations, axis_name="batch", in_axes=(0, None), out_axes=(0, None, 0)
+    )(xs, state)
+    return record_activity(activity, pre)
+
+
+def dead_from(activity: Activity) -> DeadUnits:
+    """The units that never fired on the examples seen.
+
+    **Arguments:**
+
+    - `activity`: an [`toolkit.pruning.Activity`][] that has seen at least one example.
+
+    **Returns:**
+
+    A [`toolkit.pruning.DeadUnits`][]: a unit is dead when its output after the ReLU
+    was zero on every example (and every spatial position) seen.
+    """
+    masks = {k: v == 0 for k, v in activity.active.items()}
+    masks = eqx.error_if(masks, activity.examples == 0, "no example seen: every unit looks dead.")
+    return DeadUnits(masks, activity.peak, activity.layout)
+
+
+def dead_units(model: AbstractNetwork, state: eqx.nn.State, xs: PyTree[Array]) -> DeadUnits:
+    """The units of `model` whose output is zero on every example of a batch, with
+    BatchNorm in inference mode.
+
+    **Arguments:**
+
+    - `model`: a [`toolkit.nn.AbstractNetwork`][].
+    - `state`: its `eqx.nn.State`.
+    - `xs`: a batch of inputs, batch axis first.
+
+    **Returns:**
+
+    A [`toolkit.pruning.DeadUnits`][], to pass to [`toolkit.pruning.prune`][].
+    """
+    return dead_from(update_activity(init_activity(model), model, state, xs))
