@@ -2,6 +2,8 @@ import argparse
 import json
 import time
 
+from .pruning import _cli as pruning_cli
+
 
 def _plan(ns) -> int:
     import jax
@@ -74,6 +76,24 @@ def _plan(ns) -> int:
     return 0 if sol.result == control.RESULTS.successful else 1
 
 
+def _demo(ns) -> int:
+    """DemP against dense training on an embedded data set, then one planned control
+    problem: the two halves of toolkit in a few minutes on a CPU."""
+    print("== 1/2  pruning by dying neurons: DemP vs dense training ==", flush=True)
+    rc = pruning_cli.demo(ns)
+    print("\n== 2/2  planning: the cancer-treatment problem ==", flush=True)
+    plan_ns = argparse.Namespace(
+        list=False,
+        problem="cancer_treatment",
+        transcription="trapezoidal",
+        method="newton",
+        N=None,
+        json=None,
+        plot=ns.plan_plot,
+    )
+    return max(rc, _plan(plan_ns))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,5 +110,19 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the solution to this JSON file")
     p.add_argument("--plot", default=None, help="write a plot of states and controls")
     p.set_defaults(run=_plan)
+    p = sub.add_parser("train", help="train a network with DemP (or densely) on a data set")
+    pruning_cli.add_train_arguments(p)
+    p.set_defaults(run=pruning_cli.train)
+    p = sub.add_parser("sweep", help="DemP at several strengths: accuracy vs parameters kept")
+    pruning_cli.add_sweep_arguments(p)
+    p.set_defaults(run=pruning_cli.sweep)
+    p = sub.add_parser(
+        "demo", help="DemP vs dense training on the embedded digits, then a planned problem"
+    )
+    pruning_cli.add_demo_arguments(p)
+    p.add_argument(
+        "--plan-plot", default="demo_plan.png", help="plot of the planned control problem"
+    )
+    p.set_defaults(run=_demo)
     ns = parser.parse_args(argv)
     return ns.run(ns)

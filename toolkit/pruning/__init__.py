@@ -4,6 +4,11 @@ A unit is dead when its output after the ReLU is zero on every example seen.
 [`toolkit.pruning.dead_units`][] finds them (or accumulate [`toolkit.pruning.Activity`][]
 over training), and [`toolkit.pruning.prune`][] removes them from the network, its
 `eqx.nn.State`, its gradients and its optimiser state, leaving every output unchanged.
+
+[`toolkit.pruning.train`][] trains a network with a method, a strategy object
+([`toolkit.pruning.AbstractMethod`][]): [`toolkit.pruning.Dense`][], or Demon Pruning,
+[`toolkit.pruning.DemP`][], whose one-cycle regulariser and live-only noise
+([`toolkit.pruning.live_noise`][]) make units die, pruned as training goes.
 """
 
 from ._activity import (
@@ -20,4 +25,21 @@ from ._dead import (
     live_fractions as live_fractions,
 )
 from ._measure import count_params as count_params, flops as flops, widths as widths
+from ._method import (
+    AbstractMethod as AbstractMethod,
+    bn_scale_l1 as bn_scale_l1,
+    DemP as DemP,
+    Dense as Dense,
+    one_cycle as one_cycle,
+    positive_l2 as positive_l2,
+    weights_l2 as weights_l2,
+)
+from ._noise import (
+    fired as fired,
+    live_noise as live_noise,
+    live_parameters as live_parameters,
+    LiveNoiseState as LiveNoiseState,
+)
+from ._plot import plot_histories as plot_histories, plot_tradeoff as plot_tradeoff
 from ._prune import prune as prune
+from ._train import classification_loss as classification_loss, train as train

@@ -145,7 +145,10 @@ def _gather(leaf, index: np.ndarray, axis: int):
     if isinstance(leaf, jax.core.Tracer):
         raise ValueError("`prune` changes shapes, so it cannot be jitted or vmapped.")
     if isinstance(leaf, jax.Array):
-        return jax.device_put(np.take(np.asarray(leaf), index, axis=axis), leaf.sharding)
+        out = np.take(np.asarray(leaf), index, axis=axis)
+        # Keep the placement and the committedness: a committed array among uncommitted
+        # ones is another jit cache key, so a jitted step would compile twice per prune.
+        return jax.device_put(out, leaf.sharding) if leaf.committed else jax.device_put(out)
     return np.take(leaf, index, axis=axis)
 
 

@@ -1,0 +1,256 @@
+"""The training loop: DemP kills and prunes units; checkpoints resume exactly."""
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+
+from toolkit import data, nn, pruning
+
+from .plant import plant
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def _mlp(widths=(64, 64), seed=0):
+    key = jr.key(seed, impl="rbg")
+    return eqx.nn.make_with_state(nn.MLP)(64, 10, widths, key=key, dtype=jnp.float32)
+
+
+def _train(*args, **kwargs):
+    # optax's bias correction raises a float to an int32 count, which strict dtype
+    # promotion (tests/conftest.py) refuses; a user's script runs with the default.
+    with jax.numpy_dtype_promotion("standard"):
+        return pruning.train(*args, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def demp_run(digits, tmp_path_factory):
+    model, state = _mlp()
+    log = tmp_path_factory.mktemp("demp") / "log.json"
+    method = pruning.DemP(reg=0.1, noise=2e-2, prune_every=150, window=1000)
+    out = _train(
+        model,
+        state,
+        digits,
+        method,
+        optimiser=optax.adam(3e-3),
+        steps=300,
+        batch_size=64,
+        key=jr.key(1, impl="rbg"),
+        eval_every=150,
+        log=log,
+    )
+    return model, out, log
+
+
+def test_demp_kills_and_prunes(demp_run):
+    initial, (model, state, history), _ = demp_run
+    first, last = history["evaluations"][0], history["evaluations"][-1]
+    assert [r["step"] for r in history["evaluations"]] == [0, 150, 300]
+    assert first["params"] == pruning.count_params(initial) == 8970
+    assert first["widths"] == {"hidden.0": 64, "hidden.1": 64}
+    # Units died and were removed: the network is smaller, and still accurate.
+    assert history["prunes"], "no unit was pruned"
+    assert last["params"] < 0.9 * first["params"]
+    assert last["flops"] < first["flops"]
+    assert last["widths"] == pruning.widths(model)
+    assert last["params"] == pruning.count_params(model)
+    assert last["test_accuracy"] > 0.9
+    # Every prune is logged with what it removed, and the widths add up.
+    widths = dict(first["widths"])
+    for prune in history["prunes"]:
+        assert prune["step"] in (150, 300)
+        assert sum(prune["removed"].values()) > 0
+        widths = {k: widths[k] - prune["removed"][k] for k in widths}
+        assert prune["widths"] == widths
+    assert widths == last["widths"]
+    # Every shape of the network compiled the training step once.
+    shapes = 1 + sum(1 for p in history["prunes"] if p["step"] < 300)
+    assert history["compilations"]["train_step"] == shapes
+    assert last["compilations"] == history["compilations"]
+    # The schedules are logged; at the end they have decayed to (almost) zero.
+    assert first["reg"] == pytest.approx(0.1 / 25)
+    assert last["reg"] < 1e-5 and last["noise"] < 1e-5
+    for r in history["evaluations"][1:]:
+        assert r["train_loss"] > 0 and r["step_time"] > 0
+        assert all(0 <= r["live"][k] <= r["widths"][k] for k in r["widths"])
+    assert history["done"]
+
+
+def test_pruned_units_were_dead(demp_run, digits):
+    # The final prune removed what was dead on the last window; what is left is a
+    # network whose held-out predictions match its log.
+    _, (model, state, history), _ = demp_run
+    logits, _ = jax.vmap(
+        eqx.nn.inference_mode(model), axis_name="batch", in_axes=(0, None), out_axes=(0, None)
+    )(digits.x_test, state)
+    accuracy = float(jnp.mean(jnp.argmax(logits, axis=1).astype(jnp.int32) == digits.y_test))
+    assert accuracy == pytest.approx(history["evaluations"][-1]["test_accuracy"])
+
+
+def test_log_file(demp_run):
+    _, (_, _, history), log = demp_run
+    assert json.loads(log.read_text()) == json.loads(json.dumps(history))
+
+
+def test_dense_changes_nothing(digits):
+    model, state = _mlp(widths=(16,))
+    trained, _, history = _train(
+        model, state, digits, steps=30, batch_size=64, key=jr.key(0, impl="rbg"), eval_every=15
+    )
+    assert pruning.widths(trained) == {"hidden.0": 16}
+    assert history["prunes"] == []
+    assert history["config"]["method"] == {"name": "Dense"}
+    assert [r["step"] for r in history["evaluations"]] == [0, 15, 30]
+    assert history["compilations"] == {"train_step": 1, "eval_step": 1}
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
+
+
+def _strip_times(history):
+    out = json.loads(json.dumps(history))
+    for r in out["evaluations"]:
+        for k in ("step_time", "compile_time", "compilations"):
+            r.pop(k)
+    out.pop("compilations")
+    return out
+
+
+_METHOD = pruning.DemP(reg=0.3, noise=3e-2, prune_every=20, window=64)
+_KWARGS = dict(
+    optimiser=optax.adamw(1e-2, weight_decay=1e-4),
+    steps=40,
+    batch_size=32,
+    eval_every=20,
+    checkpoint_every=10,
+    key=jr.key(2, impl="rbg"),
+)
+
+
+def _planted():
+    model, state = _mlp(widths=(32, 32))
+    masks = {"hidden.0": np.arange(32) < 4, "hidden.1": np.arange(32) >= 28}
+    return plant(model, masks), state
+
+
+@pytest.fixture(scope="module")
+def straight(digits):
+    model, state = _planted()
+    return _train(model, state, digits, _METHOD, **_KWARGS)
+
+
+@pytest.mark.parametrize("stop_at", [20, 30])
+def test_resume_is_exact(digits, straight, tmp_path, stop_at):
+    # Prunes at 20 and 40: interrupted at 30, the checkpoint holds a pruned network,
+    # its optimiser state and an activity window mid-way; interrupted at 20, the prune
+    # is the first thing the resumed run does.
+    assert [p["step"] for p in straight[2]["prunes"]] == [20, 40]
+    model, state = _planted()
+    path = tmp_path / "run.ckpt"
+    half = _train(model, state, digits, _METHOD, checkpoint=path, stop_at=stop_at, **_KWARGS)
+    assert not half[2]["done"]
+    assert pruning.count_params(half[0]) < pruning.count_params(model) or stop_at == 20
+    resumed = _train(model, state, digits, _METHOD, checkpoint=path, **_KWARGS)
+    assert resumed[2]["done"]
+    # Identical parameters, BatchNorm state and log.
+    assert pruning.widths(resumed[0]) == pruning.widths(straight[0])
+    for a, b in zip(_leaves(resumed[:2]), _leaves(straight[:2])):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert _strip_times(resumed[2]) == _strip_times(straight[2])
+    if stop_at == 30:
+        return
+    # A finished checkpoint gives the run back without training.
+    again = _train(model, state, digits, _METHOD, checkpoint=path, **_KWARGS)
+    assert all(np.array_equal(a, b) for a, b in zip(_leaves(again[0]), _leaves(resumed[0])))
+    # Another run's checkpoint is refused.
+    with pytest.raises(ValueError, match="another run"):
+        _train(model, state, digits, _METHOD, checkpoint=path, **{**_KWARGS, "steps": 50})
+
+
+def test_arguments_are_checked(digits):
+    model, state = _mlp(widths=(8,))
+    key = jr.key(0, impl="rbg")
+    with pytest.raises(ValueError, match="exactly one"):
+        _train(model, state, digits, key=key)
+    with pytest.raises(ValueError, match="exactly one"):
+        _train(model, state, digits, key=key, steps=1, epochs=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        _train(model, state, digits, key=key, steps=1, batch_size=10**6)
+    with pytest.raises(ValueError, match="AbstractMethod"):
+        _train(model, state, digits, "demp", key=key, steps=1)
+    with pytest.raises(ValueError, match="stop_at"):
+        _train(model, state, digits, key=key, steps=1, stop_at=2)
+
+
+def test_noise_spares_dead_units_in_training(digits):
+    model, state = _mlp(widths=(16,))
+    dead = np.arange(16) < 3
+    model = plant(model, {"hidden.0": dead})
+    method = pruning.DemP(reg=0.0, noise=0.05, prune_every=10**6)
+    trained, _, _ = _train(
+        model,
+        state,
+        digits,
+        method,
+        optimiser=optax.adam(1e-3),
+        steps=10,
+        batch_size=64,
+        key=jr.key(4, impl="rbg"),
+        eval_every=10,
+    )
+    before, after = model.layers, trained.layers
+    # The dead units' incoming weights, biases and outgoing weights did not move...
+    for a, b in ((before[0].weight, after[0].weight), (before[0].bias, after[0].bias)):
+        assert np.array_equal(np.asarray(a)[dead], np.asarray(b)[dead])
+    assert np.array_equal(
+        np.asarray(before[1].weight)[:, dead], np.asarray(after[1].weight)[:, dead]
+    )
+    # ...while every parameter of the live ones did.
+    assert np.all(np.asarray(before[0].bias)[~dead] != np.asarray(after[0].bias)[~dead])
+    moved = np.asarray(before[1].weight)[:, ~dead] != np.asarray(after[1].weight)[:, ~dead]
+    assert moved.all()
+
+
+def test_checkpoint_written_atomically(tmp_path, monkeypatch):
+    from toolkit.pruning import _checkpoint
+
+    model, state = _mlp(widths=(4,))
+    path = tmp_path / "run.ckpt"
+    _checkpoint.save_checkpoint(path, {"step": 1}, (model, state))
+    good = path.read_bytes()
+
+    def crash(f, tree):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # killed mid-save
+
+    monkeypatch.setattr(_checkpoint.eqx, "tree_serialise_leaves", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _checkpoint.save_checkpoint(path, {"step": 2}, (model, state))
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]
+    monkeypatch.undo()
+    header, (m, s) = _checkpoint.load_checkpoint(path, lambda h: (model, state))
+    assert header == {"step": 1}
+    assert all(np.array_equal(a, b) for a, b in zip(_leaves(m), _leaves(model)))
+    # A checkpoint of a pruned network is read into a skeleton pruned to its widths.
+    small = pruning.prune(model, {"hidden.0": np.array([True, False, True, False])})
+    _checkpoint.save_checkpoint(path, {"widths": pruning.widths(small)}, small)
+    _, back = _checkpoint.load_checkpoint(
+        path, lambda h: _checkpoint.shrink_to(model, model, h["widths"])
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(_leaves(back), _leaves(small)))
+    with pytest.raises(ValueError, match="do not fit"):
+        _checkpoint.shrink_to(model, model, {"hidden.0": 5})
+    (tmp_path / "junk").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a toolkit.pruning checkpoint"):
+        _checkpoint.read_header(tmp_path / "junk")

@@ -1,0 +1,97 @@
+"""The `train` and `demo` subcommands (toolkit.pruning._cli), on tiny settings."""
+
+import argparse
+import json
+
+import jax
+import jax.random as jr
+import pytest
+
+from toolkit import pruning
+from toolkit.pruning import _cli
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m toolkit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train")
+    _cli.add_train_arguments(p)
+    p.set_defaults(run=_cli.train)
+    p = sub.add_parser("sweep")
+    _cli.add_sweep_arguments(p)
+    p.set_defaults(run=_cli.sweep)
+    p = sub.add_parser("demo")
+    _cli.add_demo_arguments(p)
+    p.set_defaults(run=_cli.demo)
+    return parser
+
+
+def _main(argv):
+    ns = _parser().parse_args(argv)
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam under tests/conftest.py
+        return ns.run(ns)
+
+
+def test_train_smoke(tmp_path, capsys):
+    js, png = tmp_path / "run.json", tmp_path / "run.png"
+    argv = ["train", "--dataset", "digits", "--model", "mlp", "--widths", "16", "--steps", "20"]
+    argv += ["--eval-every", "10", "--reg", "0.3", "--prune-every", "10", "--batch-size", "64"]
+    argv += ["--json", str(js), "--plot", str(png), "--no-progress"]
+    assert _main(argv) == 0
+    log = json.loads(js.read_text())
+    assert log["done"] and log["config"]["steps"] == 20
+    assert log["config"]["method"]["name"] == "DemP" and log["config"]["method"]["reg"] == 0.3
+    assert [r["step"] for r in log["evaluations"]] == [0, 10, 20]
+    assert png.stat().st_size > 10_000
+    out = capsys.readouterr().out
+    assert "test acc" in out and "demp" in out
+
+
+def test_train_missing_dataset(tmp_path):
+    # The data set's own error, with its install command, reaches the user unchanged.
+    argv = ["train", "--dataset", "fashion_mnist", "--data-root", str(tmp_path), "--steps", "1"]
+    with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+        _main(argv)
+
+
+def test_demo_smoke(tmp_path, capsys):
+    js, png = tmp_path / "demo.json", tmp_path / "demo.png"
+    argv = ["demo", "--steps", "20", "--widths", "16", "--eval-every", "10", "--prune-every", "10"]
+    argv += ["--json", str(js), "--plot", str(png), "--no-progress"]
+    assert _main(argv) == 0
+    out = capsys.readouterr().out
+    assert "dense" in out and "demp" in out and "ms/step" in out
+    summary = json.loads(js.read_text())["summary"]
+    assert [r["method"] for r in summary] == ["dense", "demp"]
+    assert png.stat().st_size > 10_000
+
+
+def test_sweep_smoke(tmp_path, capsys):
+    js, png = tmp_path / "sweep.json", tmp_path / "sweep.png"
+    argv = ["sweep", "--widths", "16", "--steps", "10", "--eval-every", "10", "--no-dense"]
+    argv += ["--regs", "0.1", "0.3", "--json", str(js), "--plot", str(png), "--no-progress"]
+    assert _main(argv) == 0
+    assert "reg 0.3" in capsys.readouterr().out
+    out = json.loads(js.read_text())
+    assert out["dense"] is None and list(out["demp"]) == ["reg 0.1", "reg 0.3"]
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "name, shape, widths",
+    [
+        ("mlp", (1, 40), {"hidden.0": 300, "hidden.1": 100}),
+        ("lenet", (1, 28, 28), {"conv.0": 6, "conv.1": 16, "fc.0": 120, "fc.1": 84}),
+        ("vgg", (1, 8, 8), {f"conv.{i}": w for i, w in enumerate((16, 16, 32, 32, 64))}),
+    ],
+)
+def test_build_model(name, shape, widths):
+    model, _ = _cli.build_model(name, shape, 10, key=jr.key(0, impl="rbg"))
+    assert pruning.widths(model) == widths
+
+
+def test_build_model_needs_images():
+    with pytest.raises(ValueError, match="needs images"):
+        _cli.build_model("resnet", (1, 40), 10, key=jr.key(0, impl="rbg"))
+    with pytest.raises(ValueError, match="Unknown model"):
+        _cli.build_model("transformer", (1, 40), 10, key=jr.key(0, impl="rbg"))

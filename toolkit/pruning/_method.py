@@ -1,0 +1,305 @@
+"""Training methods as strategy objects: what a method adds to the loss, to the
+optimiser, and when and what it prunes. [`toolkit.pruning.train`][] runs any of them."""
+
+import abc
+from collections.abc import Callable
+from typing import Literal
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ..nn import AbstractNetwork
+from ._activity import Activity, dead_from
+from ._dead import DeadUnits
+from ._noise import live_noise
+
+
+Batch = tuple[Array, Array]
+
+
+class AbstractMethod(eqx.Module):
+    """A training method: a regulariser, an optax transformation chained after the
+    optimiser, and a pruning rule, all pure. [`toolkit.pruning.train`][] calls them:
+
+    - every step, inside the jitted step: `loss = cross_entropy +
+        method.regulariser(model, t, T)`; the optimiser's updates then go through
+        `method.transform(T, key)`, whose `update` receives `live=`, the parameter
+        mask of the units that fired on the batch (see
+        [`toolkit.pruning.live_parameters`][]);
+    - between steps, on the host: when `method.prune_at(t, T)`, the units that
+        `method.select(...)` returns are removed from the model, its state and the
+        optimiser state by [`toolkit.pruning.prune`][], and the activity statistics
+        start afresh (unless `select` returns `None`).
+
+    `t` counts the steps done so far and `T` is the total number of steps. A method's
+    fields are its hyperparameters.
+    """
+
+    @abc.abstractmethod
+    def regulariser(
+        self, model: AbstractNetwork, step: Int[Array, ""], total_steps: int
+    ) -> Float[Array, ""]:
+        """The term added to the training loss at step `step` (traced, under jit)."""
+
+    @abc.abstractmethod
+    def transform(self, total_steps: int, key: PRNGKeyArray) -> optax.GradientTransformation:
+        """An optax transformation applied to the optimiser's updates. Its `update`
+        is called with the keyword argument `live` (a pytree of boolean masks over the
+        parameters): wrap a plain transformation in `optax.with_extra_args_support`,
+        or accept `**extra_args`. Its state may hold model-shaped subtrees: they are
+        pruned with the model."""
+
+    @abc.abstractmethod
+    def prune_at(self, step: int, total_steps: int) -> bool:
+        """Whether to look for units to remove after `step` steps (`0 <= step <=
+        total_steps`; `step == 0` is before training, for pruning at initialisation)."""
+
+    @abc.abstractmethod
+    def select(
+        self,
+        model: AbstractNetwork,
+        state: eqx.nn.State,
+        activity: Activity,
+        batch: Batch,
+        *,
+        step: int,
+        total_steps: int,
+        key: PRNGKeyArray,
+    ) -> DeadUnits | None:
+        """The units to remove now.
+
+        **Arguments:**
+
+        - `model`, `state`: the network and its `eqx.nn.State`.
+        - `activity`: the activation statistics of the training forward passes since
+            the last call (BatchNorm in training mode).
+        - `batch`: a training batch `(xs, ys)`, for methods that score units with
+            gradients (see [`toolkit.pruning.classification_loss`][]).
+        - `step`, `total_steps`: as for `prune_at`.
+        - `key`: a PRNG key, for random choices.
+
+        **Returns:**
+
+        A [`toolkit.pruning.DeadUnits`][] (from `dead_from`, or from `dead_from_masks`
+        for a selection by score): its units are removed (none, if every mask is
+        `False`) and the activity statistics start afresh. Every group must keep a
+        unit, unless the `DeadUnits` carries activity statistics: then the most active
+        one is kept. Or `None`: nothing is removed and the statistics keep
+        accumulating, as when they have not yet seen enough examples.
+        """
+
+    @abc.abstractmethod
+    def schedules(self, total_steps: int) -> dict[str, Callable]:
+        """Named schedules of the step, recorded in the training log (may be empty)."""
+
+
+class Dense(AbstractMethod):
+    """Plain training: no regulariser, no noise, no pruning."""
+
+    def regulariser(self, model, step, total_steps):
+        return jnp.zeros(())
+
+    def transform(self, total_steps, key):
+        return optax.with_extra_args_support(optax.identity())
+
+    def prune_at(self, step, total_steps):
+        return False
+
+    def select(self, model, state, activity, batch, *, step, total_steps, key):
+        return None
+
+    def schedules(self, total_steps):
+        return {}
+
+
+def one_cycle(
+    peak: float,
+    total_steps: int,
+    *,
+    span: float = 0.9,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> optax.Schedule:
+    """A one-cycle schedule (Smith & Topin, 2019): a cosine rise from
+    `peak / div_factor` to `peak` over the first `pct_start` of `span * total_steps`
+    steps, a cosine fall to `peak / (div_factor * final_div_factor)` at
+    `span * total_steps`, then constant: `optax.cosine_onecycle_schedule` over the
+    first `span` of training, as the DemP reference code uses it.
+
+    **Arguments:**
+
+    - `peak`: the largest value.
+    - `total_steps`: the number of training steps.
+    - `span`, `pct_start`, `div_factor`, `final_div_factor`: as described above.
+
+    **Returns:**
+
+    An optax schedule: a function of the step.
+    """
+    transition = max(1, int(round(span * total_steps)))
+    rise = int(pct_start * transition)
+    start, final = peak / div_factor, peak / (div_factor * final_div_factor)
+
+    # As optax.cosine_onecycle_schedule, written so that it also runs under strict
+    # dtype promotion.
+    def schedule(step):
+        t = jnp.asarray(step).astype(jnp.result_type(float))
+        up = jnp.clip(t / max(rise, 1), 0, 1)
+        down = jnp.clip((t - rise) / max(transition - rise, 1), 0, 1)
+        rising = peak + (start - peak) * (1 + jnp.cos(jnp.pi * up)) / 2
+        falling = final + (peak - final) * (1 + jnp.cos(jnp.pi * down)) / 2
+        return jnp.where(t < rise, rising, falling)
+
+    return schedule
+
+
+def _layers(model, kinds):
+    return [
+        x
+        for x in jtu.tree_leaves(model, is_leaf=lambda x: isinstance(x, kinds))
+        if isinstance(x, kinds)
+    ]
+
+
+def positive_l2(model: AbstractNetwork) -> Float[Array, ""]:
+    """Half the sum of squares of the positive entries of every parameter of `model`.
+
+    It pushes weights, biases and BatchNorm parameters down, towards the dead side of
+    the ReLUs, and leaves negative entries alone. It is the default regulariser of the
+    DemP reference code (`cdg_l2` there).
+    """
+    params = jtu.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return jnp.asarray(sum((0.5 * jnp.sum(jnp.square(jnp.maximum(p, 0))) for p in params), 0.0))
+
+
+def weights_l2(model: AbstractNetwork) -> Float[Array, ""]:
+    """Half the sum of squares of the weights of every linear and convolutional layer
+    of `model` (not their biases, nor BatchNorm's parameters)."""
+    layers = _layers(model, (eqx.nn.Linear, eqx.nn.Conv))
+    return jnp.asarray(sum((0.5 * jnp.sum(jnp.square(layer.weight)) for layer in layers), 0.0))
+
+
+def bn_scale_l1(model: AbstractNetwork) -> Float[Array, ""]:
+    """The sum of the absolute values of every BatchNorm scale of `model` (as network
+    slimming, Liu et al. 2017)."""
+    norms = [n for n in _layers(model, eqx.nn.BatchNorm) if n.weight is not None]
+    if not norms:
+        raise ValueError("`penalty='bn_scale_l1'` needs a network with BatchNorm scales.")
+    return jnp.asarray(sum((jnp.sum(jnp.abs(n.weight)) for n in norms), 0.0))
+
+
+_PENALTIES: dict[str, Callable[[AbstractNetwork], Array]] = {
+    "positive_l2": positive_l2,
+    "l2": weights_l2,
+    "bn_scale_l1": bn_scale_l1,
+}
+
+
+class DemP(AbstractMethod):
+    """Demon Pruning (Dufort-Labbé, D'Oro, Nikishin, Pascanu, Bacon, Baratin, 2024:
+    "Maxwell's Demon at Work: Efficient Pruning by Leveraging Saturation of Neurons",
+    arXiv 2403.07688).
+
+    A regulariser whose strength follows a one-cycle schedule of peak `reg` (the
+    sparsity knob), and Gaussian noise added to the parameters of live units only,
+    whose scale follows the same one-cycle shape with peak `noise`, make ReLU units
+    die in a controlled way: dead units receive neither gradient nor noise, so they
+    stay dead. Every `prune_every` steps, and at the end, the units that fired on no
+    training example since the last check (at least `window` examples) are removed
+    from the network, its BatchNorm state and the optimiser state, so the network, and
+    the training step, shrink as training goes.
+
+    The details follow the reference code (github.com/SimonDufLab/Maxwell_demon):
+    both schedules are `optax.cosine_onecycle_schedule` (30% warm-up,
+    `div_factor=25`, `final_div_factor=1e4`) spanning the first 90% of training,
+    after which they are practically zero; the noise is added to the optimiser's
+    updates, on the parameters of the units that fired on the batch (those with a
+    non-zero gradient); the default penalty is its `cdg_l2`.
+
+    **Arguments:**
+
+    - `reg`: the peak strength of the regulariser.
+    - `noise`: the peak standard deviation of the noise added to the parameters.
+    - `penalty`: `"positive_l2"` (half the squared positive part of every parameter,
+        see [`toolkit.pruning.positive_l2`][]), `"l2"` (the weights of the linear and
+        convolutional layers, [`toolkit.pruning.weights_l2`][]) or `"bn_scale_l1"`
+        (the BatchNorm scales, [`toolkit.pruning.bn_scale_l1`][]).
+    - `prune_every`: steps between prunes; `None` for a twentieth of training.
+    - `prune_after`: no prune before this step.
+    - `window`: the fewest training examples on which a unit must have stayed silent
+        to be removed; a check that comes sooner is put off to the next one.
+    - `span`: the fraction of training that the schedules span.
+    - `pct_start`, `div_factor`, `final_div_factor`: the shape of the one-cycle
+        schedules, as in [`toolkit.pruning.one_cycle`][].
+    """
+
+    reg: float = 5e-2
+    noise: float = 1e-2
+    penalty: Literal["positive_l2", "l2", "bn_scale_l1"] = "positive_l2"
+    prune_every: int | None = None
+    prune_after: int = 0
+    window: int = 2048
+    span: float = 0.9
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+    def __check_init__(self):
+        if not self.reg >= 0:
+            raise ValueError(f"`reg` must be non-negative, got {self.reg}.")
+        if not self.noise >= 0:
+            raise ValueError(f"`noise` must be non-negative, got {self.noise}.")
+        if self.penalty not in _PENALTIES:
+            raise ValueError(f"`penalty` must be one of {tuple(_PENALTIES)}, got {self.penalty!r}.")
+        if self.prune_every is not None and self.prune_every < 1:
+            raise ValueError(f"`prune_every` must be a positive int, got {self.prune_every}.")
+        if self.window < 1:
+            raise ValueError(f"`window` must be a positive int, got {self.window}.")
+        if self.prune_after < 0:
+            raise ValueError(f"`prune_after` must be non-negative, got {self.prune_after}.")
+        if not 0 < self.span <= 1:
+            raise ValueError(f"`span` must be in (0, 1], got {self.span}.")
+        if not 0 < self.pct_start < 1:
+            raise ValueError(f"`pct_start` must be in (0, 1), got {self.pct_start}.")
+
+    def _schedule(self, peak: float, total_steps: int) -> optax.Schedule:
+        return one_cycle(
+            peak,
+            total_steps,
+            span=self.span,
+            pct_start=self.pct_start,
+            div_factor=self.div_factor,
+            final_div_factor=self.final_div_factor,
+        )
+
+    def regulariser(self, model, step, total_steps):
+        size = _PENALTIES[self.penalty](model)
+        strength = self._schedule(self.reg, total_steps)(step)
+        return jnp.asarray(strength, size.dtype) * size
+
+    def transform(self, total_steps, key):
+        return live_noise(self._schedule(self.noise, total_steps), key)
+
+    def every(self, total_steps: int) -> int:
+        """The pruning period: `prune_every`, or a twentieth of training."""
+        return self.prune_every or max(1, total_steps // 20)
+
+    def prune_at(self, step, total_steps):
+        if step <= 0 or step < self.prune_after:
+            return False
+        return step % self.every(total_steps) == 0 or step == total_steps
+
+    def select(self, model, state, activity, batch, *, step, total_steps, key):
+        if int(activity.examples) < self.window:
+            return None
+        return dead_from(activity)
+
+    def schedules(self, total_steps):
+        return {
+            "reg": self._schedule(self.reg, total_steps),
+            "noise": self._schedule(self.noise, total_steps),
+        }

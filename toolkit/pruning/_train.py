@@ -1,0 +1,450 @@
+import dataclasses
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import jax.tree_util as jtu
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ..nn import AbstractNetwork
+from ._activity import init_activity, record_activity
+from ._checkpoint import load_checkpoint, save_checkpoint, shrink_to, write_atomic
+from ._measure import count_params, flops, widths
+from ._method import AbstractMethod, Dense
+from ._noise import fired, live_parameters
+from ._prune import prune
+
+
+def classification_loss(
+    model: AbstractNetwork, state: eqx.nn.State, xs: Array, ys: Int[Array, " batch"]
+) -> tuple[Float[Array, ""], tuple[eqx.nn.State, dict[str, tuple[Array, ...]]]]:
+    """The mean softmax cross-entropy of `model` on a batch.
+
+    **Arguments:**
+
+    - `model`: a [`toolkit.nn.AbstractNetwork`][] (BatchNorm in training mode unless
+        `eqx.nn.inference_mode` says otherwise).
+    - `state`: its `eqx.nn.State`.
+    - `xs`: a batch of inputs, batch axis first.
+    - `ys`: their integer labels.
+
+    **Returns:**
+
+    `(loss, (state, preactivations))`: the loss, the updated state, and the batched
+    pre-activations of every unit group (for [`toolkit.pruning.record_activity`][]),
+    so that `jax.grad(..., has_aux=True)` gives the gradient with everything else.
+    """
+    logits, state, pre = jax.vmap(
+        model.preactivations, axis_name="batch", in_axes=(0, None), out_axes=(0, None, 0)
+    )(xs, state)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, ys).mean()
+    return loss, (state, pre)
+
+
+def _float_dtype(model) -> Any:
+    for leaf in jtu.tree_leaves(model):
+        if eqx.is_inexact_array(leaf):
+            return leaf.dtype
+    return jnp.result_type(float)
+
+
+def describe(method: AbstractMethod) -> dict[str, Any]:
+    """A method's class name and hyperparameters, for the log."""
+    out: dict[str, Any] = {"name": type(method).__name__}
+    for f in dataclasses.fields(method):
+        value = getattr(method, f.name)
+        if value is None or isinstance(value, (bool, int, float, str)):
+            out[f.name] = value
+    return out
+
+
+def _write_json(path, data) -> None:
+    write_atomic(path, lambda f: json.dump(data, f, indent=1), mode="w")
+
+
+class _Data:
+    """Training batches as a pure function of the step; the test split, padded."""
+
+    def __init__(self, dataset, batch_size, eval_batch_size, dtype, key):
+        self.x = np.asarray(dataset.x_train).astype(dtype, copy=False)
+        self.y = np.asarray(dataset.y_train).astype(np.int32, copy=False)
+        self.batch_size = batch_size
+        self.per_epoch = self.x.shape[0] // batch_size
+        self.key = key
+        self._epoch, self._order = -1, None
+        xt = np.asarray(dataset.x_test).astype(dtype, copy=False)
+        yt = np.asarray(dataset.y_test).astype(np.int32, copy=False)
+        size = max(1, min(eval_batch_size, xt.shape[0]))
+        # Padded to whole batches, so that evaluation compiles once per shape.
+        pad = -xt.shape[0] % size
+        xt = np.concatenate([xt, np.zeros((pad, *xt.shape[1:]), xt.dtype)])
+        yt_padded = np.concatenate([yt, np.zeros(pad, np.int32)])
+        valid = np.arange(xt.shape[0]) < yt.shape[0]
+        self.eval_batches = [
+            tuple(jnp.asarray(a[i : i + size]) for a in (xt, yt_padded, valid))
+            for i in range(0, xt.shape[0], size)
+        ]
+        self.num_test = yt.shape[0]
+
+    def batch(self, step: int) -> tuple[Array, Array]:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            # As `toolkit.data.batches`: one permutation per epoch, from the key.
+            self._order = np.asarray(jr.permutation(jr.fold_in(self.key, epoch), self.x.shape[0]))
+            self._epoch = epoch
+        assert self._order is not None
+        index = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        return jnp.asarray(self.x[index]), jnp.asarray(self.y[index])
+
+
+def train(
+    model: AbstractNetwork,
+    state: eqx.nn.State,
+    dataset,
+    method: AbstractMethod | None = None,
+    *,
+    optimiser: optax.GradientTransformation | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    key: PRNGKeyArray,
+    eval_every: int | None = None,
+    eval_batch_size: int = 1000,
+    augment: Callable[[PRNGKeyArray, Array], Array] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    stop_at: int | None = None,
+    log: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[AbstractNetwork, eqx.nn.State, dict[str, Any]]:
+    """Train a classifier with a method that may prune it as it goes.
+
+    Every step draws a batch (one permutation of the training split per epoch, from
+    `key`), runs the jitted training step (cross-entropy plus the method's
+    regulariser; the optimiser's updates, then the method's transformation; the
+    activity statistics of the batch), and, when the method asks for it, removes the
+    units it selects from the model, its state and the optimiser state with
+    [`toolkit.pruning.prune`][]. The step then recompiles for the smaller shapes; the
+    log counts the compilations.
+
+    Every `eval_every` steps, and at the end, the model is evaluated on the held-out
+    split (BatchNorm in inference mode) and a record is added to the log: `step`,
+    `epoch`, `train_loss` (mean cross-entropy of the steps since the last record),
+    `test_loss`, `test_accuracy`, `widths` (units per group), `live` (units that
+    fired on some held-out example), `params`, `flops` (per example), `step_time`
+    (seconds per step, compilation excluded), `compile_time`, `compilations`, and
+    the method's schedules at that step.
+
+    **Arguments:**
+
+    - `model`, `state`: a [`toolkit.nn.AbstractNetwork`][] and its `eqx.nn.State`, as
+        made by `eqx.nn.make_with_state`. When resuming, the network the run started
+        from.
+    - `dataset`: a [`toolkit.data.Dataset`][].
+    - `method`: a [`toolkit.pruning.AbstractMethod`][]; default
+        [`toolkit.pruning.Dense`][] (plain training).
+    - `optimiser`: an optax optimiser; default `optax.adamw(1e-3)`.
+    - `steps`, `epochs`: the length of training, in steps or in epochs (of
+        `len(train) // batch_size` steps); give exactly one.
+    - `batch_size`: training examples per step.
+    - `key`: a JAX PRNG key; it fixes the batches, the method's noise and any random
+        choice of the method, so that a run is reproducible.
+    - `eval_every`: steps between evaluations; default one epoch.
+    - `eval_batch_size`: examples per evaluation batch.
+    - `augment`: a function `(key, x) -> x` applied to every training example, such
+        as `toolkit.data.augment`; none by default.
+    - `checkpoint`: a file to save the run to every `checkpoint_every` steps (default
+        `eval_every`) and at the end. If it exists, training resumes from it and
+        continues exactly as the uninterrupted run would have.
+    - `stop_at`: stop after this many steps (saving a checkpoint, if any) as a
+        preempted job would; the schedules still span `steps`. Call again with the
+        same arguments to resume.
+    - `log`: a JSON file rewritten with the log at every evaluation.
+    - `progress`: show a progress bar.
+
+    **Returns:**
+
+    A 3-tuple `(model, state, history)`: the trained (pruned) network, its state, and
+    the log, a JSON-serialisable dict with `config`, `evaluations` (the records
+    above), `prunes` (step, units removed per group, widths and parameters after) and
+    `compilations` (how many times each jitted function was compiled).
+
+    **Raises:**
+
+    `ValueError` for inconsistent arguments, or a checkpoint written by another run.
+    """
+    from tqdm import tqdm
+
+    method = Dense() if method is None else method
+    if not isinstance(method, AbstractMethod):
+        raise ValueError(
+            f"`method` must be a toolkit.pruning.AbstractMethod, got {type(method).__name__}."
+        )
+    if not isinstance(model, AbstractNetwork):
+        raise ValueError(f"`model` must be a toolkit.nn network, got {type(model).__name__}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    per_epoch = dataset.num_train // batch_size
+    if per_epoch < 1:
+        raise ValueError(
+            f"`batch_size`={batch_size} exceeds the {dataset.num_train} training examples."
+        )
+    if (steps is None) == (epochs is None):
+        raise ValueError("give exactly one of `steps` and `epochs`.")
+    total = int(steps) if steps is not None else int(epochs) * per_epoch  # type: ignore[arg-type]
+    if total < 1:
+        raise ValueError(f"training needs at least one step, got {total}.")
+    eval_every = per_epoch if eval_every is None else int(eval_every)
+    if eval_every < 1:
+        raise ValueError(f"`eval_every` must be positive, got {eval_every}.")
+    checkpoint_every = eval_every if checkpoint_every is None else int(checkpoint_every)
+    if checkpoint_every < 1:
+        raise ValueError(f"`checkpoint_every` must be positive, got {checkpoint_every}.")
+    if stop_at is not None and not 0 <= stop_at <= total:
+        raise ValueError(f"`stop_at` must be in [0, {total}], got {stop_at}.")
+    optimiser = optax.adamw(1e-3) if optimiser is None else optimiser
+
+    dtype = _float_dtype(model)
+    data_key, noise_key, select_key, augment_key = jr.split(key, 4)
+    data = _Data(dataset, batch_size, eval_batch_size, dtype, data_key)
+    transform = method.transform(total, noise_key)
+    schedules = method.schedules(total)
+    compiles: Counter = Counter({"train_step": 0, "eval_step": 0})
+
+    def _loss(model, state, xs, ys, t):
+        ce, (state, pre) = classification_loss(model, state, xs, ys)
+        reg = method.regulariser(model, t, total)
+        return ce + jnp.asarray(reg, ce.dtype), (ce, state, pre)
+
+    @eqx.filter_jit
+    def train_step(model, state, opt_state, activity, xs, ys, t, key):
+        compiles["train_step"] += 1  # at trace time: counts compilations
+        if augment is not None:
+            xs = jax.vmap(augment)(jr.split(key, xs.shape[0]), xs)
+        grad_fn = eqx.filter_value_and_grad(_loss, has_aux=True)
+        (_, (ce, state, pre)), grads = grad_fn(model, state, xs, ys, t)
+        params = eqx.filter(model, eqx.is_inexact_array)
+        inner, outer = opt_state
+        updates, inner = optimiser.update(grads, inner, params)
+        live = live_parameters(model, fired(pre))
+        updates, outer = transform.update(updates, outer, params, live=live)
+        model = eqx.apply_updates(model, updates)
+        return model, state, (inner, outer), record_activity(activity, pre), ce
+
+    @eqx.filter_jit
+    def eval_step(model, state, xs, ys, valid):
+        compiles["eval_step"] += 1
+        model = eqx.nn.inference_mode(model)
+        logits, _, pre = jax.vmap(
+            model.preactivations, axis_name="batch", in_axes=(0, None), out_axes=(0, None, 0)
+        )(xs, state)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, ys)
+        correct = (jnp.argmax(logits, axis=1).astype(ys.dtype) == ys) & valid
+        masked = {
+            k: tuple(jnp.where(valid.reshape((-1,) + (1,) * (a.ndim - 1)), a, -1) for a in v)
+            for k, v in pre.items()
+        }
+        return jnp.sum(jnp.where(valid, ce, 0)), jnp.sum(correct), fired(masked)
+
+    params = eqx.filter(model, eqx.is_inexact_array)
+    opt_state = (optimiser.init(params), transform.init(params))
+    activity = init_activity(model)
+    config = {
+        "method": describe(method),
+        "dataset": getattr(dataset, "name", None),
+        "num_train": dataset.num_train,
+        "num_test": data.num_test,
+        "steps": total,
+        "steps_per_epoch": per_epoch,
+        "batch_size": batch_size,
+        "eval_every": eval_every,
+        "key": np.asarray(jr.key_data(key)).ravel().tolist(),
+        "initial_widths": widths(model),
+        "initial_params": count_params(model),
+    }
+    history: dict[str, Any] = {
+        "config": config,
+        "evaluations": [],
+        "prunes": [],
+        "compilations": {},
+        "done": False,
+    }
+    losses: list = []
+    previous_compiles: dict[str, int] = {}
+    start = 0
+
+    if checkpoint is not None and os.path.exists(checkpoint):
+
+        def skeleton(header):
+            check = {k: v for k, v in header["history"]["config"].items() if k != "method"}
+            mine = {k: v for k, v in config.items() if k != "method"}
+            if check != mine or header["history"]["config"]["method"] != config["method"]:
+                raise ValueError(
+                    f"the checkpoint {os.fspath(checkpoint)!r} was written by another run "
+                    f"({header['history']['config']}), not this one ({config})."
+                )
+            small = shrink_to((model, state, opt_state), model, header["widths"])
+            return (*small, init_activity(small[0]))
+
+        header, (model, state, opt_state, activity) = load_checkpoint(checkpoint, skeleton)
+        start = header["step"]
+        history = header["history"]
+        losses = list(header["losses"])
+        previous_compiles = history["compilations"]
+        if history["done"]:
+            return model, state, history
+
+    def compilations() -> dict[str, int]:
+        return {k: previous_compiles.get(k, 0) + compiles[k] for k in compiles}
+
+    flops_cache: dict[tuple, int] = {}
+
+    def measure(model, state) -> tuple[dict[str, int], int, int]:
+        w = widths(model)
+        if tuple(w.items()) not in flops_cache:
+            flops_cache[tuple(w.items())] = flops(model, state, jnp.zeros(dataset.shape, dtype))
+        return w, count_params(model), flops_cache[tuple(w.items())]
+
+    # Wall time of the training steps since the last evaluation: compilations, prunes
+    # and checkpoints are timed apart and taken out.
+    timer = {"start": time.perf_counter(), "compile": 0.0, "other": 0.0, "steps": 0}
+
+    def evaluate(t: int) -> dict[str, Any]:
+        jax.block_until_ready(eqx.filter((model, state), eqx.is_array))
+        elapsed = time.perf_counter() - timer["start"]
+        loss_sum, correct, live = 0.0, 0, None
+        for xs, ys, valid in data.eval_batches:
+            s, c, f = eval_step(model, state, xs, ys, valid)
+            loss_sum += float(s)
+            correct += int(c)
+            live = f if live is None else {k: live[k] | f[k] for k in f}
+        assert live is not None
+        w, n_params, n_flops = measure(model, state)
+        steps_done = timer["steps"]
+        record = {
+            "step": t,
+            "epoch": t / per_epoch,
+            "train_loss": sum(float(x) for x in losses) / len(losses) if losses else None,
+            "test_loss": loss_sum / data.num_test,
+            "test_accuracy": correct / data.num_test,
+            "widths": w,
+            "live": {k: int(np.sum(np.asarray(v))) for k, v in live.items()},
+            "params": n_params,
+            "flops": n_flops,
+            "step_time": (
+                (elapsed - timer["compile"] - timer["other"]) / steps_done if steps_done else None
+            ),
+            "compile_time": timer["compile"],
+            "compilations": compilations(),
+            **{name: float(fn(t)) for name, fn in schedules.items()},
+        }
+        history["evaluations"].append(record)
+        history["compilations"] = compilations()
+        losses.clear()
+        if log is not None:
+            _write_json(log, history)
+        timer.update(start=time.perf_counter(), compile=0.0, other=0.0, steps=0)
+        return record
+
+    def boundary(t: int) -> None:
+        nonlocal model, state, opt_state, activity
+        tic = time.perf_counter()
+        if method.prune_at(t, total):
+            dead = method.select(
+                model,
+                state,
+                activity,
+                data.batch(min(t, total - 1)),
+                step=t,
+                total_steps=total,
+                key=jr.fold_in(select_key, t),
+            )
+            if dead is not None and any(np.any(np.asarray(m)) for m in dead.masks.values()):
+                before = widths(model)
+                empty = "keep_most_active" if dead.peak is not None else "error"
+                model, state, opt_state = prune((model, state, opt_state), dead, empty=empty)
+                after = widths(model)
+                history["prunes"].append(
+                    {
+                        "step": t,
+                        "removed": {k: before[k] - after[k] for k in before},
+                        "widths": after,
+                        "params": count_params(model),
+                    }
+                )
+            if dead is not None:
+                activity = init_activity(model)
+        timer["other"] += time.perf_counter() - tic
+        if t % eval_every == 0 or t == total:
+            record = evaluate(t)
+            bar.set_postfix(
+                acc=f"{record['test_accuracy']:.4f}", params=record["params"], refresh=False
+            )
+
+    def save(t: int) -> None:
+        if checkpoint is None:
+            return
+        tic = time.perf_counter()
+        history["compilations"] = compilations()
+        header = {
+            "step": t,
+            "widths": widths(model),
+            "losses": [float(x) for x in losses],
+            "history": history,
+        }
+        save_checkpoint(checkpoint, header, (model, state, opt_state, activity))
+        timer["other"] += time.perf_counter() - tic
+
+    bar = tqdm(
+        total=total,
+        initial=start,
+        disable=not progress,
+        desc=type(method).__name__,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    try:
+        t = start
+        while True:
+            if t != start and t < total and (t % checkpoint_every == 0 or t == stop_at):
+                save(t)
+            if stop_at is not None and t == stop_at and t < total:
+                break
+            boundary(t)
+            if t == total:
+                history["done"] = True
+                save(t)
+                if log is not None:
+                    _write_json(log, history)
+                break
+            xs, ys = data.batch(t)
+            before = compiles["train_step"]
+            tic = time.perf_counter()
+            model, state, opt_state, activity, ce = train_step(
+                model,
+                state,
+                opt_state,
+                activity,
+                xs,
+                ys,
+                jnp.asarray(t, jnp.int32),
+                jr.fold_in(augment_key, t),
+            )
+            if compiles["train_step"] != before:
+                timer["compile"] += time.perf_counter() - tic
+            timer["steps"] += 1
+            losses.append(ce)
+            t += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    return model, state, history
