@@ -8,7 +8,12 @@ over training), and [`toolkit.pruning.prune`][] removes them from the network, i
 [`toolkit.pruning.train`][] trains a network with a method, a strategy object
 ([`toolkit.pruning.AbstractMethod`][]): [`toolkit.pruning.Dense`][], or Demon Pruning,
 [`toolkit.pruning.DemP`][], whose one-cycle regulariser and live-only noise
-([`toolkit.pruning.live_noise`][]) make units die, pruned as training goes.
+([`toolkit.pruning.live_noise`][]) make units die, pruned as training goes. The
+structured-pruning baselines prune once, to a target fraction of every group's units:
+[`toolkit.pruning.RandomStructured`][], [`toolkit.pruning.L1Norm`][],
+[`toolkit.pruning.NetworkSlimming`][], [`toolkit.pruning.SNAP`][],
+[`toolkit.pruning.CroPS`][], [`toolkit.pruning.EarlySNAP`][] and
+[`toolkit.pruning.EarlyCroPS`][].
 """
 
 from ._activity import (
@@ -18,6 +23,18 @@ from ._activity import (
     init_activity as init_activity,
     record_activity as record_activity,
     update_activity as update_activity,
+)
+from ._baselines import (
+    AbstractOneShot as AbstractOneShot,
+    CroPS as CroPS,
+    crops_saliency as crops_saliency,
+    EarlyCroPS as EarlyCroPS,
+    EarlySNAP as EarlySNAP,
+    L1Norm as L1Norm,
+    NetworkSlimming as NetworkSlimming,
+    RandomStructured as RandomStructured,
+    SNAP as SNAP,
+    snap_saliency as snap_saliency,
 )
 from ._dead import (
     dead_from_masks as dead_from_masks,

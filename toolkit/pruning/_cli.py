@@ -73,11 +73,44 @@ def build_model(
     )
 
 
-def build_method(ns: argparse.Namespace, name: str | None = None, reg: float | None = None):
+# The structured-pruning baselines (`toolkit.pruning._baselines`), by CLI name.
+BASELINES = ("random", "l1norm", "slimming", "snap", "crops", "early-snap", "early-crops")
+
+
+def build_baseline(ns: argparse.Namespace, name: str, sparsity: float | None = None):
+    from . import _baselines as b
+
+    sparsity = ns.sparsity if sparsity is None else sparsity
+    at = {} if ns.prune_at is None else {"at_step": ns.prune_at}
+    if name == "random":
+        return b.RandomStructured(sparsity, **at)
+    if name == "l1norm":
+        return b.L1Norm(sparsity, **at)
+    if name == "slimming":
+        return b.NetworkSlimming(sparsity, reg=ns.slimming_reg, **at)
+    if name in ("snap", "crops"):
+        if ns.prune_at:
+            raise ValueError(f"`--method {name}` prunes at initialisation; use early-{name}.")
+        return b.SNAP(sparsity) if name == "snap" else b.CroPS(sparsity)
+    if name == "early-snap":
+        return b.EarlySNAP(sparsity, **at)
+    if name == "early-crops":
+        return b.EarlyCroPS(sparsity, **at)
+    raise ValueError(f"unknown method {name!r}.")
+
+
+def build_method(
+    ns: argparse.Namespace,
+    name: str | None = None,
+    reg: float | None = None,
+    sparsity: float | None = None,
+):
     from ._method import DemP, Dense
 
     if (name or ns.method) == "dense":
         return Dense()
+    if (name or ns.method) in BASELINES:
+        return build_baseline(ns, name or ns.method, sparsity)
     reg = ns.reg if reg is None else reg
     return DemP(reg=reg, noise=ns.noise, penalty=ns.penalty, prune_every=ns.prune_every)
 
@@ -106,6 +139,24 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prune-every", type=int, default=None, help="DemP: steps between prunes (default T/20)"
+    )
+    p.add_argument(
+        "--sparsity",
+        type=float,
+        default=0.5,
+        help="baselines: the fraction of every group's units to remove",
+    )
+    p.add_argument(
+        "--prune-at",
+        type=int,
+        default=None,
+        help="baselines: the step of the one prune (default 0; early-snap/crops 500)",
+    )
+    p.add_argument(
+        "--slimming-reg",
+        type=float,
+        default=1e-4,
+        help="slimming: the strength of the L1 penalty on the BatchNorm scales",
     )
     p.add_argument("--optimiser", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--lr", type=float, default=None, help="learning rate (adamw 1e-3, sgd 0.1)")
@@ -140,7 +191,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `python -m toolkit train`."""
     add_data_arguments(p)
-    p.add_argument("--method", default="demp", choices=["dense", "demp"])
+    p.add_argument("--method", default="demp", choices=["dense", "demp", *BASELINES])
     p.add_argument("--reg", type=float, default=5e-2, help="DemP: peak regularisation strength")
     add_method_arguments(p)
     p.add_argument("--checkpoint", default=None, help="checkpoint file: saved to, resumed from")
@@ -157,6 +208,16 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[1e-2, 3e-2, 1e-1, 3e-1],
         help="DemP's peak regularisation strengths",
+    )
+    p.add_argument(
+        "--method", default="demp", choices=["demp", *BASELINES], help="the method swept"
+    )
+    p.add_argument(
+        "--sparsities",
+        type=float,
+        nargs="+",
+        default=[0.25, 0.5, 0.75, 0.9],
+        help="baselines: the sparsities swept",
     )
     p.add_argument("--no-dense", action="store_true", help="no dense baseline")
     add_method_arguments(p)
@@ -214,7 +275,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _run(ns, dataset, method_name, *, reg=None, checkpoint=None, log=None):
+def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, log=None):
     """Train `ns.model` (an MLP for the demo) from the seed's initialisation with one method."""
     import functools
 
@@ -239,7 +300,7 @@ def _run(ns, dataset, method_name, *, reg=None, checkpoint=None, log=None):
     augment = None
     if getattr(ns, "augment", False):
         augment = functools.partial(data.augment, flip=ns.dataset == "cifar10")
-    method = build_method(ns, method_name, reg)
+    method = build_method(ns, method_name, reg, sparsity)
     print(
         f"{method_name}: {getattr(ns, 'model', 'mlp')} on {dataset.name} "
         f"({dataset.num_train} examples), {steps} steps of {ns.batch_size}",
@@ -289,7 +350,11 @@ def sweep(ns: argparse.Namespace) -> int:
 
     dataset = _load(ns)
     dense = None if ns.no_dense else _run(ns, dataset, "dense")
-    runs = {f"reg {reg:g}": _run(ns, dataset, "demp", reg=reg) for reg in ns.regs}
+    name = getattr(ns, "method", "demp")
+    if name == "demp":
+        runs = {f"reg {reg:g}": _run(ns, dataset, "demp", reg=reg) for reg in ns.regs}
+    else:
+        runs = {f"sparsity {s:g}": _run(ns, dataset, name, sparsity=s) for s in ns.sparsities}
     rows = ([] if dense is None else [_summary("dense", dense)]) + [
         _summary(label, h) for label, h in runs.items()
     ]
@@ -297,10 +362,10 @@ def sweep(ns: argparse.Namespace) -> int:
     print(_table(rows))
     if ns.json:
         with open(ns.json, "w") as f:
-            json.dump({"dense": dense, "demp": runs, "summary": rows}, f, indent=1)
+            json.dump({"dense": dense, name: runs, "summary": rows}, f, indent=1)
         print(f"wrote {ns.json}")
     if ns.plot:
-        title = f"DemP: {ns.model} on {dataset.name}"
+        title = f"{'DemP' if name == 'demp' else name}: {ns.model} on {dataset.name}"
         plot_tradeoff(dense, runs, ns.plot, title=title)
         print(f"wrote {ns.plot}")
     return 0
