@@ -268,6 +268,268 @@ def seir():
     )
 
 
+@spec
+def simple_case():
+    # Lenhart & Workman, Lab 1 (chapter 5): maximise int A x - B u^2.
+    return Spec(
+        args={"A": 1.0, "B": 1.0, "C": 4.0},
+        x0=[1.0],
+        t1=1.0,
+        N=100,
+        u_bounds=([-inf], [inf]),
+        f=lambda t, x, u, p: ca.vertcat(-(x[0] ** 2) / 2 + p["C"] * u[0]),
+        L=lambda t, x, u, p: -(p["A"] * x[0] - p["B"] * u[0] ** 2),
+        sample=([-1.0], [4.0]),
+    )
+
+
+@spec
+def simple_case_with_bounds():
+    # Lenhart & Workman, Lab 4 (chapter 9): Lab 1 with B = 1 and -1 <= u <= 2.
+    return Spec(
+        args={"A": 1.0, "C": 4.0},
+        x0=[1.0],
+        t1=1.0,
+        N=100,
+        u_bounds=([-1.0], [2.0]),
+        f=lambda t, x, u, p: ca.vertcat(-(x[0] ** 2) / 2 + p["C"] * u[0]),
+        L=lambda t, x, u, p: -(p["A"] * x[0] - u[0] ** 2),
+        sample=([-1.0], [4.0]),
+    )
+
+
+@spec
+def fish_harvest():
+    # Lenhart & Workman, Lab 6 (chapter 11): maximise int A (k t / (t + 1)) x u - u^2.
+    return Spec(
+        args={"A": 5.0, "k": 10.0, "m": 0.2},
+        x0=[0.4],
+        t1=10.0,
+        N=100,
+        u_bounds=([0.0], [1.0]),
+        f=lambda t, x, u, p: ca.vertcat(-(p["m"] + u[0]) * x[0]),
+        L=lambda t, x, u, p: -(p["A"] * (p["k"] * t / (t + 1)) * x[0] * u[0] - u[0] ** 2),
+        sample=([0.0], [1.0]),
+    )
+
+
+@spec
+def epidemic_seirn():
+    # Lenhart & Workman, Lab 7 (chapter 13), the five states (S, E, I, R, N).
+    def f(t, x, u, p):
+        S, E, I, R, N = x[0], x[1], x[2], x[3], x[4]
+        b, d, c, e, g, a = p["b"], p["d"], p["c"], p["e"], p["g"], p["a"]
+        return ca.vertcat(
+            b * N - d * S - c * S * I - u[0] * S,
+            c * S * I - (e + d) * E,
+            e * E - (g + a + d) * I,
+            g * I - d * R + u[0] * S,
+            (b - d) * N - a * I,
+        )
+
+    return Spec(
+        args={"b": 0.525, "d": 0.5, "c": 0.0001, "e": 0.5, "g": 0.1, "a": 0.2, "A": 0.1},
+        x0=[1000.0, 100.0, 50.0, 15.0, 1165.0],
+        t1=20.0,
+        N=100,
+        u_bounds=([0.0], [0.9]),
+        f=f,
+        L=lambda t, x, u, p: p["A"] * x[2] + u[0] ** 2,
+        sample=([0.0] * 5, [2000.0, 250.0, 250.0, 1000.0, 3000.0]),
+    )
+
+
+@spec
+def hiv_treatment():
+    # Lenhart & Workman, Lab 8 (chapter 14): maximise int A T - (1 - u)^2.
+    def f(t, x, u, p):
+        T, I, V = x[0], x[1], x[2]
+        return ca.vertcat(
+            p["s"] / (1 + V)
+            - p["m_1"] * T
+            + p["r"] * T * (1 - (T + I) / p["T_max"])
+            - u[0] * p["k"] * V * T,
+            u[0] * p["k"] * V * T - p["m_2"] * I,
+            p["N"] * p["m_2"] * I - p["m_3"] * V,
+        )
+
+    return Spec(
+        args={
+            "s": 10.0,
+            "m_1": 0.02,
+            "m_2": 0.5,
+            "m_3": 4.4,
+            "r": 0.03,
+            "T_max": 1500.0,
+            "k": 0.000024,
+            "N": 300.0,
+            "A": 0.05,
+        },
+        x0=[800.0, 0.04, 1.5],
+        t1=20.0,
+        N=100,
+        u_bounds=([0.0], [1.0]),
+        x_bounds=([0.0, 0.0, 0.0], [1600.0, 100.0, 100.0]),
+        f=f,
+        L=lambda t, x, u, p: -(p["A"] * x[0] - (1 - u[0]) ** 2),
+    )
+
+
+@spec
+def bear_populations():
+    # Lenhart & Workman, Lab 9 (chapter 15): park P, forest F, urban O densities.
+    def f(t, x, u, p):
+        P, F = x[0], x[1]
+        r, K, mp, mf = p["r"], p["K"], p["m_p"], p["m_f"]
+        return ca.vertcat(
+            r * P - r / K * P**2 + r / K * mf * (1 - P / K) * F**2 - u[0] * P,
+            r * F - r / K * F**2 + r / K * mp * (1 - F / K) * P**2 - u[1] * F,
+            r * (1 - mp) * P**2 / K
+            + r * (1 - mf) * F**2 / K
+            + r * mf / K**2 * P * F**2
+            + r * mp / K**2 * P**2 * F,
+        )
+
+    return Spec(
+        args={"r": 0.1, "K": 0.75, "m_p": 0.5, "m_f": 0.5, "c_p": 10000.0, "c_f": 10.0},
+        x0=[0.4, 0.2, 0.0],
+        t1=25.0,
+        N=100,
+        u_bounds=([0.0, 0.0], [0.2, 0.2]),
+        x_bounds=([0.0, 0.0, 0.0], [2.0, 2.0, 2.0]),
+        f=f,
+        L=lambda t, x, u, p: x[2] + p["c_p"] * u[0] ** 2 + p["c_f"] * u[1] ** 2,
+    )
+
+
+@spec
+def glucose():
+    # Lenhart & Workman, Lab 10 (chapter 16): glucose x, insulin y, injections u.
+    return Spec(
+        args={"a": 1.0, "b": 1.0, "c": 1.0, "A": 2.0, "l": 0.5},
+        x0=[0.75, 0.0],
+        t1=0.2,
+        N=100,
+        u_bounds=([-inf], [inf]),
+        x_bounds=([0.0, 0.0], [1.0, 1.0]),
+        f=lambda t, x, u, p: ca.vertcat(-p["a"] * x[0] - p["b"] * x[1], -p["c"] * x[1] + u[0]),
+        L=lambda t, x, u, p: p["A"] * (x[0] - p["l"]) ** 2 + u[0] ** 2,
+    )
+
+
+@spec
+def timber_harvest():
+    # Lenhart & Workman, Lab 11 (chapter 18): maximise int e^(-r t) x (1 - u).
+    return Spec(
+        args={"r": 0.0, "k": 1.0},
+        x0=[100.0],
+        t1=5.0,
+        N=100,
+        u_bounds=([0.0], [1.0]),
+        x_bounds=([0.0], [20000.0]),
+        f=lambda t, x, u, p: ca.vertcat(p["k"] * x[0] * u[0]),
+        L=lambda t, x, u, p: -ca.exp(-p["r"] * t) * x[0] * (1 - u[0]),
+    )
+
+
+@spec
+def bioreactor():
+    # Lenhart & Workman, Lab 12 (chapter 19): maximise int K x - u.
+    return Spec(
+        args={"K": 2.0, "G": 1.0, "D": 1.0},
+        x0=[0.5],
+        t1=2.0,
+        N=100,
+        u_bounds=([0.0], [1.0]),
+        x_bounds=([0.0], [1.0]),
+        f=lambda t, x, u, p: ca.vertcat(p["G"] * u[0] * x[0] - p["D"] * x[0] ** 2),
+        L=lambda t, x, u, p: -(p["K"] * x[0] - u[0]),
+    )
+
+
+@spec
+def predator_prey():
+    # Lenhart & Workman, Lab 13: pest N, predator P, and the slack s = M (T - t) - (B - z)
+    # of the dose z = int u, s' = u - M, so that s >= 0 <=> z(T) >= B (= B at the optimum).
+    M, B, T = 1.0, 5.0, 10.0
+    return Spec(
+        args={"d_1": 0.1, "d_2": 0.1, "A": 1.0},
+        x0=[10.0, 1.0, M * T - B],
+        t1=T,
+        N=100,
+        u_bounds=([0.0], [M]),
+        x_bounds=([0.0, 0.0, 0.0], [11.0, 11.0, inf]),
+        f=lambda t, x, u, p: ca.vertcat(
+            (1 - x[1]) * x[0] - p["d_1"] * x[0] * u[0],
+            (x[0] - 1) * x[1] - p["d_2"] * x[1] * u[0],
+            u[0] - M,
+        ),
+        L=lambda t, x, u, p: p["A"] / 2 * u[0] ** 2,
+        phi=lambda x, p: x[0],
+        sample=([0.0, 0.0, 0.0], [11.0, 11.0, 5.0]),
+    )
+
+
+@spec
+def tumour():
+    # Betts (3rd ed.), example 10.70, after Ledzewicz & Schaettler; fixed t_F = 1.2 (Myriad).
+    # Third state w = y + (A / T) t (y the dose so far): w <= 2 A <=> y(T) <= A.
+    pbar = ((5.85 - 0.02) / 0.00873) ** 1.5
+    A, a, T = 15.0, 75.0, 1.2
+
+    def f(t, x, u, p):
+        P, Q = x[0], x[1]
+        return ca.vertcat(
+            -p["xi"] * P * ca.log(P / Q),
+            Q * (p["b"] - (p["mu"] + p["d"] * P ** (2 / 3) + p["G"] * u[0])),
+            u[0] + A / T,
+        )
+
+    return Spec(
+        args={"xi": 0.084, "b": 5.85, "d": 0.00873, "G": 0.15, "mu": 0.02},
+        x0=[pbar / 2, pbar / 4, 0.0],
+        t1=T,
+        N=100,
+        u_bounds=([0.0], [a]),
+        x_bounds=([1.0, 1.0, 0.0], [pbar, pbar, 2 * A]),
+        f=f,
+        L=lambda t, x, u, p: 0,
+        phi=lambda x, p: x[0],
+    )
+
+
+@spec
+def rocket_landing():
+    # Myriad's RocketLanding: planar rigid rod, gimballed engine, fixed T = 16 s.
+    def f(t, x, u, p):
+        F = p["thrust"] * u[0]
+        inertia = p["m"] * p["length"] ** 2 / 12
+        return ca.vertcat(
+            x[1],
+            F * ca.sin(u[1] + x[4]) / p["m"],
+            x[3],
+            F * ca.cos(u[1] + x[4]) / p["m"] - p["g"],
+            x[5],
+            -p["length"] / 2 * F * ca.sin(u[1]) / inertia,
+        )
+
+    gimbal = 20 * math.pi / 180
+    return Spec(
+        args={"g": 9.8, "m": 100000.0, "length": 50.0, "thrust": 2210000.0},
+        x0=[0.0, 0.0, 1000.0, -80.0, -math.pi / 2, 0.0],
+        t1=16.0,
+        N=100,
+        u_bounds=([0.4, -gimbal], [1.0, gimbal]),
+        xT=[0.0] * 6,
+        x_bounds=(
+            [-250.0, -250.0, 0.0, -250.0, -2 * math.pi, -250.0],
+            [150.0, 150.0, 1000.0, 150.0, 2 * math.pi, 150.0],
+        ),
+        f=f,
+        L=lambda t, x, u, p: u[0] ** 2 + u[1] ** 2 + 2 * x[5] ** 2,
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Cross-check against the toolkit.
 # --------------------------------------------------------------------------------------

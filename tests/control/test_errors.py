@@ -90,7 +90,7 @@ def test_nan_in_dynamics_is_reported():
 
 def test_max_iterations_reached_is_reported():
     ex = control.problems.get("van_der_pol")
-    solver = control.KKTNewton(max_steps=1)
+    solver = control.KKTNewton(max_steps=1, interior_point_steps=1)
     sol = control.plan(ex.problem, control.Trapezoidal(50), solver, args=ex.args, throw=False)
     assert sol.result == control.RESULTS.nonlinear_max_steps_reached
     with pytest.raises(Exception, match="maximum number of steps"):

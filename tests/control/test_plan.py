@@ -223,14 +223,17 @@ def test_single_shooting_gradient_matches_finite_differences():
     assert _gradient_error(ex, tr, "delta", 1e-5) < 1e-5
 
 
-def test_gradient_through_the_state_bound_continuation():
-    # cart_pole's first solve fails and is retried without its state box (see
-    # control.plan); the implicit gradient must still match finite differences.
-    ex = control.problems.get("cart_pole")
+def test_gradient_through_the_interior_point_fallback():
+    # From the default guess semismooth Newton alone stalls on the pendulum swing-up;
+    # the interior-point fallback finds the solution, and the implicit gradient (of the
+    # final solve only) must still match finite differences.
+    ex = control.problems.get("pendulum")
     tr = control.Trapezoidal(ex.N)
-    first = control.plan(
-        ex.problem, tr, control.KKTNewton(state_bound_continuation=False), args=ex.args, throw=False
+    alone = control.plan(
+        ex.problem, tr, control.KKTNewton(fallback_after=0), args=ex.args, throw=False
     )
-    assert first.result != control.RESULTS.successful  # the continuation is exercised
+    assert alone.result != control.RESULTS.successful  # the fallback is exercised
+    sol = control.plan(ex.problem, tr, args=ex.args)
+    assert sol.stats["interior_point_steps"] > 0
 
-    assert _gradient_error(ex, tr, "m2", 1e-6) < 1e-5
+    assert _gradient_error(ex, tr, "length", 1e-6) < 1e-5

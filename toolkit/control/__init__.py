@@ -6,11 +6,12 @@ conditions are solved by optimistix as differentiable implicit layers
 (`BlockTridiagonal`).
 """
 
-from . import problems as problems
+from . import learning as learning, problems as problems
 from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
 from ._integrators import RK4 as RK4
 from ._plan import plan as plan
 from ._planner.base import AbstractPlanner as AbstractPlanner
+from ._planner.interior_point import InteriorPoint as InteriorPoint
 from ._planner.least_squares import KKTLeastSquares as KKTLeastSquares
 from ._planner.newton import KKTNewton as KKTNewton
 from ._planner.semismooth_newton import SemismoothNewton as SemismoothNewton

@@ -64,16 +64,31 @@ class KKTResidual(eqx.Module):
     def __call__(
         self, w: Float[Array, "M+1 b"], data: tuple[OptimalControlProblem, PyTree[Any]]
     ) -> Float[Array, "M+1 b"]:
+        return self._rows(w, data, project=True)
+
+    def unprojected(
+        self, w: Float[Array, "M+1 b"], data: tuple[OptimalControlProblem, PyTree[Any]]
+    ) -> Float[Array, "M+1 b"]:
+        """The residual with bare stationarity rows g = ∇_z L on the unknowns that are
+        not fixed (the rows an interior-point step linearises); the other rows are as
+        in `__call__`."""
+        return self._rows(w, data, project=False)
+
+    def _rows(self, w, data, *, project):
         problem, args = data
         tr = self.transcription
         z, lam = self.split(w, problem)
         lo, hi = tr.bounds(problem, args)
         g, c = self.stationarity(z, lam, problem, args)
-        v = z - g
-        # Ties (v exactly on a bound, as in a guess on a bound with zero gradient) count
-        # as active: jnp.clip would average the two one-sided derivatives there.
-        projected = jnp.where(v <= lo, lo, jnp.where(v >= hi, hi, v))
-        rz = jnp.where(lo == hi, z - lo, z - projected)
+        if project:
+            v = z - g
+            # Ties (v exactly on a bound, as in a guess on a bound with zero gradient)
+            # count as active: jnp.clip would average the two one-sided derivatives.
+            projected = jnp.where(v <= lo, lo, jnp.where(v >= hi, hi, v))
+            rz = z - projected
+        else:
+            rz = g
+        rz = jnp.where(lo == hi, z - lo, rz)
         rc = jnp.where(tr.constraint_mask(problem), c / tr.step(problem), lam)
         _, _, bc = tr.layout(problem)
         # The padding unknowns are their own residuals, pinning them to zero.
@@ -104,6 +119,7 @@ class KKTResidual(eqx.Module):
         return NLPInfo(
             objective=objective,
             constraints=constraints,
+            unprojected=self.unprojected,
             primal_mask=primal,
             regularisation=jnp.where(primal, h, 0).astype(dtype),
             lower=self.join(lo, -inf),

@@ -50,11 +50,6 @@ def plan(
     - `throw`: raise an error if the plan fails (default); if `False`, report it in
         `Solution.result` instead.
 
-    If the planner's `state_bound_continuation` is on (the default) and the first
-    solve of a problem with a state box fails, the problem is solved without the box
-    and the real one is then warm-started from that solution; `Solution.stats` then
-    describe that last solve.
-
     **Returns:**
 
     A [`toolkit.control.Solution`][].
@@ -78,8 +73,6 @@ def plan(
     if adjoint is None:
         adjoint = optx.ImplicitAdjoint(linear_solver=linear_solver)
     sol = solver.solve(residual, w0, data, linear_solver, adjoint)
-    if problem.x_bounds is not None and solver.state_bound_continuation:
-        sol = _state_bound_continuation(sol, solver, residual, data, linear_solver, adjoint)
 
     w = sol.value
     z, lam = residual.split(w, problem)
@@ -121,41 +114,3 @@ def plan(
         result=result,
         stats=stats,
     )
-
-
-def _state_bound_continuation(sol, solver, residual, data, linear_solver, adjoint):
-    """If `sol` failed, solve the problem without its state box, then the real problem
-    warm-started from that solution.
-
-    Semismooth active-set steps can pin states onto bounds that are far from active
-    at the optimum (the cart-pole swing-up, from the default guess); without them the
-    same iteration converges, and the bounded problem then needs no further step when
-    the box is inactive. Skipped where the state box changes the unknowns' layout
-    (single shooting).
-    """
-    problem, args = data
-    relaxed = eqx.tree_at(lambda p: p.x_bounds, problem, None, is_leaf=lambda x: x is None)
-    shape = eqx.filter_eval_shape(residual.initial_guess, problem, args).shape
-    if eqx.filter_eval_shape(residual.initial_guess, relaxed, args).shape != shape:
-        return sol
-
-    def retry(_):
-        w_relaxed = residual.initial_guess(relaxed, args)
-        first = solver.solve(residual, w_relaxed, (relaxed, args), linear_solver, adjoint)
-        w0 = jnp.where(
-            first.result == optx.RESULTS.successful,
-            jax.lax.stop_gradient(first.value),
-            residual.initial_guess(problem, args),
-        )
-        return solver.solve(residual, w0, data, linear_solver, adjoint)
-
-    dynamic, static = eqx.partition(sol, eqx.is_array)
-
-    def keep(_):
-        return dynamic
-
-    def retry_dynamic(_):
-        return eqx.partition(retry(None), eqx.is_array)[0]
-
-    dynamic = jax.lax.cond(sol.result == optx.RESULTS.successful, keep, retry_dynamic, None)
-    return eqx.combine(dynamic, static)

@@ -16,7 +16,6 @@ class AbstractPlanner(eqx.Module):
     atol: eqx.AbstractVar[float]
     max_steps: eqx.AbstractVar[int]
     linear_solver: eqx.AbstractVar[lx.AbstractLinearSolver | None]
-    state_bound_continuation: eqx.AbstractVar[bool]
 
     @abc.abstractmethod
     def solve(

@@ -7,6 +7,7 @@ import optimistix as optx
 from jaxtyping import PyTree, Scalar
 
 from .base import AbstractPlanner
+from .fallback import solve_with_fallback
 
 
 class _GaussNewtonFamily(optx.AbstractGaussNewton):
@@ -55,10 +56,11 @@ class KKTLeastSquares(AbstractPlanner):
     atol: float = 1e-9
     max_steps: int = 200
     linear_solver: lx.AbstractLinearSolver | None = None
-    state_bound_continuation: bool = True
     descent: optx.AbstractDescent = optx.DoglegDescent()
     search: optx.AbstractSearch = optx.ClassicalTrustRegion()
     rtol: float = 1e-13
+    fallback_after: int = 60
+    interior_point_steps: int = 300
 
     def solve(self, residual, w0, data, linear_solver, adjoint):
         descent = self.descent
@@ -73,14 +75,31 @@ class KKTLeastSquares(AbstractPlanner):
             verbose=_quiet,
             residual_atol=self.atol,
         )
-        return optx.least_squares(
+
+        def solve(w0, data, max_steps, adjoint):
+            return optx.least_squares(
+                residual,
+                solver,
+                w0,
+                data,
+                max_steps=max_steps,
+                adjoint=adjoint,
+                throw=False,
+            )
+
+        if self.fallback_after <= 0:
+            return solve(w0, data, self.max_steps, adjoint)
+        return solve_with_fallback(
+            solve,
             residual,
-            solver,
             w0,
             data,
+            linear_solver,
+            adjoint,
+            atol=self.atol,
             max_steps=self.max_steps,
-            adjoint=adjoint,
-            throw=False,
+            fallback_after=self.fallback_after,
+            interior_point_steps=self.interior_point_steps,
         )
 
 
@@ -89,11 +108,12 @@ KKTLeastSquares.__init__.__doc__ = """**Arguments:**
 - `atol`: the solution is accepted when the max-norm of the KKT residual is at most
     this (checked after the solve).
 - `max_steps`: iterations before giving up.
-- `state_bound_continuation`: if the solve fails on a problem with a state box, solve
-    it without the box and retry from that solution (see `control.plan`).
 - `linear_solver`: lineax solver for the steps and the adjoint; by default the
     transcription's own. It replaces the descent's own `linear_solver`.
 - `descent`: an optimistix descent (default `optx.DoglegDescent()`).
 - `search`: an optimistix search (default `optx.ClassicalTrustRegion()`).
 - `rtol`: relative tolerance of optimistix's step-size termination test.
+- `fallback_after`: iterations before falling back to the interior-point method; 0
+    disables the fallback.
+- `interior_point_steps`: the most iterations of the interior-point method.
 """

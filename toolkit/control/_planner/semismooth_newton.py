@@ -10,6 +10,8 @@ import optimistix as optx
 from jaxtyping import Array, Int, PyTree, Scalar
 from optimistix import RESULTS
 
+from .regularised_step import regularised_newton_step
+
 
 class _NewtonState(eqx.Module):
     f: Array
@@ -85,48 +87,28 @@ class SemismoothNewton(optx.AbstractRootFinder):
         f, lin_fn, aux = jax.linearize(lambda _y: fn(_y, args), y, has_aux=True)
         struct = jax.eval_shape(lambda: y)
 
-        def newton_step(delta):
-            if nlp is None:
-                matvec = lin_fn
-            else:
-
-                def matvec(v):
-                    return lin_fn(v) + delta * nlp.regularisation * v
-
-            operator = lx.FunctionLinearOperator(matvec, struct, tags=tags)
-            sol = lx.linear_solve(operator, f, self.linear_solver, throw=False)
-            p = sol.value
-            ok = (sol.result == lx.RESULTS.successful) & jnp.all(jnp.isfinite(p))
-            return -jnp.where(ok, p, 0), ok
-
         if nlp is None:
-            dy, solved = newton_step(None)
+            operator = lx.FunctionLinearOperator(lin_fn, struct, tags=tags)
+            sol = lx.linear_solve(operator, f, self.linear_solver, throw=False)
+            solved = (sol.result == lx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
+            dy = -jnp.where(solved, sol.value, 0)
             delta = state.delta
             n_reg = jnp.array(0)
         else:
-            primal = nlp.primal_mask
-
-            def curvature_ok(dy, delta):
-                dz = jnp.where(primal, dy, 0)
-                curv = jnp.sum(jnp.where(primal, dz * lin_fn(dz), 0))
-                size = jnp.sum(nlp.regularisation * dz * dz)
-                return curv + delta * size >= self.kappa * size
-
-            def cond(carry):
-                _, ok, delta, i = carry
-                return jnp.invert(ok) & (i < self.max_regularisations)
-
-            def body(carry):
-                _, _, delta, i = carry
-                delta = jnp.maximum(10 * delta, self.delta_init)
-                delta = jnp.minimum(delta, self.delta_max)
-                dy, solved = newton_step(delta)
-                return dy, solved & curvature_ok(dy, delta), delta, i + 1
-
-            delta0 = state.delta
-            dy0, solved0 = newton_step(delta0)
-            init = (dy0, solved0 & curvature_ok(dy0, delta0), delta0, jnp.array(0))
-            dy, solved, delta, n_reg = lax.while_loop(cond, body, init)
+            dy, solved, delta, n_reg = regularised_newton_step(
+                lin_fn,
+                f,
+                struct,
+                nlp,
+                0.0,
+                state.delta,
+                self.linear_solver,
+                tags,
+                kappa=self.kappa,
+                delta_init=self.delta_init,
+                delta_max=self.delta_max,
+                max_regularisations=self.max_regularisations,
+            )
 
         merit_f = _merit(f)
         if nlp is None:
@@ -239,6 +221,8 @@ class NLPInfo(eqx.Module):
 
     - `objective`: `(y, args) -> J`, the NLP objective at the primal part of `y`.
     - `constraints`: `(y, args) -> c`, the (masked) equality constraints.
+    - `unprojected`: `(y, args) -> F`, the residual with the bounds ignored: bare
+        stationarity rows ∇_z L on the unknowns that are not fixed.
     - `primal_mask`: boolean, shaped like `y`: which unknowns are primal.
     - `regularisation`: shaped like `y`: the diagonal added, times δ, to the Jacobian
         (positive on primal unknowns; its scale sets that of the curvature test).
@@ -247,6 +231,7 @@ class NLPInfo(eqx.Module):
 
     objective: Callable[[Array, Any], Scalar]
     constraints: Callable[[Array, Any], Array]
+    unprojected: Callable[[Array, Any], Array]
     primal_mask: Array
     regularisation: Array
     lower: Array

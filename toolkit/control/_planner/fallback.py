@@ -1,0 +1,61 @@
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import optimistix as optx
+from jaxtyping import Array
+
+from .interior_point import InteriorPoint, push_into_box
+
+
+def solve_with_fallback(
+    solve: Callable[[Array, object, int, optx.AbstractAdjoint], optx.Solution],
+    residual,
+    w0: Array,
+    data,
+    linear_solver: lx.AbstractLinearSolver,
+    adjoint: optx.AbstractAdjoint,
+    *,
+    atol: float,
+    max_steps: int,
+    fallback_after: int,
+    interior_point_steps: int,
+) -> optx.Solution:
+    """Run a planner's own method `solve(w0, data, max_steps, adjoint)`; if it has not
+    found a root after `fallback_after` iterations, restart from `w0` with the
+    [`toolkit.control.InteriorPoint`][] method and finish with `solve` from its result.
+
+    All three solves are always traced (so that this works under `jax.vmap`, where
+    each batch element decides for itself), but a solved first attempt is a root: the
+    interior-point solve and the final one then stop at once. Only the final solve
+    sees the differentiable `data`; the others find its starting point.
+    """
+    nlp = residual.nlp_info(*data)
+    dynamic, static = eqx.partition(data, eqx.is_array)
+    frozen = eqx.combine(jax.lax.stop_gradient(dynamic), static)
+    w0 = jax.lax.stop_gradient(w0)
+    first = solve(w0, frozen, min(fallback_after, max_steps), adjoint)
+    found = jnp.max(jnp.abs(residual(first.value, frozen))) <= atol
+    solved = (first.result == optx.RESULTS.successful) & found
+    start = jnp.where(solved, first.value, push_into_box(w0, nlp))
+    interior = optx.root_find(
+        residual,
+        InteriorPoint(rtol=0.0, atol=atol, linear_solver=linear_solver, tol=10 * atol),
+        start,
+        frozen,
+        options={"nlp": nlp},
+        max_steps=interior_point_steps,
+        adjoint=adjoint,
+        throw=False,
+    )
+    final = solve(jax.lax.stop_gradient(interior.value), data, max_steps, adjoint)
+    stats = dict(final.stats)
+    stats["num_steps"] = (
+        first.stats["num_steps"] + interior.stats["num_steps"] + final.stats["num_steps"]
+    )
+    stats["interior_point_steps"] = interior.stats["num_steps"]
+    return optx.Solution(
+        value=final.value, result=final.result, aux=final.aux, stats=stats, state=final.state
+    )

@@ -1,0 +1,336 @@
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+import lineax as lx
+import optimistix as optx
+from jaxtyping import Array, Bool, Int, PyTree, Scalar
+from optimistix import RESULTS
+
+from .regularised_step import regularised_newton_step
+
+
+_FILTER_SIZE = 16
+
+
+class _InteriorPointState(eqx.Module):
+    f: Array
+    nu_lower: Array
+    nu_upper: Array
+    mu: Scalar
+    error: Scalar
+    delta: Scalar
+    theta_min: Scalar
+    theta_max: Scalar
+    filter_theta: Array
+    filter_phi: Array
+    filter_next: Int[Array, ""]
+    backtracks: Int[Array, ""]
+    regularised: Int[Array, ""]
+    result: RESULTS
+
+
+def _masks(nlp) -> tuple[Bool[Array, "..."], Bool[Array, "..."]]:
+    free = nlp.primal_mask & (nlp.lower < nlp.upper)
+    return free & jnp.isfinite(nlp.lower), free & jnp.isfinite(nlp.upper)
+
+
+def _slacks(y, nlp, has_lower, has_upper):
+    s_lower = jnp.where(has_lower, y - jnp.where(has_lower, nlp.lower, 0), 1.0)
+    s_upper = jnp.where(has_upper, jnp.where(has_upper, nlp.upper, 0) - y, 1.0)
+    return s_lower, s_upper
+
+
+def push_into_box(y: Array, nlp, kappa_1: float = 1e-2, kappa_2: float = 1e-2) -> Array:
+    """Move the primal unknowns strictly inside their bounds (as IPOPT does with its
+    starting point): at least min(κ₁ max(1, |bound|), κ₂ (hi - lo)) from each bound."""
+    has_lower, has_upper = _masks(nlp)
+    lo = jnp.where(has_lower, nlp.lower, 0)
+    hi = jnp.where(has_upper, nlp.upper, 0)
+    width = jnp.where(has_lower & has_upper, hi - lo, jnp.inf)
+    p_lower = jnp.minimum(kappa_1 * jnp.maximum(1, jnp.abs(lo)), kappa_2 * width)
+    p_upper = jnp.minimum(kappa_1 * jnp.maximum(1, jnp.abs(hi)), kappa_2 * width)
+    y = jnp.where(has_lower, jnp.maximum(y, lo + p_lower), y)
+    return jnp.where(has_upper, jnp.minimum(y, hi - p_upper), y)
+
+
+class InteriorPoint(optx.AbstractRootFinder):
+    """A primal-dual interior-point method for the KKT conditions of a nonlinear
+    program with box bounds (a root finder for `optimistix.root_find`), after IPOPT
+    (Wächter & Biegler 2006).
+
+    It needs the `options` that [`toolkit.control.KKTNewton`][] passes
+    (`{"nlp": NLPInfo(...)}`), and an initial point strictly inside the box
+    ([`toolkit.control.KKTNewton`][] moves it there). The bounds are replaced by
+    barrier terms -μ Σ log(z_i - lo_i) (and likewise for upper bounds) whose
+    multipliers ν are iterated with the primal unknowns, with IPOPT's default
+    constants (μ₀ = 0.1, in the NLP's own units). Each iteration takes one
+    regularised Newton step on the barrier problem (the same inertia-free curvature
+    test as [`toolkit.control.SemismoothNewton`][]), keeps the unknowns and ν inside
+    the box by the fraction-to-the-boundary rule, and searches along it with a filter
+    on (‖c‖₁, barrier objective) that remembers its last 16 entries and IPOPT's
+    switching condition. μ decreases superlinearly (μ ← min(μ/5, μ^1.5)) once the
+    barrier problem is solved to 10 μ. No restoration phase: a failed search grows
+    the curvature shift.
+
+    The smooth barrier path does not jump between active sets as a semismooth step
+    does, which is what a start far from the solution needs; the method stops once
+    the KKT conditions hold to `tol` (in a scaled norm), a point from which
+    semismooth Newton converges in a few steps to the exact active set.
+    """
+
+    rtol: float
+    atol: float
+    norm: Callable[[PyTree], Scalar] = optx.max_norm
+    linear_solver: lx.AbstractLinearSolver = lx.AutoLinearSolver(well_posed=None)
+    tol: float = 1e-8
+    mu_init: float = 0.1
+    max_backtracks: int = 30
+    sigma_armijo: float = 1e-4
+    kappa: float = 1e-8
+    delta_init: float = 1e-4
+    delta_max: float = 1e10
+    max_regularisations: int = 12
+
+    def _error(self, y, g, nu_lower, nu_upper, mu, nlp):
+        """IPOPT's KKT error E_μ of the barrier problem, in the NLP's own units: the
+        constraint rows of the residual are c / h, the stationarity rows are not
+        scaled."""
+        has_lower, has_upper = _masks(nlp)
+        s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
+        h = jnp.max(nlp.regularisation)
+        stationarity = jnp.where(nlp.primal_mask, g - nu_lower + nu_upper, h * g)
+        complementarity = jnp.maximum(
+            jnp.where(has_lower, jnp.abs(nu_lower * s_lower - mu), 0),
+            jnp.where(has_upper, jnp.abs(nu_upper * s_upper - mu), 0),
+        )
+        return jnp.maximum(jnp.max(jnp.abs(stationarity)), jnp.max(complementarity))
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        del f_struct, aux_struct, tags
+        nlp = options["nlp"]
+        f, _ = fn(y, args)
+        dtype = f.dtype
+        has_lower, has_upper = _masks(nlp)
+        s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
+        mu = jnp.asarray(self.mu_init, dtype)
+        nu_lower = jnp.where(has_lower, mu / s_lower, 0)
+        nu_upper = jnp.where(has_upper, mu / s_upper, 0)
+        g = nlp.unprojected(y, args)
+        error = self._error(y, g, nu_lower, nu_upper, 0.0, nlp)
+        theta = jnp.sum(jnp.abs(nlp.constraints(y, args)))
+        finite = jnp.isfinite(jnp.sum(f)) & jnp.isfinite(error)
+        inside = jnp.all((s_lower > 0) & (s_upper > 0))
+        converged = self.norm(f) <= self.atol
+        result = RESULTS.where(finite & (inside | converged), RESULTS.successful, RESULTS.nonfinite)
+        return _InteriorPointState(
+            f=f,
+            nu_lower=nu_lower,
+            nu_upper=nu_upper,
+            mu=mu,
+            error=error,
+            delta=jnp.zeros((), dtype),
+            theta_min=1e-4 * jnp.maximum(1.0, theta),
+            theta_max=1e4 * jnp.maximum(1.0, theta),
+            filter_theta=jnp.full(_FILTER_SIZE, jnp.inf, dtype),
+            filter_phi=jnp.full(_FILTER_SIZE, jnp.inf, dtype),
+            filter_next=jnp.array(0),
+            backtracks=jnp.array(0),
+            regularised=jnp.array(0),
+            result=result,
+        )
+
+    def step(self, fn, y, args, options, state: _InteriorPointState, tags):
+        nlp = options["nlp"]
+        has_lower, has_upper = _masks(nlp)
+        mu = state.mu
+        s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
+        nu_lower, nu_upper = state.nu_lower, state.nu_upper
+
+        g, lin_fn = jax.linearize(lambda _y: nlp.unprojected(_y, args), y)
+        sigma = jnp.where(has_lower, nu_lower / s_lower, 0) + jnp.where(
+            has_upper, nu_upper / s_upper, 0
+        )
+        rhs = g - jnp.where(has_lower, mu / s_lower, 0) + jnp.where(has_upper, mu / s_upper, 0)
+        struct = jax.eval_shape(lambda: y)
+        dy, solved, delta, n_reg = regularised_newton_step(
+            lin_fn,
+            rhs,
+            struct,
+            nlp,
+            sigma,
+            state.delta,
+            self.linear_solver,
+            tags,
+            kappa=self.kappa,
+            delta_init=self.delta_init,
+            delta_max=self.delta_max,
+            max_regularisations=self.max_regularisations,
+        )
+        d_nu_lower = jnp.where(has_lower, mu / s_lower - nu_lower - nu_lower / s_lower * dy, 0)
+        d_nu_upper = jnp.where(has_upper, mu / s_upper - nu_upper + nu_upper / s_upper * dy, 0)
+
+        # Fraction to the boundary: neither the unknowns nor ν may come closer than a
+        # factor 1 - τ to their bounds (0) in one step.
+        tau = jnp.maximum(0.99, 1 - mu)
+        inf = jnp.full_like(dy, jnp.inf)
+
+        def max_step(value, step, mask):
+            ratio = jnp.where(mask & (step < 0), -tau * value / jnp.where(step < 0, step, -1), inf)
+            return jnp.minimum(1.0, jnp.min(ratio))
+
+        alpha_max = jnp.minimum(max_step(s_lower, dy, has_lower), max_step(s_upper, -dy, has_upper))
+        alpha_nu = jnp.minimum(
+            max_step(nu_lower, d_nu_lower, has_lower), max_step(nu_upper, d_nu_upper, has_upper)
+        )
+
+        def phi(y):
+            s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
+            barrier = jnp.sum(jnp.where(has_lower, jnp.log(s_lower), 0)) + jnp.sum(
+                jnp.where(has_upper, jnp.log(s_upper), 0)
+            )
+            return nlp.objective(y, args) - mu * barrier
+
+        def theta(y):
+            return jnp.sum(jnp.abs(nlp.constraints(y, args)))
+
+        phi0, slope = jax.jvp(phi, (y,), (dy,))
+        theta0 = theta(y)
+        gamma_theta, gamma_phi = 1e-5, 1e-5
+
+        def accept(alpha, y_t):
+            phi_t, theta_t = phi(y_t), theta(y_t)
+            # IPOPT's switching condition: where the step is a good descent direction
+            # for φ and the iterate nearly feasible, demand Armijo decrease of φ.
+            switching = (slope < 0) & (alpha * (-slope) ** 2.3 > theta0**1.1)
+            armijo = phi_t <= phi0 + self.sigma_armijo * alpha * slope
+            f_type = switching & (theta0 <= state.theta_min)
+            sufficient = (theta_t <= (1 - gamma_theta) * theta0) | (
+                phi_t <= phi0 - gamma_phi * theta0
+            )
+            in_filter = jnp.any((theta_t >= state.filter_theta) & (phi_t >= state.filter_phi))
+            ok = (
+                jnp.where(f_type, armijo, sufficient)
+                & jnp.invert(in_filter)
+                & (theta_t <= state.theta_max)
+            )
+            return ok & jnp.isfinite(phi_t) & jnp.isfinite(theta_t), f_type & armijo
+
+        def ls_cond(carry):
+            _, _, k, accepted, _ = carry
+            return jnp.invert(accepted) & (k < self.max_backtracks)
+
+        def ls_body(carry):
+            alpha, _, k, _, _ = carry
+            alpha = alpha / 2
+            y_t = y + alpha * dy
+            ok, armijo_step = accept(alpha, y_t)
+            return alpha, y_t, k + 1, ok, armijo_step
+
+        y_t = y + alpha_max * dy
+        ok, armijo_step = accept(alpha_max, y_t)
+        init = (alpha_max, y_t, jnp.array(0), ok, armijo_step)
+        _, y_t, k, accepted, armijo_step = lax.while_loop(ls_cond, ls_body, init)
+        moved = solved & accepted
+
+        # An h-type step (one accepted by the filter rather than by Armijo) adds the
+        # current iterate to the filter, as in IPOPT.
+        augment = moved & jnp.invert(armijo_step)
+        slot = state.filter_next % _FILTER_SIZE
+        filter_theta = jnp.where(
+            augment,
+            state.filter_theta.at[slot].set((1 - gamma_theta) * theta0),
+            state.filter_theta,
+        )
+        filter_phi = jnp.where(
+            augment, state.filter_phi.at[slot].set(phi0 - gamma_phi * theta0), state.filter_phi
+        )
+        filter_next = state.filter_next + augment.astype(state.filter_next.dtype)
+
+        y_new = jnp.where(moved, y_t, y)
+        nu_lower = jnp.where(moved, nu_lower + alpha_nu * d_nu_lower, nu_lower)
+        nu_upper = jnp.where(moved, nu_upper + alpha_nu * d_nu_upper, nu_upper)
+        # Keep ν within a factor κ_Σ of the primal estimate μ r / s, so that Σ stays a
+        # sensible approximation of the barrier Hessian (IPOPT's safeguard).
+        s_lower, s_upper = _slacks(y_new, nlp, has_lower, has_upper)
+        kappa_sigma = 1e10
+        nu_lower = jnp.where(
+            has_lower,
+            jnp.clip(
+                nu_lower,
+                mu / (kappa_sigma * s_lower),
+                kappa_sigma * mu / s_lower,
+            ),
+            0,
+        )
+        nu_upper = jnp.where(
+            has_upper,
+            jnp.clip(
+                nu_upper,
+                mu / (kappa_sigma * s_upper),
+                kappa_sigma * mu / s_upper,
+            ),
+            0,
+        )
+
+        g_new = nlp.unprojected(y_new, args)
+        error_mu = self._error(y_new, g_new, nu_lower, nu_upper, mu, nlp)
+        error = self._error(y_new, g_new, nu_lower, nu_upper, 0.0, nlp)
+        # Monotone barrier update (Fiacco-McCormick); the filter starts afresh for the
+        # new barrier problem.
+        mu_min = self.tol / 11
+        decrease = moved & (error_mu <= 10 * mu) & (mu > mu_min)
+        mu_new = jnp.where(decrease, jnp.maximum(mu_min, jnp.minimum(0.2 * mu, mu**1.5)), mu)
+        filter_theta = jnp.where(decrease, jnp.inf, filter_theta)
+        filter_phi = jnp.where(decrease, jnp.inf, filter_phi)
+
+        f_new, aux = fn(y_new, args)
+        decayed = jnp.where(delta / 10 < self.delta_init, 0.0, delta / 10)
+        delta = jnp.where(moved, decayed, jnp.maximum(10 * delta, self.delta_init))
+        delta = jnp.minimum(delta, self.delta_max)
+        new_state = _InteriorPointState(
+            f=f_new,
+            nu_lower=nu_lower,
+            nu_upper=nu_upper,
+            mu=mu_new,
+            error=error,
+            delta=delta,
+            theta_min=state.theta_min,
+            theta_max=state.theta_max,
+            filter_theta=filter_theta,
+            filter_phi=filter_phi,
+            filter_next=filter_next,
+            backtracks=state.backtracks + k,
+            regularised=state.regularised + (n_reg > 0).astype(state.regularised.dtype),
+            result=RESULTS.successful,
+        )
+        return y_new, new_state, aux
+
+    def terminate(self, fn, y, args, options, state: _InteriorPointState, tags):
+        del fn, y, args, options, tags
+        converged = (self.norm(state.f) <= self.atol) | (state.error <= self.tol)
+        failed = state.result != RESULTS.successful
+        return converged | failed, RESULTS.where(converged, RESULTS.successful, state.result)
+
+    def postprocess(self, fn, y, aux, args, options, state: _InteriorPointState, tags, result):
+        del fn, args, options, tags, result
+        return y, aux, {"backtracks": state.backtracks, "regularised_steps": state.regularised}
+
+
+InteriorPoint.__init__.__doc__ = """**Arguments:**
+
+- `rtol`: unused (kept for the optimistix interface).
+- `atol`: stops when the max-norm of the residual passed to `root_find` is at most
+    this.
+- `norm`: the norm of that test.
+- `linear_solver`: the lineax solver for the Newton systems.
+- `tol`: also stops when the KKT error (stationarity, complementarity and
+    feasibility in the NLP's units) is at most this.
+- `mu_init`: the first barrier parameter.
+- `max_backtracks`: halvings of the step before giving up on this iteration.
+- `kappa`, `delta_init`, `delta_max`, `max_regularisations`: the curvature test and
+    Hessian shifts, as in [`toolkit.control.SemismoothNewton`][].
+- `sigma_armijo`: the Armijo constant.
+"""

@@ -1,0 +1,61 @@
+import jax.lax as lax
+import jax.numpy as jnp
+import lineax as lx
+from jaxtyping import Array, Bool, Int, Scalar
+
+
+def regularised_newton_step(
+    lin_fn,
+    f: Array,
+    struct,
+    nlp,
+    diagonal: Array | float,
+    delta: Scalar,
+    linear_solver: lx.AbstractLinearSolver,
+    tags,
+    *,
+    kappa: float,
+    delta_init: float,
+    delta_max: float,
+    max_regularisations: int,
+) -> tuple[Array, Bool[Array, ""], Scalar, Int[Array, ""]]:
+    """The Newton step dy = -(J + D + δ R)⁻¹ f with the inertia-free curvature test
+    (Chiang & Zavala 2016): while the primal part dz of the step has
+    dzᵀ (H + D) dz + δ ‖dz‖²_R < κ ‖dz‖²_R, grow δ tenfold and solve again.
+
+    `lin_fn` is the linearised residual (H its primal block), `diagonal` an extra
+    diagonal D (the barrier term of an interior-point step, or 0), `R` the NLP's
+    `regularisation` weights. Returns `(dy, ok, δ, number of shifts)`; `ok` is false
+    when the linear solve failed or the test still fails at the largest shift.
+    """
+    primal = nlp.primal_mask
+
+    def solve(delta):
+        def matvec(v):
+            return lin_fn(v) + (diagonal + delta * nlp.regularisation) * v
+
+        operator = lx.FunctionLinearOperator(matvec, struct, tags=tags)
+        sol = lx.linear_solve(operator, f, linear_solver, throw=False)
+        p = sol.value
+        ok = (sol.result == lx.RESULTS.successful) & jnp.all(jnp.isfinite(p))
+        return -jnp.where(ok, p, 0), ok
+
+    def curvature_ok(dy, delta):
+        dz = jnp.where(primal, dy, 0)
+        curv = jnp.sum(jnp.where(primal, dz * (lin_fn(dz) + diagonal * dz), 0))
+        size = jnp.sum(nlp.regularisation * dz * dz)
+        return curv + delta * size >= kappa * size
+
+    def cond(carry):
+        _, ok, _, i = carry
+        return jnp.invert(ok) & (i < max_regularisations)
+
+    def body(carry):
+        _, _, delta, i = carry
+        delta = jnp.minimum(jnp.maximum(10 * delta, delta_init), delta_max)
+        dy, solved = solve(delta)
+        return dy, solved & curvature_ok(dy, delta), delta, i + 1
+
+    dy0, solved0 = solve(delta)
+    init = (dy0, solved0 & curvature_ok(dy0, delta), delta, jnp.array(0))
+    return lax.while_loop(cond, body, init)

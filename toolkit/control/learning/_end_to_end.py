@@ -1,0 +1,266 @@
+import abc
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+import optimistix as optx
+from jaxtyping import Array, Float, PyTree, Scalar
+
+from .._plan import plan
+from .._planner.base import AbstractPlanner
+from .._planner.newton import KKTNewton
+from .._problem import OptimalControlProblem
+from .._results import RESULTS
+from .._solution import Solution
+from .._transcription.base import AbstractTranscription
+from ._controls import Controls
+from ._data import Trajectories
+from ._model import learned_problem, Model
+from ._simulate import evaluate, Simulator
+from ._sysid import _init, _partition, _update, AbstractSysIdLoss, SingleShootingLoss
+
+
+class AbstractPlanLoss(eqx.Module):
+    """A loss on a plan: `loss(sol) -> scalar` for a [`toolkit.control.Solution`][]."""
+
+    @abc.abstractmethod
+    def __call__(self, sol: Solution) -> Scalar:
+        """The loss of the plan `sol`."""
+
+
+class TrueCost(AbstractPlanLoss):
+    """The true-system cost of a plan: its controls (linear between the plan's
+    nodes) applied to the true dynamics from the true `x0`, integrated with diffrax,
+    and scored with the true running and terminal costs
+    ([`toolkit.control.learning.evaluate`][]).
+
+    This is the decision-focused objective: a model is good when the plans made with
+    it are good on the real system, not when it predicts every state well.
+
+    **Arguments:**
+
+    - `problem`: the true [`toolkit.control.OptimalControlProblem`][].
+    - `args`: its parameters.
+    - `simulator`: a [`toolkit.control.learning.Simulator`][]; fixed steps make the
+        loss a smooth function of the plan.
+    """
+
+    problem: OptimalControlProblem
+    args: PyTree[Any] = None
+    simulator: Simulator = Simulator()
+
+    def __call__(self, sol):
+        return evaluate(
+            self.problem, Controls.from_solution(sol), args=self.args, simulator=self.simulator
+        )
+
+
+class Imitation(AbstractPlanLoss):
+    """Imitation of an expert trajectory: the mean squared difference between the
+    plan's node states and controls and the expert's at the same nodes,
+    `mean(x_weight (xs - expert_xs)²) + mean(u_weight (us - expert_us)²)`.
+
+    **Arguments:**
+
+    - `xs`: `(N+1, nx)` expert states at the plan's grid nodes.
+    - `us`: `(N+1, nu)` expert controls at the nodes.
+    - `x_weight`, `u_weight`: weights (scalars or per component; default 1).
+    """
+
+    xs: Float[Array, "N+1 nx"]
+    us: Float[Array, "N+1 nu"]
+    x_weight: Float[Array, "..."] = eqx.field(default_factory=lambda: jnp.ones(()))
+    u_weight: Float[Array, "..."] = eqx.field(default_factory=lambda: jnp.ones(()))
+
+    def __call__(self, sol):
+        if sol.xs.shape != self.xs.shape or sol.us.shape != self.us.shape:
+            raise ValueError(
+                f"The plan has states {sol.xs.shape} and controls {sol.us.shape}, the "
+                f"expert {self.xs.shape} and {self.us.shape}: plan on the expert's grid."
+            )
+        wx = jax.lax.stop_gradient(jnp.asarray(self.x_weight, sol.xs.dtype))
+        wu = jax.lax.stop_gradient(jnp.asarray(self.u_weight, sol.us.dtype))
+        return jnp.mean(wx * (sol.xs - self.xs) ** 2) + jnp.mean(wu * (sol.us - self.us) ** 2)
+
+
+def plan_loss(
+    model: Model,
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    loss: AbstractPlanLoss,
+    solver: AbstractPlanner = KKTNewton(),
+    *,
+    args: PyTree[Any] = None,
+    init: Solution | None = None,
+    adjoint: optx.AbstractAdjoint | None = None,
+) -> tuple[Scalar, Solution]:
+    """Plan with a learned model and score the plan: the end-to-end loss.
+
+    `jax.grad` of it w.r.t. the model flows through
+    [`toolkit.control.plan`][] by the implicit function theorem (one linear solve
+    with the KKT Jacobian), or by unrolling with
+    `adjoint=optimistix.RecursiveCheckpointAdjoint()`.
+
+    **Arguments:**
+
+    - `model`: the [`toolkit.control.learning.Model`][] to plan with.
+    - `problem`: the problem whose costs, `x0`, horizon and boxes are used (its
+        dynamics are replaced by the model's, see
+        [`toolkit.control.learning.learned_problem`][]).
+    - `transcription`, `solver`, `init`, `adjoint`: as in `control.plan`.
+    - `loss`: a plan loss, [`toolkit.control.learning.TrueCost`][] or
+        [`toolkit.control.learning.Imitation`][].
+    - `args`: the problem's (cost) parameters.
+
+    **Returns:**
+
+    `(loss, sol)`: the scalar loss and the plan, planned with `throw=False` (check
+    `sol.result`: the loss of a failed plan means nothing).
+    """
+    sol = plan(
+        learned_problem(problem, model),
+        transcription,
+        solver,
+        args=args,
+        init=init,
+        adjoint=adjoint,
+        throw=False,
+    )
+    return loss(sol), sol
+
+
+def fit_end_to_end(
+    model: Model,
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    loss: AbstractPlanLoss,
+    solver: AbstractPlanner = KKTNewton(),
+    *,
+    args: PyTree[Any] = None,
+    optimiser: optax.GradientTransformation = optax.adam(1e-2),
+    steps: int = 100,
+    data: Trajectories | None = None,
+    sysid_loss: AbstractSysIdLoss = SingleShootingLoss(),
+    sysid_weight: float = 0.0,
+    warm_start: bool = True,
+    adjoint: optx.AbstractAdjoint | None = None,
+    filter_spec: PyTree[bool] | None = None,
+    keep_best: bool = False,
+) -> tuple[Model, dict[str, Any]]:
+    """Train a model end to end through the planner: minimise
+    `loss(plan(model)) + sysid_weight * sysid_loss(model, data)` with optax.
+
+    Every step plans with the current model (warm-started from the last plan when
+    `warm_start`), differentiates through the plan implicitly, and updates the model.
+    A step whose plan fails leaves the model unchanged (it is counted in
+    `history["failed"]`).
+
+    **Arguments:**
+
+    - `model`: the initial [`toolkit.control.learning.Model`][] (e.g. after
+        [`toolkit.control.learning.fit`][]).
+    - `problem`, `transcription`, `loss`, `solver`, `args`, `adjoint`: as in
+        [`toolkit.control.learning.plan_loss`][].
+    - `optimiser`: an optax `GradientTransformation` (default Adam, 1e-2).
+    - `steps`: optimiser steps.
+    - `data`, `sysid_loss`, `sysid_weight`: an optional system-identification term
+        that keeps the model faithful to observed trajectories while its plans
+        improve (needs `data` when `sysid_weight > 0`).
+    - `warm_start`: start each plan from the previous one.
+    - `filter_spec`: which leaves of `model` to learn (default
+        [`toolkit.control.learning.trainable`][]).
+    - `keep_best`: return the model of the step with the lowest total loss (early
+        stopping on the objective itself: with a rough landscape, e.g. the
+        true-system cost of coarse plans of an oscillator, Adam's iterates wander)
+        rather than the last one. The last step's update is never scored.
+
+    **Returns:**
+
+    `(model, history)`: `history` holds, per step before its update, `"loss"` (the
+    plan loss), `"sysid"` (the sysid term, with `data`), `"plan_cost"` (the plan's
+    own objective on the model) and `"successful"`; and `"failed"`, the number of
+    failed plans. (Score the returned model with
+    [`toolkit.control.learning.plan_loss`][].)
+    """
+    if sysid_weight > 0 and data is None:
+        raise ValueError("`sysid_weight > 0` needs `data`, the trajectories to fit.")
+    params, static = _partition(model, filter_spec)
+    opt_state = _init(optimiser, params)
+    weight = jnp.asarray(sysid_weight, jnp.result_type(float))
+    history: dict[str, Any] = {"loss": [], "sysid": [], "plan_cost": [], "successful": []}
+    init = None
+    best = (jnp.inf, params)
+    for _ in range(steps):
+        before = params
+        params, opt_state, value, sysid, sol, ok = _end_to_end_step(
+            params,
+            opt_state,
+            static,
+            problem,
+            transcription,
+            loss,
+            solver,
+            args,
+            optimiser,
+            data,
+            sysid_loss,
+            weight,
+            init if warm_start else None,
+            adjoint,
+        )
+        ok = bool(ok)
+        history["loss"].append(float(value))
+        history["sysid"].append(float(sysid))
+        history["plan_cost"].append(float(sol.cost))
+        history["successful"].append(ok)
+        if ok:
+            init = jax.lax.stop_gradient(sol)
+            total = float(value) + sysid_weight * float(sysid)
+            if total < best[0]:
+                best = (total, before)
+    if keep_best and steps > 0 and jnp.isfinite(best[0]):
+        params = best[1]
+    history["failed"] = history["successful"].count(False)
+    return eqx.combine(params, static), history
+
+
+@eqx.filter_jit
+def _end_to_end_step(
+    params,
+    opt_state,
+    static,
+    problem,
+    transcription,
+    loss,
+    solver,
+    args,
+    optimiser,
+    data,
+    sysid_loss,
+    weight,
+    init,
+    adjoint,
+):
+    def total(p):
+        model = eqx.combine(p, static)
+        value, sol = plan_loss(
+            model, problem, transcription, loss, solver, args=args, init=init, adjoint=adjoint
+        )
+        sysid = jnp.zeros_like(value) if data is None else sysid_loss(model, data)
+        return value + weight * sysid, (value, sysid, sol)
+
+    (_, (value, sysid, sol)), grads = eqx.filter_value_and_grad(total, has_aux=True)(params)
+    ok = sol.result == RESULTS.successful
+    ok = ok & jax.tree_util.tree_reduce(
+        jnp.logical_and,
+        jax.tree_util.tree_map(lambda g: jnp.all(jnp.isfinite(g)), grads),
+        jnp.array(True),
+    )
+    new_params, new_opt_state = _update(optimiser, grads, opt_state, params)
+    # A failed plan has no meaningful gradient: keep the model and the optimiser.
+    new_params, new_opt_state = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(ok, new, old), (new_params, new_opt_state), (params, opt_state)
+    )
+    return new_params, new_opt_state, value, sysid, sol, ok

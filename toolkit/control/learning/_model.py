@@ -1,0 +1,210 @@
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Scalar
+
+from .._problem import OptimalControlProblem
+
+
+class Model(eqx.Module):
+    """A model of a system's dynamics, `dx/dt = dynamics(t, x, u, args)`, together
+    with its parameters.
+
+    What is learned is every floating-point array of the model: the `args` of a
+    known (parametric) model, the weights of a neural vector field held in
+    `dynamics` (an `eqx.Module`), or both (a hybrid model whose known part has
+    learnable `args`).
+
+    **Fields:**
+
+    - `dynamics`: `f(t, x, u, args) -> dx/dt`; a plain function (e.g. a library
+        problem's `problem.dynamics`) or an `eqx.Module` such as
+        [`toolkit.control.learning.NeuralVectorField`][].
+    - `args`: the parameters passed to `dynamics`.
+
+    Examples: parametric `Model(problem.dynamics, {"mu": jnp.array(0.5)})`; neural
+    `Model(NeuralVectorField(nx, nu, key=key))`; hybrid
+    `Model(NeuralVectorField(nx, nu, known=problem.dynamics, key=key), args)`.
+    """
+
+    dynamics: Callable[[Scalar, Array, Array, PyTree[Any]], Array]
+    args: PyTree[Any] = None
+
+    def __call__(self, t: Scalar, x: Float[Array, " nx"], u: Float[Array, " nu"]) -> Array:
+        return self.dynamics(t, x, u, self.args)
+
+
+class NeuralVectorField(eqx.Module):
+    """A neural ODE vector field, `f(t, x, u, args) = known(t, x, u, args) +
+    out_scale * mlp((x - x_shift) / x_scale, (u - u_shift) / u_scale)`, optionally
+    added to a partially known model (a hybrid model).
+
+    The shifts and scales normalise the inputs and outputs and are not learned
+    (they are behind `jax.lax.stop_gradient`). The last layer starts at zero, so
+    that a fresh hybrid model is exactly its known part.
+
+    **Arguments:**
+
+    - `nx`, `nu`: the state and control sizes.
+    - `width_size`, `depth`: of the `eqx.nn.MLP` (default 32, 2).
+    - `known`: an optional known part `f(t, x, u, args)`; `None` for a pure neural
+        ODE.
+    - `activation`: default `jax.nn.softplus` (smooth, so that the planner's
+        Newton steps and implicit derivatives see a smooth vector field).
+    - `x_shift`, `x_scale`, `u_shift`, `u_scale`: input normalisation (per
+        component or scalars; defaults 0 and 1).
+    - `out_scale`: the output scale (default 1).
+    - `key`: a PRNG key for the initial weights.
+    - `dtype`: default the default float type.
+    """
+
+    mlp: eqx.nn.MLP
+    known: Callable[[Scalar, Array, Array, PyTree[Any]], Array] | None
+    x_shift: Float[Array, " nx"]
+    x_scale: Float[Array, " nx"]
+    u_shift: Float[Array, " nu"]
+    u_scale: Float[Array, " nu"]
+    out_scale: Float[Array, " nx"]
+
+    def __init__(
+        self,
+        nx: int,
+        nu: int,
+        *,
+        width_size: int = 32,
+        depth: int = 2,
+        known: Callable[[Scalar, Array, Array, PyTree[Any]], Array] | None = None,
+        activation: Callable[[Array], Array] = jax.nn.softplus,
+        x_shift: ArrayLike = 0.0,
+        x_scale: ArrayLike = 1.0,
+        u_shift: ArrayLike = 0.0,
+        u_scale: ArrayLike = 1.0,
+        out_scale: ArrayLike = 1.0,
+        key: PRNGKeyArray,
+        dtype=None,
+    ):
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        mlp = eqx.nn.MLP(
+            nx + nu, nx, width_size, depth, activation=activation, key=key, dtype=dtype
+        )
+        last = mlp.layers[-1]
+        last = eqx.tree_at(lambda l: l.weight, last, jnp.zeros_like(last.weight))
+        if last.bias is not None:
+            last = eqx.tree_at(lambda l: l.bias, last, jnp.zeros_like(last.bias))
+        self.mlp = eqx.tree_at(lambda m: m.layers[-1], mlp, last)
+        self.known = known
+        self.x_shift = jnp.broadcast_to(jnp.asarray(x_shift, dtype), (nx,))
+        self.x_scale = jnp.broadcast_to(jnp.asarray(x_scale, dtype), (nx,))
+        self.u_shift = jnp.broadcast_to(jnp.asarray(u_shift, dtype), (nu,))
+        self.u_scale = jnp.broadcast_to(jnp.asarray(u_scale, dtype), (nu,))
+        self.out_scale = jnp.broadcast_to(jnp.asarray(out_scale, dtype), (nx,))
+
+    def __call__(self, t: Scalar, x: Array, u: Array, args: PyTree[Any]) -> Array:
+        x_shift, x_scale, u_shift, u_scale, out_scale = jax.lax.stop_gradient(
+            (self.x_shift, self.x_scale, self.u_shift, self.u_scale, self.out_scale)
+        )
+        inputs = jnp.concatenate([(x - x_shift) / x_scale, (u - u_shift) / u_scale])
+        out = out_scale * self.mlp(inputs)
+        if self.known is not None:
+            out = out + self.known(t, x, u, args)
+        return out
+
+
+def init_neural_vector_field(
+    key: PRNGKeyArray,
+    problem: OptimalControlProblem,
+    *,
+    width_size: int = 32,
+    depth: int = 2,
+    known: Callable[[Scalar, Array, Array, PyTree[Any]], Array] | None = None,
+    x_scale: ArrayLike | None = None,
+    out_scale: ArrayLike = 1.0,
+) -> NeuralVectorField:
+    """A [`toolkit.control.learning.NeuralVectorField`][] sized for `problem`, with
+    inputs normalised by the problem's boxes where they are finite (the state box,
+    else `x0` and `x_scale`; the control box)."""
+    nx, nu, dtype = problem.nx, problem.nu, problem.x0.dtype
+    if problem.x_bounds is not None and x_scale is None:
+        lo, hi = problem.x_bounds
+        finite = jnp.isfinite(lo) & jnp.isfinite(hi)
+        x_shift = jnp.where(finite, 0.5 * (jnp.where(finite, lo, 0) + jnp.where(finite, hi, 0)), 0)
+        x_scale_ = jnp.where(
+            finite, 0.5 * (jnp.where(finite, hi, 1) - jnp.where(finite, lo, -1)), 1
+        )
+    else:
+        x_shift = jnp.zeros((nx,), dtype)
+        x_scale_ = jnp.ones((nx,), dtype) if x_scale is None else x_scale
+    lo, hi = problem.u_bounds
+    finite = jnp.isfinite(lo) & jnp.isfinite(hi)
+    u_shift = jnp.where(finite, 0.5 * (jnp.where(finite, lo, 0) + jnp.where(finite, hi, 0)), 0)
+    u_scale = jnp.where(finite, 0.5 * (jnp.where(finite, hi, 1) - jnp.where(finite, lo, -1)), 1)
+    return NeuralVectorField(
+        nx,
+        nu,
+        width_size=width_size,
+        depth=depth,
+        known=known,
+        x_shift=x_shift,
+        x_scale=x_scale_,
+        u_shift=u_shift,
+        u_scale=u_scale,
+        out_scale=out_scale,
+        key=key,
+        dtype=dtype,
+    )
+
+
+class _ModelDynamics(eqx.Module):
+    model: Model
+
+    def __call__(self, t, x, u, args):
+        del args  # the model carries its own parameters
+        return self.model(t, x, u)
+
+
+def learned_problem(problem: OptimalControlProblem, model: Model) -> OptimalControlProblem:
+    """The same optimal control problem (costs, `x0`, horizon, boxes) with its
+    dynamics replaced by a learned [`toolkit.control.learning.Model`][].
+
+    The model, weights and parameters included, becomes part of the problem, so
+    `control.plan(learned_problem(problem, model), transcription, args=args)` plans
+    with the model, and derivatives of the plan w.r.t. the model come from the
+    planner's implicit function theorem. `args` (passed to `plan`) still go to the
+    problem's running and terminal costs; the model uses its own `model.args`.
+    """
+    return eqx.tree_at(lambda p: p.dynamics, problem, _ModelDynamics(model))
+
+
+def trainable(model: Model) -> Model:
+    """The filter (a pytree of bools shaped like `model`) of what is learned: its
+    floating-point arrays, less the normalisation constants of neural vector fields,
+    which are frozen."""
+
+    def spec(x):
+        if isinstance(x, NeuralVectorField):
+            s = jax.tree_util.tree_map(eqx.is_inexact_array, x)
+            return eqx.tree_at(
+                lambda v: (v.x_shift, v.x_scale, v.u_shift, v.u_scale, v.out_scale),
+                s,
+                replace=(False,) * 5,
+            )
+        return eqx.is_inexact_array(x)
+
+    return jax.tree_util.tree_map(spec, model, is_leaf=lambda x: isinstance(x, NeuralVectorField))
+
+
+def random_direction(key: PRNGKeyArray, model: Model) -> Model:
+    """A random direction in the space of a model's trainable arrays: a pytree like
+    `eqx.filter(model, trainable(model))` (`None` off the trainable leaves) of
+    standard normal arrays, e.g. for finite-difference checks of gradients or for
+    `eqx.apply_updates(model, direction)`."""
+    spec = trainable(model)
+    params = eqx.filter(model, spec)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jr.split(key, max(len(leaves), 1))
+    leaves = [jr.normal(k, jnp.shape(a), jnp.result_type(a)) for k, a in zip(keys, leaves)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
