@@ -1,5 +1,6 @@
 import json
 
+import jax
 import pytest
 
 from toolkit._cli import main
@@ -25,3 +26,15 @@ def test_plan_writes_json_and_plot(tmp_path, capsys):
 def test_plan_unknown_problem():
     with pytest.raises(ValueError, match="Unknown problem.*van_der_pol"):
         main(["plan", "no_such_problem"])
+
+
+def test_demo_trains_both_methods_and_plans(tmp_path, capsys):
+    # The README's main command, on tiny settings.
+    plot, plan_plot = tmp_path / "demo.png", tmp_path / "plan.png"
+    argv = ["demo", "--steps", "20", "--widths", "16", "16", "--eval-every", "10"]
+    argv += ["--plot", str(plot), "--plan-plot", str(plan_plot)]
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam under tests/conftest.py
+        assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "dense" in out and "demp" in out and "[converged]" in out
+    assert plot.stat().st_size > 1000 and plan_plot.stat().st_size > 1000
