@@ -16,6 +16,8 @@ class AbstractPlanner(eqx.Module):
     atol: eqx.AbstractVar[float]
     max_steps: eqx.AbstractVar[int]
     linear_solver: eqx.AbstractVar[lx.AbstractLinearSolver | None]
+    fallback_after: eqx.AbstractVar[int]
+    interior_point_steps: eqx.AbstractVar[int]
 
     @abc.abstractmethod
     def solve(

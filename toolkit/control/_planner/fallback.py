@@ -11,32 +11,32 @@ from .interior_point import InteriorPoint, push_into_box
 
 
 def solve_with_fallback(
+    planner,
     solve: Callable[[Array, object, int, optx.AbstractAdjoint], optx.Solution],
     residual,
     w0: Array,
     data,
     linear_solver: lx.AbstractLinearSolver,
     adjoint: optx.AbstractAdjoint,
-    *,
-    atol: float,
-    max_steps: int,
-    fallback_after: int,
-    interior_point_steps: int,
 ) -> optx.Solution:
     """Run a planner's own method `solve(w0, data, max_steps, adjoint)`; if it has not
-    found a root after `fallback_after` iterations, restart from `w0` with the
+    found a root after `planner.fallback_after` iterations, restart from `w0` with the
     [`toolkit.control.InteriorPoint`][] method and finish with `solve` from its result.
+    `planner.fallback_after <= 0` is the planner's method alone.
 
     All three solves are always traced (so that this works under `jax.vmap`, where
     each batch element decides for itself), but a solved first attempt is a root: the
     interior-point solve and the final one then stop at once. Only the final solve
     sees the differentiable `data`; the others find its starting point.
     """
+    atol, max_steps = planner.atol, planner.max_steps
+    if planner.fallback_after <= 0:
+        return solve(w0, data, max_steps, adjoint)
     nlp = residual.nlp_info(*data)
     dynamic, static = eqx.partition(data, eqx.is_array)
     frozen = eqx.combine(jax.lax.stop_gradient(dynamic), static)
     w0 = jax.lax.stop_gradient(w0)
-    first = solve(w0, frozen, min(fallback_after, max_steps), adjoint)
+    first = solve(w0, frozen, min(planner.fallback_after, max_steps), adjoint)
     found = jnp.max(jnp.abs(residual(first.value, frozen))) <= atol
     solved = (first.result == optx.RESULTS.successful) & found
     start = jnp.where(solved, first.value, push_into_box(w0, nlp))
@@ -46,7 +46,7 @@ def solve_with_fallback(
         start,
         frozen,
         options={"nlp": nlp},
-        max_steps=interior_point_steps,
+        max_steps=planner.interior_point_steps,
         adjoint=adjoint,
         throw=False,
     )

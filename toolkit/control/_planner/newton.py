@@ -48,20 +48,7 @@ class KKTNewton(AbstractPlanner):
                 throw=False,
             )
 
-        if self.fallback_after <= 0:
-            return solve(w0, data, self.max_steps, adjoint)
-        return solve_with_fallback(
-            solve,
-            residual,
-            w0,
-            data,
-            linear_solver,
-            adjoint,
-            atol=self.atol,
-            max_steps=self.max_steps,
-            fallback_after=self.fallback_after,
-            interior_point_steps=self.interior_point_steps,
-        )
+        return solve_with_fallback(self, solve, residual, w0, data, linear_solver, adjoint)
 
 
 KKTNewton.__init__.__doc__ = """**Arguments:**
