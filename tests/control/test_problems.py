@@ -143,3 +143,20 @@ def test_gradient_of_the_optimal_cost(name, parameter, eps):
     direction[parameter] = jnp.array(1.0)
     fd = central_difference(cost, ex.args, direction, eps)
     assert relative_error(g[parameter], fd) < 1e-5
+
+
+def test_bad_parameters_get_a_clear_error():
+    ex = control.problems.get("cancer_treatment")
+    tr = control.Trapezoidal(10)
+    with pytest.raises(ValueError, match=r"missing parameter\(s\) \['delta'\]"):
+        control.plan(ex.problem, tr, args={"r": ex.args["r"], "a": ex.args["a"]})
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['b'\]"):
+        control.plan(ex.problem, tr, args={**ex.args, "b": jnp.array(1.0)})
+    with pytest.raises(ValueError, match="parameter 'r' must be a scalar"):
+        control.plan(ex.problem, tr, args={**ex.args, "r": jnp.ones(2)})
+    # A negative growth rate is outside the model's range: caught at run time, also
+    # under jit, with the parameter named.
+    with pytest.raises(Exception, match=r"parameter 'r' must be finite and in \[0.0, inf\]"):
+        control.plan(ex.problem, tr, args={**ex.args, "r": jnp.array(-0.3)})
+    with pytest.raises(Exception, match="parameter 'delta' must be finite"):
+        control.plan(ex.problem, tr, args={**ex.args, "delta": jnp.array(jnp.nan)})

@@ -55,6 +55,8 @@ def plan(
     A [`toolkit.control.Solution`][].
     """
     problem.check(args)
+    if problem.args_check is not None:
+        args = problem.args_check(args)
     residual = KKTResidual(transcription)
     data = (problem, args)
     if init is None:

@@ -51,7 +51,10 @@ class OptimalControlProblem(eqx.Module):
 
     Maximisation problems are written as minimisations of the negated objective.
     Everything a user may want to learn or differentiate goes in `args`, which is
-    passed to every function and never baked into them.
+    passed to every function and never baked into them. `args_check`, if given, is
+    called as `args = args_check(args)` by `control.plan`: it raises `ValueError` on
+    malformed parameters and may attach `eqx.error_if` range checks to their values
+    (see `control.problems.ParameterCheck`).
     """
 
     dynamics: Callable[[Scalar, Array, Array, PyTree], Array]
@@ -63,6 +66,7 @@ class OptimalControlProblem(eqx.Module):
     xT: Float[Array, " nx"] | None
     u_bounds: tuple[Float[Array, " nu"], Float[Array, " nu"]]
     x_bounds: tuple[Float[Array, " nx"], Float[Array, " nx"]] | None
+    args_check: Callable[[PyTree], PyTree] | None
 
     def __init__(
         self,
@@ -76,6 +80,7 @@ class OptimalControlProblem(eqx.Module):
         x_bounds: tuple[ArrayLike, ArrayLike] | None = None,
         *,
         t0: ArrayLike = 0.0,
+        args_check: Callable[[PyTree], PyTree] | None = None,
     ):
         if not callable(dynamics):
             raise ValueError("`dynamics` must be a function f(t, x, u, args).")
@@ -88,6 +93,9 @@ class OptimalControlProblem(eqx.Module):
                 "`u_bounds=(lo, hi)` is required: the number of controls is read from "
                 "it (use +-inf for an unbounded control)."
             )
+        if args_check is not None and not callable(args_check):
+            raise ValueError("`args_check` must be a function args -> args.")
+        self.args_check = args_check
         self.dynamics = dynamics
         self.running_cost = running_cost
         self.terminal_cost = terminal_cost
@@ -135,8 +143,11 @@ class OptimalControlProblem(eqx.Module):
 
         - `args`: the parameters passed to the problem's functions.
 
-        Raises `ValueError` naming the function and the wrong shape.
+        Raises `ValueError` naming the function and the wrong shape, or whatever the
+        problem's `args_check` raises for bad parameters.
         """
+        if self.args_check is not None:
+            self.args_check(args)
         t = jax.ShapeDtypeStruct((), self.x0.dtype)
         x = jax.ShapeDtypeStruct((self.nx,), self.x0.dtype)
         u = jax.ShapeDtypeStruct((self.nu,), self.x0.dtype)

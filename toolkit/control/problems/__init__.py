@@ -31,5 +31,6 @@ from ._example import (
     Example as Example,
     get as get,
     names as names,
+    ParameterCheck as ParameterCheck,
     reference_optima as reference_optima,
 )

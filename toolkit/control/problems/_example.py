@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import PyTree
 
 from .._problem import OptimalControlProblem
@@ -22,6 +23,8 @@ class Example(eqx.Module):
     - `problem`: the [`toolkit.control.OptimalControlProblem`][].
     - `args`: default parameters (a dict of scalars), passed to `control.plan`.
     - `N`: the default number of intervals of the discretisation.
+    - `ranges`: `{parameter: (lo, hi)}`, the physically meaningful range of each
+        parameter that has one; `get` builds the problem's `args_check` from it.
     """
 
     name: str = eqx.field(static=True)
@@ -29,6 +32,7 @@ class Example(eqx.Module):
     problem: OptimalControlProblem
     args: PyTree[Any]
     N: int = eqx.field(static=True)
+    ranges: dict[str, tuple[float, float]] = eqx.field(static=True, default_factory=dict)
 
 
 _REGISTRY: dict[str, Callable[[], Example]] = {}
@@ -61,7 +65,13 @@ def get(name: str) -> Example:
         raise ValueError(
             f"Unknown problem {name!r}; the library has: {', '.join(names())}."
         ) from None
-    return fn()
+    example = fn()
+    ranges = tuple((k, float(lo), float(hi)) for k, (lo, hi) in example.ranges.items())
+    check = ParameterCheck(tuple(example.args), ranges)
+    problem = eqx.tree_at(
+        lambda p: p.args_check, example.problem, check, is_leaf=lambda x: x is None
+    )
+    return eqx.tree_at(lambda e: e.problem, example, problem)
 
 
 def reference_optima() -> dict[str, dict[str, dict[str, float]]]:
@@ -72,3 +82,47 @@ def reference_optima() -> dict[str, dict[str, dict[str, float]]]:
     `"single_shooting_rk4"`); each entry holds `N` and `cost`.
     """
     return json.loads(_REFERENCE_FILE.read_text())
+
+
+class ParameterCheck(eqx.Module):
+    """Validates the `args` of a library problem (its `args_check`): a dict with
+    exactly the default's keys, each a finite scalar within its physical range.
+
+    Wrong keys or shapes raise `ValueError` naming the parameter; a value out of its
+    range or not finite raises a runtime error (`eqx.error_if`, so it also works under
+    `jit`, `vmap` and `grad`) naming the parameter and the range.
+
+    **Fields:**
+
+    - `names`: the parameter names.
+    - `ranges`: `((name, lo, hi), ...)`, closed intervals (±inf for a one-sided
+        range); parameters without an entry only need to be finite.
+    """
+
+    names: tuple[str, ...] = eqx.field(static=True)
+    ranges: tuple[tuple[str, float, float], ...] = eqx.field(static=True)
+
+    def __call__(self, args):
+        if not isinstance(args, dict):
+            raise ValueError(
+                f"`args` must be a dict with the parameters {list(self.names)}, "
+                f"got {type(args).__name__}."
+            )
+        missing = [k for k in self.names if k not in args]
+        unknown = [k for k in args if k not in self.names]
+        if missing or unknown:
+            raise ValueError(
+                f"`args` has missing parameter(s) {missing} and unknown parameter(s) "
+                f"{unknown}; expected exactly {list(self.names)}."
+            )
+        out = {}
+        for name in self.names:
+            value = jnp.asarray(args[name])
+            if value.shape != ():
+                raise ValueError(f"parameter {name!r} must be a scalar, got shape {value.shape}.")
+            lo, hi = {k: (a, b) for k, a, b in self.ranges}.get(name, (-jnp.inf, jnp.inf))
+            bad = jnp.invert(jnp.isfinite(value) & (value >= lo) & (value <= hi))
+            out[name] = eqx.error_if(
+                value, bad, f"parameter {name!r} must be finite and in [{lo}, {hi}]."
+            )
+        return out

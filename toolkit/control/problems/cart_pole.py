@@ -71,4 +71,10 @@ def cart_pole() -> Example:
             "g": jnp.array(9.81),
         },
         N=100,
+        ranges={
+            "m1": (0.0, jnp.inf),
+            "m2": (0.0, jnp.inf),
+            "length": (0.0, jnp.inf),
+            "g": (0.0, jnp.inf),
+        },
     )

@@ -1,0 +1,394 @@
+"""`python -m toolkit learn`: learn a library problem's dynamics from data, then
+train the model end to end through the planner (the recipe of
+`tutorials/learn_through_the_planner.py`, for any problem of the library)."""
+
+import argparse
+import json
+import time
+from typing import Any
+
+
+MODELS = ("neural_ode", "hybrid", "parametric")
+METHODS = ("e2e", "sysid", "imitation")
+
+
+def add_learn_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("problem", help="a problem of the library (`python -m toolkit plan --list`)")
+    p.add_argument(
+        "--model",
+        default="hybrid",
+        choices=MODELS,
+        help="neural_ode: an MLP vector field; hybrid: the problem's dynamics with "
+        "perturbed parameters plus an MLP; parametric: the dynamics with perturbed "
+        "parameters (fitted by Levenberg-Marquardt)",
+    )
+    p.add_argument(
+        "--method",
+        default="e2e",
+        choices=METHODS,
+        help="sysid: system identification only; e2e: then train end to end on the "
+        "true-system cost of the plan; imitation: then end to end on imitation of the "
+        "true model's plan",
+    )
+    p.add_argument("--N", type=int, default=30, help="intervals of the trapezoidal plans")
+    p.add_argument("--steps", type=int, default=1000, help="Adam steps of system identification")
+    p.add_argument("--e2e-steps", type=int, default=50, help="Adam steps of end-to-end training")
+    p.add_argument("--trajectories", type=int, default=24, help="trajectories of data")
+    p.add_argument("--samples", type=int, default=41, help="samples per trajectory")
+    p.add_argument("--noise", type=float, default=1e-3, help="observation noise std")
+    p.add_argument("--width", type=int, default=32, help="hidden width of the MLP")
+    p.add_argument(
+        "--perturb",
+        type=float,
+        default=0.5,
+        help="hybrid/parametric: the model's parameters start at (1 - perturb) x the true ones",
+    )
+    p.add_argument("--lr", type=float, default=1e-2, help="sysid learning rate (cosine decay)")
+    p.add_argument("--e2e-lr", type=float, default=1e-3, help="end-to-end learning rate")
+    p.add_argument(
+        "--sysid-weight",
+        type=float,
+        default=10.0,
+        help="weight of the sysid loss kept during end-to-end training",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write learning curves and costs to this file")
+    p.add_argument("--plot", default=None, help="write a plot of trajectories and plans")
+
+
+def _check(ns, ex) -> str | None:
+    """The reason the choices cannot run, or None."""
+    import jax
+    import equinox as eqx
+
+    if ns.N < 1:
+        return f"--N must be >= 1, got {ns.N}."
+    if ns.steps < 0 or ns.e2e_steps < 0:
+        return "--steps and --e2e-steps must be >= 0."
+    if ns.trajectories < 2:
+        return f"--trajectories must be >= 2 (some are held out), got {ns.trajectories}."
+    if ns.samples < 5:
+        return f"--samples must be >= 5 (multiple shooting uses segments of 4), got {ns.samples}."
+    if ns.noise < 0:
+        return f"--noise must be >= 0, got {ns.noise}."
+    if ns.width < 1:
+        return f"--width must be >= 1, got {ns.width}."
+    if ns.model in ("hybrid", "parametric"):
+        leaves = [a for a in jax.tree_util.tree_leaves(ex.args) if eqx.is_inexact_array(a)]
+        if ns.model == "parametric" and not leaves:
+            return (
+                f"--model parametric: {ex.name} has no floating-point parameters to learn; "
+                "use --model neural_ode or hybrid."
+            )
+    return None
+
+
+def learn(ns: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import diffrax
+    import equinox as eqx
+    import jax.numpy as jnp
+    import jax.random as jr
+    import numpy as np
+    import optax
+    from tqdm.auto import tqdm
+
+    from ... import control
+    from .. import learning
+    from ._end_to_end import _end_to_end_step
+    from ._sysid import _init, _partition, _update
+
+    if ns.problem not in control.problems.names():
+        raise ValueError(
+            f"Unknown problem {ns.problem!r}; the library has: "
+            + ", ".join(control.problems.names())
+        )
+    ex = control.problems.get(ns.problem)
+    reason = _check(ns, ex)
+    if reason is not None:
+        raise ValueError(f"learn: {reason}")
+
+    problem, true_args = ex.problem, ex.args
+    dtype = problem.x0.dtype
+    t0, t1 = float(problem.t0), float(problem.t1)
+    # Fixed RK4 steps for everything differentiated many times (as in the tutorial).
+    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=(t1 - t0) / 100)
+    transcription = control.Trapezoidal(ns.N)
+    key = jr.key(ns.seed)
+    c_key, x_key, n_key, m_key = jr.split(key, 4)
+
+    print(
+        f"learning {ex.name} ({ex.description}): model {ns.model}, method {ns.method}, "
+        f"Trapezoidal({ns.N}), seed {ns.seed}",
+        flush=True,
+    )
+
+    # 1. Data from the true dynamics.
+    controls = learning.random_controls(
+        c_key, problem, 20, batch=ns.trajectories, kind="smooth"
+    )
+    spread = 0.3 * jnp.maximum(jnp.abs(problem.x0), 1.0)
+    x0s = learning.initial_states(x_key, problem, ns.trajectories, spread)
+    ts = jnp.linspace(t0, t1, ns.samples, dtype=dtype)
+    data = learning.generate(
+        n_key, problem, controls, ts, args=true_args, x0s=x0s, noise_std=ns.noise
+    )
+    n_valid = max(ns.trajectories // 4, 1)
+    train, valid = learning.split(data, ns.trajectories - n_valid)
+    print(f"data: {train.size} training and {valid.size} held-out trajectories, noise {ns.noise}")
+
+    # 2. The model.
+    def perturbed(args):
+        return jax.tree_util.tree_map(
+            lambda a: (1.0 - ns.perturb) * a if eqx.is_inexact_array(a) else a, args
+        )
+
+    scale = jnp.maximum(jnp.max(jnp.abs(data.xs), axis=(0, 1)), 1e-3)
+    if ns.model == "neural_ode":
+        field = learning.init_neural_vector_field(
+            m_key, problem, width_size=ns.width, depth=2, x_scale=scale
+        )
+        model = learning.Model(field)
+    elif ns.model == "hybrid":
+        field = learning.init_neural_vector_field(
+            m_key, problem, width_size=ns.width, depth=2, known=problem.dynamics, x_scale=scale
+        )
+        model = learning.Model(field, perturbed(true_args))
+    else:
+        model = learning.Model(problem.dynamics, perturbed(true_args))
+    initial = model
+    truth = learning.Model(problem.dynamics, true_args)
+    sysid_loss = learning.MultipleShootingLoss(segment=4, simulator=sim, weights=1.0 / scale)
+
+    # 3. System identification.
+    curves: dict[str, Any] = {}
+    t = time.perf_counter()
+    if ns.model == "parametric":
+        before_train = float(eqx.filter_jit(sysid_loss)(model, train))
+        before_valid = float(eqx.filter_jit(sysid_loss)(model, valid))
+        with tqdm(total=1, desc="sysid (Levenberg-Marquardt)") as bar:
+            model, lm = learning.fit_least_squares(
+                model, train, loss=sysid_loss, max_steps=max(ns.steps, 1), throw=False
+            )
+            bar.update(1)
+        curves["sysid_step"] = [0, int(lm.stats["num_steps"])]
+        curves["sysid_train"] = [before_train, float(eqx.filter_jit(sysid_loss)(model, train))]
+        curves["sysid_valid"] = [before_valid, float(eqx.filter_jit(sysid_loss)(model, valid))]
+    else:
+        params, static = _partition(model, None)
+        schedule = optax.cosine_decay_schedule(ns.lr, max(ns.steps, 1), alpha=0.05)
+        optimiser = optax.adam(schedule)
+        opt_state = _init(optimiser, params)
+
+        @eqx.filter_jit
+        def step(params, opt_state):
+            value, grads = eqx.filter_value_and_grad(
+                lambda p: sysid_loss(eqx.combine(p, static), train)
+            )(params)
+            params, opt_state = _update(optimiser, grads, opt_state, params)
+            return params, opt_state, value
+
+        @eqx.filter_jit
+        def loss_on(params, which):
+            return sysid_loss(eqx.combine(params, static), which)
+
+        eval_every = max(ns.steps // 20, 1)
+        curves["sysid_step"], curves["sysid_train"], curves["sysid_valid"] = [], [], []
+        bar = tqdm(range(ns.steps), desc="sysid (Adam)")
+        for i in bar:
+            new, opt_state, value = step(params, opt_state)
+            if i % eval_every == 0:
+                curves["sysid_step"].append(i)
+                curves["sysid_train"].append(float(value))
+                curves["sysid_valid"].append(float(loss_on(params, valid)))
+                bar.set_postfix(train=f"{float(value):.2e}", valid=f"{curves['sysid_valid'][-1]:.2e}")
+            params = new
+        curves["sysid_step"].append(ns.steps)
+        curves["sysid_train"].append(float(loss_on(params, train)))
+        curves["sysid_valid"].append(float(loss_on(params, valid)))
+        model = eqx.combine(params, static)
+    sysid_s = time.perf_counter() - t
+    print(
+        f"sysid: {sysid_s:.1f} s, held-out multiple-shooting loss "
+        f"{curves['sysid_valid'][0]:.3e} -> {curves['sysid_valid'][-1]:.3e}"
+    )
+    sysid_model = model
+
+    # 4. Plans, scored on the true system.
+    true_cost = learning.TrueCost(problem, true_args, sim)
+
+    def score(m):
+        value, sol = learning.plan_loss(m, problem, transcription, true_cost, args=true_args)
+        ok = bool(sol.result == control.RESULTS.successful)
+        return sol, float(value), ok
+
+    plans, costs, ok = {}, {}, {}
+    for name, m in (("true_model", truth), ("initial", initial), ("sysid", sysid_model)):
+        plans[name], costs[name], ok[name] = score(m)
+    if not ok["true_model"]:
+        print("warning: the planner did not converge with the true model")
+
+    # 5. End to end through control.plan.
+    if ns.method in ("e2e", "imitation"):
+        if ns.method == "e2e":
+            plan_loss = true_cost
+        else:
+            plan_loss = learning.Imitation(plans["true_model"].xs, plans["true_model"].us)
+        params, static = _partition(model, None)
+        optimiser = optax.adam(ns.e2e_lr)
+        opt_state = _init(optimiser, params)
+        weight = jnp.asarray(ns.sysid_weight, dtype)
+        curves["e2e_loss"], curves["e2e_sysid"], curves["e2e_successful"] = [], [], []
+        init = None
+        best = (np.inf, params)
+        t = time.perf_counter()
+        bar = tqdm(range(ns.e2e_steps), desc=f"end to end ({ns.method})")
+        for _ in bar:
+            before = params
+            params, opt_state, value, sysid, sol, success = _end_to_end_step(
+                params,
+                opt_state,
+                static,
+                problem,
+                transcription,
+                plan_loss,
+                control.KKTNewton(),
+                true_args,
+                optimiser,
+                train,
+                sysid_loss,
+                weight,
+                init,
+                None,
+            )
+            success = bool(success)
+            curves["e2e_loss"].append(float(value))
+            curves["e2e_sysid"].append(float(sysid))
+            curves["e2e_successful"].append(success)
+            bar.set_postfix(loss=f"{float(value):.4g}", ok=success)
+            if success:
+                init = jax.lax.stop_gradient(sol)
+                total = float(value) + ns.sysid_weight * float(sysid)
+                if total < best[0]:
+                    best = (total, before)
+            else:
+                params = before  # a failed plan leaves the model unchanged
+        if np.isfinite(best[0]):
+            params = best[1]  # keep the best model (noisy landscape)
+        model = eqx.combine(params, static)
+        curves["e2e_failed"] = curves["e2e_successful"].count(False)
+        print(f"end to end: {time.perf_counter() - t:.1f} s, {curves['e2e_failed']} failed plans")
+        plans["end_to_end"], costs["end_to_end"], ok["end_to_end"] = score(model)
+        before_name, after_name = "sysid", "end_to_end"
+    else:
+        before_name, after_name = "initial", "sysid"
+
+    print(f"\nplans on Trapezoidal({ns.N}), scored on the true system:")
+    labels = {
+        "true_model": "the true model's own plan",
+        "initial": "the untrained model",
+        "sysid": "after system identification",
+        "end_to_end": f"after end-to-end ({ns.method})",
+    }
+    for name in costs:
+        flag = "" if ok[name] else "  [plan did not converge]"
+        print(f"  {labels[name]:<32} {costs[name]:.6g}{flag}")
+    print(
+        f"learned model before -> after: {costs[before_name]:.6g} -> {costs[after_name]:.6g} "
+        f"(true model: {costs['true_model']:.6g})"
+    )
+
+    if ns.json:
+        out = {
+            "problem": ex.name,
+            "model": ns.model,
+            "method": ns.method,
+            "N": ns.N,
+            "seed": ns.seed,
+            "noise": ns.noise,
+            "trajectories": ns.trajectories,
+            "steps": ns.steps,
+            "e2e_steps": ns.e2e_steps if ns.method != "sysid" else 0,
+            "curves": curves,
+            "costs": costs,
+            "plan_ok": ok,
+            "before": costs[before_name],
+            "after": costs[after_name],
+            "true_model_cost": costs["true_model"],
+            "plans": {
+                name: {"ts": s.ts.tolist(), "xs": s.xs.tolist(), "us": s.us.tolist()}
+                for name, s in plans.items()
+            },
+        }
+        with open(ns.json, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"wrote {ns.json}")
+    if ns.plot:
+        _plot(ns.plot, ex, learning, sim, valid, sysid_model, model, plans, costs, labels)
+        print(f"wrote {ns.plot}")
+    return 0 if ok[after_name] else 1
+
+
+def _plot(path, ex, learning, sim, valid, sysid_model, model, plans, costs, labels):
+    import jax
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    problem = ex.problem
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    one = jax.tree_util.tree_map(lambda a: a[0], valid)
+    ax = axes[0, 0]
+    pred = learning.simulate(
+        model.dynamics, one.x0s, one.controls, one.ts, args=model.args, simulator=sim
+    )
+    true = learning.simulate(
+        problem.dynamics, one.x0s, one.controls, one.ts, args=ex.args, simulator=sim
+    )
+    for i in range(problem.nx):
+        ax.plot(one.ts, one.xs[:, i], ".", color=f"C{i}", ms=4)
+        ax.plot(one.ts, true[:, i], "-", color=f"C{i}", alpha=0.5, label=f"x{i + 1} true")
+        ax.plot(one.ts, pred[:, i], "--", color=f"C{i}", label=f"x{i + 1} learned")
+    ax.set(title="held-out trajectory: data (dots), true (lines), learned (dashed)", xlabel="t")
+    ax.legend(fontsize=7)
+
+    ax = axes[0, 1]
+    err = np.asarray(pred) - np.asarray(true)
+    for i in range(problem.nx):
+        ax.plot(one.ts, err[:, i], color=f"C{i}", label=f"x{i + 1}")
+    ax.set(title="learned - true on the held-out trajectory", xlabel="t")
+    ax.legend(fontsize=7)
+
+    colours = {"true_model": "k", "initial": "C7", "sysid": "C1", "end_to_end": "C2"}
+    for name, sol in plans.items():
+        xs = learning.simulate(
+            problem.dynamics,
+            problem.x0,
+            learning.Controls.from_solution(sol),
+            sol.ts,
+            args=ex.args,
+            simulator=sim,
+        )
+        label = f"{labels[name]} ({costs[name]:.4g})"
+        for i in range(problem.nx):
+            axes[1, 0].plot(
+                sol.ts, xs[:, i], color=colours[name], ls=["-", "--", ":", "-."][i % 4],
+                label=label if i == 0 else None,
+            )
+        for j in range(problem.nu):
+            axes[1, 1].plot(
+                sol.ts, sol.us[:, j], color=colours[name], ls=["-", "--", ":", "-."][j % 4],
+                label=label if j == 0 else None,
+            )
+    axes[1, 0].set(title="plans applied to the true system: states", xlabel="t")
+    axes[1, 1].set(title="planned controls (true-system cost)", xlabel="t")
+    axes[1, 0].legend(fontsize=7)
+    axes[1, 1].legend(fontsize=7)
+    fig.suptitle(f"{ex.name}: learning through the planner")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
