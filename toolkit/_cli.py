@@ -2,6 +2,7 @@ import argparse
 import json
 import time
 
+from .control.learning import _cli as learning_cli
 from .pruning import _cli as pruning_cli
 
 
@@ -124,5 +125,10 @@ def main(argv=None) -> int:
         "--plan-plot", default="demo_plan.png", help="plot of the planned control problem"
     )
     p.set_defaults(run=_demo)
+    p = sub.add_parser(
+        "learn", help="learn a problem's dynamics from data, then end to end through the planner"
+    )
+    learning_cli.add_learn_arguments(p)
+    p.set_defaults(run=learning_cli.learn)
     ns = parser.parse_args(argv)
     return ns.run(ns)
