@@ -22,6 +22,9 @@ PLANNERS = {"newton": control.KKTNewton(), "least_squares": control.KKTLeastSqua
 # (problem, transcription, planner) that do not converge from the default guess to
 # IPOPT's optimum; strict xfail flags the day they start passing.
 KNOWN_FAILURES: set[tuple[str, str, str]] = {
+    # Least squares converges (19 iterations, no fallback) to a higher local optimum,
+    # 59.1088 against IPOPT's 58.8082.
+    ("cart_pole", "multiple_shooting_rk4", "least_squares"),
     # Degenerate at the lab's values (see its docstring): the planners converge to
     # other KKT points, with a dose at the first nodes (trapezoidal: -1.3862684
     # against IPOPT's -1.3862944; multiple shooting: -1.3862847 against -1.3862944;
