@@ -55,6 +55,10 @@ def _cases(transcriptions):
                 marks = []
                 if (name, key, planner) in KNOWN_FAILURES:
                     marks.append(pytest.mark.xfail(strict=True, reason="no convergence yet"))
+                    # Twice a full CI run died of a segmentation fault in XLA's compiler
+                    # on the test right after rocket_landing's failing solve; known
+                    # failures run with the slow matrix only.
+                    marks.append(pytest.mark.slow)
                 # CI runs the default planner on the default transcription; the rest
                 # of the matrix (about an hour on 2 cores) is `pytest -m slow`.
                 if (key, planner) != ("trapezoidal", "newton"):
