@@ -162,12 +162,8 @@ class InteriorPoint(optx.AbstractRootFinder):
             nlp,
             sigma,
             state.delta,
-            self.linear_solver,
+            self,
             tags,
-            kappa=self.kappa,
-            delta_init=self.delta_init,
-            delta_max=self.delta_max,
-            max_regularisations=self.max_regularisations,
         )
         d_nu_lower = jnp.where(has_lower, mu / s_lower - nu_lower - nu_lower / s_lower * dy, 0)
         d_nu_upper = jnp.where(has_upper, mu / s_upper - nu_upper + nu_upper / s_upper * dy, 0)
@@ -256,24 +252,12 @@ class InteriorPoint(optx.AbstractRootFinder):
         # sensible approximation of the barrier Hessian (IPOPT's safeguard).
         s_lower, s_upper = _slacks(y_new, nlp, has_lower, has_upper)
         kappa_sigma = 1e10
-        nu_lower = jnp.where(
-            has_lower,
-            jnp.clip(
-                nu_lower,
-                mu / (kappa_sigma * s_lower),
-                kappa_sigma * mu / s_lower,
-            ),
-            0,
-        )
-        nu_upper = jnp.where(
-            has_upper,
-            jnp.clip(
-                nu_upper,
-                mu / (kappa_sigma * s_upper),
-                kappa_sigma * mu / s_upper,
-            ),
-            0,
-        )
+
+        def safeguard(nu, s, mask):
+            return jnp.where(mask, jnp.clip(nu, mu / (kappa_sigma * s), kappa_sigma * mu / s), 0)
+
+        nu_lower = safeguard(nu_lower, s_lower, has_lower)
+        nu_upper = safeguard(nu_upper, s_upper, has_upper)
 
         g_new = nlp.unprojected(y_new, args)
         error_mu = self._error(y_new, g_new, nu_lower, nu_upper, mu, nlp)

@@ -11,13 +11,8 @@ def regularised_newton_step(
     nlp,
     diagonal: Array | float,
     delta: Scalar,
-    linear_solver: lx.AbstractLinearSolver,
+    solver,
     tags,
-    *,
-    kappa: float,
-    delta_init: float,
-    delta_max: float,
-    max_regularisations: int,
 ) -> tuple[Array, Bool[Array, ""], Scalar, Int[Array, ""]]:
     """The Newton step dy = -(J + D + δ R)⁻¹ f with the inertia-free curvature test
     (Chiang & Zavala 2016): while the primal part dz of the step has
@@ -25,10 +20,15 @@ def regularised_newton_step(
 
     `lin_fn` is the linearised residual (H its primal block), `diagonal` an extra
     diagonal D (the barrier term of an interior-point step, or 0), `R` the NLP's
-    `regularisation` weights. Returns `(dy, ok, δ, number of shifts)`; `ok` is false
-    when the linear solve failed or the test still fails at the largest shift.
+    `regularisation` weights. `solver` supplies `linear_solver`, `kappa`,
+    `delta_init`, `delta_max` and `max_regularisations`. Returns
+    `(dy, ok, δ, number of shifts)`; `ok` is false when the linear solve failed or
+    the test still fails at the largest shift.
     """
     primal = nlp.primal_mask
+    linear_solver: lx.AbstractLinearSolver = solver.linear_solver
+    kappa, delta_init, delta_max = solver.kappa, solver.delta_init, solver.delta_max
+    max_regularisations = solver.max_regularisations
 
     def solve(delta):
         def matvec(v):

@@ -102,12 +102,8 @@ class SemismoothNewton(optx.AbstractRootFinder):
                 nlp,
                 0.0,
                 state.delta,
-                self.linear_solver,
+                self,
                 tags,
-                kappa=self.kappa,
-                delta_init=self.delta_init,
-                delta_max=self.delta_max,
-                max_regularisations=self.max_regularisations,
             )
 
         merit_f = _merit(f)
