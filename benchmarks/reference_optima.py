@@ -14,6 +14,12 @@ initial guess:
     control linear between nodes; defects x_{k+1} - X_k(t_{k+1}).
 - `single_shooting_rk4`: the same RK4 steps chained from x0; controls only.
 
+A discrete-time problem (`invasive_plant`, whose `f` is the map x_{k+1} = f(t_k,
+x_k, u_k)) is transcribed in one way only, the toolkit's `Discrete`:
+
+- `discrete`: unknowns x_1..x_N, u_0..u_{N-1}; defects x_{k+1} - f(t_k, x_k, u_k);
+    cost sum_{k<N} L(t_k, x_k, u_k) + phi(x_N).
+
 IPOPT finds a local optimum: the references are the optima reached from that
 guess, which is what a planner started from the same guess should reproduce
 (cart_pole, for one, has nearby local optima: see its docstring).
@@ -46,6 +52,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 
+from toolkit import control  # noqa: E402
 from toolkit.control import problems  # noqa: E402
 
 
@@ -56,12 +63,13 @@ OUTPUT = (
     / "problems"
     / "reference_optima.json"
 )
-TRANSCRIPTIONS = (
+CONTINUOUS = (
     "trapezoidal",
     "hermite_simpson",
     "multiple_shooting_rk4",
     "single_shooting_rk4",
 )
+TRANSCRIPTIONS = (*CONTINUOUS, "discrete")
 IPOPT_OPTIONS = {
     "ipopt.tol": 1e-12,
     "ipopt.max_iter": 3000,
@@ -100,6 +108,13 @@ class Spec:
     t0: float = 0.0
     # Box that the random cross-check points are drawn from (default: x_bounds).
     sample: tuple[list[float], list[float]] | None = None
+    # A discrete-time problem: `f` is the map x_{k+1} = f(t_k, x_k, u_k), `L` the cost
+    # of a step, and the problem has exactly N steps.
+    discrete: bool = False
+
+    @property
+    def transcriptions(self) -> tuple[str, ...]:
+        return ("discrete",) if self.discrete else CONTINUOUS
 
 
 SPECS: dict[str, Callable[[], Spec]] = {}
@@ -499,6 +514,26 @@ def tumour():
 
 
 @spec
+def invasive_plant():
+    # Lenhart & Workman, Lab 14 (chapter 24): five patches, annual removal, T = 10.
+    def f(t, x, u, p):
+        return (x + p["k"] * x / (p["eps"] + x)) * (1 - u)
+
+    return Spec(
+        args={"B": 1.0, "k": 1.0, "eps": 0.01},
+        x0=[0.5, 1.0, 1.5, 2.0, 10.0],
+        t1=10.0,
+        N=10,
+        u_bounds=([0.0] * 5, [1.0] * 5),
+        f=f,
+        L=lambda t, x, u, p: p["B"] * ca.sumsqr(u),
+        phi=lambda x, p: ca.sum1(x),
+        sample=([0.0] * 5, [20.0] * 5),
+        discrete=True,
+    )
+
+
+@spec
 def rocket_landing():
     # Myriad's RocketLanding: planar rigid rod, gimballed engine, fixed T = 16 s.
     def f(t, x, u, p):
@@ -566,6 +601,11 @@ def cross_check(name: str, s: Spec, points: int = 5, seed: int = 0) -> None:
     _same(f"{name}: t0", s.t0, pb.t0)
     _same(f"{name}: t1", s.t1, pb.t1)
     _same(f"{name}: u_bounds", s.u_bounds, np.stack([np.asarray(b) for b in pb.u_bounds]))
+    discrete = isinstance(pb.dynamics, control.DiscreteDynamics)
+    if s.discrete != discrete:
+        raise Mismatch(f"{name}: discrete-time on one side only")
+    if discrete and pb.dynamics.steps != s.N:
+        raise Mismatch(f"{name}: {pb.dynamics.steps} steps in the toolkit, N = {s.N} here")
     if (s.xT is None) != (pb.xT is None):
         raise Mismatch(f"{name}: xT given on one side only")
     if s.xT is not None:
@@ -694,7 +734,10 @@ def transcribe(s: Spec, kind: str) -> NLP:
     nlp = NLP()
     x0 = ca.DM(s.x0)
 
-    us = [nlp.var(f"u{k}", ulo, uhi, u_guess) for k in range(N + 1)]
+    if kind not in s.transcriptions:
+        raise ValueError(f"{kind!r} does not apply to this problem ({s.transcriptions}).")
+    # A discrete-time problem has no control after its last step.
+    us = [nlp.var(f"u{k}", ulo, uhi, u_guess) for k in range(N + (kind != "discrete"))]
     if kind == "single_shooting_rk4":
         xs, J = [x0], 0
         for k in range(N):
@@ -723,6 +766,10 @@ def transcribe(s: Spec, kind: str) -> NLP:
                 Lm = L(ts[k] + h / 2, xm, ms[k])
                 nlp.eq(xs[k + 1] - xs[k] - h / 6 * (fs[k] + 4 * fm + fs[k + 1]))
                 J += h / 6 * (Ls[k] + 4 * Lm + Ls[k + 1])
+        elif kind == "discrete":
+            for k in range(N):
+                nlp.eq(xs[k + 1] - f(ts[k], xs[k], us[k]))
+                J += L(ts[k], xs[k], us[k])
         elif kind == "multiple_shooting_rk4":
             for k in range(N):
                 x1, c1 = rk4_interval(s, f, L, ts[k], h, xs[k], us[k], us[k + 1])
@@ -820,7 +867,7 @@ def main(argv=None) -> int:
     failures = []
     for name in names:
         s = SPECS[name]()
-        for kind in kinds:
+        for kind in (k for k in kinds if k in s.transcriptions):
             done = results.get(name, {}).get(kind)
             if done is not None and done.get("N") == s.N and not opts.force:
                 continue

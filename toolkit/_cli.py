@@ -22,14 +22,19 @@ def _plan(ns) -> int:
         return 2
     ex = control.problems.get(ns.problem)
     N = ns.N or ex.N
+    key = ns.transcription
+    if key is None:
+        discrete = isinstance(ex.problem.dynamics, control.DiscreteDynamics)
+        key = "discrete" if discrete else "trapezoidal"
     transcription = {
         "trapezoidal": control.Trapezoidal,
         "hermite_simpson": control.HermiteSimpson,
         "multiple_shooting": control.MultipleShooting,
         "single_shooting": control.SingleShooting,
-    }[ns.transcription](N)
+        "discrete": control.Discrete,
+    }[key](N)
     solver = {"newton": control.KKTNewton, "least_squares": control.KKTLeastSquares}[ns.method]()
-    print(f"planning {ex.name} ({ex.description}) with {ns.transcription}, N={N}, {ns.method} ...")
+    print(f"planning {ex.name} ({ex.description}) with {key}, N={N}, {ns.method} ...")
     print("  compiling and solving ...", flush=True)
     t = time.perf_counter()
     sol = control.plan(ex.problem, transcription, solver, args=ex.args, throw=False)
@@ -51,7 +56,7 @@ def _plan(ns) -> int:
             json.dump(
                 {
                     "problem": ex.name,
-                    "transcription": ns.transcription,
+                    "transcription": key,
                     "N": N,
                     "method": ns.method,
                     "cost": float(sol.cost),
@@ -103,8 +108,15 @@ def main(argv=None) -> int:
     p.add_argument("--list", action="store_true", help="list the problem library")
     p.add_argument(
         "--transcription",
-        default="trapezoidal",
-        choices=["trapezoidal", "hermite_simpson", "multiple_shooting", "single_shooting"],
+        default=None,
+        choices=[
+            "trapezoidal",
+            "hermite_simpson",
+            "multiple_shooting",
+            "single_shooting",
+            "discrete",
+        ],
+        help="default: trapezoidal, or discrete for a discrete-time problem",
     )
     p.add_argument("--method", default="newton", choices=["newton", "least_squares"])
     p.add_argument("--N", type=int, default=None, help="intervals (default: the problem's)")

@@ -16,7 +16,18 @@ TRANSCRIPTIONS = {
     "hermite_simpson": control.HermiteSimpson,
     "multiple_shooting_rk4": control.MultipleShooting,
     "single_shooting_rk4": control.SingleShooting,
+    "discrete": control.Discrete,
 }
+# A discrete-time problem has one transcription, `Discrete`; the others refuse it
+# (tests/control/test_discrete.py), as `Discrete` refuses continuous-time problems.
+CONTINUOUS = tuple(k for k in TRANSCRIPTIONS if k != "discrete")
+
+
+def _transcriptions_of(name):
+    dynamics = control.problems.get(name).problem.dynamics
+    return ("discrete",) if isinstance(dynamics, control.DiscreteDynamics) else CONTINUOUS
+
+
 PLANNERS = {"newton": control.KKTNewton(), "least_squares": control.KKTLeastSquares()}
 
 # (problem, transcription, planner) that do not converge from the default guess to
@@ -33,7 +44,7 @@ KNOWN_FAILURES: set[tuple[str, str, str]] = {
     # Hermite-Simpson with Newton reaches IPOPT's optimum.
     *(
         ("bioreactor", t, p)
-        for t in TRANSCRIPTIONS
+        for t in CONTINUOUS
         for p in PLANNERS
         if (t, p) != ("hermite_simpson", "newton")
     ),
@@ -48,9 +59,9 @@ KNOWN_FAILURES: set[tuple[str, str, str]] = {
 }
 
 
-def _cases(transcriptions):
+def _cases():
     for name in control.problems.names():
-        for key in transcriptions:
+        for key in _transcriptions_of(name):
             for planner in PLANNERS:
                 marks = []
                 if (name, key, planner) in KNOWN_FAILURES:
@@ -61,7 +72,7 @@ def _cases(transcriptions):
                     marks.append(pytest.mark.slow)
                 # CI runs the default planner on the default transcription; the rest
                 # of the matrix (about an hour on 2 cores) is `pytest -m slow`.
-                if (key, planner) != ("trapezoidal", "newton"):
+                if key not in ("trapezoidal", "discrete") or planner != "newton":
                     marks.append(pytest.mark.slow)
                 yield pytest.param(name, key, planner, id=f"{name}-{key}-{planner}", marks=marks)
 
@@ -69,11 +80,11 @@ def _cases(transcriptions):
 def test_every_problem_has_a_reference_for_every_transcription():
     assert set(REFERENCE) == set(control.problems.names())
     for name, entries in REFERENCE.items():
-        assert set(entries) == set(TRANSCRIPTIONS), name
+        assert set(entries) == set(_transcriptions_of(name)), name
         assert all(e["N"] == control.problems.get(name).N for e in entries.values())
 
 
-@pytest.mark.parametrize("name,key,planner", list(_cases(TRANSCRIPTIONS)))
+@pytest.mark.parametrize("name,key,planner", list(_cases()))
 def test_plans_to_the_ipopt_optimum(name, key, planner):
     ex = control.problems.get(name)
     tr = TRANSCRIPTIONS[key](ex.N)
@@ -103,7 +114,8 @@ def test_problem_is_well_formed(name):
 
 
 # One physical parameter per problem and the step of the central difference that
-# checks the implicit gradient of the optimal trapezoidal cost with respect to it.
+# checks the implicit gradient of the optimal trapezoidal (discrete-time problems:
+# `Discrete`) cost with respect to it.
 GRADIENT_CHECKS = {
     "simple_case": ("C", 1e-5),
     "simple_case_with_bounds": ("A", 1e-5),
@@ -117,6 +129,7 @@ GRADIENT_CHECKS = {
     "predator_prey": ("d_1", 1e-5),
     "tumour": ("G", 1e-6),
     "rocket_landing": ("g", 1e-5),
+    "invasive_plant": ("B", 1e-5),
 }
 GRADIENT_FAILURES = {
     # The cost matches IPOPT's, but the implicit gradient (-6816) is not the envelope
@@ -140,7 +153,7 @@ def _gradient_cases():
 @pytest.mark.parametrize("name,parameter,eps", list(_gradient_cases()))
 def test_gradient_of_the_optimal_cost(name, parameter, eps):
     ex = control.problems.get(name)
-    tr = control.Trapezoidal(ex.N)
+    tr = TRANSCRIPTIONS[_transcriptions_of(name)[0]](ex.N)
 
     def cost(args):
         return control.plan(ex.problem, tr, args=args).cost

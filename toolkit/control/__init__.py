@@ -20,6 +20,10 @@ from ._problem import OptimalControlProblem as OptimalControlProblem
 from ._results import RESULTS as RESULTS
 from ._solution import Solution as Solution
 from ._transcription.base import AbstractTranscription as AbstractTranscription
+from ._transcription.discrete import (
+    Discrete as Discrete,
+    DiscreteDynamics as DiscreteDynamics,
+)
 from ._transcription.hermite_simpson import HermiteSimpson as HermiteSimpson
 from ._transcription.shooting import (
     MultipleShooting as MultipleShooting,

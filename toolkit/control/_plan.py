@@ -38,7 +38,8 @@ def plan(
 
     - `problem`: the [`toolkit.control.OptimalControlProblem`][].
     - `transcription`: e.g. `Trapezoidal(100)`, `HermiteSimpson(50)`,
-        `MultipleShooting(50)`, `SingleShooting(50)`.
+        `MultipleShooting(50)`, `SingleShooting(50)`; `Discrete(N)` for a
+        discrete-time problem (see [`toolkit.control.DiscreteDynamics`][]).
     - `solver`: the planner, [`toolkit.control.KKTNewton`][] (default) or
         [`toolkit.control.KKTLeastSquares`][].
     - `args`: parameters passed to the problem's functions.
@@ -55,6 +56,7 @@ def plan(
     A [`toolkit.control.Solution`][].
     """
     problem.check(args)
+    transcription.check(problem)
     if problem.args_check is not None:
         args = problem.args_check(args)
     residual = KKTResidual(transcription)

@@ -50,6 +50,9 @@ class OptimalControlProblem(eqx.Module):
                 u_lo <= u(t) <= u_hi,   [x_lo <= x(t) <= x_hi].
 
     Maximisation problems are written as minimisations of the negated objective.
+    A discrete-time problem, x_{k+1} = g(t_k, x_k, u_k, args) with a cost summed over
+    the steps, passes its map wrapped in [`toolkit.control.DiscreteDynamics`][] as
+    `dynamics` and is planned with [`toolkit.control.Discrete`][].
     Everything a user may want to learn or differentiate goes in `args`, which is
     passed to every function and never baked into them. `args_check`, if given, is
     called as `args = args_check(args)` by `control.plan`: it raises `ValueError` on

@@ -14,7 +14,8 @@ class Solution(eqx.Module):
     - `cost`: the objective of the discretised problem at the solution.
     - `ts`: `(N+1,)` the grid.
     - `xs`: `(N+1, nx)` states at the grid nodes.
-    - `us`: `(N+1, nu)` controls at the grid nodes.
+    - `us`: `(N+1, nu)` controls at the grid nodes (a discrete-time problem has no
+        control at the last node: NaN there).
     - `costates`: `(N, nx)` approximate Pontryagin costates p (one per interval, from
         the defect multipliers, for H = L + p·f), or `None` where the transcription
         has no defects (single shooting).

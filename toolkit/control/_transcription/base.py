@@ -72,6 +72,22 @@ class AbstractTranscription(eqx.Module):
     ) -> tuple[Float[Array, " N+1"], Float[Array, "N+1 nx"], Float[Array, "N+1 nu"]]:
         """`(ts, xs, us)` at the grid nodes."""
 
+    def check(self, problem: OptimalControlProblem) -> None:
+        """Raise `ValueError` if this transcription cannot transcribe `problem`.
+
+        The transcriptions of continuous-time dynamics refuse a discrete-time map
+        (dynamics wrapped in [`toolkit.control.DiscreteDynamics`][]).
+        """
+        from .discrete import DiscreteDynamics  # discrete.py imports this module
+
+        if isinstance(problem.dynamics, DiscreteDynamics):
+            raise ValueError(
+                f"`{type(self).__name__}` transcribes continuous-time dynamics "
+                "dx/dt = f(t, x, u, args), but this problem's `dynamics` is a "
+                "discrete-time map (`control.DiscreteDynamics`): plan it with "
+                "`control.Discrete(N)`."
+            )
+
     def costates(
         self, multipliers: Float[Array, "M bc"], problem: OptimalControlProblem
     ) -> Float[Array, "N nx"] | None:

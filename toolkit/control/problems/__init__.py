@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (each module registers its problem)
     fish_harvest as _fish_harvest,
     glucose as _glucose,
     hiv_treatment as _hiv_treatment,
+    invasive_plant as _invasive_plant,
     mould_fungicide as _mould_fungicide,
     mountain_car as _mountain_car,
     pendulum as _pendulum,

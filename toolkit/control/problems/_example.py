@@ -79,7 +79,8 @@ def reference_optima() -> dict[str, dict[str, dict[str, float]]]:
 
     Written by `benchmarks/reference_optima.py`. Keyed by problem name, then by
     transcription key (`"trapezoidal"`, `"hermite_simpson"`, `"multiple_shooting_rk4"`,
-    `"single_shooting_rk4"`); each entry holds `N` and `cost`.
+    `"single_shooting_rk4"`; `"discrete"` alone for a discrete-time problem); each
+    entry holds `N` and `cost`.
     """
     return json.loads(_REFERENCE_FILE.read_text())
 
