@@ -8,6 +8,11 @@ conditions are solved by optimistix as differentiable implicit layers
 
 from . import learning as learning, problems as problems
 from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
+from ._indirect import (
+    ForwardBackwardSweep as ForwardBackwardSweep,
+    indirect as indirect,
+    IndirectSolution as IndirectSolution,
+)
 from ._integrators import RK4 as RK4
 from ._plan import plan as plan
 from ._planner.base import AbstractPlanner as AbstractPlanner
