@@ -88,3 +88,26 @@ def test_bounded_control(lqr):
 def test_plot_written(lqr):
     plot = pathlib.Path(lqr["plot"])
     assert plot.is_file() and plot.stat().st_size > 10_000
+
+
+def _check_gallery(rows, out):
+    for row in rows:
+        assert row["successful"], row
+        assert row["relative_difference"] <= 1e-6, row
+        assert (out / f"{row['name']}.png").stat().st_size > 0
+
+
+def test_gallery_plans_to_the_references(tmp_path):
+    rows = _load("gallery").main(["simple_case", "invasive_plant"], tmp_path)
+    assert [r["name"] for r in rows] == ["simple_case", "invasive_plant"]
+    assert [r["has_costates"] for r in rows] == [True, True]
+    _check_gallery(rows, tmp_path)
+
+
+@pytest.mark.slow
+def test_gallery_of_the_whole_library(tmp_path):
+    from toolkit import control
+
+    rows = _load("gallery").main(None, tmp_path)
+    assert [r["name"] for r in rows] == control.problems.names()
+    _check_gallery(rows, tmp_path)
