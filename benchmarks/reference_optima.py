@@ -785,11 +785,18 @@ def transcribe(s: Spec, kind: str) -> NLP:
     return nlp
 
 
-def solve(s: Spec, kind: str) -> dict:
+def build(s: Spec, kind: str, options: dict = IPOPT_OPTIONS) -> tuple[ca.Function, dict]:
+    """IPOPT on the transcribed NLP, built once: `solver(**kwargs)` solves it from the
+    toolkit's default guess (and `solver.stats()` then describes that solve)."""
     nlp = transcribe(s, kind)
     problem = {"x": ca.vertcat(*nlp.w), "f": nlp.J, "g": ca.vertcat(*nlp.g)}
-    solver = ca.nlpsol("solver", "ipopt", problem, IPOPT_OPTIONS)
-    sol = solver(x0=nlp.w0, lbx=nlp.lbw, ubx=nlp.ubw, lbg=nlp.lbg, ubg=nlp.ubg)
+    solver = ca.nlpsol("solver", "ipopt", problem, options)
+    return solver, dict(x0=nlp.w0, lbx=nlp.lbw, ubx=nlp.ubw, lbg=nlp.lbg, ubg=nlp.ubg)
+
+
+def solve(s: Spec, kind: str) -> dict:
+    solver, kwargs = build(s, kind)
+    sol = solver(**kwargs)
     stats = solver.stats()
     return {
         "N": s.N,

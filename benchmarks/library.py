@@ -1,0 +1,449 @@
+"""The problem library: toolkit vs CasADi + IPOPT on every problem, in one run.
+
+Every problem of `toolkit.control.problems` at its default N, with its default
+transcription (`Trapezoidal`; `Discrete` for a discrete-time problem) and the default
+planner (`KKTNewton()`), against IPOPT on the identical NLP from the identical default
+guess. The CasADi side is `benchmarks/reference_optima.py`'s independent
+re-implementation of each problem (cross-checked against the toolkit's JAX functions
+before anything is timed) and its transcriptions; IPOPT runs with its defaults (exact
+Hessian, MUMPS, tol 1e-8, bounds relaxed by 1e-8), its solver built once per problem
+so that "warm" is the solve alone, as in `benchmarks/control_vs_ipopt.py`.
+
+Per problem: toolkit cold time (first call, JIT compilation included), IPOPT cold time
+(solver build + first solve), then warm times of both, interleaved (A, B, A, B, ...)
+so that load from other processes hits both alike; warm = median. Both costs are
+compared with each other and with the tight reference optimum (IPOPT at tol 1e-12
+without bound relaxation, `toolkit/control/problems/reference_optima.json`): a
+planner that fails, or reaches another local optimum, is reported as such.
+
+Results go to `benchmarks/results/library.json` (`--quick`: `library-quick.json`),
+written after every problem; finished problems are skipped unless `--force`.
+
+    python benchmarks/library.py                 # measure every missing problem
+    python benchmarks/library.py --quick         # smoke run: three problems
+    python benchmarks/library.py --problems seir,glucose --force
+    python benchmarks/library.py --readme        # write the README section (JSON only)
+"""
+
+import argparse
+import gc
+import json
+import math
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+
+
+jax.config.update("jax_enable_x64", True)
+
+import control_vs_ipopt as cvi  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import reference_optima as ro  # noqa: E402
+
+from toolkit import control  # noqa: E402
+from toolkit.control import problems  # noqa: E402
+
+
+HERE = pathlib.Path(__file__).resolve().parent
+OUTPUTS = {
+    "full": HERE / "results" / "library.json",
+    "quick": HERE / "results" / "library-quick.json",
+}
+README = HERE / "README.md"
+SECTION = "## Problem library: toolkit vs IPOPT"
+# Before this section, if it is not in the README yet.
+BEFORE = "## Pruning: toolkit vs Torch-Pruning"
+QUICK = ("invasive_plant", "mould_fungicide", "van_der_pol")
+IPOPT_OPTIONS = cvi.IPOPT_OPTIONS  # IPOPT's defaults: tol 1e-8, exact Hessian, MUMPS
+SAME_RTOL = 1e-6  # "same optimum": |cost - reference| <= SAME_RTOL * |reference|
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Results file.
+# --------------------------------------------------------------------------------------
+
+
+def _load(mode: str) -> dict:
+    path = OUTPUTS[mode]
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _put(mode: str, name: str, entry: dict) -> None:
+    path = OUTPUTS[mode]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = _load(mode)  # merge with whatever is there now
+    results.setdefault("problems", {})[name] = entry
+    results["machine"] = cvi.machine()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".library.", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(results, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------
+# One problem.
+# --------------------------------------------------------------------------------------
+
+
+def _result_name(result) -> str:
+    for name in control.RESULTS._name_to_item:
+        if bool(result == getattr(control.RESULTS, name)):
+            return name
+    return "unknown"
+
+
+def measure(name: str, quick: bool) -> dict:
+    ex = problems.get(name)
+    spec = ro.SPECS[name]()
+    ro.cross_check(name, spec)  # the two NLPs are the same problem, or stop here
+    kind = "discrete" if spec.discrete else "trapezoidal"
+    transcription = (control.Discrete if spec.discrete else control.Trapezoidal)(ex.N)
+    reference = problems.reference_optima().get(name, {}).get(kind)
+
+    start = time.perf_counter()
+    solver, kwargs = ro.build(spec, kind, IPOPT_OPTIONS)
+    build_s = time.perf_counter() - start
+
+    def ipopt():
+        sol = solver(**kwargs)
+        return float(sol["f"])
+
+    cost = ipopt()
+    ipopt_cold = time.perf_counter() - start
+    stats = solver.stats()
+    entry: dict = {
+        "nx": int(ex.problem.x0.shape[0]),
+        "nu": len(spec.u_bounds[0]),
+        "N": ex.N,
+        "transcription": kind,
+        "unknowns": len(kwargs["x0"]),
+        "reference": None if reference is None else reference["cost"],
+        "IPOPT": {
+            "cost": cost,
+            "iterations": int(stats["iter_count"]),
+            "status": str(stats["return_status"]),
+            "success": bool(stats["success"]),
+            "build_s": build_s,
+            "cold_s": ipopt_cold,
+        },
+    }
+
+    planner = control.KKTNewton()
+
+    def toolkit():
+        return control.plan(ex.problem, transcription, planner, args=ex.args, throw=False)
+
+    cold, sol = cvi.timed(toolkit)
+    code = _result_name(sol.result)
+    entry["toolkit"] = {
+        "cost": float(sol.cost),
+        "iterations": int(sol.stats["num_steps"]),
+        "result": code,
+        "success": code == "successful",
+        "kkt_residual": float(sol.stats["kkt_residual"]),
+        "cold_s": cold,
+    }
+    del sol
+
+    rounds = dict(min_rounds=3, max_rounds=10, budget_s=2.0) if quick else {}
+    load = os.getloadavg()[0]
+    with cvi.OtherLoad() as other:
+        warm = cvi.interleaved({"toolkit": lambda: toolkit().cost, "IPOPT": ipopt}, **rounds)
+    for side in ("toolkit", "IPOPT"):
+        entry[side].update(warm[side])
+    entry["ratio"] = warm["toolkit"]["warm_s"] / warm["IPOPT"]["warm_s"]
+    entry["other_cores"] = other.cores
+    entry["loadavg_1min"] = round(load, 2)
+    entry["verdict"] = verdict(entry)
+    entry["measured"] = cvi._now()
+    entry["toolkit_commit"] = cvi.SOURCE["commit"]
+    entry["toolkit_tree"] = cvi.SOURCE["tree"]
+    return entry
+
+
+def verdict(e: dict) -> str:
+    """The toolkit's outcome: `same optimum`, `lower/higher local optimum` (than the
+    tight IPOPT reference on the same NLP), or `not converged`."""
+    tk = e["toolkit"]
+    if not tk["success"]:
+        return "not converged"
+    ref = e["reference"] if e["reference"] is not None else e["IPOPT"]["cost"]
+    if abs(tk["cost"] - ref) <= SAME_RTOL * abs(ref):
+        return "same optimum"
+    return "lower local optimum" if tk["cost"] < ref else "higher local optimum"
+
+
+# --------------------------------------------------------------------------------------
+# Report.
+# --------------------------------------------------------------------------------------
+
+
+def _ms(s: float) -> str:
+    return f"{s:.2f} s" if s >= 1.0 else f"{s * 1e3:.2f} ms"
+
+
+def table(results: dict, names: list[str], mode: str) -> tuple[str, list[str]]:
+    P = results.get("problems", {})
+    rows = []
+    for name in names:
+        e = P.get(name)
+        if e is None:
+            rows.append(f"| {name} | | | | | not measured | | | | | | | | | | | |")
+            continue
+        tk, ip = e["toolkit"], e["IPOPT"]
+        rel = (tk["cost"] - ip["cost"]) / abs(ip["cost"]) if ip["cost"] else math.nan
+        ip_status = "" if ip["success"] else f" ({ip['status']})"
+        rows.append(
+            f"| {name} | {e['nx']} | {e['nu']} | {e['N']} | {e['unknowns']} "
+            f"| {tk['cost']:.10g} | {ip['cost']:.10g}{ip_status} | {rel:.1e} "
+            f"| {tk['iterations']} | {ip['iterations']} | {_ms(tk['cold_s'])} "
+            f"| {_ms(tk['warm_s'])} | {_ms(ip['warm_s'])} | **{e['ratio']:.2f}x** "
+            f"| {tk['warm_min_s'] / ip['warm_min_s']:.2f}x "
+            f"| {tk['result']} | {e['verdict']} |"
+        )
+    lines = [
+        "| problem | nx | nu | N | NLP unknowns | toolkit cost | IPOPT cost | rel. diff "
+        "| toolkit it. | IPOPT it. | toolkit cold | toolkit warm | IPOPT warm "
+        "| toolkit / IPOPT | ratio of minima | toolkit result | vs tight reference |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+    done = [P[n] for n in names if n in P]
+    notes = []
+    same = [e for e in done if e["verdict"] == "same optimum"]
+    if done:
+        notes.append(
+            f"The toolkit reached the reference optimum on {len(same)} of {len(done)} "
+            "problems; "
+            + (
+                "; ".join(
+                    f"{n}: {P[n]['verdict']} ({P[n]['toolkit']['result']})"
+                    for n in names
+                    if n in P and P[n]["verdict"] != "same optimum"
+                )
+                or "no failures"
+            )
+            + "."
+        )
+        failed_ipopt = [n for n in names if n in P and not P[n]["IPOPT"]["success"]]
+        off = {
+            n: (P[n]["IPOPT"]["cost"] - P[n]["reference"]) / abs(P[n]["reference"])
+            for n in names
+            if n in P and P[n]["reference"] is not None
+        }
+        loose = {n: r for n, r in off.items() if abs(r) > SAME_RTOL}
+        notes.append(
+            "IPOPT (tol 1e-8) reported success on "
+            f"{len(done) - len(failed_ipopt)} of {len(done)}"
+            + (f" (not on {', '.join(failed_ipopt)})" if failed_ipopt else "")
+            + f"; its cost is within {SAME_RTOL:g} (relative) of the tight reference on "
+            f"{len(off) - len(loose)} of {len(off)}"
+            + (
+                " (off by "
+                + ", ".join(f"{r:+.1e} on {n}" for n, r in loose.items())
+                + ": IPOPT's default tol 1e-8 and bound relaxation 1e-8 stop it "
+                "short of the optimum, so there the rel. diff column measures IPOPT's "
+                "inexactness rather than the toolkit's)."
+                if loose
+                else "."
+            )
+        )
+    if same:
+        ratios = [e["ratio"] for e in same]
+        gmean = math.exp(statistics.fmean(math.log(r) for r in ratios))
+        notes.append(
+            f"Warm time toolkit / IPOPT where both reach the same optimum: geometric "
+            f"mean {gmean:.2f}x, median {statistics.median(ratios):.2f}x, range "
+            f"{min(ratios):.2f}x–{max(ratios):.2f}x ({len(ratios)} problems)."
+        )
+        per_it = [
+            (e["toolkit"]["warm_s"] / e["toolkit"]["iterations"])
+            / (e["IPOPT"]["warm_s"] / e["IPOPT"]["iterations"])
+            for e in same
+        ]
+        many = [
+            f"{n} ({P[n]['toolkit']['iterations']} vs {P[n]['IPOPT']['iterations']})"
+            for n in names
+            if n in P
+            and P[n]["verdict"] == "same optimum"
+            and P[n]["toolkit"]["iterations"] > 2 * P[n]["IPOPT"]["iterations"]
+        ]
+        notes.append(
+            "Per iteration, a toolkit Newton step costs "
+            f"{math.exp(statistics.fmean(math.log(r) for r in per_it)):.2f}x an IPOPT "
+            f"iteration (geometric mean; range {min(per_it):.2f}x–{max(per_it):.2f}x)"
+            + (
+                "; the toolkit needs more than twice IPOPT's iterations on " + ", ".join(many) + "."
+                if many
+                else "."
+            )
+        )
+    others = [e["other_cores"] for e in done if e.get("other_cores") is not None]
+    loads = [e["loadavg_1min"] for e in done if e.get("loadavg_1min") is not None]
+    if others:
+        notes.append(
+            f"Other processes kept {min(others):.2f}–{max(others):.2f} of the "
+            f"{results.get('machine', {}).get('cores', '?')} cores busy during the warm "
+            f"timings (1-minute load average {min(loads):.2f}–{max(loads):.2f}): the "
+            "machine is shared, so absolute times are inflated and noisy; the "
+            "interleaved ratios less so."
+        )
+    quick = _load("quick").get("problems", {}) if mode == "full" else {}
+    again = [n for n in names if n in P and n in quick]
+    if again:
+        notes.append(
+            "The same problems timed in the quick run (`library-quick.json`, another "
+            "moment of the same machine): "
+            + ", ".join(f"{n} {quick[n]['ratio']:.2f}x (here {P[n]['ratio']:.2f}x)" for n in again)
+            + ", a measure of how far the load on this shared machine moves one ratio."
+        )
+    return "\n".join(lines), notes
+
+
+def write_readme(results: dict, names: list[str]) -> None:
+    P = results.get("problems", {})
+    if not P:
+        log("No results yet: nothing written.")
+        return
+    m = results["machine"]
+    dates = sorted(e["measured"][:10] for e in P.values())
+    commits = sorted({e["toolkit_commit"] for e in P.values()})
+    trees = sorted({e["toolkit_tree"] for e in P.values()})
+    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    text, notes = table(results, names, "full")
+    section = "\n".join(
+        [
+            SECTION,
+            "",
+            "Every library problem at its default N, with its default transcription "
+            "(trapezoidal; `Discrete` for invasive_plant) and the default planner "
+            "`KKTNewton()`, against IPOPT on the identical NLP (the CasADi "
+            "re-implementation of `benchmarks/reference_optima.py`, cross-checked "
+            "against the toolkit's functions), both from the same default initial "
+            "guess, float64. IPOPT with its defaults (exact Hessian, MUMPS, tol 1e-8), "
+            "solver built once per problem (warm = solve alone). Warm = median of "
+            "interleaved repeats; cold = first call, JIT compilation included (IPOPT's "
+            "cold time, solver build + first solve, is in the JSON). rel. diff = "
+            "(toolkit − IPOPT) / |IPOPT|; the last column compares the toolkit's cost "
+            "with the tight reference (IPOPT at tol 1e-12 without bound relaxation, "
+            f"`reference_optima.json`) at rtol {SAME_RTOL:g}. Nothing is tuned per "
+            "problem: a problem the default planner does not solve from the default "
+            "guess is reported, not dropped (see KNOWN_FAILURES in "
+            "`tests/control/test_problems.py`); its warm time is that of the failing "
+            "solve.",
+            "",
+            "Reproduce: `python benchmarks/library.py && python benchmarks/library.py "
+            "--readme` (results in `benchmarks/results/library.json`).",
+            "",
+            f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs), JAX "
+            f"{m['jax']} ({m['jax_backend']}), CasADi {m['casadi']}, equinox "
+            f"{m['equinox']}, Python {m['python']}. Measured {when} on toolkit commit "
+            f"{', '.join(commits)} (source tree hash {', '.join(trees)}).",
+            "",
+            text,
+            "",
+            *[f"{n}\n" for n in notes],
+        ]
+    )
+    write_section(section)
+
+
+def write_section(section: str) -> None:
+    """Replace this section of the README (or insert it before `BEFORE`), leaving
+    every other section as it is now on disk."""
+    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip("\n") == SECTION), None)
+    if start is None:
+        at = next((i for i, ln in enumerate(lines) if ln.rstrip("\n") == BEFORE), None)
+        if at is None:
+            text = text.rstrip("\n") + "\n\n" + section
+        else:
+            text = "".join(lines[:at]) + section + "\n" + "".join(lines[at:])
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+            len(lines),
+        )
+        after = "".join(lines[end:])
+        text = "".join(lines[:start]) + section + ("\n" + after if after else "")
+    README.write_text(text)
+    log(f"Wrote section {SECTION!r} of {README}.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {', '.join(QUICK)}")
+    parser.add_argument("--problems", default=None, help="comma-separated subset")
+    parser.add_argument("--force", action="store_true", help="re-measure finished problems")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="write the README section from the results file (measures nothing)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=10.0,
+        help="seconds to wait, before each problem, for other processes to go idle",
+    )
+    opts = parser.parse_args(argv)
+    mode = "quick" if opts.quick else "full"
+    library = problems.names()
+    names = list(QUICK) if opts.quick else library
+    if opts.problems:
+        names = opts.problems.split(",")
+        for name in names:
+            if name not in library:
+                parser.error(f"unknown problem {name!r}; the library has {library}")
+
+    if opts.readme:
+        if opts.quick:
+            parser.error("--readme writes the full run's section; run it without --quick")
+        write_readme(_load(mode), library)
+        return 0
+
+    jax.block_until_ready(jnp.ones(3) + 1)  # initialise the backend outside any timing
+    log(f"library ({mode}): results in {OUTPUTS[mode]}")
+    for name in names:
+        if name in _load(mode).get("problems", {}) and not opts.force:
+            continue
+        if opts.wait_quiet > 0:
+            cvi.wait_quiet(opts.wait_quiet)
+        log(f"{name} ...")
+        entry = measure(name, opts.quick)
+        _put(mode, name, entry)
+        tk, ip = entry["toolkit"], entry["IPOPT"]
+        log(
+            f"  toolkit {tk['cost']:.12g} ({tk['result']}, {tk['iterations']} it, cold "
+            f"{tk['cold_s']:.2f} s, warm {_ms(tk['warm_s'])})  IPOPT {ip['cost']:.12g} "
+            f"({ip['status']}, {ip['iterations']} it, warm {_ms(ip['warm_s'])})  ratio "
+            f"{entry['ratio']:.2f}x  {entry['verdict']}  (other cores busy: "
+            f"{entry['other_cores']})"
+        )
+        # Every compiled executable keeps memory mappings; a process past Linux's
+        # 65530 dies inside XLA's compiler.
+        jax.clear_caches()
+        gc.collect()
+
+    text, notes = table(_load(mode), names, mode)
+    print()
+    print(text)
+    print()
+    for n in notes:
+        print(n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
