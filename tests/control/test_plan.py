@@ -100,6 +100,21 @@ def test_gradient_wrt_final_time(vdp):
     assert relative_error(g, fd) < 1e-5
 
 
+def test_second_derivative_of_the_optimal_cost(vdp):
+    # The first derivative comes from the envelope theorem; the second differentiates
+    # that expression through the implicit layer's z*(mu) and lambda*(mu).
+    tr = control.Trapezoidal(40)
+
+    def dcost(mu):
+        return jax.grad(lambda m: control.plan(vdp.problem, tr, args={"mu": m}).cost)(mu)
+
+    mu = jnp.array(1.0)
+    second = jax.grad(dcost)(mu)
+    fd = central_difference(dcost, mu, jnp.array(1.0), 1e-5)
+    assert relative_error(second, fd) < 1e-5
+    assert relative_error(jax.jacfwd(dcost)(mu), fd) < 1e-5
+
+
 def test_jacobian_of_trajectory(vdp):
     tr = control.Trapezoidal(40)
 

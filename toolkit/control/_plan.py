@@ -13,6 +13,7 @@ from ._problem import OptimalControlProblem
 from ._results import RESULTS
 from ._solution import Solution
 from ._transcription.base import AbstractTranscription
+from ._value import optimal_cost
 
 
 @eqx.filter_jit
@@ -103,7 +104,7 @@ def plan(
     if throw:
         xs, us = result.error_if((xs, us), result != RESULTS.successful)
     g, _ = residual.stationarity(z, lam, problem, args)
-    cost = transcription.objective(z, problem, args)
+    cost = optimal_cost(z, lam, (problem, args), residual=residual)
     stats = dict(sol.stats)
     stats["kkt_residual"] = kkt_norm
     return Solution(
