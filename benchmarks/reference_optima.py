@@ -897,7 +897,11 @@ def main(argv=None) -> int:
             if r is None or r["status"] == "Solve_Succeeded":
                 continue
             entry = f"{name}/{kind}: {r['status']}"
-            if r["status"] == "Solved_To_Acceptable_Level":
+            # Search_Direction_Becomes_Too_Small: IPOPT's step fell below machine
+            # precision relative to the iterate before its tol 1e-12 held. Only
+            # tumour/trapezoidal, whose reference cost the toolkit's own KKT-converged
+            # plan (residual <= 1e-9) reproduces to 4e-9 (benchmarks/library.py).
+            if r["status"] in ("Solved_To_Acceptable_Level", "Search_Direction_Becomes_Too_Small"):
                 acceptable.append(entry)
             else:
                 failures.append(entry)
@@ -906,7 +910,8 @@ def main(argv=None) -> int:
     print("(! = IPOPT did not report Solve_Succeeded)")
     if acceptable:
         print(
-            "\nIPOPT stopped short of tol = 1e-12 (acceptable level) on: " + "; ".join(acceptable)
+            "\nIPOPT stopped short of tol = 1e-12 (acceptable level, or its step became "
+            "too small) on: " + "; ".join(acceptable)
         )
     if failures:
         print("\nIPOPT FAILED on: " + "; ".join(failures))
