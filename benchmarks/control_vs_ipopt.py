@@ -30,23 +30,18 @@ it finishes; finished ones are skipped on a re-run unless `--force`):
 """
 
 import argparse
-import datetime
-import hashlib
-import json
-import os
 import pathlib
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 
+import _provenance
 import casadi as ca
 import equinox as eqx
 import jax
 import numpy as np
+from _provenance import now, OtherLoad, read_json, SOURCE, write_json_atomic
 
 
 jax.config.update("jax_enable_x64", True)
@@ -88,18 +83,11 @@ FD_EPS = 1e-5  # central difference step in mu
 
 
 def _load() -> dict:
-    if OUTPUT.exists():
-        return json.loads(OUTPUT.read_text())
-    return {}
+    return read_json(OUTPUT)
 
 
 def _save(results: dict) -> None:
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=OUTPUT.parent, prefix=".control_vs_ipopt.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(results, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, OUTPUT)
+    write_json_atomic(OUTPUT, results, ".control_vs_ipopt.")
 
 
 class Store:
@@ -125,7 +113,7 @@ class Store:
     def put(self, key: str, value: dict) -> None:
         value = {
             **value,
-            "measured": _now(),
+            "measured": now(),
             "toolkit_commit": SOURCE["commit"],
             "toolkit_tree": SOURCE["tree"],
         }
@@ -136,66 +124,8 @@ class Store:
         self.forced.add(key)
 
 
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _tree_hash() -> str:
-    """A hash of toolkit's source files now (the tree may hold uncommitted edits)."""
-    root = HERE.parent / "toolkit"
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:10]
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(HERE.parent), "status", "--porcelain", "--", "toolkit"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return out + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-# The toolkit code this process runs is what was imported at start-up (just now), even
-# if the files are edited while it runs: record that version, not the files' later state.
-SOURCE = {"commit": _commit(), "tree": _tree_hash()}
-
-
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": usable,
-        "jax": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "casadi": ca.__version__,
-        "equinox": eqx.__version__,
-        "python": platform.python_version(),
-    }
+    return _provenance.machine(casadi=ca.__version__, equinox=eqx.__version__)
 
 
 # --------------------------------------------------------------------------------------
@@ -236,38 +166,6 @@ def interleaved(
         }
         for name, ts in times.items()
     }
-
-
-def _cpu_seconds() -> tuple[float, float]:
-    """(busy CPU seconds of the whole machine, CPU seconds of this process) so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    busy = (sum(fields[:8]) - idle) / ticks  # guest time is already counted in user
-    own = os.times()
-    return busy, own.user + own.system
-
-
-class OtherLoad:
-    """How many cores other processes kept busy while a measurement ran (the machine
-    is shared; their work slows both sides)."""
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        try:
-            self.cpu = _cpu_seconds()
-        except (OSError, ValueError, IndexError):
-            self.cpu = None
-        self.cores = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.cpu is not None:
-            busy, own = _cpu_seconds()
-            wall = time.perf_counter() - self.start
-            other = (busy - self.cpu[0]) - (own - self.cpu[1])
-            self.cores = round(max(other, 0.0) / wall, 2)
-        return False
 
 
 def wait_quiet(max_wait_s: float, threshold: float = 0.5) -> None:

@@ -30,15 +30,13 @@ unless `--force`. The plot is `benchmarks/results/convergence.png`.
 import argparse
 import dataclasses
 import gc
-import json
 import math
-import os
 import pathlib
 import sys
-import tempfile
 import time
 
 import jax
+from _provenance import now, read_json, SOURCE, write_json_atomic
 
 
 jax.config.update("jax_enable_x64", True)
@@ -92,20 +90,15 @@ def _plot_path(mode: str) -> pathlib.Path:
 
 def _load(mode: str) -> dict:
     path = _output(mode)
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json(path)
 
 
 def _put(mode: str, name: str, key: str, entry: dict) -> None:
     path = _output(mode)
-    path.parent.mkdir(parents=True, exist_ok=True)
     results = _load(mode)
     results.setdefault("problems", {}).setdefault(name, {})[key] = entry
     results["machine"] = cvi.machine()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".convergence.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(results, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, results, ".convergence.")
 
 
 # --------------------------------------------------------------------------------------
@@ -142,9 +135,9 @@ def solve(name: str, kind: str, N: int, atol: float) -> dict:
         "iterations": int(stats["iter_count"]),
         "status": str(stats["return_status"]),
     }
-    entry["measured"] = cvi._now()
-    entry["toolkit_commit"] = cvi.SOURCE["commit"]
-    entry["toolkit_tree"] = cvi.SOURCE["tree"]
+    entry["measured"] = now()
+    entry["toolkit_commit"] = SOURCE["commit"]
+    entry["toolkit_tree"] = SOURCE["tree"]
     return entry
 
 

@@ -40,18 +40,13 @@ XLA runs single-threaded by default (`--threads`), as in `benchmarks/prune.py`.
 """
 
 import argparse
-import datetime
 import gc
-import hashlib
-import json
 import math
 import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 
@@ -71,11 +66,13 @@ if THREADS == 1:
         + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     ).strip()
 
+import _provenance  # noqa: E402
 import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 import optax  # noqa: E402
+from _provenance import memory_maps, now, read_json, SOURCE, write_json_atomic  # noqa: E402
 
 from toolkit import data as tkdata, pruning  # noqa: E402
 from toolkit.pruning import _cli  # noqa: E402
@@ -141,9 +138,7 @@ class Store:
         self.forced: set[str] = set()
 
     def load(self) -> dict:
-        if self.path.exists():
-            return json.loads(self.path.read_text())
-        return {"runs": {}, "machine": {}}
+        return read_json(self.path, {"runs": {}, "machine": {}})
 
     def runs(self) -> dict:
         return self.load().get("runs", {})
@@ -158,88 +153,21 @@ class Store:
         results = self.load()
         results.setdefault("runs", {})[key] = {
             **value,
-            "measured": _now(),
+            "measured": now(),
             "toolkit_commit": SOURCE["commit"],
             "toolkit_tree": SOURCE["tree"],
             "host": platform.node(),
         }
         results.setdefault("machine", {})[platform.node()] = machine()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".demp.", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(results, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, results, ".demp.", indent=1)
         self.forced.add(key)
 
 
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _tree_hash() -> str:
-    root = HERE.parent / "toolkit"
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:10]
-
-
-def _commit() -> str:
-    try:
-        git = ["git", "-C", str(HERE.parent)]
-        out = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--", "toolkit"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return out + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-SOURCE = {"commit": _commit(), "tree": _tree_hash()}
-
-
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": cores,
-        "jax": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "equinox": eqx.__version__,
-        "optax": optax.__version__,
-        "threads": THREADS,
-        "python": platform.python_version(),
-    }
+    return _provenance.machine(equinox=eqx.__version__, optax=optax.__version__, threads=THREADS)
 
 
 MAX_MAPPINGS = 20_000
-
-
-def _memory_mappings() -> int:
-    try:
-        with open("/proc/self/maps") as f:
-            return sum(1 for _ in f)
-    except OSError:  # not Linux
-        return 0
 
 
 def log(msg: str) -> None:
@@ -747,7 +675,7 @@ def main(argv=None) -> int:
                     loaded[ds] = None
             if loaded[ds] is None:
                 continue
-            if _memory_mappings() > MAX_MAPPINGS:
+            if memory_maps() > MAX_MAPPINGS:
                 # Every compiled executable holds memory mappings and Linux allows a
                 # process 65530: drop them all, and warm up again (not charged).
                 jax.clear_caches()

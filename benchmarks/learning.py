@@ -52,22 +52,17 @@ share their compiled functions.
 """
 
 import argparse
-import datetime
 import gc
-import hashlib
-import json
-import os
 import pathlib
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
+import _provenance
 import jax
+from _provenance import memory_maps, now, read_json, SOURCE, write_json_atomic
 
 
 jax.config.update("jax_enable_x64", True)
@@ -156,9 +151,7 @@ class Store:
         self.forced: set[str] = set()
 
     def load(self) -> dict:
-        if self.path.exists():
-            return json.loads(self.path.read_text())
-        return {}
+        return read_json(self.path)
 
     def entries(self) -> dict:
         return self.load().get("entries", {})
@@ -175,90 +168,24 @@ class Store:
     def put(self, key: str, value: dict) -> None:
         value = {
             **value,
-            "measured": _now(),
+            "measured": now(),
             "toolkit_commit": SOURCE["commit"],
             "toolkit_tree": SOURCE["tree"],
         }
         results = self.load()
         results.setdefault("entries", {})[key] = value
         results["machine"] = machine()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".learning.", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(results, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, results, ".learning.", indent=1)
         self.forced.add(key)
 
 
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _tree_hash() -> str:
-    root = HERE.parent / "toolkit"
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:10]
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(HERE.parent), "status", "--porcelain", "--", "toolkit"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return out + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-SOURCE = {"commit": _commit(), "tree": _tree_hash()}
-
-
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": usable,
-        "jax": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "equinox": eqx.__version__,
-        "optimistix": optx.__version__,
-        "diffrax": diffrax.__version__,
-        "optax": optax.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _maps() -> int:
-    """Memory mappings of this process (Linux caps them at `vm.max_map_count`)."""
-    try:
-        with open("/proc/self/maps") as fh:
-            return sum(1 for _ in fh)
-    except OSError:
-        return 0
+    return _provenance.machine(
+        equinox=eqx.__version__,
+        optimistix=optx.__version__,
+        diffrax=diffrax.__version__,
+        optax=optax.__version__,
+    )
 
 
 def log(msg: str) -> None:
@@ -1154,10 +1081,10 @@ def main(argv=None) -> int:
                 continue
             # The seeds of one problem share their compiled functions; anything else
             # starts from empty caches (and so does a process near the map limit).
-            if key.rsplit("/", 1)[0] != group or _maps() > 20000:
+            if key.rsplit("/", 1)[0] != group or memory_maps() > 20000:
                 fresh()
             group = key.rsplit("/", 1)[0] if key.startswith("learn/") else key
-            log(f"{key} ... ({_maps()} memory maps)")
+            log(f"{key} ... ({memory_maps()} memory maps)")
             t = time.perf_counter()
             if key.startswith("learn/"):
                 _, name, seed = key.split("/")

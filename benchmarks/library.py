@@ -27,16 +27,15 @@ written after every problem; finished problems are skipped unless `--force`.
 
 import argparse
 import gc
-import json
 import math
 import os
 import pathlib
 import statistics
 import sys
-import tempfile
 import time
 
 import jax
+from _provenance import now, OtherLoad, read_json, SOURCE, write_json_atomic
 
 
 jax.config.update("jax_enable_x64", True)
@@ -73,21 +72,15 @@ def log(msg: str) -> None:
 
 
 def _load(mode: str) -> dict:
-    path = OUTPUTS[mode]
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_json(OUTPUTS[mode])
 
 
 def _put(mode: str, name: str, entry: dict) -> None:
     path = OUTPUTS[mode]
-    path.parent.mkdir(parents=True, exist_ok=True)
     results = _load(mode)  # merge with whatever is there now
     results.setdefault("problems", {})[name] = entry
     results["machine"] = cvi.machine()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".library.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(results, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, results, ".library.")
 
 
 # --------------------------------------------------------------------------------------
@@ -157,7 +150,7 @@ def measure(name: str, quick: bool) -> dict:
 
     rounds = dict(min_rounds=3, max_rounds=10, budget_s=2.0) if quick else {}
     load = os.getloadavg()[0]
-    with cvi.OtherLoad() as other:
+    with OtherLoad() as other:
         warm = cvi.interleaved({"toolkit": lambda: toolkit().cost, "IPOPT": ipopt}, **rounds)
     for side in ("toolkit", "IPOPT"):
         entry[side].update(warm[side])
@@ -165,9 +158,9 @@ def measure(name: str, quick: bool) -> dict:
     entry["other_cores"] = other.cores
     entry["loadavg_1min"] = round(load, 2)
     entry["verdict"] = verdict(entry)
-    entry["measured"] = cvi._now()
-    entry["toolkit_commit"] = cvi.SOURCE["commit"]
-    entry["toolkit_tree"] = cvi.SOURCE["tree"]
+    entry["measured"] = now()
+    entry["toolkit_commit"] = SOURCE["commit"]
+    entry["toolkit_tree"] = SOURCE["tree"]
     return entry
 
 

@@ -42,17 +42,11 @@ thread took 0.4 s, steady, which would swamp the ratios.
 
 import argparse
 import copy
-import datetime
-import hashlib
 import importlib.metadata
-import json
 import os
 import pathlib
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -75,6 +69,7 @@ if THREADS == 1:
         + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     ).strip()
 
+import _provenance  # noqa: E402
 import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -85,6 +80,7 @@ import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torch_pruning as tp  # noqa: E402
+from _provenance import now, OtherLoad, read_json, SOURCE, write_json_atomic  # noqa: E402
 
 from toolkit import nn as tknn, pruning  # noqa: E402
 
@@ -105,18 +101,11 @@ CLASSES = 10
 
 
 def _load() -> dict:
-    if OUTPUT.exists():
-        return json.loads(OUTPUT.read_text())
-    return {}
+    return read_json(OUTPUT)
 
 
 def _save(results: dict) -> None:
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=OUTPUT.parent, prefix=".prune.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(results, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, OUTPUT)
+    write_json_atomic(OUTPUT, results, ".prune.")
 
 
 class Store:
@@ -141,7 +130,7 @@ class Store:
     def put(self, key: str, value: dict) -> None:
         value = {
             **value,
-            "measured": _now(),
+            "measured": now(),
             "toolkit_commit": SOURCE["commit"],
             "toolkit_tree": SOURCE["tree"],
         }
@@ -152,72 +141,20 @@ class Store:
         self.forced.add(key)
 
 
-def _now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _tree_hash() -> str:
-    root = HERE.parent / "toolkit"
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:10]
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(HERE.parent), "status", "--porcelain", "--", "toolkit"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return out + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-SOURCE = {"commit": _commit(), "tree": _tree_hash()}
-
-
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": usable,
-        "jax": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "equinox": eqx.__version__,
-        "optax": optax.__version__,
-        "torch": torch.__version__,
-        "threads": THREADS,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "torch_threads": torch.get_num_threads(),
-        "torch_pruning": importlib.metadata.version("torch-pruning"),
-        "python": platform.python_version(),
-    }
+    return _provenance.machine(
+        equinox=eqx.__version__,
+        optax=optax.__version__,
+        torch=torch.__version__,
+        threads=THREADS,
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+        torch_threads=torch.get_num_threads(),
+        torch_pruning=importlib.metadata.version("torch-pruning"),
+    )
 
 
 # --------------------------------------------------------------------------------------
-# Timing and load.
+# Timing.
 # --------------------------------------------------------------------------------------
 
 
@@ -253,42 +190,6 @@ def interleaved(
         name: {"median_s": statistics.median(ts), "min_s": min(ts), "repeats": len(ts)}
         for name, ts in times.items()
     }
-
-
-def _cpu_seconds() -> tuple[float, float]:
-    ticks = os.sysconf("SC_CLK_TCK")
-    fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    busy = (sum(fields[:8]) - idle) / ticks
-    own = os.times()
-    return busy, own.user + own.system
-
-
-class OtherLoad:
-    """How many cores other processes kept busy while a measurement ran, and the
-    1-minute load average at its end."""
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        try:
-            self.cpu = _cpu_seconds()
-        except (OSError, ValueError, IndexError):
-            self.cpu = None
-        self.cores = None
-        self.loadavg = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.cpu is not None:
-            busy, own = _cpu_seconds()
-            wall = time.perf_counter() - self.start
-            other = (busy - self.cpu[0]) - (own - self.cpu[1])
-            self.cores = round(max(other, 0.0) / wall, 2)
-        try:
-            self.loadavg = round(os.getloadavg()[0], 2)
-        except OSError:
-            pass
-        return False
 
 
 def log(msg: str) -> None:

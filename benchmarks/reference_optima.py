@@ -34,18 +34,16 @@ every solve; entries already there are skipped unless `--force`.
 
 import argparse
 import dataclasses
-import json
 import math
-import os
 import pathlib
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 
 import casadi as ca
 import jax
 import numpy as np
+from _provenance import read_json, write_json_atomic
 
 
 jax.config.update("jax_enable_x64", True)
@@ -812,18 +810,12 @@ def solve(s: Spec, kind: str) -> dict:
 
 
 def _load() -> dict:
-    if OUTPUT.exists():
-        return json.loads(OUTPUT.read_text())
-    return {}
+    return read_json(OUTPUT)
 
 
 def _save(results: dict) -> None:
     # Write to a temporary file and rename, so an interrupted run keeps the old file.
-    fd, tmp = tempfile.mkstemp(dir=OUTPUT.parent, prefix=".reference_optima.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(results, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, OUTPUT)
+    write_json_atomic(OUTPUT, results, ".reference_optima.")
 
 
 def _table(results: dict, names: list[str]) -> str:

@@ -1,0 +1,154 @@
+"""Provenance and bookkeeping shared by the benchmark scripts in this folder.
+
+Every measurement a benchmark records says when it was taken (`now`), which toolkit
+code took it (`SOURCE`: the git commit and a hash of toolkit's source files), and on what
+machine (`machine`). Results files are read with `read_json` and written atomically
+(`write_json_atomic`), so that an interrupted run keeps the old file. `cpu_seconds` and
+`OtherLoad` measure how busy the (shared) machine was, and `memory_maps` counts this
+process's memory mappings.
+
+The scripts run as `python benchmarks/NAME.py`, so this module is imported as
+`_provenance`. It imports nothing heavy at module level, jax included: some scripts set
+`XLA_FLAGS` before they import jax.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import tempfile
+import time
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def tree_hash() -> str:
+    """A hash of toolkit's source files now (the tree may hold uncommitted edits)."""
+    root = ROOT / "toolkit"
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def commit() -> str:
+    """git's short HEAD, with "+dirty" if toolkit/ holds uncommitted changes."""
+    try:
+        git = ["git", "-C", str(ROOT)]
+        out = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "toolkit"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return out + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# The toolkit code this process runs is what was imported at start-up (just now), even
+# if the files are edited while it runs: record that version, not the files' later state.
+SOURCE = {"commit": commit(), "tree": tree_hash()}
+
+
+def machine(**versions) -> dict:
+    """The CPU, the usable cores, jax's version and backend, the `versions` the caller
+    passes (e.g. `machine(casadi=ca.__version__)`, in that order) and Python's version."""
+    import jax  # here, not at the top: callers may set XLA_FLAGS before importing jax
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "jax": jax.__version__,
+        "jax_backend": jax.default_backend(),
+        **versions,
+        "python": platform.python_version(),
+    }
+
+
+def read_json(path: pathlib.Path, default: dict | None = None) -> dict:
+    """The JSON in `path`, or `default` (an empty dict if None) where there is no file."""
+    if path.exists():
+        return json.loads(path.read_text())
+    return {} if default is None else default
+
+
+def write_json_atomic(path: pathlib.Path, obj, prefix: str, indent: int = 2) -> None:
+    """Write `obj` as sorted JSON to `path` through a temporary file and a rename, so an
+    interrupted run keeps the old file. `prefix` names the temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=indent, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def memory_maps() -> int:
+    """Memory mappings of this process (Linux caps them at `vm.max_map_count`)."""
+    try:
+        with open("/proc/self/maps") as fh:
+            return sum(1 for _ in fh)
+    except OSError:  # not Linux
+        return 0
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process) so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = (sum(fields[:8]) - idle) / ticks  # guest time is already counted in user
+    own = os.times()
+    return busy, own.user + own.system
+
+
+class OtherLoad:
+    """How many cores other processes kept busy while a measurement ran (the machine
+    is shared; their work slows both sides), and the 1-minute load average at its end."""
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        try:
+            self.cpu = cpu_seconds()
+        except (OSError, ValueError, IndexError):
+            self.cpu = None
+        self.cores = None
+        self.loadavg = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.cpu is not None:
+            busy, own = cpu_seconds()
+            wall = time.perf_counter() - self.start
+            other = (busy - self.cpu[0]) - (own - self.cpu[1])
+            self.cores = round(max(other, 0.0) / wall, 2)
+        try:
+            self.loadavg = round(os.getloadavg()[0], 2)
+        except OSError:
+            pass
+        return False
