@@ -252,3 +252,27 @@ def test_gradient_through_the_interior_point_fallback():
     assert sol.stats["interior_point_steps"] > 0
 
     assert _gradient_error(ex, tr, "length", 1e-6) < 1e-5
+
+
+def test_final_state_on_the_edge_of_the_state_box():
+    # Move a double integrator from x = 1 to rest at x = 0 with x >= 0: the final state
+    # lies on its bound. Bounding node N as well as fixing it would make the KKT
+    # conditions degenerate (two constraints with one gradient, a singular Newton
+    # matrix); semismooth Newton alone must converge. Continuous optimum: u linear in
+    # t, x = 1 - 3t² + 2t³ (inside the box), cost ∫u² = 12.
+    problem = control.OptimalControlProblem(
+        dynamics=lambda t, x, u, args: jnp.stack([x[1], u[0]]),
+        running_cost=lambda t, x, u, args: u[0] ** 2,
+        x0=jnp.array([1.0, 0.0]),
+        t1=1.0,
+        xT=jnp.array([0.0, 0.0]),
+        u_bounds=(jnp.array([-jnp.inf]), jnp.array([jnp.inf])),
+        x_bounds=(jnp.array([0.0, -jnp.inf]), jnp.array([jnp.inf, jnp.inf])),
+    )
+    for planner in (control.KKTNewton(fallback_after=0), control.KKTLeastSquares()):
+        sol = control.plan(problem, control.Trapezoidal(50), planner, throw=False)
+        assert sol.result == control.RESULTS.successful, control.RESULTS[sol.result]
+        assert sol.stats["num_steps"] <= 10
+        assert abs(float(sol.cost) - 12.0) < 1e-2 * 12.0
+        assert float(jnp.min(sol.xs[:, 0])) >= 0.0
+        assert jnp.allclose(sol.xs[-1], 0.0, atol=1e-10)

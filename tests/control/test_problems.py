@@ -49,10 +49,11 @@ KNOWN_FAILURES: set[tuple[str, str, str]] = {
         if (t, p) != ("hermite_simpson", "newton")
     ),
     # Newton: no convergence in max_steps; least squares: singular KKT Jacobian.
-    # Both converge with single shooting only.
+    # Both converge with single shooting only. From the constant default guess the
+    # linearised dynamics grow by a factor 2.6 per trapezoidal step (P' = (N - 1) P
+    # at N = 10): Newton steps of 1e8, cut to 1e-6 by the bounds.
     *(
-        (name, t, p)
-        for name in ("predator_prey", "rocket_landing")
+        ("predator_prey", t, p)
         for t in ("trapezoidal", "hermite_simpson", "multiple_shooting_rk4")
         for p in PLANNERS
     ),
@@ -139,7 +140,6 @@ GRADIENT_CHECKS = {
 GRADIENT_AT = {"timber_harvest": {"k": 1.05}}
 GRADIENT_FAILURES = {
     "predator_prey": "no convergence yet",
-    "rocket_landing": "no convergence yet",
 }
 
 

@@ -128,11 +128,20 @@ def default_states(problem: OptimalControlProblem, N: int) -> Float[Array, "N+1 
 
 
 def node_state_bounds(problem: OptimalControlProblem, N: int):
-    """State bounds at nodes 0..N: x0 fixed at node 0, `x_bounds` (or none) after."""
+    """State bounds at nodes 0..N: x0 fixed at node 0, `x_bounds` (or none) after.
+
+    Where `xT` is given, node N has no bounds: the equality x_N = xT already puts it in
+    the box (`OptimalControlProblem` checks that xT is), and keeping the bound as well
+    makes the KKT conditions degenerate wherever xT lies on it (a rocket landing at
+    height 0 with heights >= 0: two constraints with the same gradient, no unique
+    multiplier, a singular Newton matrix). The feasible set, and so the optimum, is the
+    same; the IPOPT references keep the redundant bound."""
     inf = jnp.full((problem.nx,), jnp.inf, problem.x0.dtype)
     lo, hi = (-inf, inf) if problem.x_bounds is None else problem.x_bounds
     lo = jnp.broadcast_to(lo, (N + 1, problem.nx)).at[0].set(problem.x0)
     hi = jnp.broadcast_to(hi, (N + 1, problem.nx)).at[0].set(problem.x0)
+    if problem.xT is not None:
+        lo, hi = lo.at[N].set(-inf), hi.at[N].set(inf)
     return lo, hi
 
 
