@@ -38,14 +38,10 @@ from toolkit import control  # noqa: E402
 #
 # - bioreactor is degenerate at the lab's values: only Hermite–Simpson reaches
 #   IPOPT's optimum (the other transcriptions stop at other KKT points);
-# - predator_prey and rocket_landing converge with single shooting only (which has
-#   no defects, hence no costates in the plot);
 # - invasive_plant is a discrete-time model: it has its own transcription.
 
 TRANSCRIPTION = {
     "bioreactor": ("hermite_simpson", control.HermiteSimpson),
-    "predator_prey": ("single_shooting_rk4", control.SingleShooting),
-    "rocket_landing": ("single_shooting_rk4", control.SingleShooting),
 }
 
 

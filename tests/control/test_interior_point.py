@@ -42,3 +42,33 @@ def test_interior_point_reaches_the_ipopt_optimum_to_its_tolerance():
     # KKT error 1e-8 (IPOPT's default tolerance) leaves the cost within ~1e-8.
     assert abs(float(cost) - reference) <= 1e-6 * reference
     assert int(sol.stats["num_steps"]) < 40  # IPOPT takes 28 on the same NLP
+
+
+def test_stuck_interior_point_restarts_from_the_simulated_guess():
+    # predator_prey from the straight-line guess: every line search fails (the
+    # linearised dynamics are violently unstable there); the method restarts once from
+    # the states the default controls produce and reaches IPOPT's optimum.
+    ex = control.problems.get("predator_prey")
+    tr = control.Trapezoidal(ex.N)
+    residual = KKTResidual(tr)
+    data = (ex.problem, ex.args)
+    nlp = residual.nlp_info(*data)
+    w0 = push_into_box(residual.initial_guess(*data), nlp)
+    restart = push_into_box(residual.initial_guess(*data, simulate=True), nlp)
+    solver = control.InteriorPoint(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
+
+    def solve(options):
+        return optx.root_find(
+            residual, solver, w0, data, options=options, max_steps=100, throw=False
+        )
+
+    stuck = solve({"nlp": nlp})
+    assert stuck.result != optx.RESULTS.successful
+    assert not bool(stuck.stats["restarted"])
+    sol = solve({"nlp": nlp, "restart": restart})
+    assert sol.result == optx.RESULTS.successful
+    assert bool(sol.stats["restarted"])
+    z, _ = residual.split(sol.value, ex.problem)
+    cost = tr.objective(z, *data)
+    reference = control.problems.reference_optima()["predator_prey"]["trapezoidal"]["cost"]
+    assert abs(float(cost) - reference) <= 1e-6 * reference

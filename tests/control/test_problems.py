@@ -48,15 +48,6 @@ KNOWN_FAILURES: set[tuple[str, str, str]] = {
         for p in PLANNERS
         if (t, p) != ("hermite_simpson", "newton")
     ),
-    # Newton: no convergence in max_steps; least squares: singular KKT Jacobian.
-    # Both converge with single shooting only. From the constant default guess the
-    # linearised dynamics grow by a factor 2.6 per trapezoidal step (P' = (N - 1) P
-    # at N = 10): Newton steps of 1e8, cut to 1e-6 by the bounds.
-    *(
-        ("predator_prey", t, p)
-        for t in ("trapezoidal", "hermite_simpson", "multiple_shooting_rk4")
-        for p in PLANNERS
-    ),
 }
 
 
@@ -138,9 +129,7 @@ GRADIENT_CHECKS = {
 # one-sided differences of J* differ (-21991 right, -21717 left, the envelope
 # theorem's -21840 in between); at k = 1.05 J* is smooth.
 GRADIENT_AT = {"timber_harvest": {"k": 1.05}}
-GRADIENT_FAILURES = {
-    "predator_prey": "no convergence yet",
-}
+GRADIENT_FAILURES: dict[str, str] = {}
 
 
 def _gradient_cases():

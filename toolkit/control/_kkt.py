@@ -8,7 +8,7 @@ from jaxtyping import Array, Float, PyTree
 
 from ._planner.semismooth_newton import NLPInfo
 from ._problem import OptimalControlProblem
-from ._transcription.base import AbstractTranscription
+from ._transcription.base import AbstractTranscription, simulated_states
 
 
 class KKTResidual(eqx.Module):
@@ -160,7 +160,11 @@ class KKTResidual(eqx.Module):
         ok = jnp.all(jnp.isfinite(sol.value))
         return jnp.where(ok, sol.value, 0)
 
-    def initial_guess(self, problem, args) -> Float[Array, "M+1 b"]:
-        z0 = self.transcription.initial_guess(problem, args)
+    def initial_guess(self, problem, args, simulate: bool = False) -> Float[Array, "M+1 b"]:
+        """The transcription's default guess with least-squares multipliers; with
+        `simulate=True`, its node states are those the default controls produce
+        (`simulated_states`)."""
+        states = simulated_states(problem, args, self.transcription.N) if simulate else None
+        z0 = self.transcription.initial_guess(problem, args, states)
         lam0 = jax.lax.stop_gradient(self.multiplier_estimate(z0, problem, args))
         return self.join(z0, lam0)

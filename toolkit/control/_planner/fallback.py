@@ -22,6 +22,8 @@ def solve_with_fallback(
     """Run a planner's own method `solve(w0, data, max_steps, adjoint)`; if it has not
     found a root after `planner.fallback_after` iterations, restart from `w0` with the
     [`toolkit.control.InteriorPoint`][] method and finish with `solve` from its result.
+    If the interior-point method gets stuck, it restarts once from the guess whose
+    states the default controls produce (`KKTResidual.initial_guess(simulate=True)`).
     `planner.fallback_after <= 0` is the planner's method alone.
 
     All three solves are always traced (so that this works under `jax.vmap`, where
@@ -40,12 +42,15 @@ def solve_with_fallback(
     found = jnp.max(jnp.abs(residual(first.value, frozen))) <= atol
     solved = (first.result == optx.RESULTS.successful) & found
     start = jnp.where(solved, first.value, push_into_box(w0, nlp))
+    # Where the barrier method gets stuck from the default guess, it restarts from one
+    # whose states follow the dynamics under the default controls.
+    restart = push_into_box(residual.initial_guess(*frozen, simulate=True), nlp)
     interior = optx.root_find(
         residual,
         InteriorPoint(rtol=0.0, atol=atol, linear_solver=linear_solver, tol=10 * atol),
         start,
         frozen,
-        options={"nlp": nlp},
+        options={"nlp": nlp, "restart": restart},
         max_steps=planner.interior_point_steps,
         adjoint=adjoint,
         throw=False,
@@ -56,6 +61,7 @@ def solve_with_fallback(
         first.stats["num_steps"] + interior.stats["num_steps"] + final.stats["num_steps"]
     )
     stats["interior_point_steps"] = interior.stats["num_steps"]
+    stats["interior_point_restarted"] = interior.stats["restarted"]
     return optx.Solution(
         value=final.value, result=final.result, aux=final.aux, stats=stats, state=final.state
     )

@@ -29,6 +29,8 @@ class _InteriorPointState(eqx.Module):
     filter_next: Int[Array, ""]
     backtracks: Int[Array, ""]
     regularised: Int[Array, ""]
+    failures: Int[Array, ""]
+    restarted: Bool[Array, ""]
     result: RESULTS
 
 
@@ -93,6 +95,7 @@ class InteriorPoint(optx.AbstractRootFinder):
     delta_init: float = 1e-4
     delta_max: float = 1e10
     max_regularisations: int = 12
+    restart_after: int = 15
 
     def _error(self, y, g, nu_lower, nu_upper, mu, nlp):
         """IPOPT's KKT error E_μ of the barrier problem, in the NLP's own units: the
@@ -139,6 +142,8 @@ class InteriorPoint(optx.AbstractRootFinder):
             filter_next=jnp.array(0),
             backtracks=jnp.array(0),
             regularised=jnp.array(0),
+            failures=jnp.array(0),
+            restarted=jnp.array(False),
             result=result,
         )
 
@@ -248,6 +253,23 @@ class InteriorPoint(optx.AbstractRootFinder):
         y_new = jnp.where(moved, y_t, y)
         nu_lower = jnp.where(moved, nu_lower + alpha_nu * d_nu_lower, nu_lower)
         nu_upper = jnp.where(moved, nu_upper + alpha_nu * d_nu_upper, nu_upper)
+        # Stuck: after `restart_after` failed searches in a row (the curvature shift
+        # has grown from delta_init to about delta_max, the steps to nothing), start
+        # once more from the restart point in `options`, as IPOPT would enter its
+        # restoration phase.
+        failures = jnp.where(moved, 0, state.failures + 1)
+        restart_point = options.get("restart")
+        if restart_point is None:
+            restart = jnp.array(False)
+        else:
+            restart = (failures >= self.restart_after) & jnp.invert(state.restarted)
+            y_new = jnp.where(restart, restart_point, y_new)
+            s_lower, s_upper = _slacks(y_new, nlp, has_lower, has_upper)
+            mu0 = jnp.asarray(self.mu_init, mu.dtype)
+            nu_lower = jnp.where(restart, jnp.where(has_lower, mu0 / s_lower, 0), nu_lower)
+            nu_upper = jnp.where(restart, jnp.where(has_upper, mu0 / s_upper, 0), nu_upper)
+            mu = jnp.where(restart, mu0, mu)
+            failures = jnp.where(restart, 0, failures)
         # Keep ν within a factor κ_Σ of the primal estimate μ r / s, so that Σ stays a
         # sensible approximation of the barrier Hessian (IPOPT's safeguard).
         s_lower, s_upper = _slacks(y_new, nlp, has_lower, has_upper)
@@ -274,6 +296,9 @@ class InteriorPoint(optx.AbstractRootFinder):
         decayed = jnp.where(delta / 10 < self.delta_init, 0.0, delta / 10)
         delta = jnp.where(moved, decayed, jnp.maximum(10 * delta, self.delta_init))
         delta = jnp.minimum(delta, self.delta_max)
+        delta = jnp.where(restart, 0.0, delta)
+        filter_theta = jnp.where(restart, jnp.inf, filter_theta)
+        filter_phi = jnp.where(restart, jnp.inf, filter_phi)
         new_state = _InteriorPointState(
             f=f_new,
             nu_lower=nu_lower,
@@ -288,6 +313,8 @@ class InteriorPoint(optx.AbstractRootFinder):
             filter_next=filter_next,
             backtracks=state.backtracks + k,
             regularised=state.regularised + (n_reg > 0).astype(state.regularised.dtype),
+            failures=failures,
+            restarted=state.restarted | restart,
             result=RESULTS.successful,
         )
         return y_new, new_state, aux
@@ -300,7 +327,15 @@ class InteriorPoint(optx.AbstractRootFinder):
 
     def postprocess(self, fn, y, aux, args, options, state: _InteriorPointState, tags, result):
         del fn, args, options, tags, result
-        return y, aux, {"backtracks": state.backtracks, "regularised_steps": state.regularised}
+        return (
+            y,
+            aux,
+            {
+                "backtracks": state.backtracks,
+                "regularised_steps": state.regularised,
+                "restarted": state.restarted,
+            },
+        )
 
 
 InteriorPoint.__init__.__doc__ = """**Arguments:**
@@ -317,4 +352,8 @@ InteriorPoint.__init__.__doc__ = """**Arguments:**
 - `kappa`, `delta_init`, `delta_max`, `max_regularisations`: the curvature test and
     Hessian shifts, as in [`toolkit.control.SemismoothNewton`][].
 - `sigma_armijo`: the Armijo constant.
+- `restart_after`: failed line searches in a row after which the method starts once
+    more from `options["restart"]`, where the caller gives one
+    ([`toolkit.control.KKTNewton`][] gives the guess whose states the default controls
+    produce).
 """

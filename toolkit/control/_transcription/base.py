@@ -2,6 +2,7 @@ import abc
 from typing import Any
 
 import equinox as eqx
+import jax.lax as lax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
@@ -40,9 +41,13 @@ class AbstractTranscription(eqx.Module):
 
     @abc.abstractmethod
     def initial_guess(
-        self, problem: OptimalControlProblem, args: PyTree[Any]
+        self,
+        problem: OptimalControlProblem,
+        args: PyTree[Any],
+        states: Float[Array, "N+1 nx"] | None = None,
     ) -> Float[Array, "M bz"]:
-        """The default initial guess of the unknowns."""
+        """The default initial guess of the unknowns: the default controls, and node
+        states `states` (default: `default_states`, a straight line from x0)."""
 
     @abc.abstractmethod
     def bounds(
@@ -127,6 +132,55 @@ def default_states(problem: OptimalControlProblem, N: int) -> Float[Array, "N+1 
     return xs
 
 
+def simulated_states(
+    problem: OptimalControlProblem, args: PyTree[Any], N: int, substeps: int = 10
+) -> Float[Array, "N+1 nx"]:
+    """The node states that the default controls produce: the dynamics integrated from
+    x0 by classical RK4 with `substeps` steps per interval (a discrete-time map is
+    iterated), clipped into `x_bounds`; where the simulation is not finite, the
+    straight line of `default_states`; x_N = xT where it is given.
+
+    A guess that satisfies the dynamics, unlike the straight line, whose linearisation
+    can be violently unstable (predator_prey: P' = (N - 1) P about the constant N = 10
+    grows 2.6-fold per trapezoidal step, and Newton's steps are of size 1e8)."""
+    from .discrete import DiscreteDynamics  # discrete.py imports this module
+
+    u = default_controls(problem)
+    ts = grid(problem, N)
+    if isinstance(problem.dynamics, DiscreteDynamics):
+
+        def step(x, t):
+            x = problem.dynamics(t, x, u, args)
+            return x, x
+
+    else:
+        dt = (ts[1] - ts[0]) / substeps
+
+        def f(t, x):
+            return problem.dynamics(t, x, u, args)
+
+        def substep(x, t):
+            k1 = f(t, x)
+            k2 = f(t + dt / 2, x + dt / 2 * k1)
+            k3 = f(t + dt / 2, x + dt / 2 * k2)
+            k4 = f(t + dt, x + dt * k3)
+            return x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
+
+        def step(x, t):
+            x, _ = lax.scan(substep, x, t + dt * jnp.arange(substeps, dtype=ts.dtype))
+            return x, x
+
+    _, xs = lax.scan(step, problem.x0, ts[:-1])
+    xs = jnp.concatenate([problem.x0[None], xs])
+    xs = jnp.where(jnp.isfinite(xs), xs, default_states(problem, N))
+    if problem.x_bounds is not None:
+        lo, hi = problem.x_bounds
+        xs = jnp.clip(xs, lo[None], hi[None])
+    if problem.xT is not None:
+        xs = xs.at[-1].set(problem.xT)
+    return xs.at[0].set(problem.x0)
+
+
 def node_state_bounds(problem: OptimalControlProblem, N: int):
     """State bounds at nodes 0..N: x0 fixed at node 0, `x_bounds` (or none) after.
 
@@ -174,8 +228,8 @@ class AbstractNodeTranscription(AbstractTranscription):
         """`(xs, us)`, the node states and controls."""
         return z[:, : problem.nx], z[:, problem.nx :]
 
-    def initial_guess(self, problem, args):
-        xs = default_states(problem, self.N)
+    def initial_guess(self, problem, args, states=None):
+        xs = default_states(problem, self.N) if states is None else states
         us = jnp.broadcast_to(default_controls(problem), (self.N + 1, problem.nu))
         return jnp.concatenate([xs, us], axis=1)
 

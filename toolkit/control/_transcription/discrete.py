@@ -100,8 +100,8 @@ class Discrete(AbstractTranscription):
     def _split(self, z, problem):
         return z[:, : problem.nx], z[:, problem.nx :]
 
-    def initial_guess(self, problem, args):
-        xs = default_states(problem, self.N)
+    def initial_guess(self, problem, args, states=None):
+        xs = default_states(problem, self.N) if states is None else states
         us = jnp.broadcast_to(default_controls(problem), (self.N + 1, problem.nu))
         return jnp.concatenate([xs, us.at[-1].set(0)], axis=1)
 

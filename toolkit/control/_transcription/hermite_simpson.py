@@ -40,8 +40,8 @@ class HermiteSimpson(AbstractTranscription):
         nx, nu = problem.nx, problem.nu
         return z[:, :nx], z[:, nx : nx + nu], z[:, nx + nu :]
 
-    def initial_guess(self, problem, args):
-        xs = default_states(problem, self.N)
+    def initial_guess(self, problem, args, states=None):
+        xs = default_states(problem, self.N) if states is None else states
         u = jnp.broadcast_to(default_controls(problem), (self.N + 1, problem.nu))
         return jnp.concatenate([xs, u, u.at[-1].set(0)], axis=1)
 

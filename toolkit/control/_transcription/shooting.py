@@ -143,11 +143,12 @@ class SingleShooting(_AbstractShooting):
         bz = problem.nu + (problem.nx if self._copies(problem) else 0)
         return self.N + 1, bz, problem.nx
 
-    def initial_guess(self, problem, args):
+    def initial_guess(self, problem, args, states=None):
         us = jnp.broadcast_to(default_controls(problem), (self.N + 1, problem.nu))
         if not self._copies(problem):
             return us
-        return jnp.concatenate([us, default_states(problem, self.N)], axis=1)
+        xs = default_states(problem, self.N) if states is None else states
+        return jnp.concatenate([us, xs], axis=1)
 
     def bounds(self, problem, args):
         ulo, uhi = (jnp.broadcast_to(b, (self.N + 1, problem.nu)) for b in problem.u_bounds)
