@@ -108,6 +108,53 @@ def write_json_atomic(path: pathlib.Path, obj, prefix: str, indent: int = 2) -> 
     os.replace(tmp, path)
 
 
+def replace_section(
+    readme: pathlib.Path,
+    heading: str,
+    section: str,
+    *,
+    before: str | None = None,
+    pad: bool = False,
+) -> None:
+    """Write `section` into the README at `readme` as the section titled `heading`,
+    leaving every other section as it is now on disk.
+
+    `heading` is the section's whole first line (e.g. "## Pruning: ..."). If a line
+    equals it, everything from there up to the next line starting with "## " (or the
+    end) is replaced by `section`, and a blank line separates it from what follows. If
+    there is no such line, the section is added: before the line equal to `before` (and
+    a blank line) where `before` is given and found; otherwise at the end, after the
+    text stripped of its trailing newlines and a blank line, or with `pad`, after the
+    text as it is, given just enough newlines to end in a blank line (an empty text
+    gets none). A missing README starts as "# Benchmarks" and a blank line.
+    """
+    text = readme.read_text() if readme.exists() else "# Benchmarks\n\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == heading), None)
+    if start is None:
+        at = None
+        if before is not None:
+            at = next((i for i, line in enumerate(lines) if line.rstrip("\n") == before), None)
+        if at is not None:
+            text = "".join(lines[:at]) + section + "\n" + "".join(lines[at:])
+        elif pad:
+            if text and not text.endswith("\n"):
+                text += "\n"
+            if text and not text.endswith("\n\n"):
+                text += "\n"
+            text += section
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+            len(lines),
+        )
+        after = "".join(lines[end:])
+        text = "".join(lines[:start]) + section + ("\n" + after if after else "")
+    readme.write_text(text)
+
+
 def memory_maps() -> int:
     """Memory mappings of this process (Linux caps them at `vm.max_map_count`)."""
     try:

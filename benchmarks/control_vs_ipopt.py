@@ -41,7 +41,7 @@ import casadi as ca
 import equinox as eqx
 import jax
 import numpy as np
-from _provenance import now, OtherLoad, read_json, SOURCE, write_json_atomic
+from _provenance import now, OtherLoad, read_json, replace_section, SOURCE, write_json_atomic
 
 
 jax.config.update("jax_enable_x64", True)
@@ -713,23 +713,7 @@ def write_readme(store: Store, table: str, goals: list[str], command: str) -> No
             "",
         ]
     )
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION), None)
-    if start is None:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        if text and not text.endswith("\n\n"):
-            text += "\n"
-        text += section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-            len(lines),
-        )
-        after = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + after if after else "")
-    README.write_text(text)
+    replace_section(README, SECTION, section, pad=True)
     log(f"Wrote section {SECTION!r} of {README}.")
 
 

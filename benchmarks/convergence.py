@@ -36,7 +36,7 @@ import sys
 import time
 
 import jax
-from _provenance import now, read_json, SOURCE, write_json_atomic
+from _provenance import now, read_json, replace_section, SOURCE, write_json_atomic
 
 
 jax.config.update("jax_enable_x64", True)
@@ -422,23 +422,7 @@ def write_readme(results: dict, settings: dict) -> None:
             *[f"{n}\n" for n in notes],
         ]
     )
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip("\n") == SECTION), None)
-    if start is None:
-        at = next((i for i, ln in enumerate(lines) if ln.rstrip("\n") == BEFORE), None)
-        if at is None:
-            text = text.rstrip("\n") + "\n\n" + section
-        else:
-            text = "".join(lines[:at]) + section + "\n" + "".join(lines[at:])
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-            len(lines),
-        )
-        after = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + after if after else "")
-    README.write_text(text)
+    replace_section(README, SECTION, section, before=BEFORE)
     log(f"Wrote section {SECTION!r} of {README}.")
 
 

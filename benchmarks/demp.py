@@ -72,7 +72,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 import optax  # noqa: E402
-from _provenance import memory_maps, now, read_json, SOURCE, write_json_atomic  # noqa: E402
+from _provenance import (  # noqa: E402
+    memory_maps,
+    now,
+    read_json,
+    replace_section,
+    SOURCE,
+    write_json_atomic,
+)
 
 from toolkit import data as tkdata, pruning  # noqa: E402
 from toolkit.pruning import _cli  # noqa: E402
@@ -593,18 +600,7 @@ def write_readme(store: Store, table: str, command: str) -> None:
             table,
         ]
     )
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        after = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + after if after else "")
-    README.write_text(text)
+    replace_section(README, SECTION, section)
     log(f"Wrote section {SECTION!r} of {README}.")
 
 

@@ -62,7 +62,7 @@ from typing import Any
 
 import _provenance
 import jax
-from _provenance import memory_maps, now, read_json, SOURCE, write_json_atomic
+from _provenance import memory_maps, now, read_json, replace_section, SOURCE, write_json_atomic
 
 
 jax.config.update("jax_enable_x64", True)
@@ -1017,23 +1017,7 @@ def write_readme(store: Store, cfg: dict, table: str, command: str, quick: bool)
             table,
         ]
     )
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION), None)
-    if start is None:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        if text and not text.endswith("\n\n"):
-            text += "\n"
-        text += section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-            len(lines),
-        )
-        after = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + after if after else "")
-    README.write_text(text)
+    replace_section(README, SECTION, section, pad=True)
     log(f"Wrote section {SECTION!r} of {README}.")
 
 

@@ -80,7 +80,14 @@ import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torch_pruning as tp  # noqa: E402
-from _provenance import now, OtherLoad, read_json, SOURCE, write_json_atomic  # noqa: E402
+from _provenance import (  # noqa: E402
+    now,
+    OtherLoad,
+    read_json,
+    replace_section,
+    SOURCE,
+    write_json_atomic,
+)
 
 from toolkit import nn as tknn, pruning  # noqa: E402
 
@@ -603,23 +610,7 @@ def write_readme(store: Store, table: str, command: str) -> None:
             table,
         ]
     )
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == SECTION), None)
-    if start is None:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        if text and not text.endswith("\n\n"):
-            text += "\n"
-        text += section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-            len(lines),
-        )
-        after = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + after if after else "")
-    README.write_text(text)
+    replace_section(README, SECTION, section, pad=True)
     log(f"Wrote section {SECTION!r} of {README}.")
 
 
