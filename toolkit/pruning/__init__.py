@@ -57,6 +57,7 @@ from ._noise import (
     live_parameters as live_parameters,
     LiveNoiseState as LiveNoiseState,
 )
+from ._normal import hashed_normal as hashed_normal
 from ._plot import plot_histories as plot_histories, plot_tradeoff as plot_tradeoff
 from ._prune import prune as prune
 from ._train import classification_loss as classification_loss, train as train

@@ -13,6 +13,7 @@ from jaxtyping import Array, Bool, Int, PRNGKeyArray, PyTree
 
 from ..nn import AbstractNetwork
 from ._layout import resolve
+from ._normal import hashed_normal
 
 
 def fired(preactivations: dict[str, tuple[Array, ...]]) -> dict[str, Bool[Array, " units"]]:
@@ -96,10 +97,11 @@ def live_noise(
     them down, this is how Demon Pruning (Dufort-Labbé et al., 2024) makes units die
     in a controlled way.
 
-    The noise of update `t` is drawn from `jax.random.fold_in(key, t)`, so it is a
-    pure function of the key and the step: the same key gives the same noise, and a
-    resumed run continues the same sequence. The state holds only the step count, so
-    it survives [`toolkit.pruning.prune`][] unchanged.
+    The noise of update `t` is drawn by [`toolkit.pruning.hashed_normal`][] from
+    `jax.random.fold_in(key, t)`, so it is a pure function of the key and the step:
+    the same key gives the same noise, and a resumed run continues the same sequence.
+    The state holds only the step count, so it survives [`toolkit.pruning.prune`][]
+    unchanged.
 
     **Arguments:**
 
@@ -127,9 +129,9 @@ def live_noise(
             return updates, LiveNoiseState(count)
         masks = [None] * len(leaves) if live is None else treedef.flatten_up_to(live)
         # One draw for all the leaves: one random-number kernel to compile, not one per
-        # leaf (threefry kernels are slow to compile on CPU).
+        # leaf; `hashed_normal`, not threefry, whose cost was that of a dense step.
         sizes = [u.size for u in leaves]
-        normal = jr.normal(jr.fold_in(key, state.count), (sum(sizes),), jnp.result_type(*leaves))
+        normal = hashed_normal(jr.fold_in(key, state.count), sum(sizes), jnp.result_type(*leaves))
         offsets = np.cumsum([0] + sizes)
         out = []
         for u, m, start, stop in zip(leaves, masks, offsets[:-1], offsets[1:]):
