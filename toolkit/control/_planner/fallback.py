@@ -26,10 +26,10 @@ def solve_with_fallback(
     states the default controls produce (`KKTResidual.initial_guess(simulate=True)`).
     `planner.fallback_after <= 0` is the planner's method alone.
 
-    All three solves are always traced (so that this works under `jax.vmap`, where
-    each batch element decides for itself), but a solved first attempt is a root: the
-    interior-point solve and the final one then stop at once. Only the final solve
-    sees the differentiable `data`; the others find its starting point.
+    The interior-point solve sits in a `jax.lax.cond`: a solved first attempt skips
+    it, and the final solve then starts at a root and stops at once. (Under
+    `jax.vmap` both branches run and each batch element picks its own.) Only the
+    final solve sees the differentiable `data`; the others find its starting point.
     """
     atol, max_steps = planner.atol, planner.max_steps
     if planner.fallback_after <= 0:
@@ -41,27 +41,40 @@ def solve_with_fallback(
     first = solve(w0, frozen, min(planner.fallback_after, max_steps), adjoint)
     found = jnp.max(jnp.abs(residual(first.value, frozen))) <= atol
     solved = (first.result == optx.RESULTS.successful) & found
-    start = jnp.where(solved, first.value, push_into_box(w0, nlp))
-    # Where the barrier method gets stuck from the default guess, it restarts from one
-    # whose states follow the dynamics under the default controls.
-    restart = push_into_box(residual.initial_guess(*frozen, simulate=True), nlp)
-    interior = optx.root_find(
-        residual,
-        InteriorPoint(rtol=0.0, atol=atol, linear_solver=linear_solver, tol=10 * atol),
-        start,
-        frozen,
-        options={"nlp": nlp, "restart": restart},
-        max_steps=planner.interior_point_steps,
-        adjoint=adjoint,
-        throw=False,
-    )
-    final = solve(jax.lax.stop_gradient(interior.value), data, max_steps, adjoint)
+
+    def run_interior_point():
+        # Where the barrier method gets stuck from the default guess, it restarts from
+        # one whose states follow the dynamics under the default controls.
+        restart = push_into_box(residual.initial_guess(*frozen, simulate=True), nlp)
+        interior = optx.root_find(
+            residual,
+            InteriorPoint(rtol=0.0, atol=atol, linear_solver=linear_solver, tol=10 * atol),
+            # Under `jax.vmap` this branch runs for solved elements too: they start at
+            # their root and stop at once.
+            jnp.where(solved, first.value, push_into_box(w0, nlp)),
+            frozen,
+            options={"nlp": nlp, "restart": restart},
+            max_steps=planner.interior_point_steps,
+            adjoint=adjoint,
+            throw=False,
+        )
+        return (
+            interior.value,
+            jnp.asarray(interior.stats["num_steps"], jnp.int32),
+            jnp.asarray(interior.stats["restarted"], bool),
+        )
+
+    def keep_first():
+        return first.value, jnp.asarray(0, jnp.int32), jnp.asarray(False)
+
+    # A solved first attempt skips the interior-point method (and building its restart
+    # point) entirely; under `jax.vmap` both branches run and each element picks its own.
+    start, interior_steps, restarted = jax.lax.cond(solved, keep_first, run_interior_point)
+    final = solve(jax.lax.stop_gradient(start), data, max_steps, adjoint)
     stats = dict(final.stats)
-    stats["num_steps"] = (
-        first.stats["num_steps"] + interior.stats["num_steps"] + final.stats["num_steps"]
-    )
-    stats["interior_point_steps"] = interior.stats["num_steps"]
-    stats["interior_point_restarted"] = interior.stats["restarted"]
+    stats["num_steps"] = first.stats["num_steps"] + interior_steps + final.stats["num_steps"]
+    stats["interior_point_steps"] = interior_steps
+    stats["interior_point_restarted"] = restarted
     return optx.Solution(
         value=final.value, result=final.result, aux=final.aux, stats=stats, state=final.state
     )

@@ -74,8 +74,9 @@ class InteriorPoint(optx.AbstractRootFinder):
     the box by the fraction-to-the-boundary rule, and searches along it with a filter
     on (‖c‖₁, barrier objective) that remembers its last 16 entries and IPOPT's
     switching condition. μ decreases superlinearly (μ ← min(μ/5, μ^1.5)) once the
-    barrier problem is solved to 10 μ. No restoration phase: a failed search grows
-    the curvature shift.
+    barrier problem is solved to 10 μ, several times in one iteration if the iterate
+    also solves the next barrier problems (IPOPT's monotone update). No restoration
+    phase: a failed search grows the curvature shift.
 
     The smooth barrier path does not jump between active sets as a semismooth step
     does, which is what a start far from the solution needs; the method stops once
@@ -286,9 +287,24 @@ class InteriorPoint(optx.AbstractRootFinder):
         error = self._error(y_new, g_new, nu_lower, nu_upper, 0.0, nlp)
         # Monotone barrier update (Fiacco-McCormick); the filter starts afresh for the
         # new barrier problem.
+        # As in IPOPT, μ keeps decreasing within one iteration while the current
+        # iterate already solves the next barrier problem to 10 μ.
         mu_min = self.tol / 11
-        decrease = moved & (error_mu <= 10 * mu) & (mu > mu_min)
-        mu_new = jnp.where(decrease, jnp.maximum(mu_min, jnp.minimum(0.2 * mu, mu**1.5)), mu)
+
+        def next_mu(mu):
+            return jnp.maximum(mu_min, jnp.minimum(0.2 * mu, mu**1.5))
+
+        def mu_cond(carry):
+            mu, error_mu = carry
+            return moved & (error_mu <= 10 * mu) & (mu > mu_min)
+
+        def mu_body(carry):
+            mu, _ = carry
+            mu = next_mu(mu)
+            return mu, self._error(y_new, g_new, nu_lower, nu_upper, mu, nlp)
+
+        mu_new, _ = lax.while_loop(mu_cond, mu_body, (mu, error_mu))
+        decrease = mu_new < mu
         filter_theta = jnp.where(decrease, jnp.inf, filter_theta)
         filter_phi = jnp.where(decrease, jnp.inf, filter_phi)
 
