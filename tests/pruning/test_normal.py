@@ -43,3 +43,17 @@ def test_under_jit_dtype_and_bad_size():
     assert pruning.hashed_normal(jr.key(2), 0).shape == (0,)
     with pytest.raises(ValueError, match="size"):
         pruning.hashed_normal(jr.key(2), -1)
+
+
+def test_extreme_words_map_to_finite_tails():
+    # The words that a size-1M draw meets every ~16 draws: the largest must not round to
+    # the end of (-1, 1), where erfinv is infinite.
+    from toolkit.pruning._normal import bits_to_normal
+
+    words = jnp.array([0, 1, 2**9, 2**31, 2**32 - 2**9, 2**32 - 1], dtype=jnp.uint32)
+    z = np.asarray(bits_to_normal(words))
+    assert np.all(np.isfinite(z))
+    assert z[0] == z[1] < -5.0 and z[-1] == z[-2] > 5.0 and z[-1] == -z[0]
+    assert abs(z[3]) < 1e-6
+    # Every draw of a size that meets them is finite.
+    assert bool(jnp.all(jnp.isfinite(pruning.hashed_normal(jr.key(5), 2**25))))

@@ -114,6 +114,25 @@ def test_dense_changes_nothing(digits):
     assert history["compilations"] == {"train_step": 1, "eval_step": 1}
 
 
+def test_divergence_is_an_error(digits, tmp_path):
+    model, state = _mlp(widths=(16,))
+    log = tmp_path / "log.json"
+    with pytest.raises(FloatingPointError, match=r"diverged.*step 10.*nan.*log\.json"):
+        _train(
+            model,
+            state,
+            digits,
+            optimiser=optax.sgd(1e30),
+            steps=20,
+            batch_size=64,
+            key=jr.key(0, impl="rbg"),
+            eval_every=10,
+            log=log,
+        )
+    # The log keeps the evaluation that found it.
+    assert [r["step"] for r in json.loads(log.read_text())["evaluations"]] == [0, 10]
+
+
 def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
 

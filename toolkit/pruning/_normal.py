@@ -21,8 +21,8 @@ def hashed_normal(key: PRNGKeyArray, size: int, dtype=jnp.float32) -> Array:
     `jax.random.normal`.
 
     Entry `i` is a hash of `i` keyed by 64 random bits drawn from `key`: two rounds of
-    a 32-bit integer mixer, `mix(mix(i ^ k0) + k1)`. Its top 24 bits give a uniform
-    `u` in (0, 1), and the inverse normal CDF `sqrt(2) erfinv(2u - 1)` turns it into a
+    a 32-bit integer mixer, `mix(mix(i ^ k0) + k1)`. Its top 23 bits give a uniform
+    `v` in (-1, 1), and the inverse normal CDF `sqrt(2) erfinv(v)` turns it into a
     standard normal, exact to float32 rounding, with tails cut at about 5.3.
     Threefry, behind `jax.random.normal`, spends 20 rounds of a block cipher on each
     pair of words. That buys statistical guarantees that Gaussian noise injected into
@@ -42,7 +42,13 @@ def hashed_normal(key: PRNGKeyArray, size: int, dtype=jnp.float32) -> Array:
         raise ValueError(f"`size` must be in [0, 2**32), got {size}.")
     k = jr.bits(key, (2,), jnp.uint32)
     index = jnp.arange(size, dtype=jnp.uint32)
-    bits = _mix(_mix(index ^ k[0]) + k[1])
-    u = ((bits >> 8).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-24)
-    z = jnp.sqrt(jnp.float32(2.0)) * jax.lax.erf_inv(2 * u - 1)
-    return z.astype(dtype)
+    return bits_to_normal(_mix(_mix(index ^ k[0]) + k[1])).astype(dtype)
+
+
+def bits_to_normal(bits: Array) -> Array:
+    """Map uniform 32-bit words to standard normals by the inverse CDF of their top 23
+    bits: `v = (b + 1/2) 2^-22 - 1` lies in [-1 + 2^-23, 1 - 2^-23], exactly
+    representable in float32, so `sqrt(2) erfinv(v)` is finite (|z| <= 5.3). (With 24
+    bits, the largest word would round `v` to 1, and `erfinv(1)` is infinite.)"""
+    v = ((bits >> 9).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-22) - 1
+    return jnp.sqrt(jnp.float32(2.0)) * jax.lax.erf_inv(v)

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -180,7 +181,9 @@ def train(
 
     **Raises:**
 
-    `ValueError` for inconsistent arguments, or a checkpoint written by another run.
+    `ValueError` for inconsistent arguments, or a checkpoint written by another run;
+    `FloatingPointError` when the training loss becomes NaN or infinite (checked at
+    every evaluation).
     """
     from tqdm import tqdm
 
@@ -353,6 +356,13 @@ def train(
         if log is not None:
             _write_json(log, history)
         timer.update(start=time.perf_counter(), compile=0.0, other=0.0, steps=0)
+        loss = record["train_loss"]
+        if loss is not None and not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: the mean training loss of the steps up to step {t} is "
+                f"{loss} (the learning rate, the regulariser or the noise may be too large)."
+                + ("" if log is None else f" The log up to here is in {os.fspath(log)}.")
+            )
         return record
 
     def boundary(t: int) -> None:
