@@ -33,16 +33,13 @@ from toolkit import control  # noqa: E402
 # %% 1. Which transcription for which problem -----------------------------------------
 #
 # The default is the trapezoidal rule with the default planner (`KKTNewton`), which
-# reaches IPOPT's optimum from the library's default guess on most problems. The
-# exceptions are the honest part of a gallery:
-#
-# - bioreactor is degenerate at the lab's values: only Hermite–Simpson reaches
-#   IPOPT's optimum (the other transcriptions stop at other KKT points);
-# - invasive_plant is a discrete-time model: it has its own transcription.
+# reaches IPOPT's optimum from the library's default guess on every continuous-time
+# problem. (bioreactor is degenerate at the lab's values and has other KKT points
+# nearby; the shooting transcriptions stop at one of them, see
+# `tests/control/test_problems.py`.) A problem can be given another transcription
+# here; the one exception is invasive_plant, a discrete-time model with its own.
 
-TRANSCRIPTION = {
-    "bioreactor": ("hermite_simpson", control.HermiteSimpson),
-}
+TRANSCRIPTION: dict[str, tuple[str, type]] = {}
 
 
 def transcription_for(name: str, N: int):
