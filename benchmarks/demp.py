@@ -400,11 +400,13 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
             "",
             "Accuracy vs unit sparsity (mean ± sd over seeds; DemP's knob is `reg`, the "
             "baselines' the target sparsity); time = total `train` wall clock; speed-up = "
-            "dense time / this run's time, same seed.",
+            "dense time / this run's time, same seed. Records of different commits ran at "
+            "different times under different loads (the commit column): compare speed-ups "
+            "within one commit.",
             "",
             "| method | knob | seeds | unit sparsity | test accuracy | params kept | "
-            "wall s | speed-up vs dense (wall) | speed-up (steps only) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "wall s | speed-up vs dense (wall) | speed-up (steps only) | commit |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         dense = {r["config"]["seed"]: r for r in g.get(("dense", "-"), [])}
         curves: dict = {}
@@ -430,7 +432,10 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
             curves.setdefault(m, []).append((sp, acc, sps, accs, rm, len(recs)))
             lines.append(
                 f"| {m} | {k} | {len(recs)} | {_pm(sp, sps, '{:.3f}')} | {_pm(acc, accs)} | "
-                f"{kept:.3f} | {wall:.1f} | {_pm(rm, rsd, '{:.2f}')} | {_pm(srm, srsd, '{:.2f}')} |"
+                f"{kept:.3f} | {wall:.1f} | {_pm(rm, rsd, '{:.2f}')} | "
+                f"{_pm(srm, srsd, '{:.2f}')} | "
+                + ", ".join(sorted({r["toolkit_commit"] for r in recs}))
+                + " |"
             )
         lines.append("")
         # Goal 1: DemP at least as accurate as every baseline at equal sparsity.

@@ -114,6 +114,35 @@ def test_dense_changes_nothing(digits):
     assert history["compilations"] == {"train_step": 1, "eval_step": 1}
 
 
+def test_min_dead_prunes_less_often_and_only_in_bulk(digits):
+    def run(min_dead):
+        model, state = _mlp(widths=(32, 32))
+        method = pruning.DemP(reg=0.3, noise=3e-2, prune_every=10, window=64, min_dead=min_dead)
+        return _train(
+            model,
+            state,
+            digits,
+            method,
+            optimiser=optax.adamw(1e-2, weight_decay=1e-4),
+            steps=120,
+            batch_size=32,
+            key=jr.key(2, impl="rbg"),
+            eval_every=60,
+        )[2]
+
+    every, bulk = run(0.0), run(0.25)
+    assert len(every["prunes"]) > len(bulk["prunes"]) >= 1
+    units = 64
+    for p in bulk["prunes"]:
+        removed = sum(p["removed"].values())
+        if p["step"] < 120:  # the last prune takes whatever is dead
+            assert removed >= 0.25 * units
+        units -= removed
+    assert bulk["compilations"]["train_step"] < every["compilations"]["train_step"]
+    with pytest.raises(ValueError, match="min_dead"):
+        pruning.DemP(min_dead=1.0)
+
+
 def test_divergence_is_an_error(digits, tmp_path):
     model, state = _mlp(widths=(16,))
     log = tmp_path / "log.json"

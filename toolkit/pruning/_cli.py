@@ -112,7 +112,13 @@ def build_method(
     if (name or ns.method) in BASELINES:
         return build_baseline(ns, name or ns.method, sparsity)
     reg = ns.reg if reg is None else reg
-    return DemP(reg=reg, noise=ns.noise, penalty=ns.penalty, prune_every=ns.prune_every)
+    return DemP(
+        reg=reg,
+        noise=ns.noise,
+        penalty=ns.penalty,
+        prune_every=ns.prune_every,
+        min_dead=getattr(ns, "min_dead", 0.0),
+    )
 
 
 def build_optimiser(ns: argparse.Namespace, steps: int, method: str):
@@ -139,6 +145,12 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prune-every", type=int, default=None, help="DemP: steps between prunes (default T/20)"
+    )
+    p.add_argument(
+        "--min-dead",
+        type=float,
+        default=0.0,
+        help="DemP: prune only once this fraction of the units left is dead (default 0)",
     )
     p.add_argument(
         "--sparsity",

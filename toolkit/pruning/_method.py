@@ -8,6 +8,7 @@ from typing import Literal
 import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
@@ -232,6 +233,11 @@ class DemP(AbstractMethod):
     - `prune_after`: no prune before this step.
     - `window`: the fewest training examples on which a unit must have stayed silent
         to be removed; a check that comes sooner is put off to the next one.
+    - `min_dead`: a prune before the last one is skipped unless the dead units are at
+        least this fraction of the units left (the check still starts a new window).
+        Every prune recompiles the training and evaluation steps for the new shapes
+        (about 4 s each for the MNIST-1D MLP in `benchmarks/demp.py`), so small prunes
+        can cost more than the smaller steps save. 0 prunes whenever a unit is dead.
     - `span`: the fraction of training that the schedules span.
     - `pct_start`, `div_factor`, `final_div_factor`: the shape of the one-cycle
         schedules, as in [`toolkit.pruning.one_cycle`][].
@@ -243,6 +249,7 @@ class DemP(AbstractMethod):
     prune_every: int | None = None
     prune_after: int = 0
     window: int = 2048
+    min_dead: float = 0.0
     span: float = 0.9
     pct_start: float = 0.3
     div_factor: float = 25.0
@@ -257,6 +264,8 @@ class DemP(AbstractMethod):
             raise ValueError(f"`penalty` must be one of {tuple(_PENALTIES)}, got {self.penalty!r}.")
         if self.prune_every is not None and self.prune_every < 1:
             raise ValueError(f"`prune_every` must be a positive int, got {self.prune_every}.")
+        if not 0 <= self.min_dead < 1:
+            raise ValueError(f"`min_dead` must be in [0, 1), got {self.min_dead}.")
         if self.window < 1:
             raise ValueError(f"`window` must be a positive int, got {self.window}.")
         if self.prune_after < 0:
@@ -296,7 +305,15 @@ class DemP(AbstractMethod):
     def select(self, model, state, activity, batch, *, step, total_steps, key):
         if int(activity.examples) < self.window:
             return None
-        return dead_from(activity)
+        dead = dead_from(activity)
+        if self.min_dead > 0 and step < total_steps:
+            masks = [np.asarray(m) for m in dead.masks.values()]
+            if sum(int(m.sum()) for m in masks) < self.min_dead * sum(m.size for m in masks):
+                # Nothing is removed, but the check counts: the next one looks at the
+                # examples seen from now on, as it would after a prune.
+                none = {k: jnp.zeros_like(m) for k, m in dead.masks.items()}
+                return DeadUnits(none, dead.peak, dead.layout)
+        return dead
 
     def schedules(self, total_steps):
         return {
