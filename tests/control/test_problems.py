@@ -108,7 +108,15 @@ def test_problem_is_well_formed(name):
 # One physical parameter per problem and the step of the central difference that
 # checks the implicit gradient of the optimal trapezoidal (discrete-time problems:
 # `Discrete`) cost with respect to it.
+# van_der_pol (mu, x0 and t1), cancer_treatment (delta) and pendulum (length) are
+# checked in tests/control/test_plan.py.
 GRADIENT_CHECKS = {
+    "bacteria": ("r", 1e-5),
+    "mould_fungicide": ("r", 1e-5),
+    "cart_pole": ("m2", 1e-5),
+    # gravity is 0.0025: a step of 1e-5 would be 0.4% of it.
+    "mountain_car": ("gravity", 1e-7),
+    "seir": ("b", 1e-5),
     "simple_case": ("C", 1e-5),
     "simple_case_with_bounds": ("A", 1e-5),
     "fish_harvest": ("m", 1e-5),
