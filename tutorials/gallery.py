@@ -36,10 +36,8 @@ from toolkit import control  # noqa: E402
 # reaches IPOPT's optimum from the library's default guess on every continuous-time
 # problem. (bioreactor is degenerate at the lab's values and has other KKT points
 # nearby; the shooting transcriptions stop at one of them, see
-# `tests/control/test_problems.py`.) A problem can be given another transcription
-# here; the one exception is invasive_plant, a discrete-time model with its own.
-
-TRANSCRIPTION: dict[str, tuple[str, type]] = {}
+# `tests/control/test_problems.py`.) The one exception is invasive_plant, a
+# discrete-time model with its own transcription.
 
 
 def transcription_for(name: str, N: int):
@@ -47,8 +45,7 @@ def transcription_for(name: str, N: int):
     ex = control.problems.get(name)
     if isinstance(ex.problem.dynamics, control.DiscreteDynamics):
         return "discrete", control.Discrete(N)
-    key, cls = TRANSCRIPTION.get(name, ("trapezoidal", control.Trapezoidal))
-    return key, cls(N)
+    return "trapezoidal", control.Trapezoidal(N)
 
 
 # %% 2. Plan one problem and draw it ------------------------------------------------------

@@ -19,7 +19,7 @@ def test_samples_are_standard_normal():
     assert abs(z.mean()) < 5 / np.sqrt(z.size)
     assert abs(z.std() - 1) < 5 * np.sqrt(0.5 / z.size)
     assert abs(stats.kurtosis(z)) < 5 * np.sqrt(24 / z.size)
-    # The tails are there, cut only by the 24-bit uniforms.
+    # The tails are there, cut only by the 23-bit uniforms.
     assert 4.0 < np.abs(z).max() < 5.5
 
 

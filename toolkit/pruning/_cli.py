@@ -117,7 +117,7 @@ def build_method(
         noise=ns.noise,
         penalty=ns.penalty,
         prune_every=ns.prune_every,
-        min_dead=getattr(ns, "min_dead", 0.0),
+        min_dead=ns.min_dead,
     )
 
 

@@ -67,8 +67,6 @@ def solve_with_fallback(
     def keep_first():
         return first.value, jnp.asarray(0, jnp.int32), jnp.asarray(False)
 
-    # A solved first attempt skips the interior-point method (and building its restart
-    # point) entirely; under `jax.vmap` both branches run and each element picks its own.
     start, interior_steps, restarted = jax.lax.cond(solved, keep_first, run_interior_point)
     final = solve(jax.lax.stop_gradient(start), data, max_steps, adjoint)
     stats = dict(final.stats)

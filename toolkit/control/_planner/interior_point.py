@@ -285,14 +285,10 @@ class InteriorPoint(optx.AbstractRootFinder):
         g_new = nlp.unprojected(y_new, args)
         error_mu = self._error(y_new, g_new, nu_lower, nu_upper, mu, nlp)
         error = self._error(y_new, g_new, nu_lower, nu_upper, 0.0, nlp)
-        # Monotone barrier update (Fiacco-McCormick); the filter starts afresh for the
-        # new barrier problem.
-        # As in IPOPT, μ keeps decreasing within one iteration while the current
-        # iterate already solves the next barrier problem to 10 μ.
+        # Monotone barrier update (Fiacco-McCormick): as in IPOPT, μ keeps decreasing
+        # within one iteration while the iterate already solves the next barrier
+        # problem to 10 μ. The filter starts afresh for the new barrier problem.
         mu_min = self.tol / 11
-
-        def next_mu(mu):
-            return jnp.maximum(mu_min, jnp.minimum(0.2 * mu, mu**1.5))
 
         def mu_cond(carry):
             mu, error_mu = carry
@@ -300,7 +296,7 @@ class InteriorPoint(optx.AbstractRootFinder):
 
         def mu_body(carry):
             mu, _ = carry
-            mu = next_mu(mu)
+            mu = jnp.maximum(mu_min, jnp.minimum(0.2 * mu, mu**1.5))
             return mu, self._error(y_new, g_new, nu_lower, nu_upper, mu, nlp)
 
         mu_new, _ = lax.while_loop(mu_cond, mu_body, (mu, error_mu))
