@@ -32,6 +32,7 @@ runs after a budget; `--experiments` / `--datasets` pick parts):
     python benchmarks/demp.py                           # what is missing (hours)
     python benchmarks/demp.py --max-minutes 60          # ... start no run after 1 h
     python benchmarks/demp.py --experiments tradeoff --datasets mnist1d
+    python benchmarks/demp.py --methods dense,random,l1norm   # some methods only
     python benchmarks/demp.py --report-only --readme    # table + README from records
     python benchmarks/demp.py --force tradeoff/mnist1d/demp   # redo matching records
     python benchmarks/demp.py --fashion-root /tmp/fm/x/usr/share/datasets/fashion-mnist
@@ -632,6 +633,11 @@ def main(argv=None) -> int:
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument(
+        "--methods",
+        default=None,
+        help="only these comma-separated methods (e.g. dense,random,demp; all by default)",
+    )
+    parser.add_argument(
         "--max-minutes", type=float, default=None, help="start no new run after this many minutes"
     )
     parser.add_argument(
@@ -651,6 +657,9 @@ def main(argv=None) -> int:
     force = None if opts.force is None else [p for p in opts.force.split(",") if p]
     store = Store(P["mode"], force)
     todo = [r for r in runs_of(P, experiments, datasets) if store.todo(r[0])]
+    if opts.methods is not None:
+        methods = {m for m in opts.methods.split(",") if m}
+        todo = [r for r in todo if r[3] in methods]
     log(f"demp ({P['mode']}): results in {store.path}; {len(todo)} runs to do")
 
     if not opts.report_only and todo:

@@ -26,9 +26,9 @@ def solve_with_fallback(
     states the default controls produce (`KKTResidual.initial_guess(simulate=True)`).
     `planner.fallback_after <= 0` is the planner's method alone.
 
-    The interior-point solve sits in a `jax.lax.cond`: a solved first attempt skips
-    it, and the final solve then starts at a root and stops at once. (Under
-    `jax.vmap` both branches run and each batch element picks its own.) Only the
+    A solved first attempt skips the interior-point solve, and the final solve then
+    starts at a root and stops at once. Under `jax.vmap` the interior-point solve runs
+    only when some batch element needs it (solved elements keep their root). Only the
     final solve sees the differentiable `data`; the others find its starting point.
     """
     atol, max_steps = planner.atol, planner.max_steps
@@ -64,10 +64,17 @@ def solve_with_fallback(
             jnp.asarray(interior.stats["restarted"], bool),
         )
 
-    def keep_first():
-        return first.value, jnp.asarray(0, jnp.int32), jnp.asarray(False)
+    # A while loop that runs its body at most once, rather than a `lax.cond`: under
+    # `jax.vmap` a cond runs both branches for every element, while a loop runs its
+    # body only if some element still needs it.
+    def not_done(carry):
+        return jnp.invert(carry[-1])
 
-    start, interior_steps, restarted = jax.lax.cond(solved, keep_first, run_interior_point)
+    def once(carry):
+        return (*run_interior_point(), jnp.asarray(True))
+
+    init = (first.value, jnp.asarray(0, jnp.int32), jnp.asarray(False), solved)
+    start, interior_steps, restarted, _ = jax.lax.while_loop(not_done, once, init)
     final = solve(jax.lax.stop_gradient(start), data, max_steps, adjoint)
     stats = dict(final.stats)
     stats["num_steps"] = first.stats["num_steps"] + interior_steps + final.stats["num_steps"]
