@@ -37,7 +37,9 @@ runs after a budget; `--experiments` / `--datasets` pick parts):
     python benchmarks/demp.py --force tradeoff/mnist1d/demp   # redo matching records
     python benchmarks/demp.py --fashion-root /tmp/fm/x/usr/share/datasets/fashion-mnist
 
-XLA runs single-threaded by default (`--threads`), as in `benchmarks/prune.py`.
+XLA runs single-threaded by default (`--threads`), as in `benchmarks/prune.py`; after
+a prune, training goes on for up to 100 steps on the old shapes while the new ones
+compile in a second thread (`--compile-ahead`, `pruning.train(compile_ahead=)`).
 """
 
 import argparse
@@ -255,7 +257,15 @@ def make_method(method: str, knob: float | None, steps: int):
 # --------------------------------------------------------------------------------------
 
 
-def run_one(dataset, cfg: dict, method: str, knob, seed: int, batch: int | None = None) -> dict:
+def run_one(
+    dataset,
+    cfg: dict,
+    method: str,
+    knob,
+    seed: int,
+    batch: int | None = None,
+    compile_ahead: int = 0,
+) -> dict:
     batch = cfg["batch"] if batch is None else batch
     init_key, train_key = jr.split(jr.key(seed, impl="rbg"))
     model, state = _cli.build_model(
@@ -280,6 +290,7 @@ def run_one(dataset, cfg: dict, method: str, knob, seed: int, batch: int | None 
         key=train_key,
         eval_every=cfg["eval_every"],
         progress=False,
+        compile_ahead=compile_ahead,
     )
     wall = time.perf_counter() - tic
     evals = history["evaluations"]
@@ -307,7 +318,13 @@ def run_one(dataset, cfg: dict, method: str, knob, seed: int, batch: int | None 
         "compile_s": sum(e["compile_time"] for e in evals),
         "compilations": history["compilations"],
         "prunes": len(history["prunes"]),
-        "config": {**cfg, "widths": list(cfg["widths"] or []), "batch": batch, "seed": seed},
+        "config": {
+            **cfg,
+            "widths": list(cfg["widths"] or []),
+            "batch": batch,
+            "seed": seed,
+            "compile_ahead": compile_ahead,
+        },
         "method_config": history["config"]["method"],
     }
 
@@ -645,6 +662,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--fashion-model", default="lenet", choices=["lenet", "vgg"])
     parser.add_argument("--threads", type=int, default=1, help="XLA threads (default 1)")
+    parser.add_argument(
+        "--compile-ahead",
+        type=int,
+        default=100,
+        metavar="STEPS",
+        help="`pruning.train(compile_ahead=)`: steps trained on the old shapes while a "
+        "prune's new shapes compile in a second thread (default 100; 0 waits)",
+    )
     parser.add_argument("--no-plot", action="store_true")
     opts = parser.parse_args(argv)
 
@@ -696,7 +721,7 @@ def main(argv=None) -> int:
                 run_one(loaded[ds], cfg0, "dense", None, 0)
                 warm.add(ds)
             cfg = P["datasets"][ds]
-            rec = run_one(loaded[ds], cfg, m, knob, seed, batch=b)
+            rec = run_one(loaded[ds], cfg, m, knob, seed, batch=b, compile_ahead=opts.compile_ahead)
             rec.update(experiment=exp, dataset=ds, method=m, knob=knob)
             store.put(key, rec)
             per_run.append(rec["wall_s"])

@@ -226,6 +226,55 @@ def test_resume_is_exact(digits, straight, tmp_path, stop_at):
         _train(model, state, digits, _METHOD, checkpoint=path, **{**_KWARGS, "steps": 50})
 
 
+_AHEAD = {**_KWARGS, "compile_ahead": 5}
+
+
+@pytest.fixture(scope="module")
+def ahead(digits):
+    model, state = _planted()
+    return _train(model, state, digits, _METHOD, **_AHEAD)
+
+
+def test_compile_ahead_trains_the_pruned_network(digits):
+    # The prune at 20 compiles in the background; steps 20-24 train the silenced
+    # network on the old shapes, then the switch prunes it. Without noise (whose draw
+    # depends on the shapes) this is the run without compiling ahead: same prunes,
+    # same widths, the same parameters up to rounding.
+    quiet = pruning.DemP(reg=0.3, noise=0.0, prune_every=20, window=64)
+    runs = [
+        _train(*_planted(), digits, quiet, **{**_KWARGS, "compile_ahead": k}) for k in (0, 5)
+    ]
+    assert [p["step"] for p in runs[0][2]["prunes"]] == [20, 40]
+    for key in ("prunes", "compilations"):
+        assert runs[1][2][key] == runs[0][2][key]
+    assert pruning.widths(runs[1][0]) == pruning.widths(runs[0][0])
+    for a, b in zip(_leaves(runs[1][:2]), _leaves(runs[0][:2])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    accs = [[r["test_accuracy"] for r in run[2]["evaluations"]] for run in runs]
+    assert accs[0] == accs[1]
+
+
+def test_compile_ahead_silences_then_resumes_exactly(digits, ahead, tmp_path):
+    model, state = _planted()
+    path = tmp_path / "run.ckpt"
+    # Stopped at 23, between the prune (20) and the switch (25): the checkpoint holds
+    # the old shapes with the removed units' entries at zero.
+    half = _train(model, state, digits, _METHOD, checkpoint=path, stop_at=23, **_AHEAD)
+    assert pruning.widths(half[0]) == pruning.widths(model)
+    kept = ahead[2]["prunes"][0]["widths"]["hidden.0"]
+    weight = np.asarray(half[0].layers[0].weight)
+    silenced = np.all(weight == 0, axis=1)
+    assert silenced.sum() == 32 - kept
+    assert np.all(np.asarray(half[0].layers[1].weight)[:, silenced] == 0)
+    resumed = _train(model, state, digits, _METHOD, checkpoint=path, **_AHEAD)
+    assert pruning.widths(resumed[0]) == pruning.widths(ahead[0])
+    for a, b in zip(_leaves(resumed[:2]), _leaves(ahead[:2])):
+        assert np.array_equal(a, b)
+    assert _strip_times(resumed[2]) == _strip_times(ahead[2])
+    with pytest.raises(ValueError, match="compile_ahead"):
+        _train(model, state, digits, _METHOD, **{**_KWARGS, "compile_ahead": -1})
+
+
 def test_arguments_are_checked(digits):
     model, state = _mlp(widths=(8,))
     key = jr.key(0, impl="rbg")

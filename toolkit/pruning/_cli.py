@@ -198,6 +198,14 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     length.add_argument("--steps", type=int, default=None, help="training steps")
     p.add_argument("--eval-every", type=int, default=None, help="steps (default: an epoch)")
     p.add_argument("--augment", action="store_true", help="random crops (and flips for CIFAR)")
+    p.add_argument(
+        "--compile-ahead",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="after a prune, train up to STEPS more steps on the old shapes (removed "
+        "units zeroed) while the new ones compile in a background thread (default 0)",
+    )
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -333,6 +341,7 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
         checkpoint=checkpoint,
         log=log,
         progress=not ns.no_progress,
+        compile_ahead=getattr(ns, "compile_ahead", 0),
     )
     history["wall_time"] = time.perf_counter() - tic
     return history

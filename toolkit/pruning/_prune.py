@@ -72,7 +72,7 @@ def prune(
         raise ValueError(f"`empty` must be one of {_EMPTY}, got {empty!r}.")
     layout = dead.layout
     check_masks(layout, dead.masks)
-    keep = _keep(dead, empty)
+    keep = keep_indices(dead, empty)
     found = []
 
     def _prune_node(x):
@@ -96,7 +96,7 @@ def prune(
     return out
 
 
-def _keep(dead: DeadUnits, empty: str) -> dict[str, np.ndarray]:
+def keep_indices(dead: DeadUnits, empty: str) -> dict[str, np.ndarray]:
     keep = {}
     for g in dead.layout.groups:
         mask = dead.masks[g.name]

@@ -18,11 +18,13 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..nn import AbstractNetwork
 from ._activity import init_activity, record_activity
+from ._ahead import CompileAhead, prune_activity, silence
 from ._checkpoint import load_checkpoint, save_checkpoint, shrink_to, write_atomic
+from ._dead import dead_from_masks
 from ._measure import count_params, flops, widths
 from ._method import AbstractMethod, Dense
 from ._noise import fired, live_parameters
-from ._prune import prune
+from ._prune import keep_indices, prune
 
 
 def classification_loss(
@@ -126,6 +128,7 @@ def train(
     stop_at: int | None = None,
     log: str | os.PathLike | None = None,
     progress: bool = True,
+    compile_ahead: int = 0,
 ) -> tuple[AbstractNetwork, eqx.nn.State, dict[str, Any]]:
     """Train a classifier with a method that may prune it as it goes.
 
@@ -171,6 +174,17 @@ def train(
         same arguments to resume.
     - `log`: a JSON file rewritten with the log at every evaluation.
     - `progress`: show a progress bar.
+    - `compile_ahead`: if positive, a prune does not wait for the steps of the new
+        shapes to compile: they compile in a background thread while training goes
+        on for up to this many steps on the old shapes, with the removed units'
+        parameters and optimiser moments set to zero (such units output zero and
+        stay at zero, so this trains the pruned network, up to the rounding of sums
+        with extra zero terms; DemP's noise for those steps is drawn for the old
+        shapes, the same distribution but another draw); the switch to the pruned
+        network comes after that many steps, or at the next evaluation or prune if
+        sooner. Deterministic (the switch steps do not depend on how long compiling
+        takes) and exactly resumable, but not bitwise equal to `compile_ahead=0`.
+        Compiling uses a second CPU thread.
 
     **Returns:**
 
@@ -212,6 +226,8 @@ def train(
     checkpoint_every = eval_every if checkpoint_every is None else int(checkpoint_every)
     if checkpoint_every < 1:
         raise ValueError(f"`checkpoint_every` must be positive, got {checkpoint_every}.")
+    if not isinstance(compile_ahead, int) or compile_ahead < 0:
+        raise ValueError(f"`compile_ahead` must be an int >= 0, got {compile_ahead!r}.")
     if stop_at is not None and not 0 <= stop_at <= total:
         raise ValueError(f"`stop_at` must be in [0, {total}], got {stop_at}.")
     optimiser = optax.adamw(1e-3) if optimiser is None else optimiser
@@ -284,6 +300,7 @@ def train(
     losses: list = []
     previous_compiles: dict[str, int] = {}
     start = 0
+    pending_header = None
 
     if checkpoint is not None and os.path.exists(checkpoint):
 
@@ -303,6 +320,7 @@ def train(
         history = header["history"]
         losses = list(header["losses"])
         previous_compiles = history["compilations"]
+        pending_header = header.get("pending")
         if history["done"]:
             return model, state, history
 
@@ -326,7 +344,7 @@ def train(
         elapsed = time.perf_counter() - timer["start"]
         loss_sum, correct, live = 0.0, 0, None
         for xs, ys, valid in data.eval_batches:
-            s, c, f = eval_step(model, state, xs, ys, valid)
+            s, c, f = steps_now["eval"](model, state, xs, ys, valid)
             loss_sum += float(s)
             correct += int(c)
             live = f if live is None else {k: live[k] | f[k] for k in f}
@@ -365,9 +383,52 @@ def train(
             )
         return record
 
+    # The jitted steps in use; after a prune with `compile_ahead`, the ones compiled
+    # ahead for the pruned shapes.
+    steps_now: dict[str, Callable] = {"train": train_step, "eval": eval_step}
+    # A prune whose shapes are compiling: {"switch_at", "keep", "job"}.
+    pending: dict[str, Any] | None = None
+
+    def start_ahead(keep: dict[str, np.ndarray], switch_at: int, t: int) -> None:
+        # Silence the removed units now; compile the steps of the pruned shapes in the
+        # background; `switch` prunes for real.
+        nonlocal model, opt_state, pending
+        dead = dead_from_masks(model, _dead_masks(model, keep))
+        small = prune((model, state, opt_state), dead)
+        model, opt_state = silence((model, opt_state), dead.layout, keep)
+        # Traced here, in this thread's JAX configuration; XLA compiles in another.
+        tic = time.perf_counter()
+        xs, ys = data.batch(min(t, total - 1))
+        t_key = (jnp.asarray(t, jnp.int32), jr.fold_in(augment_key, t))
+        lowered = {
+            "train": train_step.lower(*small, init_activity(small[0]), xs, ys, *t_key),
+            "eval": eval_step.lower(small[0], small[1], *data.eval_batches[0]),
+        }
+        job = CompileAhead({k: v.compile for k, v in lowered.items()})
+        timer["compile"] += time.perf_counter() - tic
+        pending = {"switch_at": switch_at, "keep": keep, "job": job}
+
+    def switch() -> None:
+        nonlocal model, state, opt_state, activity, pending
+        assert pending is not None
+        tic = time.perf_counter()
+        compiled = pending["job"].result()
+        timer["compile"] += time.perf_counter() - tic
+        keep = pending["keep"]
+        dead = dead_from_masks(model, _dead_masks(model, keep))
+        model, state, opt_state = prune((model, state, opt_state), dead)
+        activity = prune_activity(activity, model, keep)
+        steps_now.update(compiled)
+        pending = None
+
     def boundary(t: int) -> None:
         nonlocal model, state, opt_state, activity
-        tic = time.perf_counter()
+        tic, compiling = time.perf_counter(), timer["compile"]
+        evaluating = t % eval_every == 0 or t == total
+        if pending is not None and (
+            t >= pending["switch_at"] or evaluating or method.prune_at(t, total)
+        ):
+            switch()
         if method.prune_at(t, total):
             dead = method.select(
                 model,
@@ -381,20 +442,25 @@ def train(
             if dead is not None and any(np.any(np.asarray(m)) for m in dead.masks.values()):
                 before = widths(model)
                 empty = "keep_most_active" if dead.peak is not None else "error"
-                model, state, opt_state = prune((model, state, opt_state), dead, empty=empty)
-                after = widths(model)
+                small = prune((model, state, opt_state), dead, empty=empty)
+                after = widths(small[0])
                 history["prunes"].append(
                     {
                         "step": t,
                         "removed": {k: before[k] - after[k] for k in before},
                         "widths": after,
-                        "params": count_params(model),
+                        "params": count_params(small[0]),
                     }
                 )
+                if compile_ahead > 0 and t < total:
+                    start_ahead(keep_indices(dead, empty), t + compile_ahead, t)
+                else:
+                    model, state, opt_state = small
+                    steps_now.update(train=train_step, eval=eval_step)
             if dead is not None:
                 activity = init_activity(model)
-        timer["other"] += time.perf_counter() - tic
-        if t % eval_every == 0 or t == total:
+        timer["other"] += time.perf_counter() - tic - (timer["compile"] - compiling)
+        if evaluating:
             record = evaluate(t)
             bar.set_postfix(
                 acc=f"{record['test_accuracy']:.4f}", params=record["params"], refresh=False
@@ -410,9 +476,22 @@ def train(
             "widths": widths(model),
             "losses": [float(x) for x in losses],
             "history": history,
+            "pending": None
+            if pending is None
+            else {
+                "switch_at": pending["switch_at"],
+                "keep": {k: v.tolist() for k, v in pending["keep"].items()},
+            },
         }
         save_checkpoint(checkpoint, header, (model, state, opt_state, activity))
         timer["other"] += time.perf_counter() - tic
+
+    if pending_header is not None:  # resuming between a prune and its switch
+        start_ahead(
+            {k: np.asarray(v, dtype=np.int64) for k, v in pending_header["keep"].items()},
+            pending_header["switch_at"],
+            start,
+        )
 
     bar = tqdm(
         total=total,
@@ -439,7 +518,7 @@ def train(
             xs, ys = data.batch(t)
             before = compiles["train_step"]
             tic = time.perf_counter()
-            model, state, opt_state, activity, ce = train_step(
+            model, state, opt_state, activity, ce = steps_now["train"](
                 model,
                 state,
                 opt_state,
@@ -458,3 +537,12 @@ def train(
     finally:
         bar.close()
     return model, state, history
+
+
+def _dead_masks(model: AbstractNetwork, keep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    masks = {}
+    for name, size in widths(model).items():
+        mask = np.ones(size, dtype=bool)
+        mask[keep[name]] = False
+        masks[name] = mask
+    return masks
