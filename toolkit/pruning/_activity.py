@@ -1,6 +1,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
 from ..nn import AbstractNetwork
@@ -45,10 +46,13 @@ def init_activity(model: AbstractNetwork) -> Activity:
     """
     layout = resolve(model)
     dtype = jnp.result_type(float)
+    # Made with NumPy and transferred: `jnp.zeros` (or `jnp.asarray`) of a new size
+    # compiles a kernel, and after every prune the sizes are new.
+    put = jax.device_put
     return Activity(
-        examples=jnp.array(0, dtype=jnp.int32),
-        active={g.name: jnp.zeros(g.size, dtype=jnp.int32) for g in layout.groups},
-        peak={g.name: jnp.full(g.size, -jnp.inf, dtype=dtype) for g in layout.groups},
+        examples=put(np.zeros((), np.int32)),
+        active={g.name: put(np.zeros(g.size, np.int32)) for g in layout.groups},
+        peak={g.name: put(np.full(g.size, -np.inf, dtype)) for g in layout.groups},
         layout=layout,
     )
 
@@ -141,8 +145,16 @@ def dead_from(activity: Activity) -> DeadUnits:
     A [`toolkit.pruning.DeadUnits`][]: a unit is dead when its output after the ReLU
     was zero on every example (and every spatial position) seen.
     """
-    masks = {k: v == 0 for k, v in activity.active.items()}
-    masks = eqx.error_if(masks, activity.examples == 0, "no example seen: every unit looks dead.")
+    message = "no example seen: every unit looks dead."
+    arrays = [activity.examples, *activity.active.values()]
+    if any(isinstance(a, jax.core.Tracer) for a in arrays):
+        masks = {k: v == 0 for k, v in activity.active.items()}
+        masks = eqx.error_if(masks, activity.examples == 0, message)
+    else:
+        # Outside jit, on the host: an eager `v == 0` compiles a kernel per new size.
+        if int(activity.examples) == 0:
+            raise ValueError(message)
+        masks = {k: jax.device_put(np.asarray(v) == 0) for k, v in activity.active.items()}
     return DeadUnits(masks, activity.peak, activity.layout)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
@@ -311,7 +312,7 @@ class DemP(AbstractMethod):
             if sum(int(m.sum()) for m in masks) < self.min_dead * sum(m.size for m in masks):
                 # Nothing is removed, but the check counts: the next one looks at the
                 # examples seen from now on, as it would after a prune.
-                none = {k: jnp.zeros_like(m) for k, m in dead.masks.items()}
+                none = {k: jax.device_put(np.zeros_like(m)) for k, m in zip(dead.masks, masks)}
                 return DeadUnits(none, dead.peak, dead.layout)
         return dead
 

@@ -347,6 +347,7 @@ def train(
             s, c, f = steps_now["eval"](model, state, xs, ys, valid)
             loss_sum += float(s)
             correct += int(c)
+            f = {k: np.asarray(v) for k, v in f.items()}  # on the host: no kernel per shape
             live = f if live is None else {k: live[k] | f[k] for k in f}
         assert live is not None
         w, n_params, n_flops = measure(model, state)
