@@ -4,7 +4,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import jax.numpy as jnp
+import jax
 import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import PyTree
@@ -44,12 +44,17 @@ def silence(tree: PyTree, layout: Layout, keep: dict[str, np.ndarray]) -> PyTree
 
     def silence_network(network):
         def zero(path, leaf):
-            for axis, block, mask in slots.get(tuple(path), ()):
+            todo = slots.get(tuple(path), ())
+            if not todo:
+                return leaf
+            # On the host, as `prune` does: an eager `jnp.where` compiles per shape.
+            out = np.array(leaf)
+            for axis, block, mask in todo:
                 entries = np.repeat(mask, block)
-                shape = [1] * leaf.ndim
+                shape = [1] * out.ndim
                 shape[axis] = entries.size
-                leaf = jnp.where(entries.reshape(shape), leaf, jnp.zeros((), leaf.dtype))
-            return leaf
+                out = np.where(entries.reshape(shape), out, np.zeros((), out.dtype))
+            return jax.device_put(out)
 
         return jtu.tree_map_with_path(zero, network)
 
@@ -63,10 +68,14 @@ def silence(tree: PyTree, layout: Layout, keep: dict[str, np.ndarray]) -> PyTree
 def prune_activity(activity: Activity, model, keep: dict[str, np.ndarray]) -> Activity:
     """The statistics of the kept units of `activity`, laid out for the pruned
     `model`."""
+
+    def take(stats):
+        return {k: jax.device_put(np.asarray(v)[keep[k]]) for k, v in stats.items()}
+
     return Activity(
         examples=activity.examples,
-        active={k: v[keep[k]] for k, v in activity.active.items()},
-        peak={k: v[keep[k]] for k, v in activity.peak.items()},
+        active=take(activity.active),
+        peak=take(activity.peak),
         layout=resolve(model),
     )
 
