@@ -21,6 +21,7 @@ from ._activity import init_activity, record_activity
 from ._ahead import CompileAhead, prune_activity, silence
 from ._checkpoint import load_checkpoint, save_checkpoint, shrink_to, write_atomic
 from ._dead import dead_from_masks
+from ._layout import resolve
 from ._measure import count_params, flops, widths
 from ._method import AbstractMethod, Dense
 from ._noise import fired, live_parameters
@@ -390,13 +391,12 @@ def train(
     # A prune whose shapes are compiling: {"switch_at", "keep", "job"}.
     pending: dict[str, Any] | None = None
 
-    def start_ahead(keep: dict[str, np.ndarray], switch_at: int, t: int) -> None:
-        # Silence the removed units now; compile the steps of the pruned shapes in the
-        # background; `switch` prunes for real.
+    def start_ahead(keep: dict[str, np.ndarray], small, switch_at: int, t: int) -> None:
+        # Silence the removed units now; compile the steps of the pruned shapes (those
+        # of `small`, the pruned `(model, state, opt_state)`) in the background;
+        # `switch` prunes for real.
         nonlocal model, opt_state, pending
-        dead = dead_from_masks(model, _dead_masks(model, keep))
-        small = prune((model, state, opt_state), dead)
-        model, opt_state = silence((model, opt_state), dead.layout, keep)
+        model, opt_state = silence((model, opt_state), resolve(model), keep)
         # Traced here, in this thread's JAX configuration; XLA compiles in another.
         tic = time.perf_counter()
         xs, ys = data.batch(min(t, total - 1))
@@ -416,8 +416,7 @@ def train(
         compiled = pending["job"].result()
         timer["compile"] += time.perf_counter() - tic
         keep = pending["keep"]
-        dead = dead_from_masks(model, _dead_masks(model, keep))
-        model, state, opt_state = prune((model, state, opt_state), dead)
+        model, state, opt_state = _prune_keeping((model, state, opt_state), model, keep)
         activity = prune_activity(activity, model, keep)
         steps_now.update(compiled)
         pending = None
@@ -454,7 +453,7 @@ def train(
                     }
                 )
                 if compile_ahead > 0 and t < total:
-                    start_ahead(keep_indices(dead, empty), t + compile_ahead, t)
+                    start_ahead(keep_indices(dead, empty), small, t + compile_ahead, t)
                 else:
                     model, state, opt_state = small
                     steps_now.update(train=train_step, eval=eval_step)
@@ -488,11 +487,9 @@ def train(
         timer["other"] += time.perf_counter() - tic
 
     if pending_header is not None:  # resuming between a prune and its switch
-        start_ahead(
-            {k: np.asarray(v, dtype=np.int64) for k, v in pending_header["keep"].items()},
-            pending_header["switch_at"],
-            start,
-        )
+        keep = {k: np.asarray(v, dtype=np.int64) for k, v in pending_header["keep"].items()}
+        small = _prune_keeping((model, state, opt_state), model, keep)
+        start_ahead(keep, small, pending_header["switch_at"], start)
 
     bar = tqdm(
         total=total,
@@ -540,10 +537,12 @@ def train(
     return model, state, history
 
 
-def _dead_masks(model: AbstractNetwork, keep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _prune_keeping(tree, model: AbstractNetwork, keep: dict[str, np.ndarray]):
+    """`prune` `tree` (laid out like `model`) to the units of `keep`, a dict from group
+    name to the indices of the units to keep."""
     masks = {}
     for name, size in widths(model).items():
         mask = np.ones(size, dtype=bool)
         mask[keep[name]] = False
         masks[name] = mask
-    return masks
+    return prune(tree, dead_from_masks(model, masks))
