@@ -711,11 +711,21 @@ def main(argv=None) -> int:
     for e in experiments:
         if e not in EXPERIMENTS:
             parser.error(f"unknown experiment {e!r}; choose from {EXPERIMENTS}")
+    for d in datasets:
+        if d not in DATASETS:
+            parser.error(f"unknown dataset {d!r}; choose from {DATASETS}")
+    methods = None
+    if opts.methods is not None:
+        methods = {m for m in opts.methods.split(",") if m}
+        # The method names of every experiment's records (the dead_* and ablation
+        # experiments run their own: adam, l2, demp-no-noise, demp-no-schedule).
+        known = {r[3] for r in runs_of(P, EXPERIMENTS, DATASETS)}
+        for m in sorted(methods - known):
+            parser.error(f"unknown method {m!r}; choose from {sorted(known)}")
     force = None if opts.force is None else [p for p in opts.force.split(",") if p]
     store = Store(P["mode"], force)
     todo = [r for r in runs_of(P, experiments, datasets) if store.todo(r[0])]
-    if opts.methods is not None:
-        methods = {m for m in opts.methods.split(",") if m}
+    if methods is not None:
         todo = [r for r in todo if r[3] in methods]
     log(f"demp ({P['mode']}): results in {store.path}; {len(todo)} runs to do")
 
