@@ -241,9 +241,7 @@ def test_compile_ahead_trains_the_pruned_network(digits):
     # depends on the shapes) this is the run without compiling ahead: same prunes,
     # same widths, the same parameters up to rounding.
     quiet = pruning.DemP(reg=0.3, noise=0.0, prune_every=20, window=64)
-    runs = [
-        _train(*_planted(), digits, quiet, **{**_KWARGS, "compile_ahead": k}) for k in (0, 5)
-    ]
+    runs = [_train(*_planted(), digits, quiet, **{**_KWARGS, "compile_ahead": k}) for k in (0, 5)]
     assert [p["step"] for p in runs[0][2]["prunes"]] == [20, 40]
     for key in ("prunes", "compilations"):
         assert runs[1][2][key] == runs[0][2][key]
@@ -351,3 +349,53 @@ def test_checkpoint_written_atomically(tmp_path, monkeypatch):
     (tmp_path / "junk").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a toolkit.pruning checkpoint"):
         _checkpoint.read_header(tmp_path / "junk")
+
+
+def _noisy(key, x):
+    return x + 0.5 * jr.normal(key, x.shape, x.dtype)
+
+
+def test_augment_gets_a_fresh_key_per_step_and_example(digits, tmp_path):
+    kwargs = dict(optimiser=optax.adam(1e-3), steps=6, batch_size=8, eval_every=3)
+    key = jr.key(5, impl="rbg")
+    seen = []
+
+    def spy(k, x):
+        jax.debug.callback(lambda d: seen.append(np.asarray(d).tobytes()), jr.key_data(k))
+        return x
+
+    model, state = _mlp(widths=(16,))
+    plain = _train(model, state, digits, pruning.Dense(), key=key, **kwargs)
+    spied = _train(model, state, digits, pruning.Dense(), key=key, augment=spy, **kwargs)
+    # An augmentation that changes nothing changes nothing...
+    for a, b in zip(_leaves(spied[:2]), _leaves(plain[:2])):
+        assert np.array_equal(a, b)
+    # ... and saw, at step t, the keys split from `fold_in(augment_key, t)`, one per
+    # example: 48 different keys.
+    augment_key = jr.split(key, 4)[3]
+    expected = {
+        np.asarray(d).tobytes()
+        for t in range(6)
+        for d in jr.key_data(jr.split(jr.fold_in(augment_key, t), 8))
+    }
+    assert len(seen) == 48 and set(seen) == expected
+    # A random augmentation changes the run, reproducibly, and resumes exactly.
+    noisy = _train(model, state, digits, pruning.Dense(), key=key, augment=_noisy, **kwargs)
+    assert not all(np.array_equal(a, b) for a, b in zip(_leaves(noisy[0]), _leaves(plain[0])))
+    path = tmp_path / "aug.ckpt"
+    _train(
+        model,
+        state,
+        digits,
+        pruning.Dense(),
+        key=key,
+        augment=_noisy,
+        checkpoint=path,
+        stop_at=3,
+        **kwargs,
+    )
+    resumed = _train(
+        model, state, digits, pruning.Dense(), key=key, augment=_noisy, checkpoint=path, **kwargs
+    )
+    for a, b in zip(_leaves(resumed[:2]), _leaves(noisy[:2])):
+        assert np.array_equal(a, b)
