@@ -21,6 +21,7 @@ from ._activity import init_activity, record_activity
 from ._ahead import CompileAhead, prune_activity, silence
 from ._checkpoint import load_checkpoint, save_checkpoint, shrink_to, write_atomic
 from ._dead import dead_from_masks
+from ._flat import FlatStep
 from ._layout import resolve
 from ._measure import count_params, flops, widths
 from ._method import AbstractMethod, Dense
@@ -100,6 +101,12 @@ class _Data:
         self.num_test = yt.shape[0]
 
     def batch(self, step: int) -> tuple[Array, Array]:
+        xs, ys = self.host_batch(step)
+        return jnp.asarray(xs), jnp.asarray(ys)
+
+    def host_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The batch of `step` as NumPy arrays (a jitted function takes them faster than
+        `jnp.asarray` makes them)."""
         epoch, i = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             # As `toolkit.data.batches`: one permutation per epoch, from the key.
@@ -107,7 +114,7 @@ class _Data:
             self._epoch = epoch
         assert self._order is not None
         index = self._order[i * self.batch_size : (i + 1) * self.batch_size]
-        return jnp.asarray(self.x[index]), jnp.asarray(self.y[index])
+        return self.x[index], self.y[index]
 
 
 def train(
@@ -245,7 +252,6 @@ def train(
         reg = method.regulariser(model, t, total)
         return ce + jnp.asarray(reg, ce.dtype), (ce, state, pre)
 
-    @eqx.filter_jit
     def train_step(model, state, opt_state, activity, xs, ys, t, key):
         compiles["train_step"] += 1  # at trace time: counts compilations
         if augment is not None:
@@ -390,7 +396,9 @@ def train(
 
     # The jitted steps in use; after a prune with `compile_ahead`, the ones compiled
     # ahead for the pruned shapes.
-    steps_now: dict[str, Callable] = {"train": train_step, "eval": eval_step}
+    steps_now: dict[str, Callable] = {"eval": eval_step}
+    # The training step, called on the carry's leaves between events (`FlatStep`).
+    flat = FlatStep(train_step)
     # A prune whose shapes are compiling: {"switch_at", "keep", "job"}.
     pending: dict[str, Any] | None = None
 
@@ -402,10 +410,11 @@ def train(
         model, opt_state = silence((model, opt_state), resolve(model), keep)
         # Traced here, in this thread's JAX configuration; XLA compiles in another.
         tic = time.perf_counter()
-        xs, ys = data.batch(min(t, total - 1))
-        t_key = (jnp.asarray(t, jnp.int32), augment_key)
+        xs, ys = data.host_batch(min(t, total - 1))
         lowered = {
-            "train": train_step.lower(*small, init_activity(small[0]), xs, ys, *t_key),
+            "train": flat.lower(
+                (*small, init_activity(small[0])), xs, ys, np.int32(t), augment_key
+            ),
             "eval": eval_step.lower(small[0], small[1], *data.eval_batches[0]),
         }
         job = CompileAhead({k: v.compile for k, v in lowered.items()})
@@ -421,6 +430,7 @@ def train(
         keep = pending["keep"]
         model, state, opt_state = _prune_keeping((model, state, opt_state), model, keep)
         activity = prune_activity(activity, model, keep)
+        flat.install((model, state, opt_state, activity), compiled.pop("train"))
         steps_now.update(compiled)
         pending = None
 
@@ -459,7 +469,7 @@ def train(
                     start_ahead(keep_indices(dead, empty), small, t + compile_ahead, t)
                 else:
                     model, state, opt_state = small
-                    steps_now.update(train=train_step, eval=eval_step)
+                    steps_now.update(eval=eval_step)
             if dead is not None:
                 activity = init_activity(model)
         timer["other"] += time.perf_counter() - tic - (timer["compile"] - compiling)
@@ -504,31 +514,40 @@ def train(
     )
     try:
         t = start
+        # Between events (checkpoints, evaluations, prunes, the end) the steps run on
+        # the leaves of (model, state, opt_state, activity): `stepping` holds them with
+        # their step function and `join`; the pytrees are rebuilt at the next event.
+        stepping = None
         while True:
-            if t != start and t < total and (t % checkpoint_every == 0 or t == stop_at):
-                save(t)
-            if stop_at is not None and t == stop_at and t < total:
-                break
-            boundary(t)
-            if t == total:
-                history["done"] = True
-                save(t)
-                if log is not None:
-                    _write_json(log, history)
-                break
-            xs, ys = data.batch(t)
+            saving = t != start and t < total and (t % checkpoint_every == 0 or t == stop_at)
+            if (
+                saving
+                or t == stop_at
+                or t == total
+                or t % eval_every == 0
+                or method.prune_at(t, total)
+                or (pending is not None and t >= pending["switch_at"])
+            ):
+                if stepping is not None:
+                    model, state, opt_state, activity = stepping[2](stepping[0])
+                    stepping = None
+                if saving:
+                    save(t)
+                if stop_at is not None and t == stop_at and t < total:
+                    break
+                boundary(t)
+                if t == total:
+                    history["done"] = True
+                    save(t)
+                    if log is not None:
+                        _write_json(log, history)
+                    break
+            if stepping is None:
+                stepping = list(flat.split((model, state, opt_state, activity)))
+            xs, ys = data.host_batch(t)
             before = compiles["train_step"]
             tic = time.perf_counter()
-            model, state, opt_state, activity, ce = steps_now["train"](
-                model,
-                state,
-                opt_state,
-                activity,
-                xs,
-                ys,
-                jnp.asarray(t, jnp.int32),
-                augment_key,
-            )
+            stepping[0], ce = stepping[1](stepping[0], xs, ys, np.int32(t), augment_key)
             if compiles["train_step"] != before:
                 timer["compile"] += time.perf_counter() - tic
             timer["steps"] += 1
