@@ -38,6 +38,7 @@ runs after a budget; `--experiments` / `--datasets` pick parts):
     python benchmarks/demp.py --max-minutes 60          # ... start no run after 1 h
     python benchmarks/demp.py --experiments tradeoff --datasets mnist1d
     python benchmarks/demp.py --methods dense,random,l1norm   # some methods only
+    python benchmarks/demp.py --seeds 0                 # one seed of everything first
     python benchmarks/demp.py --report-only --readme    # table + README from records
     python benchmarks/demp.py --force tradeoff/mnist1d/demp   # redo matching records
     python benchmarks/demp.py --fashion-root /tmp/fm/x/usr/share/datasets/fashion-mnist
@@ -761,6 +762,11 @@ def main(argv=None) -> int:
         help="only these comma-separated methods (e.g. dense,random,demp; all by default)",
     )
     parser.add_argument(
+        "--seeds",
+        default=None,
+        help="only these comma-separated seeds (e.g. 0 for one seed of every experiment)",
+    )
+    parser.add_argument(
         "--max-minutes", type=float, default=None, help="start no new run after this many minutes"
     )
     parser.add_argument(
@@ -802,6 +808,14 @@ def main(argv=None) -> int:
     todo = [r for r in runs_of(P, experiments, datasets) if store.todo(r[0])]
     if methods is not None:
         todo = [r for r in todo if r[3] in methods]
+    if opts.seeds is not None:
+        try:
+            seeds = {int(x) for x in opts.seeds.split(",") if x}
+        except ValueError:
+            parser.error(f"--seeds takes comma-separated integers, got {opts.seeds!r}")
+        for x in sorted(seeds - set(P["seeds"])):
+            parser.error(f"unknown seed {x}; the plan's seeds are {P['seeds']}")
+        todo = [r for r in todo if r[6] in seeds]
     log(f"demp ({P['mode']}): results in {store.path}; {len(todo)} runs to do")
 
     if not opts.report_only and todo:
