@@ -8,6 +8,7 @@ from jaxtyping import PyTree, Scalar
 
 from .base import AbstractPlanner
 from .fallback import solve_with_fallback
+from .shift_on_failure import ShiftOnFailure
 
 
 class _GaussNewtonFamily(optx.AbstractGaussNewton):
@@ -65,7 +66,9 @@ class KKTLeastSquares(AbstractPlanner):
     def solve(self, residual, w0, data, linear_solver, adjoint):
         descent = self.descent
         if hasattr(descent, "linear_solver"):
-            descent = eqx.tree_at(lambda d: d.linear_solver, descent, linear_solver)
+            # A singular block pivot near a degenerate point gets a shifted step (the
+            # trust region judges it); the adjoint keeps the plain solver.
+            descent = eqx.tree_at(lambda d: d.linear_solver, descent, ShiftOnFailure(linear_solver))
         solver = _GaussNewtonFamily(
             rtol=self.rtol,
             atol=self.atol * 1e-3,

@@ -1,0 +1,68 @@
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import lineax as lx
+
+
+class ShiftOnFailure(lx.AbstractLinearSolver):
+    """Solve `A x = b` with `inner`; where that fails (a singular pivot, a non-finite
+    solution), solve `(A + delta I) x = b` instead.
+
+    For the Gauss–Newton steps of [`toolkit.control.KKTLeastSquares`][]: the
+    block-tridiagonal solver does not pivot across blocks, so near a degenerate KKT
+    point (a bound active with a zero multiplier) a diagonal Schur complement can be
+    singular although the problem is not. Non-square operators are solved by `inner`
+    alone. The shifted step is only a proposal, which
+    the trust region accepts or rejects on the actual decrease of the residual. The
+    shifted solve runs in a loop that runs at most once, so under `jax.vmap` it runs
+    only if some element needs it. Not used for the implicit adjoint.
+    """
+
+    inner: lx.AbstractLinearSolver
+    delta: float = 1e-8
+
+    def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]):
+        return self.inner.init(operator, options), operator
+
+    def compute(self, state, vector, options: dict[str, Any]):
+        inner_state, operator = state
+        x, result, stats = self.inner.compute(inner_state, vector, options)
+        if operator.in_structure() != operator.out_structure():
+            return x, result, stats  # not square (Levenberg–Marquardt's stacked system)
+        failed = (result != lx.RESULTS.successful) | jnp.invert(
+            jnp.all(jnp.asarray([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(x)]))
+        )
+
+        def shifted(carry):
+            shift = lx.IdentityLinearOperator(operator.in_structure(), operator.out_structure())
+            sol = lx.linear_solve(
+                operator + self.delta * shift, vector, self.inner, options=options, throw=False
+            )
+            x = jax.tree.map(lambda a, b: jnp.where(carry[1], a, b), sol.value, carry[0])
+            return x, jnp.asarray(False), lx.RESULTS.where(carry[1], sol.result, carry[2])
+
+        x, _, result = jax.lax.while_loop(
+            lambda carry: jnp.any(carry[1]), shifted, (x, failed, result)
+        )
+        return x, result, stats
+
+    def transpose(self, state, options: dict[str, Any]):
+        inner_state, operator = state
+        inner_state, options = self.inner.transpose(inner_state, options)
+        return (inner_state, operator.T), options
+
+    def conj(self, state, options: dict[str, Any]):
+        inner_state, operator = state
+        inner_state, options = self.inner.conj(inner_state, options)
+        return (inner_state, lx.conj(operator)), options
+
+    def assume_full_rank(self):
+        return self.inner.assume_full_rank()
+
+
+ShiftOnFailure.__init__.__doc__ = """**Arguments:**
+
+- `inner`: the lineax solver to try first and to solve the shifted system with.
+- `delta`: the shift.
+"""
