@@ -24,21 +24,24 @@ class FlatStep:
         self._fns: dict[Any, Callable] = {}
 
     @staticmethod
-    def _key(treedef, static, leaves) -> Any:
+    def _parts(carry: tuple) -> tuple[list, Any, Any, Any]:
+        """`(leaves, treedef, static, key)`: the array leaves of `carry`, their
+        structure, the rest of `carry`, and the key of its step function."""
+        dynamic, static = eqx.partition(carry, eqx.is_array)
+        leaves, treedef = jtu.tree_flatten(dynamic)
         static_leaves, static_def = jtu.tree_flatten(static)
         shapes = tuple((x.shape, x.dtype) for x in leaves)
-        return treedef, static_def, tuple(map(_hashable, static_leaves)), shapes
+        key = treedef, static_def, tuple(map(_hashable, static_leaves)), shapes
+        return leaves, treedef, static, key
 
     def split(self, carry: tuple) -> tuple[list, Callable, Callable[[list], tuple]]:
         """`(leaves, fn, join)`: the carry's array leaves; `fn(leaves, *args) ->
         (leaves, out)`, the jitted step on them; `join(leaves)`, the carry back."""
-        dynamic, static = eqx.partition(carry, eqx.is_array)
-        leaves, treedef = jtu.tree_flatten(dynamic)
+        leaves, treedef, static, key = self._parts(carry)
 
         def join(leaves: list) -> tuple:
             return eqx.combine(jtu.tree_unflatten(treedef, leaves), static)
 
-        key = self._key(treedef, static, leaves)
         if key not in self._fns:
             step = self._step
 
@@ -62,9 +65,7 @@ class FlatStep:
 
     def install(self, carry: tuple, compiled: Callable) -> None:
         """Use `compiled` (from `lower(carry, ...).compile()`) for carries like `carry`."""
-        dynamic, static = eqx.partition(carry, eqx.is_array)
-        leaves, treedef = jtu.tree_flatten(dynamic)
-        self._fns[self._key(treedef, static, leaves)] = compiled
+        self._fns[self._parts(carry)[3]] = compiled
 
 
 def _hashable(x: Any) -> Any:

@@ -434,6 +434,16 @@ def train(
         steps_now.update(compiled)
         pending = None
 
+    def boundary_due(t: int) -> bool:
+        # Whether `boundary(t)` has anything to do: a switch, a prune check or an
+        # evaluation.
+        return (
+            t % eval_every == 0
+            or t == total
+            or method.prune_at(t, total)
+            or (pending is not None and t >= pending["switch_at"])
+        )
+
     def boundary(t: int) -> None:
         nonlocal model, state, opt_state, activity
         tic, compiling = time.perf_counter(), timer["compile"]
@@ -515,22 +525,16 @@ def train(
     try:
         t = start
         # Between events (checkpoints, evaluations, prunes, the end) the steps run on
-        # the leaves of (model, state, opt_state, activity): `stepping` holds them with
-        # their step function and `join`; the pytrees are rebuilt at the next event.
-        stepping = None
+        # `leaves`, those of (model, state, opt_state, activity), with `step_fn`; `join`
+        # rebuilds the pytrees at the next event. `leaves is None`: the pytrees are
+        # current.
+        leaves = step_fn = join = None
         while True:
             saving = t != start and t < total and (t % checkpoint_every == 0 or t == stop_at)
-            if (
-                saving
-                or t == stop_at
-                or t == total
-                or t % eval_every == 0
-                or method.prune_at(t, total)
-                or (pending is not None and t >= pending["switch_at"])
-            ):
-                if stepping is not None:
-                    model, state, opt_state, activity = stepping[2](stepping[0])
-                    stepping = None
+            if saving or t == stop_at or boundary_due(t):
+                if leaves is not None:
+                    model, state, opt_state, activity = join(leaves)
+                    leaves = None
                 if saving:
                     save(t)
                 if stop_at is not None and t == stop_at and t < total:
@@ -542,12 +546,12 @@ def train(
                     if log is not None:
                         _write_json(log, history)
                     break
-            if stepping is None:
-                stepping = list(flat.split((model, state, opt_state, activity)))
+            if leaves is None:
+                leaves, step_fn, join = flat.split((model, state, opt_state, activity))
             xs, ys = data.host_batch(t)
             before = compiles["train_step"]
             tic = time.perf_counter()
-            stepping[0], ce = stepping[1](stepping[0], xs, ys, np.int32(t), augment_key)
+            leaves, ce = step_fn(leaves, xs, ys, np.int32(t), augment_key)
             if compiles["train_step"] != before:
                 timer["compile"] += time.perf_counter() - tic
             timer["steps"] += 1
