@@ -42,7 +42,7 @@ def _operator(blocks, M, b):
         y = y.at[:-1].add(jnp.einsum("rij,rj->ri", upper[:-1], x[1:]))
         return y
 
-    return lx.FunctionLinearOperator(mv, jax.ShapeDtypeStruct((M, b), jnp.float64))
+    return lx.FunctionLinearOperator(mv, jax.ShapeDtypeStruct((M, b), diag.dtype))
 
 
 @pytest.mark.parametrize("M,b", [(1, 3), (2, 4), (7, 5), (50, 6)])

@@ -258,7 +258,7 @@ def test_final_state_on_the_edge_of_the_state_box():
     # Move a double integrator from x = 1 to rest at x = 0 with x >= 0: the final state
     # lies on its bound. Bounding node N as well as fixing it would make the KKT
     # conditions degenerate (two constraints with one gradient, a singular Newton
-    # matrix); semismooth Newton alone must converge. Continuous optimum: u linear in
+    # matrix); semismooth Newton and Gauss-Newton alone must converge. Continuous optimum: u linear in
     # t, x = 1 - 3t² + 2t³ (inside the box), cost ∫u² = 12.
     problem = control.OptimalControlProblem(
         dynamics=lambda t, x, u, args: jnp.stack([x[1], u[0]]),
@@ -269,7 +269,10 @@ def test_final_state_on_the_edge_of_the_state_box():
         u_bounds=(jnp.array([-jnp.inf]), jnp.array([jnp.inf])),
         x_bounds=(jnp.array([0.0, -jnp.inf]), jnp.array([jnp.inf, jnp.inf])),
     )
-    for planner in (control.KKTNewton(fallback_after=0), control.KKTLeastSquares()):
+    for planner in (
+        control.KKTNewton(fallback_after=0),
+        control.KKTLeastSquares(interior_point_first=False, fallback_after=0),
+    ):
         sol = control.plan(problem, control.Trapezoidal(50), planner, throw=False)
         assert sol.result == control.RESULTS.successful, control.RESULTS[sol.result]
         assert sol.stats["num_steps"] <= 10

@@ -33,9 +33,6 @@ PLANNERS = {"newton": control.KKTNewton(), "least_squares": control.KKTLeastSqua
 # (problem, transcription, planner) that do not converge from the default guess to
 # IPOPT's optimum; strict xfail flags the day they start passing.
 KNOWN_FAILURES: set[tuple[str, str, str]] = {
-    # Least squares converges (19 iterations, no fallback) to a higher local optimum,
-    # 59.1088 against IPOPT's 58.8082.
-    ("cart_pole", "multiple_shooting_rk4", "least_squares"),
     # Degenerate at the lab's values (see its docstring): these converge to other KKT
     # points, with a dose at the first nodes (multiple shooting: -1.3862832 against
     # IPOPT's -1.3862944; single shooting: -1.3859916 against -1.3862847), or stop

@@ -73,3 +73,21 @@ def test_a_non_square_operator_is_left_to_the_inner_solver():
     sol = lx.linear_solve(op, rhs, ShiftOnFailure(lx.QR()))
     expected = np.linalg.lstsq(np.asarray(A), np.asarray(rhs), rcond=None)[0]
     np.testing.assert_allclose(sol.value, expected, rtol=1e-12)
+
+
+def test_the_default_shift_follows_the_dtype():
+    assert ShiftOnFailure(control.BlockTridiagonal()).shift(jnp.float64) == 1e-8
+    delta = ShiftOnFailure(control.BlockTridiagonal()).shift(jnp.float32)
+    assert delta == float(np.finfo(np.float32).eps) ** 0.5
+    assert ShiftOnFailure(control.BlockTridiagonal(), delta=0.5).shift(jnp.float32) == 0.5
+    # A float32 system with a zero first pivot is shifted by sqrt(eps), as a dense
+    # float64 solve of A + sqrt(eps) I confirms (1e-8 would be below the resolution
+    # of its O(1) entries).
+    blocks = tuple(b.astype(jnp.float32) for b in _pivotless_singular())
+    op = _operator(blocks, 2, 2)
+    rhs = jnp.array([[1.0, 2.0], [3.0, 4.0]], dtype=jnp.float32)
+    sol = lx.linear_solve(op, rhs, ShiftOnFailure(control.BlockTridiagonal()))
+    assert sol.value.dtype == jnp.float32
+    A = _dense(*blocks).astype(np.float64) + delta * np.eye(4)
+    expected = np.linalg.solve(A, np.asarray(rhs, np.float64).ravel())
+    np.testing.assert_allclose(np.asarray(sol.value).ravel(), expected, rtol=1e-4)

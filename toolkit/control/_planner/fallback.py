@@ -24,7 +24,9 @@ def solve_with_fallback(
     [`toolkit.control.InteriorPoint`][] method and finish with `solve` from its result.
     If the interior-point method gets stuck, it restarts once from the guess whose
     states the default controls produce (`KKTResidual.initial_guess(simulate=True)`).
-    `planner.fallback_after <= 0` is the planner's method alone.
+    `planner.fallback_after <= 0` is the planner's method alone. A planner with
+    `interior_point_first=True` skips its own first attempt: the interior-point method
+    runs from `w0` and the planner's method finishes from its result.
 
     A solved first attempt skips the interior-point solve, and the final solve then
     starts at a root and stops at once. Under `jax.vmap` the interior-point solve runs
@@ -32,15 +34,20 @@ def solve_with_fallback(
     final solve sees the differentiable `data`; the others find its starting point.
     """
     atol, max_steps = planner.atol, planner.max_steps
-    if planner.fallback_after <= 0:
+    interior_point_first = getattr(planner, "interior_point_first", False)
+    if planner.fallback_after <= 0 and not interior_point_first:
         return solve(w0, data, max_steps, adjoint)
     nlp = residual.nlp_info(*data)
     dynamic, static = eqx.partition(data, eqx.is_array)
     frozen = eqx.combine(jax.lax.stop_gradient(dynamic), static)
     w0 = jax.lax.stop_gradient(w0)
-    first = solve(w0, frozen, min(planner.fallback_after, max_steps), adjoint)
-    found = jnp.max(jnp.abs(residual(first.value, frozen))) <= atol
-    solved = (first.result == optx.RESULTS.successful) & found
+    if interior_point_first:
+        first_value, first_steps, solved = w0, jnp.asarray(0, jnp.int32), jnp.asarray(False)
+    else:
+        first = solve(w0, frozen, min(planner.fallback_after, max_steps), adjoint)
+        found = jnp.max(jnp.abs(residual(first.value, frozen))) <= atol
+        solved = (first.result == optx.RESULTS.successful) & found
+        first_value, first_steps = first.value, first.stats["num_steps"]
 
     def run_interior_point():
         # Where the barrier method gets stuck from the default guess, it restarts from
@@ -51,7 +58,7 @@ def solve_with_fallback(
             InteriorPoint(rtol=0.0, atol=atol, linear_solver=linear_solver, tol=10 * atol),
             # Under `jax.vmap` this branch runs for solved elements too: they start at
             # their root and stop at once.
-            jnp.where(solved, first.value, push_into_box(w0, nlp)),
+            jnp.where(solved, first_value, push_into_box(w0, nlp)),
             frozen,
             options={"nlp": nlp, "restart": restart},
             max_steps=planner.interior_point_steps,
@@ -73,11 +80,11 @@ def solve_with_fallback(
     def once(carry):
         return (*run_interior_point(), jnp.asarray(True))
 
-    init = (first.value, jnp.asarray(0, jnp.int32), jnp.asarray(False), solved)
+    init = (first_value, jnp.asarray(0, jnp.int32), jnp.asarray(False), solved)
     start, interior_steps, restarted, _ = jax.lax.while_loop(not_done, once, init)
     final = solve(jax.lax.stop_gradient(start), data, max_steps, adjoint)
     stats = dict(final.stats)
-    stats["num_steps"] = first.stats["num_steps"] + interior_steps + final.stats["num_steps"]
+    stats["num_steps"] = first_steps + interior_steps + final.stats["num_steps"]
     stats["interior_point_steps"] = interior_steps
     stats["interior_point_restarted"] = restarted
     return optx.Solution(

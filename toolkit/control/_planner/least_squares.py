@@ -52,6 +52,17 @@ class KKTLeastSquares(AbstractPlanner):
     implicit function theorem on JᵀF = 0 reduces to the one on F). A least-squares
     solve can stop at a local minimum of ‖F‖ that is not a root; `control.plan` then
     reports `RESULTS.nonzero_residual`.
+
+    Gauss–Newton on ‖F‖² does not see the sign of the curvature of the Lagrangian:
+    every KKT point is a zero of F, saddle points included. From the default guess of
+    cart-pole swing-up on multiple shooting it stops at one (cost 59.1088, one
+    negative eigenvalue of the reduced Hessian, against IPOPT's minimum 58.8082). So
+    by default (`interior_point_first=True`) the solve starts on the
+    [`toolkit.control.InteriorPoint`][] path, whose steps pass the inertia-free
+    curvature test (positive curvature along each step, a heuristic for, not a proof
+    of, a minimum, as in IPOPT), and Gauss–Newton finishes from there (a few steps to
+    the exact root). `interior_point_first=False` starts Gauss–Newton at the guess,
+    with the interior-point method only as a fallback.
     """
 
     atol: float = 1e-9
@@ -62,6 +73,7 @@ class KKTLeastSquares(AbstractPlanner):
     rtol: float = 1e-13
     fallback_after: int = 60
     interior_point_steps: int = 300
+    interior_point_first: bool = True
 
     def solve(self, residual, w0, data, linear_solver, adjoint):
         descent = self.descent
@@ -103,7 +115,9 @@ KKTLeastSquares.__init__.__doc__ = """**Arguments:**
 - `descent`: an optimistix descent (default `optx.DoglegDescent()`).
 - `search`: an optimistix search (default `optx.ClassicalTrustRegion()`).
 - `rtol`: relative tolerance of optimistix's step-size termination test.
-- `fallback_after`: iterations before falling back to the interior-point method; 0
-    disables the fallback.
+- `fallback_after`: with `interior_point_first=False`, iterations before falling
+    back to the interior-point method; 0 disables the fallback.
 - `interior_point_steps`: the most iterations of the interior-point method.
+- `interior_point_first`: start on the interior-point path and finish with the
+    least-squares method (default), rather than start with the least-squares method.
 """
