@@ -39,6 +39,8 @@ runs after a budget; `--experiments` / `--datasets` pick parts):
     python benchmarks/demp.py --experiments tradeoff --datasets mnist1d
     python benchmarks/demp.py --methods dense,random,l1norm   # some methods only
     python benchmarks/demp.py --seeds 0                 # one seed of everything first
+    python benchmarks/demp.py --shard 0/2 & python benchmarks/demp.py --shard 1/2
+                                                        # two processes, one per core
     python benchmarks/demp.py --report-only --readme    # table + README from records
     python benchmarks/demp.py --force tradeoff/mnist1d/demp   # redo matching records
     python benchmarks/demp.py --fashion-root /tmp/fm/x/usr/share/datasets/fashion-mnist
@@ -50,6 +52,7 @@ the 2-core machine the compile thread slows the steps as much as it saves.
 """
 
 import argparse
+import fcntl
 import gc
 import math
 import os
@@ -185,16 +188,20 @@ class Store:
         return key not in self.runs()
 
     def put(self, key: str, value: dict) -> None:
-        results = self.load()
-        results.setdefault("runs", {})[key] = {
-            **value,
-            "measured": now(),
-            "toolkit_commit": SOURCE["commit"],
-            "toolkit_tree": SOURCE["tree"],
-            "host": platform.node(),
-        }
-        results.setdefault("machine", {})[platform.node()] = machine()
-        write_json_atomic(self.path, results, ".demp.", indent=1)
+        # Read, add and write under a lock: `--shard` processes share the file.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            results = self.load()
+            results.setdefault("runs", {})[key] = {
+                **value,
+                "measured": now(),
+                "toolkit_commit": SOURCE["commit"],
+                "toolkit_tree": SOURCE["tree"],
+                "host": platform.node(),
+            }
+            results.setdefault("machine", {})[platform.node()] = machine()
+            write_json_atomic(self.path, results, ".demp.", indent=1)
         self.forced.add(key)
 
 
@@ -767,6 +774,12 @@ def main(argv=None) -> int:
         help="only these comma-separated seeds (e.g. 0 for one seed of every experiment)",
     )
     parser.add_argument(
+        "--shard",
+        default=None,
+        help="I/N: only every N-th run to do, from the I-th, so that N processes (one XLA "
+        "thread each) share the work; not with the `speed` experiment",
+    )
+    parser.add_argument(
         "--max-minutes", type=float, default=None, help="start no new run after this many minutes"
     )
     parser.add_argument(
@@ -816,6 +829,16 @@ def main(argv=None) -> int:
         for x in sorted(seeds - set(P["seeds"])):
             parser.error(f"unknown seed {x}; the plan's seeds are {P['seeds']}")
         todo = [r for r in todo if r[6] in seeds]
+    if opts.shard is not None:
+        try:
+            index, count = (int(x) for x in opts.shard.split("/"))
+        except ValueError:
+            parser.error(f"--shard takes I/N (e.g. 0/2), got {opts.shard!r}")
+        if not 0 <= index < count:
+            parser.error(f"--shard {opts.shard}: I must be in [0, N)")
+        if "speed" in experiments:
+            parser.error("--shard: the `speed` experiment's timings need the machine alone")
+        todo = todo[index::count]
     log(f"demp ({P['mode']}): results in {store.path}; {len(todo)} runs to do")
 
     if not opts.report_only and todo:
@@ -841,6 +864,8 @@ def main(argv=None) -> int:
                     log(f"cannot load {ds}: {err}")
                     loaded[ds] = None
             if loaded[ds] is None:
+                continue
+            if not store.todo(key):  # finished meanwhile by another process
                 continue
             if memory_maps() > MAX_MAPPINGS:
                 # Every compiled executable holds memory mappings and Linux allows a
