@@ -61,6 +61,7 @@ import platform
 import statistics
 import sys
 import time
+import zlib
 
 
 def _threads_from_argv(argv: list[str]) -> int:
@@ -776,8 +777,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--shard",
         default=None,
-        help="I/N: only every N-th run to do, from the I-th, so that N processes (one XLA "
-        "thread each) share the work; not with the `speed` experiment",
+        help="I/N: only the runs whose key hashes to I modulo N, so that N processes (one "
+        "XLA thread each) share the work; not with the `speed` experiment",
     )
     parser.add_argument(
         "--max-minutes", type=float, default=None, help="start no new run after this many minutes"
@@ -838,7 +839,9 @@ def main(argv=None) -> int:
             parser.error(f"--shard {opts.shard}: I must be in [0, N)")
         if "speed" in experiments:
             parser.error("--shard: the `speed` experiment's timings need the machine alone")
-        todo = todo[index::count]
+        # By a hash of the run's key, not its place in the list: shards started at
+        # different times (different runs already done) still split the runs exactly.
+        todo = [r for r in todo if zlib.crc32(r[0].encode()) % count == index]
     log(f"demp ({P['mode']}): results in {store.path}; {len(todo)} runs to do")
 
     if not opts.report_only and todo:
