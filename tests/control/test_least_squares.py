@@ -1,8 +1,12 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from toolkit import control
+
+from ..helpers import central_difference, relative_error, tree_allclose
 
 
 def _double_well():
@@ -60,3 +64,46 @@ def test_default_least_squares_does_not_stop_at_a_maximum():
     assert int(default.stats["interior_point_steps"]) > 0
     assert float(default.cost) < 3.0
     assert abs(float(default.cost) - float(newton.cost)) <= 1e-9 * float(newton.cost)
+
+
+@pytest.mark.slow
+def test_gradient_vmap_and_float32():
+    vdp = control.problems.get("van_der_pol")
+    # The checks of the default planner, for the least-squares one: gradients
+    # w.r.t. args and x0 against central differences, vmap against separate solves,
+    # and a float32 solve.
+    planner, tr = control.KKTLeastSquares(), control.Trapezoidal(60)
+
+    def solve(args, x0):
+        return control.plan(eqx.tree_at(lambda p: p.x0, vdp.problem, x0), tr, planner, args=args)
+
+    x0 = vdp.problem.x0
+    g_args, g_x0 = jax.grad(lambda a, x: solve(a, x).cost, argnums=(0, 1))(vdp.args, x0)
+    fd = central_difference(lambda a: solve(a, x0).cost, vdp.args, {"mu": jnp.array(1.0)}, 1e-5)
+    assert relative_error(g_args["mu"], fd) < 1e-5
+    for i in range(2):
+        e = jnp.zeros(2).at[i].set(1.0)
+        fd = central_difference(lambda x: solve(vdp.args, x).cost, x0, e, 1e-5)
+        assert relative_error(g_x0[i], fd) < 1e-5
+
+    mus = jnp.linspace(0.6, 1.4, 8)
+    batched = jax.vmap(lambda mu: solve({"mu": mu}, x0))(mus)
+    for i, mu in enumerate(mus):
+        single = solve({"mu": mu}, x0)
+        assert single.result == control.RESULTS.successful
+        assert tree_allclose(
+            (batched.cost[i], batched.xs[i], batched.us[i]),
+            (single.cost, single.xs, single.us),
+            rtol=1e-9,
+            atol=1e-10,
+        )
+
+    f32 = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, vdp.problem
+    )
+    sol = control.plan(
+        f32, tr, control.KKTLeastSquares(atol=1e-4), args={"mu": jnp.array(1.0, jnp.float32)}
+    )
+    assert sol.result == control.RESULTS.successful
+    assert sol.cost.dtype == jnp.float32
+    assert abs(float(sol.cost) - float(solve(vdp.args, x0).cost)) < 1e-4 * float(sol.cost)

@@ -18,15 +18,18 @@ def solve_with_fallback(
     data,
     linear_solver: lx.AbstractLinearSolver,
     adjoint: optx.AbstractAdjoint,
+    *,
+    interior_point_first: bool = False,
 ) -> optx.Solution:
     """Run a planner's own method `solve(w0, data, max_steps, adjoint)`; if it has not
     found a root after `planner.fallback_after` iterations, restart from `w0` with the
     [`toolkit.control.InteriorPoint`][] method and finish with `solve` from its result.
     If the interior-point method gets stuck, it restarts once from the guess whose
     states the default controls produce (`KKTResidual.initial_guess(simulate=True)`).
-    `planner.fallback_after <= 0` is the planner's method alone. A planner with
-    `interior_point_first=True` skips its own first attempt: the interior-point method
-    runs from `w0` and the planner's method finishes from its result.
+    `planner.fallback_after <= 0` is the planner's method alone. With
+    `interior_point_first=True` the planner's own first attempt is skipped: the
+    interior-point method runs from `w0` and the planner's method finishes from its
+    result.
 
     A solved first attempt skips the interior-point solve, and the final solve then
     starts at a root and stops at once. Under `jax.vmap` the interior-point solve runs
@@ -34,7 +37,6 @@ def solve_with_fallback(
     final solve sees the differentiable `data`; the others find its starting point.
     """
     atol, max_steps = planner.atol, planner.max_steps
-    interior_point_first = getattr(planner, "interior_point_first", False)
     if planner.fallback_after <= 0 and not interior_point_first:
         return solve(w0, data, max_steps, adjoint)
     nlp = residual.nlp_info(*data)
