@@ -258,8 +258,8 @@ def test_final_state_on_the_edge_of_the_state_box():
     # Move a double integrator from x = 1 to rest at x = 0 with x >= 0: the final state
     # lies on its bound. Bounding node N as well as fixing it would make the KKT
     # conditions degenerate (two constraints with one gradient, a singular Newton
-    # matrix); semismooth Newton and Gauss-Newton alone must converge. Continuous optimum: u linear in
-    # t, x = 1 - 3t² + 2t³ (inside the box), cost ∫u² = 12.
+    # matrix); semismooth Newton and Gauss-Newton alone must converge. Continuous
+    # optimum: u linear in t, x = 1 - 3t² + 2t³ (inside the box), cost ∫u² = 12.
     problem = control.OptimalControlProblem(
         dynamics=lambda t, x, u, args: jnp.stack([x[1], u[0]]),
         running_cost=lambda t, x, u, args: u[0] ** 2,
