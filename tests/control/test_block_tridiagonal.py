@@ -88,3 +88,53 @@ def test_rejects_non_block_shapes():
     op = lx.MatrixLinearOperator(jnp.eye(3))
     with pytest.raises(ValueError, match="BlockTridiagonal"):
         lx.linear_solve(op, jnp.ones(3), control.BlockTridiagonal())
+
+
+def _tiny_first_pivot(s, dtype):
+    # [[s I, I], [I, I]] is well conditioned for small s (its inverse is about
+    # [[-I, I], [I, 0]]), but block-Thomas' first pivot is s: elimination without
+    # pivoting across blocks grows entries by 1/s and rounding loses the answer.
+    b = 2
+    lower = jnp.zeros((2, b, b), dtype).at[1].set(jnp.eye(b, dtype=dtype))
+    upper = jnp.zeros((2, b, b), dtype).at[0].set(jnp.eye(b, dtype=dtype))
+    diag = jnp.stack([s * jnp.eye(b, dtype=dtype), jnp.eye(b, dtype=dtype)])
+    return lower, diag, upper
+
+
+def test_backward_error_matches_a_dense_computation(getkey):
+    from toolkit.control._block_tridiagonal import backward_error
+
+    M, b = 5, 3
+    blocks = _random_blocks(getkey(), M, b)
+    x, rhs = jr.normal(getkey(), (M, b)), jr.normal(getkey(), (M, b))
+    A, xv, bv = _dense(*blocks), np.asarray(x).ravel(), np.asarray(rhs).ravel()
+    expected = np.linalg.norm(A @ xv - bv, np.inf) / (
+        np.linalg.norm(A, np.inf) * np.linalg.norm(xv, np.inf) + np.linalg.norm(bv, np.inf)
+    )
+    assert np.isclose(float(backward_error(blocks, x, rhs)), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("s", [1e-6, 1e-9])
+def test_a_tiny_pivot_in_float32_is_reported_not_returned_wrong(s):
+    blocks = _tiny_first_pivot(s, jnp.float32)
+    rhs = jnp.array([[1.0, 2.0], [3.0, 4.0]], jnp.float32)
+    exact = np.linalg.solve(_dense(*blocks).astype(np.float64), np.asarray(rhs).ravel())
+    sol = lx.linear_solve(_operator(blocks, 2, 2), rhs, control.BlockTridiagonal(), throw=False)
+    # The elimination's answer is finite but off by percents or more...
+    assert np.all(np.isfinite(sol.value))
+    assert np.max(np.abs(np.asarray(sol.value).ravel() - exact)) > 1e-2 * np.max(np.abs(exact))
+    # ...so it is not passed off as a solution.
+    assert sol.result == lx.RESULTS.singular
+
+
+def test_a_tiny_pivot_in_float64_loses_little_and_passes():
+    blocks = _tiny_first_pivot(1e-9, jnp.float64)
+    rhs = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    exact = np.linalg.solve(_dense(*blocks), np.asarray(rhs).ravel())
+    sol = lx.linear_solve(_operator(blocks, 2, 2), rhs, control.BlockTridiagonal())
+    assert sol.result == lx.RESULTS.successful
+    np.testing.assert_allclose(np.asarray(sol.value).ravel(), exact, rtol=1e-6)
+    # A caller who needs more can tighten the bound.
+    strict = control.BlockTridiagonal(max_backward_error=1e-12)
+    sol = lx.linear_solve(_operator(blocks, 2, 2), rhs, strict, throw=False)
+    assert sol.result == lx.RESULTS.singular

@@ -91,3 +91,19 @@ def test_the_default_shift_follows_the_dtype():
     A = _dense(*blocks).astype(np.float64) + delta * np.eye(4)
     expected = np.linalg.solve(A, np.asarray(rhs, np.float64).ravel())
     np.testing.assert_allclose(np.asarray(sol.value).ravel(), expected, rtol=1e-4)
+
+
+def test_a_tiny_float32_pivot_gets_the_shifted_solve():
+    from .test_block_tridiagonal import _tiny_first_pivot
+
+    # The plain elimination is wrong here (see test_block_tridiagonal); the shifted
+    # system's first pivot is about sqrt(eps), which the elimination survives.
+    blocks = _tiny_first_pivot(1e-9, jnp.float32)
+    rhs = jnp.array([[1.0, 2.0], [3.0, 4.0]], jnp.float32)
+    solver = ShiftOnFailure(control.BlockTridiagonal())
+    sol = lx.linear_solve(_operator(blocks, 2, 2), rhs, solver)
+    assert sol.result == lx.RESULTS.successful
+    delta = solver.shift(jnp.float32)
+    A = _dense(*blocks).astype(np.float64) + delta * np.eye(4)
+    expected = np.linalg.solve(A, np.asarray(rhs, np.float64).ravel())
+    np.testing.assert_allclose(np.asarray(sol.value).ravel(), expected, rtol=2e-3)
