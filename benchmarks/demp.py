@@ -462,15 +462,6 @@ def _speed_rows(g: dict) -> list[dict]:
     return rows
 
 
-def dense_widths(g: dict, names: list[str], start) -> list:
-    """Each layer's width at the start of training: the dense runs' widths (dense
-    never prunes), or the `initial_widths` a record carries."""
-    dense = g.get(("dense", "-"))
-    if dense:
-        return [dense[0]["widths"][n] for n in names]
-    return [start[n] if start else "?" for n in names]
-
-
 def _interp(curve, s):
     """Linear interpolation of accuracy at sparsity s on [(sparsity, acc)], or None
     outside the curve's range."""
@@ -556,11 +547,16 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
         )
         if demp_groups:
             names = list(demp_groups[0][1][0]["widths"])
-            start = demp_groups[0][1][0]["config"].get("initial_widths")
+            # Dense never prunes: its widths are every run's starting widths.
+            start = (
+                "; "
+                + ", ".join(f"{n}: {w}" for n, w in next(iter(dense.values()))["widths"].items())
+                + " at the start"
+                if dense
+                else ""
+            )
             lines += [
-                "Units left per layer at the end of DemP's runs (mean over seeds; "
-                + ", ".join(f"{n}: {w}" for n, w in zip(names, dense_widths(g, names, start)))
-                + " at the start):",
+                f"Units left per layer at the end of DemP's runs (mean over seeds{start}):",
                 "",
                 "| reg | " + " | ".join(names) + " |",
                 "|---|" + "---|" * len(names),

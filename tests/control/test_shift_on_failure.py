@@ -8,7 +8,7 @@ import numpy as np
 from toolkit import control
 from toolkit.control._planner.shift_on_failure import ShiftOnFailure
 
-from .test_block_tridiagonal import _dense, _operator, _random_blocks
+from .test_block_tridiagonal import _dense, _operator, _random_blocks, _tiny_first_pivot
 
 
 def _pivotless_singular(scale=1.0):
@@ -94,8 +94,6 @@ def test_the_default_shift_follows_the_dtype():
 
 
 def test_a_tiny_float32_pivot_gets_the_shifted_solve():
-    from .test_block_tridiagonal import _tiny_first_pivot
-
     # The plain elimination is wrong here (see test_block_tridiagonal); the shifted
     # system's first pivot is about sqrt(eps), which the elimination survives.
     blocks = _tiny_first_pivot(1e-9, jnp.float32)
