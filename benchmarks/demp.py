@@ -474,6 +474,25 @@ def _interp(curve, s):
     return None
 
 
+def _versus(points: dict, fmt: str = "{:.2f}") -> tuple[list[str], list[str], list[str]]:
+    """Every baseline point (x, accuracy) against DemP's mean curve on the same axis x,
+    DemP's accuracy linearly interpolated at x: (DemP ≥ baseline, DemP below, x
+    outside DemP's range), each a list of descriptions, x written with `fmt`."""
+    demp = points.get("demp", [])
+    better, worse, outside = [], [], []
+    for m in BASELINES:
+        for x, acc in points.get(m, []):
+            a = _interp(demp, x) if demp else None
+            at = f"{m}@{fmt.format(x)}"
+            if a is None:
+                outside.append(at)
+            elif a >= acc:
+                better.append(at)
+            else:
+                worse.append(f"{at} (DemP {a:.4f} < {acc:.4f})")
+    return better, worse, outside
+
+
 def _pm(m, sd, fmt="{:.4f}"):
     return "–" if m is None else (fmt + " ± " + fmt).format(m, sd)
 
@@ -507,17 +526,24 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
             "within one commit.",
             "",
             "| method | knob | seeds | unit sparsity | test accuracy | params kept | "
-            "wall s | speed-up vs dense (wall) | speed-up (steps only) | commit |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "FLOPs kept | wall s | speed-up vs dense (wall) | speed-up (steps only) | "
+            "commit |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         dense = {r["config"]["seed"]: r for r in g.get(("dense", "-"), [])}
+        # Every run starts from the dense network: its FLOPs are every run's start.
+        dense_flops = next(iter(dense.values()))["flops"] if dense else None
         curves: dict = {}
+        # Accuracy against the fraction of parameters and of FLOPs kept.
+        by_params: dict = {}
+        by_flops: dict = {}
         for (m, k), recs in sorted(
             g.items(), key=lambda x: (x[0][0], float(x[0][1]) if x[0][1] != "-" else -1)
         ):
             sp, sps = _stats([r["unit_sparsity"] for r in recs])
             acc, accs = _stats([r["test_accuracy"] for r in recs])
             kept, _ = _stats([r["params"] / r["params_start"] for r in recs])
+            fkept = _stats([r["flops"] / dense_flops for r in recs])[0] if dense_flops else None
             wall, _ = _stats([r["wall_s"] for r in recs])
             ratio = [
                 dense[r["config"]["seed"]]["wall_s"] / r["wall_s"]
@@ -532,9 +558,13 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
             rm, rsd = _stats(ratio)
             srm, srsd = _stats(sratio)
             curves.setdefault(m, []).append((sp, acc, sps, accs, rm, len(recs)))
+            by_params.setdefault(m, []).append((kept, acc))
+            if fkept is not None:
+                by_flops.setdefault(m, []).append((fkept, acc))
             lines.append(
                 f"| {m} | {k} | {len(recs)} | {_pm(sp, sps, '{:.3f}')} | {_pm(acc, accs)} | "
-                f"{kept:.3f} | {wall:.1f} | {_pm(rm, rsd, '{:.2f}')} | "
+                f"{kept:.3f} | {'–' if fkept is None else f'{fkept:.3f}'} | {wall:.1f} | "
+                f"{_pm(rm, rsd, '{:.2f}')} | "
                 f"{_pm(srm, srsd, '{:.2f}')} | "
                 + ", ".join(sorted({r["toolkit_commit"] for r in recs}))
                 + " |"
@@ -565,18 +595,30 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
                 means = [statistics.fmean(r["widths"][n] for r in recs) for n in names]
                 lines.append(f"| {k} | " + " | ".join(f"{x:.1f}" for x in means) + " |")
             lines.append("")
+        # The baselines remove the same fraction of every layer; DemP does not, so equal
+        # unit sparsity is not equal size. The same comparison on size itself:
+        if by_params.get("demp") and any(m in by_params for m in BASELINES):
+            lines += [
+                f"The goal-1 comparison on {ds} at equal size instead of equal unit "
+                "sparsity (not a goal; DemP's accuracy interpolated along its mean curve "
+                "at each baseline point's fraction kept):",
+                "",
+            ]
+            for label, pts in (("parameters kept", by_params), ("FLOPs kept", by_flops)):
+                if not pts.get("demp"):
+                    continue
+                b, w, o = _versus(pts, "{:.3f}")
+                lines.append(
+                    f"- at equal {label}: {len(b)} baseline points with DemP ≥ baseline, "
+                    f"{len(w)} with DemP below"
+                    + (": " + "; ".join(w) if w else "")
+                    + (f"; {len(o)} outside DemP's range" if o else "")
+                    + "."
+                )
+            lines.append("")
         # Goal 1: DemP at least as accurate as every baseline at equal sparsity.
         demp = [(c[0], c[1]) for c in curves.get("demp", [])]
-        better, worse, outside = [], [], []
-        for m in BASELINES:
-            for sp, acc, *_ in curves.get(m, []):
-                a = _interp(demp, sp) if len(demp) >= 1 else None
-                if a is None:
-                    outside.append(f"{m}@{sp:.2f}")
-                elif a >= acc:
-                    better.append(f"{m}@{sp:.2f}")
-                else:
-                    worse.append(f"{m}@{sp:.2f} (DemP {a:.4f} < {acc:.4f})")
+        better, worse, outside = _versus({m: [(c[0], c[1]) for c in v] for m, v in curves.items()})
         if better or worse:
             ok = "MET" if not worse else "MISSED"
             verdicts.append(
@@ -643,13 +685,15 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
         else:
             verdicts.append(f"- {ds}, goal 2: not decidable yet (no DemP records).")
         if plot:
-            _plot(curves, ds, store)
+            _plot(curves, by_flops, ds, store)
         # Ablation at matched sparsity.
         ga = _group(R, "ablation", ds)
         if ga and demp:
             lines += [
                 f"Ablation on {ds} (each variant swept over the same `reg` grid; its "
-                "accuracy interpolated at the mean sparsity full DemP reaches at each reg):",
+                "accuracy interpolated at the mean sparsity full DemP reaches at each reg; "
+                "out of range: the variant's sparsities over its reg grid do not reach "
+                "there, the range they span is given):",
                 "",
                 "| full DemP reg | matched sparsity | full DemP | no noise | no one-cycle |",
                 "|---|---|---|---|---|",
@@ -674,7 +718,13 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
                 cells = []
                 for a in P["ablations"]:
                     v = _interp(var[a], sp)
-                    cells.append("out of range" if v is None else f"{v:.4f}")
+                    if v is not None:
+                        cells.append(f"{v:.4f}")
+                    elif var[a]:
+                        xs = [x for x, _ in var[a]]
+                        cells.append(f"out of range ({min(xs):.3f}–{max(xs):.3f})")
+                    else:
+                        cells.append("no records")
                 lines.append(f"| {k} | {sp:.3f} | {acc:.4f} | " + " | ".join(cells) + " |")
             lines.append("")
         # Dead units.
@@ -702,13 +752,17 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
     return "\n".join(lines)
 
 
-def _plot(curves: dict, ds: str, store: Store) -> None:
+def _plot(curves: dict, by_flops: dict, ds: str, store: Store) -> None:
+    """Accuracy against unit sparsity (with the seeds' spread) and, when the records
+    allow, against the fraction of FLOPs kept (means only)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = plt.subplots(1, 2 if by_flops else 1, figsize=(13 if by_flops else 7, 4.5))
+    axes = list(axes) if by_flops else [axes]
+    ax = axes[0]
     for m, pts in sorted(curves.items()):
         pts = sorted(pts)
         xs = [p[0] for p in pts]
@@ -730,6 +784,27 @@ def _plot(curves: dict, ds: str, store: Store) -> None:
     ax.set_title(f"DemP vs baselines: {ds} (mean ± sd over seeds)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    if by_flops:
+        ax = axes[1]
+        for m, pts in sorted(by_flops.items()):
+            pts = sorted(pts)
+            xs = [p[0] for p in pts]
+            ys = [p[1] for p in pts]
+            if m == "dense":
+                ax.plot(xs, ys, "k*", label="dense", markersize=10)
+            else:
+                ax.plot(
+                    xs,
+                    ys,
+                    "-o" if m == "demp" else "--.",
+                    label=m,
+                    linewidth=2.5 if m == "demp" else 1,
+                )
+        ax.set_xscale("log")
+        ax.set_xlabel("FLOPs of a forward pass kept (fraction of dense, log scale)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{ds}: accuracy vs size (means over seeds)")
+        ax.grid(alpha=0.3, which="both")
     out = store.path.with_name(store.path.stem + f"-{ds}.png")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
