@@ -4,8 +4,8 @@ Every measurement a benchmark records says when it was taken (`now`), which tool
 code took it (`SOURCE`: the git commit and a hash of toolkit's source files), and on what
 machine (`machine`). Results files are read with `read_json` and written atomically
 (`write_json_atomic`), so that an interrupted run keeps the old file. `cpu_seconds` and
-`OtherLoad` measure how busy the (shared) machine was, and `memory_maps` counts this
-process's memory mappings.
+`OtherLoad` measure how busy the (shared) machine was, `memory_maps` counts this
+process's memory mappings, and `xla_threads` sets XLA's thread count from `--threads`.
 
 The scripts run as `python benchmarks/NAME.py`, so this module is imported as
 `_provenance`. It imports nothing heavy at module level, jax included: some scripts set
@@ -24,6 +24,24 @@ import time
 
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def xla_threads(argv: list[str]) -> int:
+    """The `--threads N` of a benchmark's command line (default 1); with 1, `XLA_FLAGS`
+    is set for a single XLA thread. Call it before jax is imported: XLA reads its
+    thread pool's size from `XLA_FLAGS` at import."""
+    threads = 1
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            threads = int(argv[i + 1])
+        elif arg.startswith("--threads="):
+            threads = int(arg.split("=", 1)[1])
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "")
+            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        ).strip()
+    return threads
 
 
 def now() -> str:

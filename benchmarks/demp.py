@@ -63,24 +63,11 @@ import sys
 import time
 import zlib
 
-
-def _threads_from_argv(argv: list[str]) -> int:
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return 1
+import _provenance
 
 
-THREADS = _threads_from_argv(sys.argv[1:])
-if THREADS == 1:
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    ).strip()
+THREADS = _provenance.xla_threads(sys.argv[1:])
 
-import _provenance  # noqa: E402
 import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
