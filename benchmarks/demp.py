@@ -673,6 +673,12 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
             verdicts.append(f"- {ds}, goal 2: not decidable yet (no DemP records).")
         if plot:
             _plot(curves, by_flops, ds, store)
+        figure = store.path.with_name(store.path.stem + f"-{ds}.png")
+        if figure.exists():
+            lines += [f"![accuracy vs sparsity on {ds}](results/{figure.name})", ""]
+        # For the figure of the paper's observations: the ablation's curves, and dead
+        # fraction (mean, sd) against each knob.
+        observed: dict = {"ablation": {}, "dead": {}}
         # Ablation at matched sparsity.
         ga = _group(R, "ablation", ds)
         if ga and demp:
@@ -697,6 +703,10 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
                             )
                         )
                 var[a] = pts
+            observed["ablation"] = {
+                "DemP": [(c[0], c[1]) for c in curves["demp"]],
+                **{f"no {'one-cycle' if a == 'no-schedule' else 'noise'}": var[a] for a in var},
+            }
             for (m, k), recs in sorted(g.items(), key=lambda x: x[0][1]):
                 if m != "demp":
                     continue
@@ -734,7 +744,13 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
                 d, dsd = _stats([r["dead_fraction"] for r in recs])
                 acc, accs = _stats([r["test_accuracy"] for r in recs])
                 lines.append(f"| {k} | {len(recs)} | {_pm(d, dsd, '{:.3f}')} | {_pm(acc, accs)} |")
+                observed["dead"].setdefault(label, []).append((float(k), d, dsd))
             lines.append("")
+        if plot and (observed["dead"] or observed["ablation"]):
+            _plot_observations(observed, ds, store)
+        figure = store.path.with_name(store.path.stem + f"-{ds}-observations.png")
+        if figure.exists():
+            lines += [f"![the paper's observations on {ds}](results/{figure.name})", ""]
     lines += ["Goals (from the measured records only):", "", *verdicts, ""]
     return "\n".join(lines)
 
@@ -795,6 +811,55 @@ def _plot(curves: dict, by_flops: dict, ds: str, store: Store) -> None:
     out = store.path.with_name(store.path.stem + f"-{ds}.png")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
+    plt.close(fig)
+    log(f"wrote {out}")
+
+
+def _plot_observations(observed: dict, ds: str, store: Store) -> None:
+    """One panel per dead-unit experiment (dead fraction, mean ± sd over seeds, against
+    its knob) and one for the ablation (accuracy against unit sparsity, means)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(observed["dead"].items())
+    n = len(panels) + bool(observed["ablation"])
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+    for ax, (label, pts) in zip(axes[0], panels):
+        pts = sorted(pts)
+        ax.errorbar(
+            [p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="-o", capsize=3
+        )
+        # L2 strengths include 0: a linear scale near it, logarithmic above.
+        if label == "L2 strength":
+            ax.set_xscale("symlog", linthresh=min((p[0] for p in pts if p[0] > 0), default=1))
+        else:
+            ax.set_xscale("log", base=2 if label == "batch size" else 10)
+        ax.set_ylim(0, max(0.05, 1.15 * max(p[1] + p[2] for p in pts)))
+        ax.set_xlabel(label)
+        ax.set_ylabel("dead fraction (no pruning)")
+        ax.set_title(f"{ds}: dead units vs {label}", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    if observed["ablation"]:
+        ax = axes[0][-1]
+        for name, pts in observed["ablation"].items():
+            pts = sorted(pts)
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                "-o" if name == "DemP" else "--.",
+                label=name,
+                linewidth=2.5 if name == "DemP" else 1,
+            )
+        ax.set_xlabel("unit sparsity")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{ds}: ablation (means over seeds)", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    out = store.path.with_name(store.path.stem + f"-{ds}-observations.png")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     log(f"wrote {out}")
 
