@@ -95,3 +95,18 @@ def test_build_model_needs_images():
         _cli.build_model("resnet", (1, 40), 10, key=jr.key(0, impl="rbg"))
     with pytest.raises(ValueError, match="Unknown model"):
         _cli.build_model("transformer", (1, 40), 10, key=jr.key(0, impl="rbg"))
+
+
+def test_train_on_a_validation_split(tmp_path, capsys):
+    js = tmp_path / "run.json"
+    argv = ["train", "--dataset", "digits", "--model", "mlp", "--widths", "16", "--steps", "10"]
+    argv += ["--eval-every", "10", "--method", "dense", "--batch-size", "64", "--no-progress"]
+    argv += ["--validation", "0.2", "--json", str(js)]
+    assert _main(argv) == 0
+    log = json.loads(js.read_text())
+    # round(0.2 * 1438) training examples held out; the other 1150 train.
+    assert log["config"]["dataset"] == "digits:validation"
+    assert (log["config"]["num_train"], log["config"]["num_test"]) == (1150, 288)
+    out = capsys.readouterr().out
+    assert "val acc" in out and "test acc" not in out
+    assert "288 of the 1438 training examples held out" in out

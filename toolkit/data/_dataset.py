@@ -13,7 +13,8 @@ class Dataset(eqx.Module):
 
     **Attributes:**
 
-    - `name`: the data set's name, as given to [`toolkit.data.load`][].
+    - `name`: the data set's name, as given to [`toolkit.data.load`][] (with
+        `:validation` appended by [`toolkit.data.validation_split`][]).
     - `x_train`: `(N_train, C, ...)` training examples.
     - `y_train`: `(N_train,)` training labels.
     - `x_test`: `(N_test, C, ...)` test (or held-out) examples.

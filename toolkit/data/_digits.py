@@ -5,19 +5,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._dataset import Dataset, make_dataset
-
-
-def held_out_split(
-    n: int, test_fraction: float, key: PRNGKeyArray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a random training / held-out split of `n` examples, fixed by `key`."""
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction}.")
-    num_test = int(round(n * test_fraction))
-    if not 0 < num_test < n:
-        raise ValueError(f"`test_fraction`={test_fraction} of {n} examples leaves an empty split.")
-    perm = np.asarray(jr.permutation(key, n))
-    return np.sort(perm[num_test:]), np.sort(perm[:num_test])
+from ._validation import held_out_split
 
 
 def load_digits(
