@@ -111,7 +111,7 @@ def plan(quick: bool, fashion_model: str) -> dict:
                 "mnist1d": dict(model="mlp", widths=(128, 128), steps=60, batch=64, eval_every=30),
             },
             "regs": [3e-2, 3e-1],
-            "speed_regs": [3e-1],
+            "speed_regs": {"mnist1d": [3e-1]},
             "sparsities": [0.5, 0.8],
             "methods": ["dense", "demp", *BASELINES],
             "lrs": [1e-3, 1e-2],
@@ -141,8 +141,10 @@ def plan(quick: bool, fashion_model: str) -> dict:
             ),
         },
         "regs": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
-        # The regs whose DemP runs reach about 70% unit sparsity or more on MNIST-1D.
-        "speed_regs": [3e-2, 1e-1, 3e-1, 1.0],
+        # The regs timed against dense: on MNIST-1D those whose runs reach about 70% unit
+        # sparsity or more; on Fashion-MNIST, where no reg reaches 80% (goal 2 cannot be
+        # met), only the two sparsest (0.47 and 0.50), to spare an hour of quiet machine.
+        "speed_regs": {"mnist1d": [3e-2, 1e-1, 3e-1, 1.0], "fashion_mnist": [3e-1, 1.0]},
         "sparsities": [0.5, 0.7, 0.8, 0.9],
         "methods": ["dense", "demp", *BASELINES],
         "lrs": [1e-4, 1e-3, 1e-2, 3e-2],
@@ -377,7 +379,7 @@ def runs_of(P: dict, experiments, datasets):
                         else:
                             items += [(m, s, None) for s in P["sparsities"]]
                 elif exp == "speed":
-                    items = [("demp", r, None) for r in P["speed_regs"]]
+                    items = [("demp", r, None) for r in P["speed_regs"].get(ds, [])]
                 elif exp == "dead_lr":
                     items = [("adam", lr, None) for lr in P["lrs"]]
                 elif exp == "dead_reg":
