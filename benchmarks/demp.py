@@ -41,6 +41,8 @@ runs after a budget; `--experiments` / `--datasets` pick parts):
     python benchmarks/demp.py --seeds 0                 # one seed of everything first
     python benchmarks/demp.py --shard 0/2 & python benchmarks/demp.py --shard 1/2
                                                         # two processes, one per core
+    python benchmarks/demp.py --jobs 2 --max-minutes 150    # the same, then `speed`
+                                                        # alone, then the report
     python benchmarks/demp.py --report-only --readme    # table + README from records
     python benchmarks/demp.py --force tradeoff/mnist1d/demp   # redo matching records
     python benchmarks/demp.py --fashion-root /tmp/fm/x/usr/share/datasets/fashion-mnist
@@ -903,6 +905,38 @@ def write_readme(store: Store, table: str, command: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
+def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list[str]) -> int:
+    """Run `experiments` in `opts.jobs` processes of this script, `--shard i/N` each,
+    and wait for them; 0 if every one exits with 0. Their output goes to this one's."""
+    import subprocess
+
+    args = [sys.executable, str(pathlib.Path(__file__).resolve()), "--no-plot", "--no-report"]
+    args += ["--experiments", ",".join(experiments), "--datasets", ",".join(datasets)]
+    args += ["--fashion-model", opts.fashion_model, "--threads", str(opts.threads)]
+    args += ["--compile-ahead", str(opts.compile_ahead)]
+    for flag, value in (
+        ("--methods", opts.methods),
+        ("--seeds", opts.seeds),
+        ("--fashion-root", opts.fashion_root),
+        ("--max-minutes", opts.max_minutes),
+        ("--force", opts.force),
+    ):
+        if value is not None:
+            args += [f"{flag}={value}"]
+    if opts.quick:
+        args.append("--quick")
+    n = opts.jobs
+    log(f"--jobs {n}: {', '.join(experiments)} in {n} shard processes")
+    procs = [subprocess.Popen([*args, "--shard", f"{i}/{n}"]) for i in range(n)]
+    try:
+        codes = [p.wait() for p in procs]
+    finally:  # interrupted: stop the shards too (each keeps the runs it finished)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+    return max(codes)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (~2 minutes)")
@@ -942,6 +976,13 @@ def main(argv=None) -> int:
         "--max-minutes", type=float, default=None, help="start no new run after this many minutes"
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="N > 1: run every experiment but `speed` in N shard processes at once (one "
+        "XLA thread each; N = the cores), then `speed` alone in this process, then report",
+    )
+    parser.add_argument(
         "--fashion-root", default=None, help="folder of the Fashion-MNIST idx files"
     )
     parser.add_argument("--fashion-model", default="lenet", choices=["lenet", "vgg"])
@@ -956,6 +997,8 @@ def main(argv=None) -> int:
         "the 2-core machine)",
     )
     parser.add_argument("--no-plot", action="store_true")
+    # The shards of `--jobs` leave the report to their parent.
+    parser.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
 
     P = plan(opts.quick, opts.fashion_model)
@@ -1000,10 +1043,23 @@ def main(argv=None) -> int:
         # By a hash of the run's key, not its place in the list: shards started at
         # different times (different runs already done) still split the runs exactly.
         todo = [r for r in todo if zlib.crc32(r[0].encode()) % count == index]
+    if opts.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {opts.jobs}")
+    if opts.jobs > 1 and opts.shard is not None:
+        parser.error("--jobs starts its own shards: not with --shard")
+    started = time.perf_counter()
+    if opts.jobs > 1 and not opts.report_only:
+        sharded = [e for e in experiments if e != "speed"]
+        if sharded and todo:
+            if _run_shards(opts, sharded, datasets) != 0:
+                log("a shard process failed; see its output above")
+                return 1
+        # The shards' records are in the file now: only `speed` is left to this process.
+        todo = [r for r in todo if r[1] == "speed" and store.todo(r[0])]
     log(f"demp ({P['mode']}): results in {store.path}; {len(todo)} runs to do")
 
     if not opts.report_only and todo:
-        start = time.perf_counter()
+        start = started
         loaded: dict = {}
         warm: set = set()
         dense_here: dict = {}  # `speed`: (dataset, seed) -> dense times in this process
@@ -1064,6 +1120,8 @@ def main(argv=None) -> int:
                 f"{rec['wall_s']:.1f} s"
             )
 
+    if opts.no_report:
+        return 0
     # What is left, and a rough time estimate from finished runs of the same kind.
     R = store.runs()
     left = [r for r in runs_of(P, EXPERIMENTS, DATASETS) if r[0] not in R]
