@@ -114,6 +114,17 @@ def test_backward_error_matches_a_dense_computation(getkey):
     assert np.isclose(float(backward_error(blocks, x, rhs)), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("M", [1, 2, 7])
+def test_block_matvec_matches_a_dense_product(getkey, M):
+    from toolkit.control._block_tridiagonal import block_matvec
+
+    b = 3
+    blocks = _random_blocks(getkey(), M, b)
+    x = jr.normal(getkey(), (M, b))
+    expected = _dense(*blocks) @ np.asarray(x).ravel()
+    np.testing.assert_allclose(np.asarray(block_matvec(blocks, x)).ravel(), expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("s", [1e-6, 1e-9])
 def test_a_tiny_pivot_in_float32_is_reported_not_returned_wrong(s):
     blocks = _tiny_first_pivot(s, jnp.float32)
