@@ -1050,7 +1050,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     if opts.jobs > 1 and not opts.report_only:
         sharded = [e for e in experiments if e != "speed"]
-        if sharded and todo:
+        if any(r[1] in sharded for r in todo):
             if _run_shards(opts, sharded, datasets) != 0:
                 log("a shard process failed; see its output above")
                 return 1
