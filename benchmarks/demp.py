@@ -677,7 +677,7 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
             verdicts.append(f"- {ds}, goal 2: not decidable yet (no DemP records).")
         if plot:
             _plot(curves, by_flops, ds, store)
-        figure = store.path.with_name(store.path.stem + f"-{ds}.png")
+        figure = _figure(store, ds)
         if figure.exists():
             lines += [f"![accuracy vs sparsity on {ds}](results/{figure.name})", ""]
         # For the figure of the paper's observations: the ablation's curves, and dead
@@ -708,7 +708,7 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
                         )
                 var[a] = pts
             observed["ablation"] = {
-                "DemP": [(c[0], c[1]) for c in curves["demp"]],
+                "DemP": demp,
                 **{f"no {'one-cycle' if a == 'no-schedule' else 'noise'}": var[a] for a in var},
             }
             for (m, k), recs in sorted(g.items(), key=lambda x: x[0][1]):
@@ -752,11 +752,16 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
             lines.append("")
         if plot and (observed["dead"] or observed["ablation"]):
             _plot_observations(observed, ds, store)
-        figure = store.path.with_name(store.path.stem + f"-{ds}-observations.png")
+        figure = _figure(store, f"{ds}-observations")
         if figure.exists():
             lines += [f"![the paper's observations on {ds}](results/{figure.name})", ""]
     lines += ["Goals (from the measured records only):", "", *verdicts, ""]
     return "\n".join(lines)
+
+
+def _figure(store: Store, name: str) -> pathlib.Path:
+    """The path of a figure of the report, next to the results file."""
+    return store.path.with_name(f"{store.path.stem}-{name}.png")
 
 
 def _plot(curves: dict, by_flops: dict, ds: str, store: Store) -> None:
@@ -812,7 +817,7 @@ def _plot(curves: dict, by_flops: dict, ds: str, store: Store) -> None:
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{ds}: accuracy vs size (means over seeds)")
         ax.grid(alpha=0.3, which="both")
-    out = store.path.with_name(store.path.stem + f"-{ds}.png")
+    out = _figure(store, ds)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -861,7 +866,7 @@ def _plot_observations(observed: dict, ds: str, store: Store) -> None:
         ax.set_title(f"{ds}: ablation (means over seeds)", fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    out = store.path.with_name(store.path.stem + f"-{ds}-observations.png")
+    out = _figure(store, f"{ds}-observations")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -7,14 +7,15 @@ from ._dataset import Dataset
 
 
 def held_out_split(
-    n: int, test_fraction: float, key: PRNGKeyArray
+    n: int, test_fraction: float, key: PRNGKeyArray, *, name: str = "test_fraction"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a random training / held-out split of `n` examples, fixed by `key`."""
+    """Indices of a random training / held-out split of `n` examples, fixed by `key`;
+    `name` is the caller's name for `test_fraction`, used in its errors."""
     if not 0 < test_fraction < 1:
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction}.")
+        raise ValueError(f"`{name}` must be in (0, 1), got {test_fraction}.")
     num_test = int(round(n * test_fraction))
     if not 0 < num_test < n:
-        raise ValueError(f"`test_fraction`={test_fraction} of {n} examples leaves an empty split.")
+        raise ValueError(f"`{name}`={test_fraction} of {n} examples leaves an empty split.")
     perm = np.asarray(jr.permutation(key, n))
     return np.sort(perm[num_test:]), np.sort(perm[:num_test])
 
@@ -28,10 +29,9 @@ def validation_split(dataset: Dataset, fraction: float, key: PRNGKeyArray) -> Da
     that takes a `Dataset` (`toolkit.pruning.train`, the CLI) evaluates on the
     validation split unchanged; its name is the original's with `:validation`
     appended, so training logs say which split they were scored on. The original test
-    split is not in it. The examples
-    keep the original normalisation (`mean` and `std`), computed on the whole training
-    split: the held-out examples took part in a per-channel mean and standard
-    deviation, nothing more.
+    split is not in it. The examples keep the original normalisation (`mean` and
+    `std`), computed on the whole training split: the held-out examples took part in a
+    per-channel mean and standard deviation, nothing more.
 
     **Arguments:**
 
@@ -47,12 +47,7 @@ def validation_split(dataset: Dataset, fraction: float, key: PRNGKeyArray) -> Da
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"`dataset` must be a toolkit.data.Dataset, got {type(dataset)}.")
-    if not 0 < fraction < 1:
-        raise ValueError(f"`fraction` must be in (0, 1), got {fraction}.")
-    n = dataset.num_train
-    if not 0 < round(n * fraction) < n:
-        raise ValueError(f"`fraction`={fraction} of {n} training examples leaves an empty split.")
-    train, held = held_out_split(n, fraction, key)
+    train, held = held_out_split(dataset.num_train, fraction, key, name="fraction")
     x, y = np.asarray(dataset.x_train), np.asarray(dataset.y_train)
     return Dataset(
         x_train=jnp.asarray(x[train]),
