@@ -939,7 +939,11 @@ def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list
         for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-    return max(codes)
+    # A shard killed by a signal exits with a negative code: max() would call it a success.
+    failed = [f"{i}/{n} (exit {c})" for i, c in enumerate(codes) if c != 0]
+    if failed:
+        log(f"shards failed: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
