@@ -910,9 +910,10 @@ def write_readme(store: Store, table: str, command: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list[str]) -> int:
+def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list[str]) -> list[str]:
     """Run `experiments` in `opts.jobs` processes of this script, `--shard i/N` each,
-    and wait for them; 0 if every one exits with 0. Their output goes to this one's."""
+    and wait for them; the shards that did not exit with 0 (`"i/N (exit c)"`), none if
+    all did. Their output goes to this one's."""
     import subprocess
 
     args = [sys.executable, str(pathlib.Path(__file__).resolve()), "--no-plot", "--no-report"]
@@ -939,11 +940,9 @@ def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list
         for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-    # A shard killed by a signal exits with a negative code: max() would call it a success.
-    failed = [f"{i}/{n} (exit {c})" for i, c in enumerate(codes) if c != 0]
-    if failed:
-        log(f"shards failed: {', '.join(failed)}")
-    return 1 if failed else 0
+    # A shard killed by a signal exits with a negative code: not max(codes), which
+    # would call it a success.
+    return [f"{i}/{n} (exit {c})" for i, c in enumerate(codes) if c != 0]
 
 
 def main(argv=None) -> int:
@@ -1060,8 +1059,9 @@ def main(argv=None) -> int:
     if opts.jobs > 1 and not opts.report_only:
         sharded = [e for e in experiments if e != "speed"]
         if any(r[1] in sharded for r in todo):
-            if _run_shards(opts, sharded, datasets) != 0:
-                log("a shard process failed; see its output above")
+            failed = _run_shards(opts, sharded, datasets)
+            if failed:
+                log(f"shards failed: {', '.join(failed)}; see their output above")
                 return 1
         # The shards' records are in the file now: only `speed` is left to this process.
         todo = [r for r in todo if r[1] == "speed" and store.todo(r[0])]
