@@ -198,6 +198,41 @@ def test_method_hooks():
             pruning.DemP(**bad)
 
 
+def test_noise_schedule_is_its_own():
+    T = 100
+    default = pruning.DemP(reg=0.1, noise=0.02).schedules(T)
+    # The reference shape for both: one cycle over 90 steps, peaking at step 27.
+    for t in (0, 27, 60, 95):
+        assert float(default["noise"](t)) == pytest.approx(float(pruning.one_cycle(0.02, T)(t)))
+    assert float(default["noise"](27)) == pytest.approx(0.02)
+    # A flat regulariser with the noise still annealed, and the other way round.
+    flat_reg = pruning.DemP(
+        reg=0.1,
+        noise=0.02,
+        span=1.0,
+        div_factor=1.0,
+        final_div_factor=1.0,
+        noise_schedule=pruning.one_cycle,
+    ).schedules(T)
+    assert [float(flat_reg["reg"](t)) for t in (0, 50, 99)] == pytest.approx([0.1] * 3)
+    for t in (0, 27, 95):
+        assert float(flat_reg["noise"](t)) == pytest.approx(float(default["noise"](t)))
+    flat_noise = pruning.DemP(
+        reg=0.1, noise=0.02, noise_schedule=lambda peak, steps: optax.constant_schedule(peak)
+    ).schedules(T)
+    assert float(flat_noise["noise"](95)) == 0.02
+    assert float(flat_noise["reg"](27)) == pytest.approx(0.1)
+    assert float(flat_noise["reg"](95)) < 1e-5
+    # The schedule is called with the peak and the number of steps.
+    seen = []
+    pruning.DemP(noise=0.3, noise_schedule=lambda *a: seen.append(a) or (lambda t: 0.0)).schedules(
+        7
+    )
+    assert seen == [(0.3, 7)]
+    with pytest.raises(TypeError, match="noise_schedule"):
+        pruning.DemP(noise_schedule=0.5)
+
+
 def test_select_waits_for_a_window():
     model, state = _mlp()
     demp = pruning.DemP(window=4)

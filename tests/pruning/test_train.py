@@ -317,6 +317,39 @@ def test_noise_spares_dead_units_in_training(digits):
     assert moved.all()
 
 
+def test_noise_schedule_is_the_noise_of_training(digits):
+    # With a zero learning rate and no regulariser, the noise alone moves parameters.
+    model, state = _mlp(widths=(16,))
+
+    def run(**kwargs):
+        method = pruning.DemP(reg=0.0, noise=0.05, prune_every=10**6, **kwargs)
+        trained, _, history = _train(
+            model,
+            state,
+            digits,
+            method,
+            optimiser=optax.sgd(0.0),
+            steps=10,
+            batch_size=64,
+            key=jr.key(4, impl="rbg"),
+            eval_every=10,
+        )
+        return _leaves(eqx.filter(trained, eqx.is_inexact_array)), history
+
+    before = _leaves(eqx.filter(model, eqx.is_inexact_array))
+    silent, history = run(noise_schedule=lambda peak, steps: optax.constant_schedule(0.0))
+    assert all(np.array_equal(a, b) for a, b in zip(before, silent))
+    assert [r["noise"] for r in history["evaluations"]] == [0.0, 0.0]
+    assert history["evaluations"][-1]["reg"] == 0.0
+    flat, history = run(noise_schedule=lambda peak, steps: optax.constant_schedule(peak))
+    assert [r["noise"] for r in history["evaluations"]] == [0.05, 0.05]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, flat))
+    # The default: the one-cycle shape, 0.05 / 25 at the start.
+    default, history = run()
+    assert history["evaluations"][0]["noise"] == pytest.approx(0.05 / 25)
+    assert any(not np.array_equal(a, b) for a, b in zip(flat, default))
+
+
 def test_checkpoint_written_atomically(tmp_path, monkeypatch):
     from toolkit.pruning import _checkpoint
 

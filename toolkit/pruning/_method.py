@@ -208,7 +208,8 @@ class DemP(AbstractMethod):
 
     A regulariser whose strength follows a one-cycle schedule of peak `reg` (the
     sparsity knob), and Gaussian noise added to the parameters of live units only,
-    whose scale follows the same one-cycle shape with peak `noise`, make ReLU units
+    whose scale follows its own schedule of peak `noise` (by default the same one-cycle
+    shape, or any `noise_schedule`), make ReLU units
     die in a controlled way: dead units receive neither gradient nor noise, so they
     stay dead. Every `prune_every` steps, and at the end, the units that fired on no
     training example since the last check (at least `window` examples) are removed
@@ -242,6 +243,13 @@ class DemP(AbstractMethod):
     - `span`: the fraction of training that the schedules span.
     - `pct_start`, `div_factor`, `final_div_factor`: the shape of the one-cycle
         schedules, as in [`toolkit.pruning.one_cycle`][].
+    - `noise_schedule`: the noise's schedule, as a function `(peak, total_steps) ->
+        optax schedule` called with `noise`; `None` (the default) for the regulariser's
+        one-cycle shape above. For instance `lambda peak, steps:
+        optax.constant_schedule(peak)` keeps the noise constant, and
+        `functools.partial(pruning.one_cycle, span=0.5)` anneals it by mid-training
+        while the regulariser keeps its own shape: so the two schedules can be ablated
+        one at a time.
     """
 
     reg: float = 5e-2
@@ -255,6 +263,7 @@ class DemP(AbstractMethod):
     pct_start: float = 0.3
     div_factor: float = 25.0
     final_div_factor: float = 1e4
+    noise_schedule: Callable[[float, int], optax.Schedule] | None = None
 
     def __check_init__(self):
         if not self.reg >= 0:
@@ -275,6 +284,11 @@ class DemP(AbstractMethod):
             raise ValueError(f"`span` must be in (0, 1], got {self.span}.")
         if not 0 < self.pct_start < 1:
             raise ValueError(f"`pct_start` must be in (0, 1), got {self.pct_start}.")
+        if self.noise_schedule is not None and not callable(self.noise_schedule):
+            raise TypeError(
+                "`noise_schedule` must be a function (peak, total_steps) -> schedule, "
+                f"got {type(self.noise_schedule).__name__}."
+            )
 
     def _schedule(self, peak: float, total_steps: int) -> optax.Schedule:
         return one_cycle(
@@ -286,13 +300,18 @@ class DemP(AbstractMethod):
             final_div_factor=self.final_div_factor,
         )
 
+    def _noise_schedule(self, total_steps: int) -> optax.Schedule:
+        if self.noise_schedule is None:
+            return self._schedule(self.noise, total_steps)
+        return self.noise_schedule(self.noise, total_steps)
+
     def regulariser(self, model, step, total_steps):
         size = _PENALTIES[self.penalty](model)
         strength = self._schedule(self.reg, total_steps)(step)
         return jnp.asarray(strength, size.dtype) * size
 
     def transform(self, total_steps, key):
-        return live_noise(self._schedule(self.noise, total_steps), key)
+        return live_noise(self._noise_schedule(total_steps), key)
 
     def every(self, total_steps: int) -> int:
         """The pruning period: `prune_every`, or a twentieth of training."""
@@ -319,5 +338,5 @@ class DemP(AbstractMethod):
     def schedules(self, total_steps):
         return {
             "reg": self._schedule(self.reg, total_steps),
-            "noise": self._schedule(self.noise, total_steps),
+            "noise": self._noise_schedule(total_steps),
         }
