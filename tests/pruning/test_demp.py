@@ -1,5 +1,6 @@
 """DemP's pieces: one-cycle schedules, regularisers, live-only noise, the method object."""
 
+import functools
 import math
 
 import equinox as eqx
@@ -231,6 +232,19 @@ def test_noise_schedule_is_its_own():
     assert seen == [(0.3, 7)]
     with pytest.raises(TypeError, match="noise_schedule"):
         pruning.DemP(noise_schedule=0.5)
+
+
+def test_noise_schedule_is_logged():
+    from toolkit.pruning._train import describe
+
+    assert describe(pruning.DemP())["noise_schedule"] is None
+    half = functools.partial(pruning.one_cycle, span=0.5)
+    assert (
+        describe(pruning.DemP(noise_schedule=half))["noise_schedule"]
+        == "partial(toolkit.pruning._method.one_cycle, span=0.5)"
+    )
+    flat = describe(pruning.DemP(noise_schedule=lambda peak, steps: lambda t: peak))
+    assert flat["noise_schedule"] == f"{__name__}.test_noise_schedule_is_logged.<locals>.<lambda>"
 
 
 def test_select_waits_for_a_window():

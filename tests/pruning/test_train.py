@@ -1,5 +1,6 @@
 """The training loop: DemP kills and prunes units; checkpoints resume exactly."""
 
+import functools
 import json
 
 import equinox as eqx
@@ -224,6 +225,33 @@ def test_resume_is_exact(digits, straight, tmp_path, stop_at):
     # Another run's checkpoint is refused.
     with pytest.raises(ValueError, match="another run"):
         _train(model, state, digits, _METHOD, checkpoint=path, **{**_KWARGS, "steps": 50})
+
+
+def _with_noise_schedule(**shape):
+    return eqx.tree_at(
+        lambda m: m.noise_schedule,
+        _METHOD,
+        functools.partial(pruning.one_cycle, **shape),
+        is_leaf=lambda x: x is None,
+    )
+
+
+def test_resume_checks_the_noise_schedule(digits, tmp_path):
+    model, state = _planted()
+    path = tmp_path / "run.ckpt"
+    half = _with_noise_schedule(span=0.5)
+    _train(model, state, digits, half, checkpoint=path, stop_at=20, **_KWARGS)
+    # Another schedule is another run...
+    with pytest.raises(ValueError, match="another run"):
+        _train(model, state, digits, _with_noise_schedule(span=0.7), checkpoint=path, **_KWARGS)
+    # ...while the same one, made anew (as by a restarted script), resumes.
+    resumed = _train(
+        model, state, digits, _with_noise_schedule(span=0.5), checkpoint=path, **_KWARGS
+    )
+    assert resumed[2]["done"]
+    assert resumed[2]["config"]["method"]["noise_schedule"] == (
+        "partial(toolkit.pruning._method.one_cycle, span=0.5)"
+    )
 
 
 _AHEAD = {**_KWARGS, "compile_ahead": 5}

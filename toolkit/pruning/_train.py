@@ -1,8 +1,10 @@
 import dataclasses
+import functools
 import json
 import math
 import os
 import time
+import types
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -62,13 +64,25 @@ def _float_dtype(model) -> Any:
     return jnp.result_type(float)
 
 
+def _function_name(fn: types.FunctionType | functools.partial) -> str:
+    # Stable across processes (no address), so that a resumed run's check compares
+    # equal: `module.qualname`, with a partial's bound arguments.
+    if isinstance(fn, functools.partial):
+        bound = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
+        return f"partial({', '.join([_function_name(fn.func), *bound])})"
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
 def describe(method: AbstractMethod) -> dict[str, Any]:
-    """A method's class name and hyperparameters, for the log."""
+    """A method's class name and hyperparameters, for the log; a function-valued one
+    (such as `DemP.noise_schedule`) by its module and qualified name."""
     out: dict[str, Any] = {"name": type(method).__name__}
     for f in dataclasses.fields(method):
         value = getattr(method, f.name)
         if value is None or isinstance(value, (bool, int, float, str)):
             out[f.name] = value
+        elif isinstance(value, (types.FunctionType, functools.partial)):
+            out[f.name] = _function_name(value)
     return out
 
 
