@@ -245,6 +245,16 @@ def test_noise_schedule_is_logged():
     )
     flat = describe(pruning.DemP(noise_schedule=lambda peak, steps: lambda t: peak))
     assert flat["noise_schedule"] == f"{__name__}.test_noise_schedule_is_logged.<locals>.<lambda>"
+    # A partial of a callable object is named by the object's class.
+    wrapped = functools.partial(_Shape(), span=0.5)
+    assert describe(pruning.DemP(noise_schedule=wrapped))["noise_schedule"] == (
+        f"partial({__name__}._Shape, span=0.5)"
+    )
+
+
+class _Shape:
+    def __call__(self, peak, steps, span=1.0):
+        return lambda t: peak
 
 
 def test_select_waits_for_a_window():

@@ -209,12 +209,12 @@ class DemP(AbstractMethod):
     A regulariser whose strength follows a one-cycle schedule of peak `reg` (the
     sparsity knob), and Gaussian noise added to the parameters of live units only,
     whose scale follows its own schedule of peak `noise` (by default the same one-cycle
-    shape, or any `noise_schedule`), make ReLU units
-    die in a controlled way: dead units receive neither gradient nor noise, so they
-    stay dead. Every `prune_every` steps, and at the end, the units that fired on no
-    training example since the last check (at least `window` examples) are removed
-    from the network, its BatchNorm state and the optimiser state, so the network, and
-    the training step, shrink as training goes.
+    shape, or any `noise_schedule`), make ReLU units die in a controlled way: dead
+    units receive neither gradient nor noise, so they stay dead. Every `prune_every`
+    steps, and at the end, the units that fired on no training example since the last
+    check (at least `window` examples) are removed from the network, its BatchNorm
+    state and the optimiser state, so the network, and the training step, shrink as
+    training goes.
 
     The details follow the reference code (github.com/SimonDufLab/Maxwell_demon):
     both schedules are `optax.cosine_onecycle_schedule` (30% warm-up,

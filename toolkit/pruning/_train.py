@@ -70,7 +70,9 @@ def _function_name(fn: types.FunctionType | functools.partial) -> str:
     if isinstance(fn, functools.partial):
         bound = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
         return f"partial({', '.join([_function_name(fn.func), *bound])})"
-    return f"{fn.__module__}.{fn.__qualname__}"
+    # A partial may wrap any callable, such as an instance: name it by its class then.
+    named = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{named.__module__}.{named.__qualname__}"
 
 
 def describe(method: AbstractMethod) -> dict[str, Any]:
