@@ -230,33 +230,20 @@ class _FakeShard:
         ({"0/2": 1, "1/2": -9}, ["0/2 (exit 1)", "1/2 (exit -9)"]),
     ],
 )
-def test_run_shards_names_every_failed_shard(results, monkeypatch, codes, failed):
+def test_jobs_names_every_failed_shard(results, monkeypatch, capsys, codes, failed):
     monkeypatch.setattr(_FakeShard, "codes", codes)
     monkeypatch.setattr(_FakeShard, "argvs", [])
     monkeypatch.setattr(subprocess, "Popen", _FakeShard)
-    argv = ["--jobs", "2", "--seeds", "1", "--max-minutes", "5", "--no-plot"]
-    opts = _parse(argv)
-    assert demp._run_shards(opts, ["tradeoff", "ablation"], ["mnist1d"]) == failed
+    argv = ["--jobs", "2", "--seeds", "1", "--max-minutes", "5", "--no-plot", "--no-report"]
+    # An empty store: every run is to do, so `main` starts the shards.
+    code = demp.main([*argv, "--experiments", "tradeoff,ablation"])
+    out = capsys.readouterr().out
+    if failed:
+        assert code == 1 and f"shards failed: {', '.join(failed)};" in out
+    else:
+        assert code == 0 and "shards failed" not in out
     first, second = _FakeShard.argvs
     assert first[first.index("--shard") + 1] == "0/2" and second[-1] == "1/2"
     for flag in ("--seeds=1", "--max-minutes=5.0", "--no-report"):
         assert flag in first
     assert first[first.index("--experiments") + 1] == "tradeoff,ablation"
-
-
-def _parse(argv):
-    """The options `main` parses from `argv` (main's parser is local to it), caught
-    where it hands them to `_run_shards` (with an empty store every run is to do)."""
-    captured = {}
-
-    def run_shards(opts, experiments, datasets):
-        captured["opts"] = opts
-        return []
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(demp, "_run_shards", run_shards)
-    try:
-        demp.main([*argv, "--experiments", "tradeoff", "--no-report"])
-    finally:
-        mp.undo()
-    return captured["opts"]
