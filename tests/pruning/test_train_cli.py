@@ -42,9 +42,22 @@ def test_train_smoke(tmp_path, capsys):
     assert log["done"] and log["config"]["steps"] == 20
     assert log["config"]["method"]["name"] == "DemP" and log["config"]["method"]["reg"] == 0.3
     assert [r["step"] for r in log["evaluations"]] == [0, 10, 20]
+    assert log["config"]["buckets"] == {"name": "WidthBuckets", "ratio": 2.0}
     assert png.stat().st_size > 10_000
     out = capsys.readouterr().out
     assert "test acc" in out and "demp" in out
+
+
+def test_train_width_buckets(tmp_path):
+    js = tmp_path / "run.json"
+    argv = ["train", "--dataset", "digits", "--widths", "16", "--steps", "10", "--no-progress"]
+    argv += ["--eval-every", "10", "--batch-size", "64", "--plot", "", "--json", str(js)]
+    for ratio, buckets in [
+        ("0", {"name": "ExactWidths"}),
+        ("1.5", {"name": "WidthBuckets", "ratio": 1.5}),
+    ]:
+        assert _main([*argv, "--width-buckets", ratio]) == 0
+        assert json.loads(js.read_text())["config"]["buckets"] == buckets
 
 
 def test_train_missing_dataset(tmp_path):

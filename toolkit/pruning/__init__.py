@@ -36,6 +36,11 @@ from ._baselines import (
     SNAP as SNAP,
     snap_saliency as snap_saliency,
 )
+from ._buckets import (
+    AbstractBuckets as AbstractBuckets,
+    ExactWidths as ExactWidths,
+    WidthBuckets as WidthBuckets,
+)
 from ._dead import (
     dead_from_masks as dead_from_masks,
     DeadUnits as DeadUnits,

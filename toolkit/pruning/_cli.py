@@ -121,6 +121,13 @@ def build_method(
     )
 
 
+def build_buckets(ns: argparse.Namespace):
+    from ._buckets import ExactWidths, WidthBuckets
+
+    ratio = getattr(ns, "width_buckets", 2.0)
+    return ExactWidths() if ratio == 0 else WidthBuckets(ratio)
+
+
 def build_optimiser(ns: argparse.Namespace, steps: int, method: str):
     import optax
 
@@ -179,6 +186,15 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="default: sgd 5e-4; adamw 1e-4, or 0 with DemP",
+    )
+    p.add_argument(
+        "--width-buckets",
+        type=float,
+        default=2.0,
+        metavar="RATIO",
+        help="a prune masks its units and shrinks the arrays only to widths on a grid "
+        "of ratio RATIO (the initial width / RATIO**k), so the steps compile once per "
+        "bucket (default 2: halvings); 0 shrinks them at every prune",
     )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -368,6 +384,7 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
         log=log,
         progress=not ns.no_progress,
         compile_ahead=getattr(ns, "compile_ahead", 0),
+        buckets=build_buckets(ns),
     )
     history["wall_time"] = time.perf_counter() - tic
     return history

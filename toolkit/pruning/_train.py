@@ -21,6 +21,17 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ..nn import AbstractNetwork
 from ._activity import init_activity, record_activity
 from ._ahead import CompileAhead, prune_activity, silence
+from ._buckets import (
+    AbstractBuckets,
+    all_alive,
+    bucket_keep,
+    hold,
+    live_widths,
+    on_device,
+    unmasked,
+    widen,
+    WidthBuckets,
+)
 from ._checkpoint import load_checkpoint, save_checkpoint, shrink_to, write_atomic
 from ._dead import dead_from_masks
 from ._flat import FlatStep
@@ -153,6 +164,7 @@ def train(
     log: str | os.PathLike | None = None,
     progress: bool = True,
     compile_ahead: int = 0,
+    buckets: AbstractBuckets = WidthBuckets(),
 ) -> tuple[AbstractNetwork, eqx.nn.State, dict[str, Any]]:
     """Train a classifier with a method that may prune it as it goes.
 
@@ -160,9 +172,13 @@ def train(
     `key`), runs the jitted training step (cross-entropy plus the method's
     regulariser; the optimiser's updates, then the method's transformation; the
     activity statistics of the batch), and, when the method asks for it, removes the
-    units it selects from the model, its state and the optimiser state with
-    [`toolkit.pruning.prune`][]. The step then recompiles for the smaller shapes; the
-    log counts the compilations.
+    units it selects. A removed unit is first masked: its parameters and optimiser
+    moments are set to zero and held there (its gradients and updates are zeroed in
+    the step), so the network computes what [`toolkit.pruning.prune`][] would have
+    left. The arrays of the model, its state and the optimiser state shrink, and the
+    steps recompile, only when a group's `buckets` width shrinks; the log counts the
+    compilations. The method, the log and the returned network see the network
+    without its masked units.
 
     Every `eval_every` steps, and at the end, the model is evaluated on the held-out
     split (BatchNorm in inference mode) and a record is added to the log: `step`,
@@ -198,24 +214,31 @@ def train(
         same arguments to resume.
     - `log`: a JSON file rewritten with the log at every evaluation.
     - `progress`: show a progress bar.
-    - `compile_ahead`: if positive, a prune does not wait for the steps of the new
-        shapes to compile: they compile in a background thread while training goes
-        on for up to this many steps on the old shapes, with the removed units'
-        parameters and optimiser moments set to zero (such units output zero and
-        stay at zero, so this trains the pruned network, up to the rounding of sums
-        with extra zero terms; DemP's noise for those steps is drawn for the old
-        shapes, the same distribution but another draw); the switch to the pruned
-        network comes after that many steps, or at the next evaluation or prune if
+    - `compile_ahead`: if positive, a prune that shrinks the arrays does not wait
+        for the steps of the new shapes to compile: they compile in a background
+        thread while training goes on for up to this many steps on the old shapes,
+        the removed units masked (this trains the pruned network, up to the rounding
+        of sums with extra zero terms; DemP's noise for those steps is drawn for the
+        old shapes, the same distribution but another draw); the switch to the new
+        shapes comes after that many steps, or at the next evaluation or prune if
         sooner. Deterministic (the switch steps do not depend on how long compiling
         takes) and exactly resumable, but not bitwise equal to `compile_ahead=0`.
         Compiling uses a second CPU thread.
+    - `buckets`: the widths the arrays are kept at, a
+        [`toolkit.pruning.AbstractBuckets`][]: by default
+        [`toolkit.pruning.WidthBuckets`][]`(2.0)`, halvings of each group's initial
+        width, so that a run compiles its steps about `log2(initial / final width)`
+        times per group at most; [`toolkit.pruning.ExactWidths`][] shrinks them at
+        every prune. DemP's noise is drawn for the arrays' shapes, so the buckets
+        change the draw, not its distribution.
 
     **Returns:**
 
-    A 3-tuple `(model, state, history)`: the trained (pruned) network, its state, and
-    the log, a JSON-serialisable dict with `config`, `evaluations` (the records
-    above), `prunes` (step, units removed per group, widths and parameters after) and
-    `compilations` (how many times each jitted function was compiled).
+    A 3-tuple `(model, state, history)`: the trained network pruned to its live
+    units, its state, and the log, a JSON-serialisable dict with `config`,
+    `evaluations` (the records above), `prunes` (step, units removed per group,
+    widths and parameters after) and `compilations` (how many times each jitted
+    function was compiled).
 
     **Raises:**
 
@@ -250,6 +273,10 @@ def train(
     checkpoint_every = eval_every if checkpoint_every is None else int(checkpoint_every)
     if checkpoint_every < 1:
         raise ValueError(f"`checkpoint_every` must be positive, got {checkpoint_every}.")
+    if not isinstance(buckets, AbstractBuckets):
+        raise ValueError(
+            f"`buckets` must be a toolkit.pruning.AbstractBuckets, got {type(buckets).__name__}."
+        )
     if not isinstance(compile_ahead, int) or compile_ahead < 0:
         raise ValueError(f"`compile_ahead` must be an int >= 0, got {compile_ahead!r}.")
     if stop_at is not None and not 0 <= stop_at <= total:
@@ -268,7 +295,7 @@ def train(
         reg = method.regulariser(model, t, total)
         return ce + jnp.asarray(reg, ce.dtype), (ce, state, pre)
 
-    def train_step(model, state, opt_state, activity, xs, ys, t, key):
+    def train_step(model, state, opt_state, activity, alive, xs, ys, t, key):
         compiles["train_step"] += 1  # at trace time: counts compilations
         if augment is not None:
             # Folded in here, not per step on the host: an eager `fold_in` of an "rbg"
@@ -279,11 +306,14 @@ def train(
         (_, (ce, state, pre)), grads = grad_fn(model, state, xs, ys, t)
         params = eqx.filter(model, eqx.is_inexact_array)
         inner, outer = opt_state
-        updates, inner = optimiser.update(grads, inner, params)
-        live = live_parameters(model, fired(pre))
+        # Masked units (see `buckets`) get zero gradients and zero updates, whatever
+        # weight decay, noise or a penalty's subgradient at zero would give them.
+        mask = live_parameters(model, alive)
+        updates, inner = optimiser.update(hold(grads, mask), inner, params)
+        live = live_parameters(model, {k: f & alive[k] for k, f in fired(pre).items()})
         updates, outer = transform.update(updates, outer, params, live=live)
-        model = eqx.apply_updates(model, updates)
-        return model, state, (inner, outer), record_activity(activity, pre), ce
+        model = eqx.apply_updates(model, hold(updates, mask))
+        return model, state, (inner, outer), record_activity(activity, pre), alive, ce
 
     @eqx.filter_jit
     def eval_step(model, state, xs, ys, valid):
@@ -303,8 +333,10 @@ def train(
     params = eqx.filter(model, eqx.is_inexact_array)
     opt_state = (optimiser.init(params), transform.init(params))
     activity = init_activity(model)
+    alive = all_alive(model)  # the units not masked, in every group of the arrays
     config = {
         "method": describe(method),
+        "buckets": describe(buckets),
         "dataset": getattr(dataset, "name", None),
         "num_train": dataset.num_train,
         "num_test": data.num_test,
@@ -342,24 +374,29 @@ def train(
             return (*small, init_activity(small[0]))
 
         header, (model, state, opt_state, activity) = load_checkpoint(checkpoint, skeleton)
+        alive = all_alive(model)
         start = header["step"]
         history = header["history"]
         losses = list(header["losses"])
         previous_compiles = history["compilations"]
         pending_header = header.get("pending")
+        for k, masked in header.get("masked", {}).items():
+            alive[k][masked] = False
         if history["done"]:
-            return model, state, history
+            return *unmasked((model, state), model, alive), history
 
     def compilations() -> dict[str, int]:
         return {k: previous_compiles.get(k, 0) + compiles[k] for k in compiles}
 
-    flops_cache: dict[tuple, int] = {}
+    sizes: dict[tuple, tuple[int, int]] = {}
 
-    def measure(model, state) -> tuple[dict[str, int], int, int]:
-        w = widths(model)
-        if tuple(w.items()) not in flops_cache:
-            flops_cache[tuple(w.items())] = flops(model, state, jnp.zeros(dataset.shape, dtype))
-        return w, count_params(model), flops_cache[tuple(w.items())]
+    def measure(w: dict[str, int]) -> tuple[int, int]:
+        # The parameters and FLOPs of the network pruned to `w` units per group.
+        if tuple(w.items()) not in sizes:
+            small, small_state = shrink_to((model, state), model, w)
+            x = jnp.zeros(dataset.shape, dtype)
+            sizes[tuple(w.items())] = count_params(small), flops(small, small_state, x)
+        return sizes[tuple(w.items())]
 
     # Wall time of the training steps since the last evaluation: compilations, prunes
     # and checkpoints are timed apart and taken out.
@@ -376,7 +413,8 @@ def train(
             f = {k: np.asarray(v) for k, v in f.items()}  # on the host: no kernel per shape
             live = f if live is None else {k: live[k] | f[k] for k in f}
         assert live is not None
-        w, n_params, n_flops = measure(model, state)
+        w = live_widths(alive)
+        n_params, n_flops = measure(w)
         steps_done = timer["steps"]
         record = {
             "step": t,
@@ -419,18 +457,16 @@ def train(
     pending: dict[str, Any] | None = None
 
     def start_ahead(keep: dict[str, np.ndarray], small, switch_at: int, t: int) -> None:
-        # Silence the removed units now; compile the steps of the pruned shapes (those
-        # of `small`, the pruned `(model, state, opt_state)`) in the background;
+        # Compile the steps of the shapes of `small` (the `(model, state, opt_state)`
+        # pruned to `keep`) in the background, the removed units being masked;
         # `switch` prunes for real.
-        nonlocal model, opt_state, pending
-        model, opt_state = silence((model, opt_state), resolve(model), keep)
+        nonlocal pending
         # Traced here, in this thread's JAX configuration; XLA compiles in another.
         tic = time.perf_counter()
         xs, ys = data.host_batch(min(t, total - 1))
+        carry = (*small, init_activity(small[0]), on_device(_take(alive, keep)))
         lowered = {
-            "train": flat.lower(
-                (*small, init_activity(small[0])), xs, ys, np.int32(t), augment_key
-            ),
+            "train": flat.lower(carry, xs, ys, np.int32(t), augment_key),
             "eval": eval_step.lower(small[0], small[1], *data.eval_batches[0]),
         }
         job = CompileAhead({k: v.compile for k, v in lowered.items()})
@@ -438,7 +474,7 @@ def train(
         pending = {"switch_at": switch_at, "keep": keep, "job": job}
 
     def switch() -> None:
-        nonlocal model, state, opt_state, activity, pending
+        nonlocal model, state, opt_state, activity, alive, pending
         assert pending is not None
         tic = time.perf_counter()
         compiled = pending["job"].result()
@@ -446,7 +482,8 @@ def train(
         keep = pending["keep"]
         model, state, opt_state = _prune_keeping((model, state, opt_state), model, keep)
         activity = prune_activity(activity, model, keep)
-        flat.install((model, state, opt_state, activity), compiled.pop("train"))
+        alive = _take(alive, keep)
+        flat.install((model, state, opt_state, activity, on_device(alive)), compiled.pop("train"))
         steps_now.update(compiled)
         pending = None
 
@@ -461,7 +498,7 @@ def train(
         )
 
     def boundary(t: int) -> None:
-        nonlocal model, state, opt_state, activity
+        nonlocal model, state, opt_state, activity, alive
         tic, compiling = time.perf_counter(), timer["compile"]
         evaluating = t % eval_every == 0 or t == total
         if pending is not None and (
@@ -469,33 +506,42 @@ def train(
         ):
             switch()
         if method.prune_at(t, total):
+            # The method sees the network without its masked units, as if pruned.
+            live = {k: np.flatnonzero(a) for k, a in alive.items()}
+            view = unmasked((model, state), model, alive)
             dead = method.select(
-                model,
-                state,
-                activity,
+                *view,
+                activity if view[0] is model else prune_activity(activity, view[0], live),
                 data.batch(min(t, total - 1)),
                 step=t,
                 total_steps=total,
                 key=jr.fold_in(select_key, t),
             )
             if dead is not None and any(np.any(np.asarray(m)) for m in dead.masks.values()):
-                before = widths(model)
+                before = live_widths(alive)
                 empty = "keep_most_active" if dead.peak is not None else "error"
-                small = prune((model, state, opt_state), dead, empty=empty)
-                after = widths(small[0])
+                alive = widen(alive, keep_indices(dead, empty))
+                after = live_widths(alive)
                 history["prunes"].append(
                     {
                         "step": t,
                         "removed": {k: before[k] - after[k] for k in before},
                         "widths": after,
-                        "params": count_params(small[0]),
+                        "params": measure(after)[0],
                     }
                 )
-                if compile_ahead > 0 and t < total:
-                    start_ahead(keep_indices(dead, empty), small, t + compile_ahead, t)
-                else:
-                    model, state, opt_state = small
+                # No more steps after the last prune: the arrays shrink on return.
+                keep = bucket_keep(alive, buckets, config["initial_widths"]) if t < total else None
+                if keep is not None and compile_ahead == 0:
+                    model, state, opt_state = _prune_keeping((model, state, opt_state), model, keep)
+                    alive = _take(alive, keep)
                     steps_now.update(eval=eval_step)
+                if not all(a.all() for a in alive.values()):
+                    live = {k: np.flatnonzero(a) for k, a in alive.items()}
+                    model, opt_state = silence((model, opt_state), resolve(model), live)
+                if keep is not None and compile_ahead > 0:
+                    small = _prune_keeping((model, state, opt_state), model, keep)
+                    start_ahead(keep, small, t + compile_ahead, t)
             if dead is not None:
                 activity = init_activity(model)
         timer["other"] += time.perf_counter() - tic - (timer["compile"] - compiling)
@@ -513,6 +559,7 @@ def train(
         header = {
             "step": t,
             "widths": widths(model),
+            "masked": {k: np.flatnonzero(~a).tolist() for k, a in alive.items()},
             "losses": [float(x) for x in losses],
             "history": history,
             "pending": None
@@ -549,7 +596,7 @@ def train(
             saving = t != start and t < total and (t % checkpoint_every == 0 or t == stop_at)
             if saving or t == stop_at or boundary_due(t):
                 if leaves is not None:
-                    model, state, opt_state, activity = join(leaves)
+                    model, state, opt_state, activity, _ = join(leaves)
                     leaves = None
                 if saving:
                     save(t)
@@ -563,7 +610,8 @@ def train(
                         _write_json(log, history)
                     break
             if leaves is None:
-                leaves, step_fn, join = flat.split((model, state, opt_state, activity))
+                carry = (model, state, opt_state, activity, on_device(alive))
+                leaves, step_fn, join = flat.split(carry)
             xs, ys = data.host_batch(t)
             before = compiles["train_step"]
             tic = time.perf_counter()
@@ -576,7 +624,12 @@ def train(
             bar.update(1)
     finally:
         bar.close()
+    model, state = unmasked((model, state), model, alive)
     return model, state, history
+
+
+def _take(alive: dict[str, np.ndarray], keep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: a[keep[k]] for k, a in alive.items()}
 
 
 def _prune_keeping(tree, model: AbstractNetwork, keep: dict[str, np.ndarray]):

@@ -1,0 +1,119 @@
+"""Width buckets: a network pruned while it trains keeps a few shapes, so that its
+jitted steps compile a few times rather than at every prune."""
+
+import abc
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import Array, PyTree
+
+from ..nn import AbstractNetwork
+from ._dead import dead_from_masks
+from ._prune import prune
+
+
+class AbstractBuckets(eqx.Module):
+    """How wide [`toolkit.pruning.train`][] keeps each unit group of a network it prunes.
+
+    A prune masks the units it removes: their parameters and optimiser moments are
+    set to zero and held there, so the network computes what the pruned one does.
+    The arrays shrink only when a group's bucket (`width`) shrinks, to that width,
+    so a run compiles its steps once per bucket rather than once per prune.
+    """
+
+    @abc.abstractmethod
+    def width(self, live: int, initial: int) -> int:
+        """The width to keep a group of `initial` units at when `live` of them are
+        live (`1 <= live <= initial`): between `live` and `initial`, and
+        non-decreasing in `live`."""
+
+
+class ExactWidths(AbstractBuckets):
+    """No buckets: every prune removes its units from the arrays, and the steps
+    compile anew for the new shapes."""
+
+    def width(self, live: int, initial: int) -> int:
+        return live
+
+
+class WidthBuckets(AbstractBuckets):
+    """Widths on a geometric grid: a group of `initial` units is kept at the smallest
+    `ceil(initial / ratio**k)` (`k = 0, 1, ...`) that holds its live units. With the
+    default `ratio=2`, a group of 1024 units is 1024, 512, 256, ... wide: at most
+    twice its live units, and one compilation per halving.
+
+    **Arguments:**
+
+    - `ratio`: the ratio of consecutive bucket widths, greater than 1. Smaller ratios
+        waste less computation on masked units and compile more often.
+    """
+
+    ratio: float = 2.0
+
+    def __check_init__(self):
+        if not self.ratio > 1:
+            raise ValueError(f"`ratio` must be greater than 1, got {self.ratio}.")
+
+    def width(self, live: int, initial: int) -> int:
+        width, k = initial, 1
+        while width > live:
+            smaller = math.ceil(initial / self.ratio**k)
+            if smaller < live:
+                break
+            width, k = smaller, k + 1
+        return width
+
+
+def hold(tree: PyTree, mask: PyTree) -> PyTree:
+    """`tree` (gradients or updates) with the entries outside `mask` (from
+    `live_parameters`) set to zero, so that masked parameters stay at zero."""
+    return jtu.tree_map(lambda u, m: jnp.where(m, u, jnp.zeros((), u.dtype)), tree, mask)
+
+
+def unmasked(tree: PyTree, model: AbstractNetwork, alive: dict[str, np.ndarray]) -> PyTree:
+    """`tree` (laid out like `model`) pruned to the live units of `alive`: the network
+    as [`toolkit.pruning.prune`][] would have left it."""
+    if all(a.all() for a in alive.values()):
+        return tree
+    return prune(tree, dead_from_masks(model, {k: ~a for k, a in alive.items()}))
+
+
+def all_alive(model: AbstractNetwork) -> dict[str, np.ndarray]:
+    return {name: np.ones(group.size, bool) for name, group in model.wiring().items()}
+
+
+def live_widths(alive: dict[str, np.ndarray]) -> dict[str, int]:
+    return {k: int(a.sum()) for k, a in alive.items()}
+
+
+def on_device(alive: dict[str, np.ndarray]) -> dict[str, Array]:
+    return {k: jax.device_put(a) for k, a in alive.items()}
+
+
+def widen(alive: dict[str, np.ndarray], keep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The masks of the units of `keep`, indices among the live units of `alive`."""
+    out = {}
+    for k, a in alive.items():
+        out[k] = np.zeros_like(a)
+        out[k][np.flatnonzero(a)[keep[k]]] = True
+    return out
+
+
+def bucket_keep(
+    alive: dict[str, np.ndarray], buckets: AbstractBuckets, initial: dict[str, int]
+) -> dict[str, np.ndarray] | None:
+    """The units to keep in the arrays: in every group, the live ones and the first
+    masked ones up to the group's bucket width; `None` if no group's arrays shrink."""
+    keep, shrinks = {}, False
+    for k, a in alive.items():
+        live = np.flatnonzero(a)
+        width = min(a.size, buckets.width(live.size, initial[k]))
+        if not live.size <= width <= initial[k]:
+            raise ValueError(f"{buckets!r} gave a width {width} for {live.size} live units.")
+        keep[k] = np.sort(np.concatenate([live, np.flatnonzero(~a)[: width - live.size]]))
+        shrinks |= width < a.size
+    return keep if shrinks else None
