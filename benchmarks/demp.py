@@ -351,6 +351,7 @@ def run_one(
             "batch": batch,
             "seed": seed,
             "compile_ahead": compile_ahead,
+            "buckets": history["config"]["buckets"],
         },
         "method_config": history["config"]["method"],
     }
@@ -633,7 +634,8 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
                 f"Training wall clock on {ds}, DemP against dense trained back to back in "
                 "the same process (experiment `speed`; mean ± sd over seeds of the per-seed "
                 "ratio dense time / DemP time). `steps` = the training steps alone, "
-                "`compile` = XLA compilations of the train step (one per prune), `other` = "
+                "`compile` = XLA compilations of the train step (one per prune before "
+                "width buckets; one per bucket after), `other` = "
                 "the rest of DemP's `train` call (evaluations, prunes, data); load = the "
                 "1-minute load average at the start of the DemP runs (2 cores).",
                 "",

@@ -12,7 +12,10 @@ import numpy as np
 from jaxtyping import Array, PyTree
 
 from ..nn import AbstractNetwork
+from ._activity import Activity
+from ._ahead import prune_activity, silence
 from ._dead import dead_from_masks
+from ._layout import resolve
 from ._prune import prune
 
 
@@ -80,6 +83,24 @@ def unmasked(tree: PyTree, model: AbstractNetwork, alive: dict[str, np.ndarray])
     if all(a.all() for a in alive.values()):
         return tree
     return prune(tree, dead_from_masks(model, {k: ~a for k, a in alive.items()}))
+
+
+def unmasked_view(
+    model: AbstractNetwork, state: eqx.nn.State, activity: Activity, alive: dict[str, np.ndarray]
+) -> tuple[AbstractNetwork, eqx.nn.State, Activity]:
+    """The network, its state and its activity statistics without the masked units."""
+    if all(a.all() for a in alive.values()):
+        return model, state, activity
+    small, small_state = unmasked((model, state), model, alive)
+    live = {k: np.flatnonzero(a) for k, a in alive.items()}
+    return small, small_state, prune_activity(activity, small, live)
+
+
+def mask(tree: PyTree, model: AbstractNetwork, alive: dict[str, np.ndarray]) -> PyTree:
+    """Zero the masked units' entries of `tree` (the network, optimiser moments)."""
+    if all(a.all() for a in alive.values()):
+        return tree
+    return silence(tree, resolve(model), {k: np.flatnonzero(a) for k, a in alive.items()})
 
 
 def all_alive(model: AbstractNetwork) -> dict[str, np.ndarray]:

@@ -20,22 +20,23 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..nn import AbstractNetwork
 from ._activity import init_activity, record_activity
-from ._ahead import CompileAhead, prune_activity, silence
+from ._ahead import CompileAhead, prune_activity
 from ._buckets import (
     AbstractBuckets,
     all_alive,
     bucket_keep,
     hold,
     live_widths,
+    mask,
     on_device,
     unmasked,
+    unmasked_view,
     widen,
     WidthBuckets,
 )
 from ._checkpoint import load_checkpoint, save_checkpoint, shrink_to, write_atomic
 from ._dead import dead_from_masks
 from ._flat import FlatStep
-from ._layout import resolve
 from ._measure import count_params, flops, widths
 from ._method import AbstractMethod, Dense
 from ._noise import fired, live_parameters
@@ -507,11 +508,8 @@ def train(
             switch()
         if method.prune_at(t, total):
             # The method sees the network without its masked units, as if pruned.
-            live = {k: np.flatnonzero(a) for k, a in alive.items()}
-            view = unmasked((model, state), model, alive)
             dead = method.select(
-                *view,
-                activity if view[0] is model else prune_activity(activity, view[0], live),
+                *unmasked_view(model, state, activity, alive),
                 data.batch(min(t, total - 1)),
                 step=t,
                 total_steps=total,
@@ -536,9 +534,7 @@ def train(
                     model, state, opt_state = _prune_keeping((model, state, opt_state), model, keep)
                     alive = _take(alive, keep)
                     steps_now.update(eval=eval_step)
-                if not all(a.all() for a in alive.values()):
-                    live = {k: np.flatnonzero(a) for k, a in alive.items()}
-                    model, opt_state = silence((model, opt_state), resolve(model), live)
+                model, opt_state = mask((model, opt_state), model, alive)
                 if keep is not None and compile_ahead > 0:
                     small = _prune_keeping((model, state, opt_state), model, keep)
                     start_ahead(keep, small, t + compile_ahead, t)
