@@ -16,7 +16,8 @@ Measurements (each written to `benchmarks/results/prune.json` as soon as it fini
 finished ones are skipped on a re-run unless `--force`):
 
 1. `prune_time/p=0.5`: the time of one prune, median of interleaved repeats:
-    toolkit `pruning.prune((model, state, adamw_state), dead)` (and the same with
+    toolkit `pruning.prune((model, state, adamw_state), dead)` (again with other random
+    units every round, so that only the layout's plan is reused, and with
     `dead_from_masks` included, which resolves the wiring), vs Torch-Pruning's
     `MetaPruner(...)` construction (it traces the model to build the dependency
     graph) + `pruner.step()`, and `pruner.step()` alone. Torch-Pruning prunes the
@@ -333,10 +334,17 @@ def measure_prune_time(store: Store, p: float, cfg: dict) -> None:
     def tk_full():
         return pruning.prune(tree, pruning.dead_from_masks(model, masks))
 
+    def tk_new():
+        return pruning.prune(tree, fresh["dead"])
+
     base = TorchResNet(3, CLASSES)
     fresh = {}
+    rounds = iter(range(2, 10**6))
 
     def setup():
+        # New random units every round, the same count: nothing is reused but the
+        # layout's plan, as when a training run prunes again.
+        fresh["dead"] = pruning.dead_from_masks(model, random_masks(model, p, next(rounds)))
         fresh["a"] = copy.deepcopy(base)
         fresh["b"] = copy.deepcopy(base)
         fresh["b_pruner"] = tp.pruner.MetaPruner(
@@ -365,6 +373,7 @@ def measure_prune_time(store: Store, p: float, cfg: dict) -> None:
         res = interleaved(
             {
                 "toolkit_prune": tk_prune,
+                "toolkit_prune_new_masks": tk_new,
                 "toolkit_prune_model_only": tk_model,
                 "toolkit_dead_from_masks+prune": tk_full,
                 "torchpruning_MetaPruner+step": tp_full,
@@ -379,6 +388,7 @@ def measure_prune_time(store: Store, p: float, cfg: dict) -> None:
     entry = {
         "p": p,
         "times": res,
+        "ratio": res["toolkit_prune"]["median_s"] / res["torchpruning_MetaPruner+step"]["median_s"],
         "toolkit_cold_s": tk_cold,
         "torchpruning_cold_s": tp_cold,
         "toolkit_params_dense": pruning.count_params(model),
@@ -393,7 +403,7 @@ def measure_prune_time(store: Store, p: float, cfg: dict) -> None:
     log(
         f"  {key}: toolkit prune {res['toolkit_prune']['median_s'] * 1e3:.1f} ms, "
         f"Torch-Pruning MetaPruner+step {res['torchpruning_MetaPruner+step']['median_s'] * 1e3:.1f}"
-        f" ms (other cores busy {other.cores})"
+        f" ms, ratio {entry['ratio']:.2f} (other cores busy {other.cores})"
     )
 
 
@@ -481,30 +491,43 @@ def report(store: Store, ps: list[float], cfg: dict) -> str:
     pt = R.get("prune_time/p=0.5")
     if pt is not None:
         t = pt["times"]
+
+        def row(what: str, name: str, cold: float | None = None) -> str:
+            if name not in t:  # recorded before this variant was timed
+                return ""
+            c = "" if cold is None else _ms(cold)
+            return (
+                f"| {what} | {_ms(t[name]['median_s'])} | {_ms(t[name]['min_s'])} | "
+                f"{t[name]['repeats']} | {c} |\n"
+            )
+
+        ratio = t["toolkit_prune"]["median_s"] / t["torchpruning_MetaPruner+step"]["median_s"]
         lines += [
             "**Prune time**, ResNet-18 (CIFAR widths), 50% unit sparsity, random units "
             "(median and minimum of interleaved repeats; cold = first call):",
             "",
             "| what is pruned / timed | median | min | repeats | cold |",
-            "|---|---|---|---|---|",
-            f"| toolkit `prune((model, State, AdamW state), dead)` | "
-            f"{_ms(t['toolkit_prune']['median_s'])} | {_ms(t['toolkit_prune']['min_s'])} | "
-            f"{t['toolkit_prune']['repeats']} | |",
-            f"| toolkit `prune(model, dead)` (model only) | "
-            f"{_ms(t['toolkit_prune_model_only']['median_s'])} | "
-            f"{_ms(t['toolkit_prune_model_only']['min_s'])} | "
-            f"{t['toolkit_prune_model_only']['repeats']} | |",
-            f"| toolkit `dead_from_masks` + `prune(...)` (same tree) | "
-            f"{_ms(t['toolkit_dead_from_masks+prune']['median_s'])} | "
-            f"{_ms(t['toolkit_dead_from_masks+prune']['min_s'])} | "
-            f"{t['toolkit_dead_from_masks+prune']['repeats']} | {_ms(pt['toolkit_cold_s'])} |",
-            f"| Torch-Pruning `MetaPruner(...)` + `step()` (model only) | "
-            f"{_ms(t['torchpruning_MetaPruner+step']['median_s'])} | "
-            f"{_ms(t['torchpruning_MetaPruner+step']['min_s'])} | "
-            f"{t['torchpruning_MetaPruner+step']['repeats']} | {_ms(pt['torchpruning_cold_s'])} |",
-            f"| Torch-Pruning `step()` alone (graph already built) | "
-            f"{_ms(t['torchpruning_step']['median_s'])} | "
-            f"{_ms(t['torchpruning_step']['min_s'])} | {t['torchpruning_step']['repeats']} | |",
+            "|---|---|---|---|---|\n"
+            + row("toolkit `prune((model, State, AdamW state), dead)`", "toolkit_prune")
+            + row(
+                "toolkit `prune((model, State, AdamW state), dead)`, new random units every round",
+                "toolkit_prune_new_masks",
+            )
+            + row("toolkit `prune(model, dead)` (model only)", "toolkit_prune_model_only")
+            + row(
+                "toolkit `dead_from_masks` + `prune(...)` (same tree)",
+                "toolkit_dead_from_masks+prune",
+                pt["toolkit_cold_s"],
+            )
+            + row(
+                "Torch-Pruning `MetaPruner(...)` + `step()` (model only)",
+                "torchpruning_MetaPruner+step",
+                pt["torchpruning_cold_s"],
+            )
+            + row("Torch-Pruning `step()` alone (graph already built)", "torchpruning_step"),
+            f"toolkit's prune of the model, its State and its AdamW state takes **{ratio:.2f}x** "
+            "the time of Torch-Pruning's `MetaPruner(...)` + `step()` on the model alone "
+            "(medians of the same interleaved run).",
             "",
             f"Parameters after pruning: toolkit {pt['toolkit_params_pruned']:,}, "
             f"Torch-Pruning {pt['torch_params_pruned']:,} (dense: "

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import optax
 import pytest
 
 from toolkit import nn, pruning
@@ -223,3 +224,64 @@ def test_errors():
         jax.jit(lambda d: pruning.prune(model, d))(dead)
     with pytest.raises(ValueError, match="cannot be jitted"):
         eqx.filter_jit(lambda m: pruning.prune(m, dead))(model)
+
+
+def test_plan_reused_by_another_network_and_other_units():
+    # prune keeps a plan per layout; a network of the same layout with other weights,
+    # and other dead units, must still lose exactly their own dead units.
+    model, state, shape = make("resnet", batch_norm=True)
+    other, other_state, _ = make("resnet", 1, batch_norm=True)
+    xs = data(shape, 8)
+    run = batched(model)
+    for seed, m, s in ((2, model, state), (3, other, other_state), (4, model, state)):
+        masks = random_masks(m, seed)
+        m = eqx.nn.inference_mode(plant(m, masks))
+        dead = pruning.dead_from_masks(m, masks)
+        small, small_state = pruning.prune((m, s), dead)
+        assert pruning.widths(small) == {k: int(np.sum(~v)) for k, v in masks.items()}
+        assert max_diff(run(m, s, xs)[0], run(small, small_state, xs)[0]) <= 1e-5
+
+
+def _compose(first, second):
+    # The units of the original network that two prunes in a row remove.
+    both = first.copy()
+    both[np.flatnonzero(~first)[second]] = True
+    return both
+
+
+def test_prune_after_prune():
+    model, state, _ = make("resnet", batch_norm=True)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    opt_state = optax.adamw(1e-3).init(params)
+    # Moments that differ from each other and from zero, laid out like the network.
+    mu = jax.tree.map(lambda a: a + 1, params)
+    nu = jax.tree.map(lambda a: a * a, params)
+    opt_state = (opt_state[0]._replace(mu=mu, nu=nu), *opt_state[1:])
+    tree = (model, state, opt_state)
+    first = random_masks(model, 1)
+    once = pruning.prune(tree, pruning.dead_from_masks(model, first))
+    second = random_masks(once[0], 2)
+    twice = pruning.prune(once, pruning.dead_from_masks(once[0], second))
+    both = {k: _compose(first[k], second[k]) for k in first}
+    direct = pruning.prune(tree, pruning.dead_from_masks(model, both))
+    assert eqx.tree_equal(twice, direct)
+    # The optimiser's moments lose the same slices as the network's parameters.
+    small_params = eqx.filter(direct[0], eqx.is_inexact_array)
+    assert eqx.tree_equal(direct[2][0].mu, jax.tree.map(lambda a: a + 1, small_params))
+    assert eqx.tree_equal(direct[2][0].nu, jax.tree.map(lambda a: a * a, small_params))
+    assert pruning.widths(direct[0]) == {k: int(np.sum(~v)) for k, v in both.items()}
+
+
+def test_placement_kept():
+    model, state, _ = make("mlp", batch_norm=True)
+    dead = pruning.dead_from_masks(model, random_masks(model, 1))
+
+    def arrays(tree):
+        return jax.tree.leaves(eqx.filter(tree, eqx.is_array))
+
+    assert not any(a.committed for a in arrays(pruning.prune((model, state), dead)))
+    params, static = eqx.partition((model, state), eqx.is_array)
+    pinned = eqx.combine(jax.device_put(params, jax.devices()[0]), static)
+    small = pruning.prune(pinned, dead)
+    assert all(a.committed for a in arrays(small))
+    assert eqx.tree_equal(small, pruning.prune((model, state), dead))

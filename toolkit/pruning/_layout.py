@@ -2,6 +2,7 @@
 that says where each unit group lives in any pytree laid out like the network."""
 
 import dataclasses
+import functools
 from collections.abc import Hashable
 from typing import Any
 
@@ -49,6 +50,15 @@ class Layout:
     model_type: type
     groups: tuple[GroupLayout, ...]
 
+    # Hashed once: a prune looks its plans up by layout, and a ResNet's has hundreds of
+    # key paths.
+    @functools.cached_property
+    def _hash(self) -> int:
+        return hash((self.model_type, self.groups))
+
+    def __hash__(self) -> int:
+        return self._hash
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.groups)
@@ -70,12 +80,29 @@ def _is_index(x) -> bool:
     return isinstance(x, eqx.nn.StateIndex)
 
 
-def _node_path(tree, node) -> KeyPath:
-    leaves = jtu.tree_flatten_with_path(tree, is_leaf=lambda x: x is node)[0]
-    for path, leaf in leaves:
-        if leaf is node:
-            return tuple(path)
-    raise ValueError(f"the wiring names a node that is not inside the model: {node!r}")
+def _node_paths(tree) -> dict[int, KeyPath]:
+    """The key path of every node of `tree` (its first, in flattening order, for a node
+    that occurs twice), by `id`: one walk, where a search per node flattens the whole
+    tree once per slot of the wiring."""
+    paths: dict[int, KeyPath] = {}
+    stack = [((), tree)]
+    while stack:
+        path, node = stack.pop()
+        if id(node) in paths:
+            continue
+        paths[id(node)] = path
+        children = jtu.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0]
+        if len(children) == 1 and children[0][1] is node:  # a leaf
+            continue
+        stack += [(path + tuple(p), child) for p, child in reversed(children)]
+    return paths
+
+
+def _node_path(paths: dict[int, KeyPath], node) -> KeyPath:
+    path = paths.get(id(node))
+    if path is None:
+        raise ValueError(f"the wiring names a node that is not inside the model: {node!r}")
+    return path
 
 
 def resolve(model: AbstractNetwork) -> Layout:
@@ -86,6 +113,7 @@ def resolve(model: AbstractNetwork) -> Layout:
             f"got {type(model).__name__}."
         )
     paths = jtu.tree_map_with_path(lambda p, _: _Path(tuple(p)), model)
+    nodes = _node_paths(model)
     groups = []
     for name, group in model.wiring().items():
         leaves, states, sizes = [], [], []
@@ -99,10 +127,10 @@ def resolve(model: AbstractNetwork) -> Layout:
                 index = slot.where(model)
                 if not _is_index(index):
                     raise ValueError(f"group {name!r}: a `StateLeaf` must select a StateIndex.")
-                states.append(StateSlot(_node_path(model, index), index.marker, slot.axis))
+                states.append(StateSlot(_node_path(nodes, index), index.marker, slot.axis))
             elif isinstance(slot, SizeField):
                 layer = slot.where(model)
-                sizes.append(SizeSlot(_node_path(model, layer), slot.name, slot.block))
+                sizes.append(SizeSlot(_node_path(nodes, layer), slot.name, slot.block))
             else:
                 raise ValueError(f"group {name!r}: unknown slot {slot!r}.")
         groups.append(GroupLayout(name, group.size, tuple(leaves), tuple(states), tuple(sizes)))

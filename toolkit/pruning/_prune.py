@@ -1,3 +1,6 @@
+import dataclasses
+import functools
+import math
 from typing import Any, Literal
 
 import equinox as eqx
@@ -12,6 +15,7 @@ from ._layout import get_at, KeyPath, Layout
 
 
 _EMPTY = ("error", "keep_most_active")
+_ALIGN = 64  # bytes: the alignment XLA's CPU client needs to alias a host buffer
 
 
 def prune(
@@ -72,16 +76,16 @@ def prune(
         raise ValueError(f"`empty` must be one of {_EMPTY}, got {empty!r}.")
     layout = dead.layout
     check_masks(layout, dead.masks)
-    keep = keep_indices(dead, empty)
+    indices = _Indices(layout, keep_indices(dead, empty))
     found = []
 
     def _prune_node(x):
         if isinstance(x, eqx.nn.State):
             found.append(x)
-            return _prune_state(x, layout, keep)
+            return _prune_state(x, layout, indices)
         if isinstance(x, layout.model_type):
             found.append(x)
-            return _prune_network(x, layout, keep)
+            return _prune_network(x, layout, indices)
         return x
 
     out = jtu.tree_map(
@@ -119,96 +123,168 @@ def keep_indices(dead: DeadUnits, empty: str) -> dict[str, np.ndarray]:
     return keep
 
 
-def _take(leaf, axis: int, block: int, full: int, keep: np.ndarray, where: str, group: str):
+@dataclasses.dataclass(frozen=True)
+class _Slots:
+    """A layout's slots by key path, in the form a prune looks them up."""
+
+    ops: dict[KeyPath, tuple[tuple[int, int, int], ...]]  # path -> (axis, block, group)
+    inits: tuple[tuple[KeyPath, int, int], ...]  # StateIndex.init prefix, axis, group
+    sizes: tuple[tuple[KeyPath, str, int, int], ...]  # layer path, field, block, group
+    states: tuple[tuple[Any, int, int], ...]  # marker, axis, group
+
+
+@functools.lru_cache(maxsize=16)
+def _slots(layout: Layout) -> _Slots:
+    ops: dict[KeyPath, list] = {}
+    inits, sizes, states = [], [], []
+    for i, g in enumerate(layout.groups):
+        for s in g.leaves:
+            ops.setdefault(s.path, []).append((s.axis, s.block, i))
+        for s in g.states:  # the initial state that an eqx.nn.StateIndex may still hold
+            inits.append((s.path + (jtu.GetAttrKey("init"),), s.axis, i))
+            states.append((s.marker, s.axis, i))
+        sizes += [(s.path, s.name, s.block, i) for s in g.sizes]
+    return _Slots({k: tuple(v) for k, v in ops.items()}, tuple(inits), tuple(sizes), tuple(states))
+
+
+@functools.lru_cache(maxsize=64)
+def _leaf_plan(layout: Layout, treedef) -> tuple[tuple[int, KeyPath, tuple], ...]:
+    # Which flat leaves of a model-shaped node hold units, and how: matching key paths
+    # is the slow part of a prune, and it depends on the structure only, so it is done
+    # once per (layout, structure) and every later prune indexes the flat leaves.
+    slots = _slots(layout)
+    skeleton = jtu.tree_unflatten(treedef, [0] * treedef.num_leaves)
+    plan = []
+    for n, (path, _) in enumerate(jtu.tree_flatten_with_path(skeleton)[0]):
+        path = tuple(path)
+        todo = slots.ops.get(path, ())
+        todo += tuple((axis, 1, g) for p, axis, g in slots.inits if path[: len(p)] == p)
+        if todo:
+            plan.append((n, path, todo))
+    return tuple(plan)
+
+
+def _plan_for(layout: Layout, treedef):
+    try:
+        return _leaf_plan(layout, treedef)
+    except TypeError:  # a static field that cannot be hashed: no caching
+        return _leaf_plan.__wrapped__(layout, treedef)
+
+
+class _Indices:
+    """The indices that keep the live units, per group and block size, made on demand."""
+
+    def __init__(self, layout: Layout, keep: dict[str, np.ndarray]):
+        self.groups = layout.groups
+        self.keep = [keep[g.name] for g in layout.groups]
+        self.cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def get(self, group: int, block: int) -> np.ndarray:
+        index = self.cache.get((group, block))
+        if index is None:
+            keep = self.keep[group]
+            index = keep if block == 1 else (keep[:, None] * block + np.arange(block)).ravel()
+            self.cache[group, block] = index
+        return index
+
+
+def _take(leaf, axis: int, block: int, group: int, indices: _Indices, where):
+    g = indices.groups[group]
+    full, live = g.size, len(indices.keep[group])
     shape = getattr(leaf, "shape", None)
     if shape is None or len(shape) <= axis:
         raise ValueError(
-            f"{where}: expected an array with an axis {axis} holding the units of group "
-            f"{group!r}, got {type(leaf).__name__} of shape {shape}."
+            f"{where()}: expected an array with an axis {axis} holding the units of group "
+            f"{g.name!r}, got {type(leaf).__name__} of shape {shape}."
         )
-    if len(keep) == full:
+    if live == full:
         return leaf
     if shape[axis] == full * block:
-        index = (keep[:, None] * block + np.arange(block)).ravel()
-        return _gather(leaf, index, axis)
-    if shape[axis] == len(keep) * block:  # already pruned
+        if isinstance(leaf, jax.core.Tracer):
+            raise ValueError("`prune` changes shapes, so it cannot be jitted or vmapped.")
+        return _gather(np.asarray(leaf), indices.get(group, block), axis)
+    if shape[axis] == live * block:  # already pruned
         return leaf
     raise ValueError(
-        f"{where}: axis {axis} has size {shape[axis]}, but group {group!r} has {full} units "
-        f"({len(keep)} live) of {block} entries each: is `tree` laid out like the network "
+        f"{where()}: axis {axis} has size {shape[axis]}, but group {g.name!r} has {full} "
+        f"units ({live} live) of {block} entries each: is `tree` laid out like the network "
         "that `dead` was computed for?"
     )
 
 
-def _gather(leaf, index: np.ndarray, axis: int):
-    # On the host: a jitted gather would compile once per leaf shape, every prune.
-    if isinstance(leaf, jax.core.Tracer):
-        raise ValueError("`prune` changes shapes, so it cannot be jitted or vmapped.")
-    if isinstance(leaf, jax.Array):
-        out = np.take(np.asarray(leaf), index, axis=axis)
-        # Keep the placement and the committedness: a committed array among uncommitted
-        # ones is another jit cache key, so a jitted step would compile twice per prune.
-        return jax.device_put(out, leaf.sharding) if leaf.committed else jax.device_put(out)
-    return np.take(leaf, index, axis=axis)
+def _gather(a: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
+    # On the host: a jitted gather would compile once per leaf shape, every prune. Into
+    # a buffer aligned as XLA's CPU client wants it, so that `_place` can alias it
+    # rather than copy it again.
+    shape = a.shape[:axis] + (len(index),) + a.shape[axis + 1 :]
+    nbytes = math.prod(shape) * a.itemsize
+    buffer = np.empty(nbytes + _ALIGN, np.uint8)
+    start = -buffer.ctypes.data % _ALIGN
+    out = buffer[start : start + nbytes].view(a.dtype).reshape(shape)
+    return np.take(a, index, axis=axis, out=out, mode="clip")  # "raise" would buffer
 
 
-def _prune_network(tree, layout: Layout, keep: dict[str, np.ndarray]):
-    ops: dict[KeyPath, list] = {}
-    prefixes: list[tuple[KeyPath, Any, Any]] = []
-    for g in layout.groups:
-        for s in g.leaves:
-            ops.setdefault(s.path, []).append((s.axis, s.block, g))
-        for s in g.states:  # the initial state that an eqx.nn.StateIndex may still hold
-            prefixes.append((s.path + (jtu.GetAttrKey("init"),), s.axis, g))
-    leaves, treedef = jtu.tree_flatten_with_path(tree)
-    new_leaves = []
-    for path, leaf in leaves:
-        path = tuple(path)
-        todo = list(ops.get(path, ()))
-        todo += [(axis, 1, g) for p, axis, g in prefixes if path[: len(p)] == p]
-        for axis, block, g in todo:
-            leaf = _take(leaf, axis, block, g.size, keep[g.name], jtu.keystr(path), g.name)
-        new_leaves.append(leaf)
-    tree = jtu.tree_unflatten(treedef, new_leaves)
-    for g in layout.groups:
-        for s in g.sizes:
-            tree = _set_size(tree, s.path, s.name, len(keep[g.name]) * s.block)
+def _place(new: list, old: list) -> list:
+    """Put the host arrays gathered from JAX arrays back on their devices, in a few
+    batched transfers rather than one per leaf."""
+    out = list(new)
+    free = [i for i, (a, b) in enumerate(zip(new, old)) if a is not b and isinstance(b, jax.Array)]
+    if not free:
+        return out
+    # Keep the placement and the committedness: a committed array among uncommitted
+    # ones is another jit cache key, so a jitted step would compile twice per prune.
+    loose = [i for i in free if not old[i].committed]
+    fixed = [i for i in free if old[i].committed]
+    if loose:
+        for i, a in zip(loose, jax.device_put([new[i] for i in loose], may_alias=True)):
+            out[i] = a
+    if fixed:
+        placed = jax.device_put(
+            [new[i] for i in fixed], [old[i].sharding for i in fixed], may_alias=True
+        )
+        for i, a in zip(fixed, placed):
+            out[i] = a
+    return out
+
+
+def _prune_network(tree, layout: Layout, indices: _Indices):
+    leaves, treedef = jtu.tree_flatten(tree)
+    new = list(leaves)
+    for n, path, todo in _plan_for(layout, treedef):
+        leaf = leaves[n]
+        for axis, block, group in todo:
+            leaf = _take(leaf, axis, block, group, indices, lambda: jtu.keystr(path))
+        new[n] = leaf
+    # A fresh copy of every node: its size fields (static, so not leaves) are set in
+    # place below without touching `tree`.
+    tree = jtu.tree_unflatten(treedef, _place(new, leaves))
+    for path, name, block, group in _slots(layout).sizes:
+        try:
+            layer = get_at(tree, path)
+            getattr(layer, name)
+        except (AttributeError, IndexError, KeyError, TypeError) as e:
+            raise ValueError(
+                f"`tree` is not laid out like the network: no layer with a field {name!r} "
+                f"at {jtu.keystr(path)}."
+            ) from e
+        object.__setattr__(layer, name, len(indices.keep[group]) * block)
     return tree
 
 
-def _set_size(tree, path: KeyPath, name: str, value: int):
-    try:
-        layer = get_at(tree, path)
-        old = getattr(layer, name)
-    except (AttributeError, IndexError, KeyError, TypeError) as e:
-        raise ValueError(
-            f"`tree` is not laid out like the network: no layer with a field {name!r} at "
-            f"{jtu.keystr(path)}."
-        ) from e
-    if old == value:
-        return tree
-    # Static fields live in the treedef: rebuild the layer and set the field on the copy.
-    leaves, treedef = jtu.tree_flatten(layer)
-    layer = jtu.tree_unflatten(treedef, leaves)
-    object.__setattr__(layer, name, value)
-    return eqx.tree_at(lambda t: get_at(t, path), tree, layer)
-
-
-def _prune_state(state: eqx.nn.State, layout: Layout, keep: dict[str, np.ndarray]):
+def _prune_state(state: eqx.nn.State, layout: Layout, indices: _Indices):
     values, markers = state.tree_flatten()
     values = list(values)
     position = {m: i for i, m in enumerate(markers)}
-    slots = [(s, g) for g in layout.groups for s in g.states]
-    missing = [s for s, _ in slots if s.marker not in position]
+    slots = _slots(layout).states
+    missing = [m for m, _, _ in slots if m not in position]
     if missing:
         raise ValueError(
             f"this `eqx.nn.State` does not belong to the {layout.model_type.__name__} that "
-            f"`dead` was computed for: it has no entry for {missing[0].marker!r}."
+            f"`dead` was computed for: it has no entry for {missing[0]!r}."
         )
-    for s, g in slots:
-        i = position[s.marker]
-        where = f"State[{s.marker!r}]"
-        values[i] = jtu.tree_map(
-            lambda a: _take(a, s.axis, 1, g.size, keep[g.name], where, g.name), values[i]
-        )
+    for marker, axis, group in slots:
+        i = position[marker]
+        leaves, treedef = jtu.tree_flatten(values[i])
+        new = [_take(a, axis, 1, group, indices, lambda: f"State[{marker!r}]") for a in leaves]
+        values[i] = jtu.tree_unflatten(treedef, _place(new, leaves))
     return eqx.nn.State.tree_unflatten(markers, values)
