@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from toolkit import data, nn, pruning
+from toolkit.pruning._buckets import bucket_keep
 from toolkit.pruning._checkpoint import load_checkpoint, read_header, shrink_to
 
 from .plant import plant
@@ -38,6 +39,26 @@ def test_width_buckets():
     assert [pruning.ExactWidths().width(n, 100) for n in (100, 7)] == [100, 7]
     with pytest.raises(ValueError, match="ratio"):
         pruning.WidthBuckets(ratio=1.0)
+
+
+def test_bucket_keep():
+    # 5 live units of 16 (bucket 8), 9 of 16 (bucket 16).
+    alive = {"a": np.isin(np.arange(16), [1, 4, 6, 9, 15]), "b": np.arange(16) >= 7}
+    initial = {"a": 16, "b": 16}
+    keep = bucket_keep(alive, pruning.WidthBuckets(), initial)
+    # The live units, and the first masked ones up to the bucket.
+    np.testing.assert_array_equal(keep["a"], [0, 1, 2, 3, 4, 6, 9, 15])
+    np.testing.assert_array_equal(keep["b"], np.arange(16))
+    # The last prune: the arrays shrink to the live units if they shrink at all...
+    keep = bucket_keep(alive, pruning.WidthBuckets(), initial, last=True)
+    np.testing.assert_array_equal(keep["a"], [1, 4, 6, 9, 15])
+    np.testing.assert_array_equal(keep["b"], np.arange(7, 16))
+    # ...or if much of training remains; otherwise nothing shrinks.
+    alive["a"] = np.arange(16) >= 4
+    assert bucket_keep(alive, pruning.WidthBuckets(), initial) is None
+    assert bucket_keep(alive, pruning.WidthBuckets(), initial, last=True) is None
+    keep = bucket_keep(alive, pruning.WidthBuckets(), initial, last=True, long=True)
+    np.testing.assert_array_equal(keep["a"], np.arange(4, 16))
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +179,17 @@ def test_masked_units_stay_zero_and_compute_the_pruned_network(
     assert pruning.widths(resumed[0]) == pruning.widths(straight[0])
     for a, b in zip(_leaves(resumed[:2]), _leaves(straight[:2])):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_one_shot_prune_shrinks_the_arrays(digits, tmp_path):
+    # A one-shot method prunes once: masking its units would save no compilation,
+    # and the arrays shrink to the live units (not to the bucket of 32).
+    model, state = eqx.nn.make_with_state(nn.MLP)(
+        64, 10, (32, 32), key=jr.key(0, impl="rbg"), dtype=jnp.float32
+    )
+    method = pruning.RandomStructured(sparsity=0.25)
+    path = tmp_path / "run.ckpt"
+    kwargs = dict(steps=20, batch_size=32, eval_every=10, key=jr.key(1, impl="rbg"))
+    _, _, history = _train(model, state, digits, method, checkpoint=path, stop_at=10, **kwargs)
+    assert read_header(path)["widths"] == {"hidden.0": 24, "hidden.1": 24}
+    assert history["compilations"]["train_step"] == 1

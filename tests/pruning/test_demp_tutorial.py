@@ -6,8 +6,6 @@ import pathlib
 import jax
 import pytest
 
-from toolkit import pruning
-
 
 TUTORIAL = pathlib.Path(__file__).resolve().parents[2] / "tutorials" / "demp_fashion_mnist.py"
 
@@ -45,14 +43,10 @@ def test_demp_prunes_lenet(run):
     assert dense["params_kept"] == 1.0 and dense["compilations"] == 1
     assert demp["reg"] == 0.3
     assert demp["params_kept"] < 0.9 and demp["flops_kept"] < 1.0
-    # One compilation per bucket of widths that the training steps ran at.
-    initial = demp["history"]["config"]["initial_widths"]
-    buckets = {tuple(initial.values())} | {
-        tuple(pruning.WidthBuckets().width(w, initial[k]) for k, w in p["widths"].items())
-        for p in demp["history"]["prunes"]
-        if p["step"] < 60
-    }
-    assert demp["compilations"] == len(buckets)
+    # The prune at 30 is the last before the end, with half of training to go: the
+    # arrays shrink to the live units, and the step compiles again.
+    assert [p["step"] for p in demp["history"]["prunes"]] in ([30, 60], [30], [60])
+    assert demp["compilations"] == 1 + sum(p["step"] < 60 for p in demp["history"]["prunes"])
     assert 0.0 <= demp["test_accuracy"] <= 1.0 and dense["test_accuracy"] > 0.5
 
 

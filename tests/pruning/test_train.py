@@ -76,16 +76,11 @@ def test_demp_kills_and_prunes(demp_run):
         assert prune["widths"] == widths
     assert widths == last["widths"]
 
-    # The arrays shrink by halvings of the 64 units (the default `WidthBuckets`), and
-    # every shape compiled the training step once.
-    def bucket(live):
-        return 64 // 2 ** int(np.log2(64 / live))
-
-    shapes = {(64, 64)} | {
-        tuple(bucket(w) for w in p["widths"].values()) for p in history["prunes"] if p["step"] < 300
-    }
+    # The prune at 150 is the last before the end, with half of training to go: the
+    # arrays shrink to the live units (whatever the buckets), one more compilation.
     assert history["config"]["buckets"] == {"name": "WidthBuckets", "ratio": 2.0}
-    assert history["compilations"]["train_step"] == len(shapes)
+    shrinks = any(p["step"] == 150 for p in history["prunes"])
+    assert history["compilations"]["train_step"] == 1 + shrinks
     assert last["compilations"] == history["compilations"]
     # The schedules are logged; at the end they have decayed to (almost) zero.
     assert first["reg"] == pytest.approx(0.1 / 25)

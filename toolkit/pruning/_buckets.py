@@ -125,10 +125,21 @@ def widen(alive: dict[str, np.ndarray], keep: dict[str, np.ndarray]) -> dict[str
 
 
 def bucket_keep(
-    alive: dict[str, np.ndarray], buckets: AbstractBuckets, initial: dict[str, int]
+    alive: dict[str, np.ndarray],
+    buckets: AbstractBuckets,
+    initial: dict[str, int],
+    *,
+    last: bool = False,
+    long: bool = False,
 ) -> dict[str, np.ndarray] | None:
     """The units to keep in the arrays: in every group, the live ones and the first
-    masked ones up to the group's bucket width; `None` if no group's arrays shrink."""
+    masked ones up to the group's bucket width; `None` if no group's arrays shrink.
+
+    After the `last` prune before the end of training there is no compilation left to
+    save, so the arrays shrink to the live units if they shrink at all, or if a `long`
+    stretch of training remains (as after a one-shot method's only prune)."""
+    if last and (long or bucket_keep(alive, buckets, initial) is not None):
+        buckets = ExactWidths()
     keep, shrinks = {}, False
     for k, a in alive.items():
         live = np.flatnonzero(a)

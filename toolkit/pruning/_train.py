@@ -528,8 +528,11 @@ def train(
                         "params": measure(after)[0],
                     }
                 )
-                # No more steps after the last prune: the arrays shrink on return.
-                keep = bucket_keep(alive, buckets, config["initial_widths"]) if t < total else None
+                keep = None  # at the end, the arrays shrink on return
+                if t < total:
+                    last = not any(method.prune_at(s, total) for s in range(t + 1, total))
+                    initial, long = config["initial_widths"], 4 * (total - t) >= total
+                    keep = bucket_keep(alive, buckets, initial, last=last, long=long)
                 if keep is not None and compile_ahead == 0:
                     model, state, opt_state = _prune_keeping((model, state, opt_state), model, keep)
                     alive = _take(alive, keep)
