@@ -8,7 +8,9 @@ over training), and [`toolkit.pruning.prune`][] removes them from the network, i
 [`toolkit.pruning.train`][] trains a network with a method, a strategy object
 ([`toolkit.pruning.AbstractMethod`][]): [`toolkit.pruning.Dense`][], or Demon Pruning,
 [`toolkit.pruning.DemP`][], whose one-cycle regulariser and live-only noise
-([`toolkit.pruning.live_noise`][]) make units die, pruned as training goes. The
+([`toolkit.pruning.live_noise`][]) make units die, pruned as training goes; the
+arrays shrink by width buckets ([`toolkit.pruning.WidthBuckets`][]), the units in
+between held at zero, so that the steps compile a few times, not at every prune. The
 structured-pruning baselines prune once, to a target fraction of every group's units:
 [`toolkit.pruning.RandomStructured`][], [`toolkit.pruning.L1Norm`][],
 [`toolkit.pruning.NetworkSlimming`][], [`toolkit.pruning.SNAP`][],
