@@ -48,6 +48,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 
+import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 
 
@@ -795,4 +796,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     sys.exit(main())

@@ -46,6 +46,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import reference_optima as ro  # noqa: E402
 
+import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 from toolkit.control import problems  # noqa: E402
 
@@ -489,4 +490,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     sys.exit(main())

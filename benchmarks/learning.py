@@ -77,6 +77,7 @@ import optax  # noqa: E402
 import optimistix as optx  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
+import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 from toolkit.control import learning  # noqa: E402
 
@@ -1090,4 +1091,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     sys.exit(main())

@@ -44,6 +44,7 @@ import control_vs_ipopt as cvi  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import reference_optima as ro  # noqa: E402
 
+import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 from toolkit.control import problems  # noqa: E402
 
@@ -417,4 +418,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     sys.exit(main())

@@ -50,6 +50,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 
+import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 from toolkit.control import problems  # noqa: E402
 
@@ -912,4 +913,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     sys.exit(main())

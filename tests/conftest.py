@@ -4,10 +4,15 @@ import jax
 import jax.random as jr
 import pytest
 
+import toolkit
+
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Compiled programs persist between test runs (in the user's cache folder, never the
+# checkout); TOOLKIT_COMPILATION_CACHE=off runs the suite with every program compiled.
+toolkit.enable_compilation_cache()
 
 
 @pytest.fixture

@@ -33,3 +33,29 @@ def richardson_difference(fn, x, direction, eps):
 def relative_error(a, b):
     a, b = jnp.asarray(a), jnp.asarray(b)
     return float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-300))
+
+
+def host_callbacks(jaxpr, inside: str = "") -> list[str]:
+    """The host-callback primitives (`pure_callback`, `io_callback`, `debug_callback`)
+    in a jaxpr and every jaxpr nested in it, restricted to the bodies of the calls whose
+    name contains `inside` (all of them if empty); each as 'primitive at source'."""
+    from jax._src import source_info_util
+    from jax.extend.core import ClosedJaxpr, Jaxpr
+
+    found = []
+
+    def walk(jaxpr, active):
+        for eqn in jaxpr.eqns:
+            if active and "callback" in eqn.primitive.name:
+                where = source_info_util.summarize(eqn.source_info)
+                found.append(f"{eqn.primitive.name} at {where}")
+            name = str(eqn.params.get("name", ""))
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, tuple | list) else (param,):
+                    if isinstance(sub, ClosedJaxpr):
+                        sub = sub.jaxpr
+                    if isinstance(sub, Jaxpr):
+                        walk(sub, active or (bool(inside) and inside in name))
+
+    walk(jaxpr.jaxpr if isinstance(jaxpr, ClosedJaxpr) else jaxpr, not inside)
+    return found

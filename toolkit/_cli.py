@@ -2,6 +2,7 @@ import argparse
 import json
 import time
 
+from ._compilation_cache import enable_compilation_cache
 from .control.learning import _cli as learning_cli
 from .pruning import _cli as pruning_cli
 
@@ -143,4 +144,5 @@ def main(argv=None) -> int:
     learning_cli.add_learn_arguments(p)
     p.set_defaults(run=learning_cli.learn)
     ns = parser.parse_args(argv)
+    enable_compilation_cache()
     return ns.run(ns)

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import optax
 
+import toolkit
 from toolkit import data, nn, pruning
 
 
@@ -218,6 +219,7 @@ def main(
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "digits"])
     parser.add_argument("--root", default=None, help="folder of the Fashion-MNIST idx files")

@@ -27,6 +27,7 @@ import jax
 # Optimal control needs float64: the KKT conditions are solved to ~1e-9.
 jax.config.update("jax_enable_x64", True)
 
+import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 
 
@@ -114,6 +115,7 @@ def main(names=None, out=None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=None, help="comma-separated problem names")
     parser.add_argument("--out", default="gallery", help="folder for the figures")

@@ -41,6 +41,7 @@ import jax.random as jr  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 from toolkit.control import learning  # noqa: E402
 
@@ -267,6 +268,7 @@ def _plot(path, states, f_true, f_model, valid, model, sol_true, sol_sysid, sol_
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--N", type=int, default=20)
     parser.add_argument("--trajectories", type=int, default=24)

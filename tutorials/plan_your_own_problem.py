@@ -38,6 +38,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 
 
@@ -353,6 +354,7 @@ def analytic_bounded(args, lo, x0=X0, t1=T1):
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--N", type=int, default=100, help="intervals of the main plan")
     parser.add_argument(

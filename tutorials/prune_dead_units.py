@@ -30,6 +30,7 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 
+import toolkit
 from toolkit import nn, pruning
 
 
@@ -179,6 +180,7 @@ def main(steps=2000, widths=(256, 256), lr=1e-2, batch=64, after=100, seed=0):
 
 
 if __name__ == "__main__":
+    toolkit.enable_compilation_cache()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="training steps")
     parser.add_argument("--widths", type=int, nargs="+", default=[256, 256], help="hidden widths")

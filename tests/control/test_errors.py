@@ -1,7 +1,10 @@
+import jax
 import jax.numpy as jnp
 import pytest
 
 from toolkit import control
+
+from ..helpers import host_callbacks
 
 
 def _f(t, x, u, args):
@@ -102,3 +105,70 @@ def test_warm_start_from_another_transcription():
     sol = control.plan(ex.problem, control.Trapezoidal(20), args=ex.args)
     with pytest.raises(ValueError, match="init"):
         control.plan(ex.problem, control.Trapezoidal(30), args=ex.args, init=sol)
+
+
+def _nan_problem():
+    def f(t, x, u, args):
+        return jnp.stack([jnp.log(x[0] - 2.0), u[0]])  # NaN for x0 = (1, 0)
+
+    return _problem(dynamics=f)
+
+
+def test_failure_raises_under_a_users_jit_and_vmap():
+    problem = _nan_problem()
+
+    def cost(k, throw):
+        return control.plan(problem, control.Trapezoidal(10), args={"k": k}, throw=throw).cost
+
+    ks = jnp.array([1.0, 2.0])
+    with pytest.raises(Exception, match="non-finite.*NaN"):
+        jax.jit(cost, static_argnums=1)(ks[0], True).block_until_ready()
+    with pytest.raises(Exception, match="non-finite.*NaN"):
+        jax.vmap(cost, in_axes=(0, None))(ks, True).block_until_ready()
+
+    # Reported, not raised, with throw=False: inside jit and vmap too.
+    def result(k):
+        return control.plan(problem, control.Trapezoidal(10), args={"k": k}, throw=False).result
+
+    assert jax.jit(result)(ks[0]) == control.RESULTS.nonfinite_kkt
+    batched = jax.vmap(result)(ks)
+    assert (batched._value == control.RESULTS.nonfinite_kkt._value).all()
+
+
+def test_parameter_out_of_range_under_a_users_jit():
+    ex = control.problems.get("cancer_treatment")
+    bad = {**ex.args, "r": jnp.array(-0.3)}
+    message = r"parameter 'r' must be finite and in \[0.0, inf\]"
+
+    def cost(a):
+        return control.plan(ex.problem, control.Trapezoidal(10), args=a).cost
+
+    with pytest.raises(Exception, match=message):
+        jax.jit(cost)(bad).block_until_ready()
+    with pytest.raises(ValueError, match="parameter 'r' must be a number"):
+        control.plan(ex.problem, control.Trapezoidal(10), args={**ex.args, "r": "one"})
+
+
+@pytest.mark.parametrize(
+    "transcription",
+    [
+        control.Trapezoidal(8),
+        control.HermiteSimpson(4),
+        control.MultipleShooting(4),
+        control.SingleShooting(4),
+    ],
+    ids=type,
+)
+def test_compiled_plan_and_gradient_hold_no_host_callback(transcription):
+    # A host callback in the compiled plan keeps JAX's persistent cache from storing
+    # it: the checks with `throw=True` and the range checks of `args` run around it.
+    ex = control.problems.get("van_der_pol")
+
+    def cost(a):
+        return control.plan(ex.problem, transcription, args=a).cost
+
+    for fn in (cost, jax.grad(cost)):
+        jaxpr = jax.make_jaxpr(fn)(ex.args)
+        assert host_callbacks(jaxpr, inside="_plan") == []
+        # Tracing a user's transformation around `plan` leaves the checks outside it.
+        assert host_callbacks(jaxpr) != []

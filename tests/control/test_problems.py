@@ -173,9 +173,10 @@ def test_bad_parameters_get_a_clear_error():
         control.plan(ex.problem, tr, args={**ex.args, "b": jnp.array(1.0)})
     with pytest.raises(ValueError, match="parameter 'r' must be a scalar"):
         control.plan(ex.problem, tr, args={**ex.args, "r": jnp.ones(2)})
-    # A negative growth rate is outside the model's range: caught at run time, also
-    # under jit, with the parameter named.
-    with pytest.raises(Exception, match=r"parameter 'r' must be finite and in \[0.0, inf\]"):
+    # A negative growth rate is outside the model's range: caught before the solve
+    # (and under a user's jit at run time: tests/control/test_errors.py), with the
+    # parameter named.
+    with pytest.raises(ValueError, match=r"parameter 'r' must be finite and in \[0.0, inf\]"):
         control.plan(ex.problem, tr, args={**ex.args, "r": jnp.array(-0.3)})
-    with pytest.raises(Exception, match="parameter 'delta' must be finite"):
+    with pytest.raises(ValueError, match="parameter 'delta' must be finite"):
         control.plan(ex.problem, tr, args={**ex.args, "delta": jnp.array(jnp.nan)})

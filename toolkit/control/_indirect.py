@@ -7,7 +7,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, PyTree, Scalar
 
 from ._problem import OptimalControlProblem
-from ._results import RESULTS
+from ._results import raise_if_failed, RESULTS
 from ._transcription.base import default_controls, grid
 from ._transcription.discrete import DiscreteDynamics
 
@@ -312,10 +312,10 @@ def indirect(
     `problem` and `args` hold concrete values; under an outer `jit` or `vmap` a loss
     of convexity is reported in `result` instead).
     """
-    problem.check(args)
-    _check_applicable(problem, sweep)
     if problem.args_check is not None:
         args = problem.args_check(args)
+    problem.check(args)
+    _check_applicable(problem, sweep)
     if init is not None and init.us.shape != (sweep.N + 1, problem.nu):
         raise ValueError(
             f"`init` has controls of shape {init.us.shape}, but this sweep needs "
@@ -324,11 +324,14 @@ def indirect(
     if init is None and _is_concrete((problem, args)):
         _check_convex(problem, args, sweep)
     us0 = None if init is None else init.us
-    return _solve(problem, sweep, args, us0, throw)
+    sol = _solve(problem, sweep, args, us0)
+    if throw:
+        sol = raise_if_failed(sol, sol.result)
+    return sol
 
 
 @eqx.filter_jit
-def _solve(problem, sweep: ForwardBackwardSweep, args, us0, throw: bool) -> IndirectSolution:
+def _solve(problem, sweep: ForwardBackwardSweep, args, us0) -> IndirectSolution:
     N = sweep.N
     ts = grid(problem, N)
     dtype = problem.x0.dtype
@@ -382,8 +385,6 @@ def _solve(problem, sweep: ForwardBackwardSweep, args, us0, throw: bool) -> Indi
     result = RESULTS.where(done, RESULTS.successful, RESULTS.nonlinear_max_steps_reached)
     result = RESULTS.where(convex, result, RESULTS.nonlinear_divergence)
     result = RESULTS.where(finite, result, RESULTS.nonfinite)
-    if throw:
-        xs, us = result.error_if((xs, us), result != RESULTS.successful)
     stats = {
         "num_steps": k,
         "relative_change": change,

@@ -10,13 +10,12 @@ from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
 from ._planner.newton import KKTNewton
 from ._problem import OptimalControlProblem
-from ._results import RESULTS
+from ._results import raise_if_failed, RESULTS
 from ._solution import Solution
 from ._transcription.base import AbstractTranscription
 from ._value import optimal_cost
 
 
-@eqx.filter_jit
 def plan(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
@@ -33,7 +32,13 @@ def plan(
     `args`, `problem.x0`, `problem.t1` (or any array in the problem, such as the
     weights of a neural vector field) come from the implicit function theorem, one
     linear solve with the KKT Jacobian, never from unrolling the iterations.
-    `jax.vmap` over `args` or `x0` works, and the whole call is jitted.
+    `jax.vmap` over `args` or `x0` works, and the solve is one compiled program.
+
+    That program holds no host callback, so JAX's persistent compilation cache can
+    store it (see [`toolkit.enable_compilation_cache`][]): `args` are checked, and a
+    failure is raised (`throw=True`), in Python around the compiled call. Under your
+    own `jax.jit`/`jax.vmap`, where there is no Python to return to, both become
+    `eqx.error_if` checks in your program instead.
 
     **Arguments:**
 
@@ -49,17 +54,33 @@ def plan(
     - `adjoint`: how to differentiate the solve; default
         `optimistix.ImplicitAdjoint` with the planner's linear solver.
         `optimistix.RecursiveCheckpointAdjoint()` unrolls the iterations instead.
-    - `throw`: raise an error if the plan fails (default); if `False`, report it in
+    - `throw`: raise `equinox.EquinoxRuntimeError` with the reason if the plan fails
+        (default; the call then waits for the result); if `False`, report it in
         `Solution.result` instead.
 
     **Returns:**
 
     A [`toolkit.control.Solution`][].
     """
-    problem.check(args)
-    transcription.check(problem)
     if problem.args_check is not None:
         args = problem.args_check(args)
+    sol = _plan(problem, transcription, solver, args, init, adjoint)
+    if throw:
+        sol = raise_if_failed(sol, sol.result)
+    return sol
+
+
+@eqx.filter_jit
+def _plan(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    solver: AbstractPlanner,
+    args: PyTree[Any],
+    init: Solution | None,
+    adjoint: optx.AbstractAdjoint | None,
+) -> Solution:
+    problem.check(args)
+    transcription.check(problem)
     residual = KKTResidual(transcription)
     data = (problem, args)
     if init is None:
@@ -101,8 +122,6 @@ def plan(
         result,
     )
     ts, xs, us = transcription.trajectory(z, problem, args)
-    if throw:
-        xs, us = result.error_if((xs, us), result != RESULTS.successful)
     g, _ = residual.stationarity(z, lam, problem, args)
     cost = optimal_cost(z, lam, (problem, args), residual=residual)
     stats = dict(sol.stats)

@@ -55,9 +55,10 @@ class OptimalControlProblem(eqx.Module):
     `dynamics` and is planned with [`toolkit.control.Discrete`][].
     Everything a user may want to learn or differentiate goes in `args`, which is
     passed to every function and never baked into them. `args_check`, if given, is
-    called as `args = args_check(args)` by `control.plan`: it raises `ValueError` on
-    malformed parameters and may attach `eqx.error_if` range checks to their values
-    (see `control.problems.ParameterCheck`).
+    called as `args = args_check(args)` by `control.plan`, outside its compiled
+    program: it raises `ValueError` on malformed parameters, and on values out of range
+    when they are concrete; on traced values (under a user's `jit` or `vmap`) it may
+    attach `eqx.error_if` range checks instead (see `control.problems.ParameterCheck`).
     """
 
     dynamics: Callable[[Scalar, Array, Array, PyTree], Array]
@@ -146,11 +147,9 @@ class OptimalControlProblem(eqx.Module):
 
         - `args`: the parameters passed to the problem's functions.
 
-        Raises `ValueError` naming the function and the wrong shape, or whatever the
-        problem's `args_check` raises for bad parameters.
+        Raises `ValueError` naming the function and the wrong shape. (The parameters
+        themselves are `args_check`'s business: `control.plan` calls it before this.)
         """
-        if self.args_check is not None:
-            self.args_check(args)
         t = jax.ShapeDtypeStruct((), self.x0.dtype)
         x = jax.ShapeDtypeStruct((self.nx,), self.x0.dtype)
         u = jax.ShapeDtypeStruct((self.nu,), self.x0.dtype)

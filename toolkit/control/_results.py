@@ -1,3 +1,8 @@
+from typing import TypeVar
+
+import equinox as eqx
+import jax
+import numpy as np
 import optimistix as optx
 
 
@@ -18,3 +23,35 @@ class RESULTS(optx.RESULTS):  # pyright: ignore
         "least-squares planner: a local minimum of the residual norm that is not a "
         "KKT point). Try another initial guess or the root-finding planner."
     )
+
+
+_T = TypeVar("_T")
+
+
+def raise_if_failed(tree: _T, result: RESULTS) -> _T:
+    """Raise `equinox.EquinoxRuntimeError` with the message of `result` if it is a
+    failure; return `tree` unchanged otherwise.
+
+    A concrete `result` (the value a compiled solve returned) is checked here, in
+    Python, so the compiled solve itself holds no host callback and JAX's persistent
+    compilation cache can store it. A traced one (under the user's own `jit`, `vmap`
+    or `grad`, where there is no Python left to return to) gets `eqx.error_if`, which
+    raises when the user's program runs.
+
+    **Arguments:**
+
+    - `tree`: the outputs the check guards (returned as they are).
+    - `result`: a scalar, or under `vmap` batched, [`toolkit.control.RESULTS`][].
+
+    **Returns:**
+
+    `tree`.
+    """
+    value = result._value  # pyright: ignore
+    if isinstance(value, jax.core.Tracer):
+        return result.error_if(tree, result != RESULTS.successful)
+    codes = np.asarray(value)
+    failed = codes[codes != RESULTS.successful._value]  # pyright: ignore
+    if failed.size:
+        raise eqx.EquinoxRuntimeError(RESULTS._index_to_message[int(failed.flat[0])])  # pyright: ignore
+    return tree

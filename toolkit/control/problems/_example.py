@@ -4,7 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PyTree
 
 from .._problem import OptimalControlProblem
@@ -89,9 +91,10 @@ class ParameterCheck(eqx.Module):
     """Validates the `args` of a library problem (its `args_check`): a dict with
     exactly the default's keys, each a finite scalar within its physical range.
 
-    Wrong keys or shapes raise `ValueError` naming the parameter; a value out of its
-    range or not finite raises a runtime error (`eqx.error_if`, so it also works under
-    `jit`, `vmap` and `grad`) naming the parameter and the range.
+    Wrong keys, types or shapes raise `ValueError` naming the parameter, and so does a
+    concrete value out of its range or not finite (checked on the host: the compiled
+    plan holds no host callback). A traced value (under a user's `jit`, `vmap` or
+    `grad`) gets an `eqx.error_if` check naming the parameter and the range instead.
 
     **Fields:**
 
@@ -116,14 +119,25 @@ class ParameterCheck(eqx.Module):
                 f"`args` has missing parameter(s) {missing} and unknown parameter(s) "
                 f"{unknown}; expected exactly {list(self.names)}."
             )
+        ranges = {k: (a, b) for k, a, b in self.ranges}
         out = {}
         for name in self.names:
-            value = jnp.asarray(args[name])
+            try:
+                value = jnp.asarray(args[name])
+            except TypeError:
+                raise ValueError(
+                    f"parameter {name!r} must be a number, got {args[name]!r}."
+                ) from None
             if value.shape != ():
                 raise ValueError(f"parameter {name!r} must be a scalar, got shape {value.shape}.")
-            lo, hi = {k: (a, b) for k, a, b in self.ranges}.get(name, (-jnp.inf, jnp.inf))
-            bad = jnp.invert(jnp.isfinite(value) & (value >= lo) & (value <= hi))
-            out[name] = eqx.error_if(
-                value, bad, f"parameter {name!r} must be finite and in [{lo}, {hi}]."
-            )
+            lo, hi = ranges.get(name, (-np.inf, np.inf))
+            message = f"parameter {name!r} must be finite and in [{lo}, {hi}]."
+            if isinstance(value, jax.core.Tracer):
+                bad = jnp.invert(jnp.isfinite(value) & (value >= lo) & (value <= hi))
+                out[name] = eqx.error_if(value, bad, message)
+            else:
+                v = np.asarray(value)
+                if not (np.isfinite(v) and lo <= v <= hi):
+                    raise ValueError(f"{message[:-1]}, got {v}.")
+                out[name] = value
         return out
