@@ -282,9 +282,14 @@ def _prune_state(state: eqx.nn.State, layout: Layout, indices: _Indices):
             f"this `eqx.nn.State` does not belong to the {layout.model_type.__name__} that "
             f"`dead` was computed for: it has no entry for {missing[0]!r}."
         )
+    old, new, rebuild = [], [], []
     for marker, axis, group in slots:
         i = position[marker]
         leaves, treedef = jtu.tree_flatten(values[i])
-        new = [_take(a, axis, 1, group, indices, lambda: f"State[{marker!r}]") for a in leaves]
-        values[i] = jtu.tree_unflatten(treedef, _place(new, leaves))
+        rebuild.append((i, treedef, len(old), len(old) + len(leaves)))
+        old += leaves
+        new += [_take(a, axis, 1, group, indices, lambda: f"State[{marker!r}]") for a in leaves]
+    new = _place(new, old)
+    for i, treedef, start, stop in rebuild:
+        values[i] = jtu.tree_unflatten(treedef, new[start:stop])
     return eqx.nn.State.tree_unflatten(markers, values)
