@@ -48,7 +48,6 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 
-import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 
 
@@ -796,5 +795,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    toolkit.enable_compilation_cache()
+    # No persistent compilation cache: the "cold" column is a first call with
+    # compilation (benchmarks/cold_start.py measures the cache).
     sys.exit(main())

@@ -44,7 +44,6 @@ import control_vs_ipopt as cvi  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import reference_optima as ro  # noqa: E402
 
-import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 from toolkit.control import problems  # noqa: E402
 
@@ -418,5 +417,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    toolkit.enable_compilation_cache()
+    # No persistent compilation cache: the "cold" column is a first call with
+    # compilation (benchmarks/cold_start.py measures the cache).
     sys.exit(main())
