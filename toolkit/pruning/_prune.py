@@ -160,7 +160,8 @@ def _leaf_plan(layout: Layout, treedef) -> tuple[tuple[int, KeyPath, tuple], ...
         todo = slots.ops.get(path, ())
         todo += tuple((axis, 1, g) for p, axis, g in slots.inits if path[: len(p)] == p)
         if todo:
-            plan.append((n, path, todo))
+            # Leading axes first: each gather then reads fewer, longer runs of memory.
+            plan.append((n, path, tuple(sorted(todo, key=lambda op: op[0]))))
     return tuple(plan)
 
 
