@@ -124,6 +124,7 @@ class Store:
         value = {
             **value,
             "measured": now(),
+            "cpu": machine()["cpu"],
             "toolkit_commit": SOURCE["commit"],
             "toolkit_tree": SOURCE["tree"],
         }
@@ -591,6 +592,14 @@ def write_readme(store: Store, table: str, command: str) -> None:
     commits = sorted({e["toolkit_commit"] for e in entries})
     trees = sorted({e.get("toolkit_tree", "?") for e in entries})
     when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    # The machine block describes this run's machine; entries kept from an earlier run
+    # on another one say so.
+    elsewhere = sorted(k for k, e in store.entries().items() if e.get("cpu") != m["cpu"])
+    mixed = (
+        f" Kept from an earlier run on another machine: {', '.join(elsewhere)}."
+        if elsewhere
+        else ""
+    )
     section = "\n".join(
         [
             SECTION,
@@ -613,7 +622,7 @@ def write_readme(store: Store, table: str, command: str) -> None:
             f"({m['jax_backend']}), equinox {m['equinox']}, optax {m['optax']}, PyTorch "
             f"{m['torch']} ({m['torch_threads']} threads), Torch-Pruning "
             f"{m['torch_pruning']}, Python {m['python']}. Measured {when} on toolkit "
-            f"commit {', '.join(commits)} (source tree hash {', '.join(trees)}).",
+            f"commit {', '.join(commits)} (source tree hash {', '.join(trees)}).{mixed}",
             "",
             table,
         ]
