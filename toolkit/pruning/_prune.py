@@ -1,6 +1,5 @@
 import dataclasses
 import functools
-import math
 from typing import Any, Literal
 
 import equinox as eqx
@@ -11,11 +10,11 @@ from jaxtyping import PyTree
 
 from ..nn import AbstractNetwork
 from ._dead import check_masks, dead_from_masks, DeadUnits
+from ._gather import LiveIndices, place, take
 from ._layout import get_at, KeyPath, Layout
 
 
 _EMPTY = ("error", "keep_most_active")
-_ALIGN = 64  # bytes: the alignment XLA's CPU client needs to alias a host buffer
 
 
 def prune(
@@ -76,7 +75,7 @@ def prune(
         raise ValueError(f"`empty` must be one of {_EMPTY}, got {empty!r}.")
     layout = dead.layout
     check_masks(layout, dead.masks)
-    indices = _Indices(layout, keep_indices(dead, empty))
+    indices = LiveIndices(layout, keep_indices(dead, empty))
     found = []
 
     def _prune_node(x):
@@ -172,93 +171,17 @@ def _plan_for(layout: Layout, treedef):
         return _leaf_plan.__wrapped__(layout, treedef)
 
 
-class _Indices:
-    """The indices that keep the live units, per group and block size, made on demand."""
-
-    def __init__(self, layout: Layout, keep: dict[str, np.ndarray]):
-        self.groups = layout.groups
-        self.keep = [keep[g.name] for g in layout.groups]
-        self.cache: dict[tuple[int, int], np.ndarray] = {}
-
-    def get(self, group: int, block: int) -> np.ndarray:
-        index = self.cache.get((group, block))
-        if index is None:
-            keep = self.keep[group]
-            index = keep if block == 1 else (keep[:, None] * block + np.arange(block)).ravel()
-            self.cache[group, block] = index
-        return index
-
-
-def _take(leaf, axis: int, block: int, group: int, indices: _Indices, where):
-    g = indices.groups[group]
-    full, live = g.size, len(indices.keep[group])
-    shape = getattr(leaf, "shape", None)
-    if shape is None or len(shape) <= axis:
-        raise ValueError(
-            f"{where()}: expected an array with an axis {axis} holding the units of group "
-            f"{g.name!r}, got {type(leaf).__name__} of shape {shape}."
-        )
-    if live == full:
-        return leaf
-    if shape[axis] == full * block:
-        if isinstance(leaf, jax.core.Tracer):
-            raise ValueError("`prune` changes shapes, so it cannot be jitted or vmapped.")
-        return _gather(np.asarray(leaf), indices.get(group, block), axis)
-    if shape[axis] == live * block:  # already pruned
-        return leaf
-    raise ValueError(
-        f"{where()}: axis {axis} has size {shape[axis]}, but group {g.name!r} has {full} "
-        f"units ({live} live) of {block} entries each: is `tree` laid out like the network "
-        "that `dead` was computed for?"
-    )
-
-
-def _gather(a: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
-    # On the host: a jitted gather would compile once per leaf shape, every prune. Into
-    # a buffer aligned as XLA's CPU client wants it, so that `_place` can alias it
-    # rather than copy it again.
-    shape = a.shape[:axis] + (len(index),) + a.shape[axis + 1 :]
-    nbytes = math.prod(shape) * a.itemsize
-    buffer = np.empty(nbytes + _ALIGN, np.uint8)
-    start = -buffer.ctypes.data % _ALIGN
-    out = buffer[start : start + nbytes].view(a.dtype).reshape(shape)
-    return np.take(a, index, axis=axis, out=out, mode="clip")  # "raise" would buffer
-
-
-def _place(new: list, old: list) -> list:
-    """Put the host arrays gathered from JAX arrays back on their devices, in a few
-    batched transfers rather than one per leaf."""
-    out = list(new)
-    free = [i for i, (a, b) in enumerate(zip(new, old)) if a is not b and isinstance(b, jax.Array)]
-    if not free:
-        return out
-    # Keep the placement and the committedness: a committed array among uncommitted
-    # ones is another jit cache key, so a jitted step would compile twice per prune.
-    loose = [i for i in free if not old[i].committed]
-    fixed = [i for i in free if old[i].committed]
-    if loose:
-        for i, a in zip(loose, jax.device_put([new[i] for i in loose], may_alias=True)):
-            out[i] = a
-    if fixed:
-        placed = jax.device_put(
-            [new[i] for i in fixed], [old[i].sharding for i in fixed], may_alias=True
-        )
-        for i, a in zip(fixed, placed):
-            out[i] = a
-    return out
-
-
-def _prune_network(tree, layout: Layout, indices: _Indices):
+def _prune_network(tree, layout: Layout, indices: LiveIndices):
     leaves, treedef = jtu.tree_flatten(tree)
     new = list(leaves)
     for n, path, todo in _plan_for(layout, treedef):
         leaf = leaves[n]
         for axis, block, group in todo:
-            leaf = _take(leaf, axis, block, group, indices, lambda: jtu.keystr(path))
+            leaf = take(leaf, axis, block, group, indices, lambda: jtu.keystr(path))
         new[n] = leaf
     # A fresh copy of every node: its size fields (static, so not leaves) are set in
     # place below without touching `tree`.
-    tree = jtu.tree_unflatten(treedef, _place(new, leaves))
+    tree = jtu.tree_unflatten(treedef, place(new, leaves))
     for path, name, block, group in _slots(layout).sizes:
         try:
             layer = get_at(tree, path)
@@ -272,7 +195,7 @@ def _prune_network(tree, layout: Layout, indices: _Indices):
     return tree
 
 
-def _prune_state(state: eqx.nn.State, layout: Layout, indices: _Indices):
+def _prune_state(state: eqx.nn.State, layout: Layout, indices: LiveIndices):
     values, markers = state.tree_flatten()
     values = list(values)
     position = {m: i for i, m in enumerate(markers)}
@@ -289,8 +212,8 @@ def _prune_state(state: eqx.nn.State, layout: Layout, indices: _Indices):
         leaves, treedef = jtu.tree_flatten(values[i])
         rebuild.append((i, treedef, len(old), len(old) + len(leaves)))
         old += leaves
-        new += [_take(a, axis, 1, group, indices, lambda: f"State[{marker!r}]") for a in leaves]
-    new = _place(new, old)
+        new += [take(a, axis, 1, group, indices, lambda: f"State[{marker!r}]") for a in leaves]
+    new = place(new, old)
     for i, treedef, start, stop in rebuild:
         values[i] = jtu.tree_unflatten(treedef, new[start:stop])
     return eqx.nn.State.tree_unflatten(markers, values)
