@@ -49,14 +49,14 @@ def test_bucket_keep():
     # The live units, and the first masked ones up to the bucket.
     np.testing.assert_array_equal(keep["a"], [0, 1, 2, 3, 4, 6, 9, 15])
     np.testing.assert_array_equal(keep["b"], np.arange(16))
-    # The last prune: the arrays shrink to the live units if they shrink at all...
-    keep = bucket_keep(alive, pruning.WidthBuckets(), initial, last=True)
+    # The last prune: the arrays shrink to the live units if much of training
+    # remains, and not at all otherwise.
+    keep = bucket_keep(alive, pruning.WidthBuckets(), initial, last=True, long=True)
     np.testing.assert_array_equal(keep["a"], [1, 4, 6, 9, 15])
     np.testing.assert_array_equal(keep["b"], np.arange(7, 16))
-    # ...or if much of training remains; otherwise nothing shrinks.
+    assert bucket_keep(alive, pruning.WidthBuckets(), initial, last=True) is None
     alive["a"] = np.arange(16) >= 4
     assert bucket_keep(alive, pruning.WidthBuckets(), initial) is None
-    assert bucket_keep(alive, pruning.WidthBuckets(), initial, last=True) is None
     keep = bucket_keep(alive, pruning.WidthBuckets(), initial, last=True, long=True)
     np.testing.assert_array_equal(keep["a"], np.arange(4, 16))
 

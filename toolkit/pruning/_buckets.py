@@ -36,8 +36,9 @@ class AbstractBuckets(eqx.Module):
 
 
 class ExactWidths(AbstractBuckets):
-    """No buckets: every prune removes its units from the arrays, and the steps
-    compile anew for the new shapes."""
+    """No buckets: a prune removes its units from the arrays, and the steps compile
+    anew for the new shapes (but for the last prune before the end of training, see
+    [`toolkit.pruning.train`][])."""
 
     def width(self, live: int, initial: int) -> int:
         return live
@@ -136,9 +137,12 @@ def bucket_keep(
     masked ones up to the group's bucket width; `None` if no group's arrays shrink.
 
     After the `last` prune before the end of training there is no compilation left to
-    save, so the arrays shrink to the live units if they shrink at all, or if a `long`
-    stretch of training remains (as after a one-shot method's only prune)."""
-    if last and (long or bucket_keep(alive, buckets, initial) is not None):
+    save: the arrays shrink to the live units if a `long` stretch of training remains
+    (as after a one-shot method's only prune), and not at all otherwise (a compilation
+    would cost more than the few steps left would save)."""
+    if last and not long:
+        return None
+    if last:
         buckets = ExactWidths()
     keep, shrinks = {}, False
     for k, a in alive.items():

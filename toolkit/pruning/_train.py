@@ -231,8 +231,8 @@ def train(
         width, so that a run compiles its steps about `log2(initial / final width)`
         times per group at most; [`toolkit.pruning.ExactWidths`][] shrinks them at
         every prune. At the last prune before the end (by `method.prune_at`), the
-        arrays shrink to the live units if they shrink at all or if a quarter of
-        training or more remains, as after a one-shot method's only prune. DemP's
+        arrays shrink to the live units if a quarter of training or more remains (as
+        after a one-shot method's only prune), and not at all otherwise. DemP's
         noise is drawn for the arrays' shapes, so the buckets change the draw, not
         its distribution.
 
