@@ -48,6 +48,14 @@ KNOWN_FAILURES: set[tuple[str, str, str]] = {
 }
 
 
+# One library problem per mechanism in CI, each a separate compilation: an unbounded
+# control with a state box (cancer_treatment), a fixed final state (cart_pole), a
+# terminal cost (tumour), two controls (bear_populations). van_der_pol (and pendulum,
+# through the interior-point fallback) are tests/control/test_plan.py's, and the
+# discrete-time invasive_plant tests/control/test_discrete.py's.
+CI_PROBLEMS = ("cancer_treatment", "cart_pole", "tumour", "bear_populations")
+
+
 def _cases():
     for name in control.problems.names():
         for key in _transcriptions_of(name):
@@ -59,9 +67,10 @@ def _cases():
                     # on the test right after rocket_landing's failing solve; known
                     # failures run with the slow matrix only.
                     marks.append(pytest.mark.slow)
-                # CI runs the default planner on the default transcription; the rest
-                # of the matrix (about an hour on 2 cores) is `pytest -m slow`.
-                if key not in ("trapezoidal", "discrete") or planner != "newton":
+                # CI runs the default planner on the default transcription for one
+                # problem per mechanism (CI_PROBLEMS); the rest of the matrix (about an
+                # hour on 2 cores) is `pytest -m slow`.
+                if name not in CI_PROBLEMS or key != "trapezoidal" or planner != "newton":
                     marks.append(pytest.mark.slow)
                 yield pytest.param(name, key, planner, id=f"{name}-{key}-{planner}", marks=marks)
 
