@@ -56,8 +56,8 @@ class KKTResidual(eqx.Module):
         mask = tr.constraint_mask(problem)
 
         def lagrangian(z):
-            c = tr.constraints(z, problem, args)
-            return tr.objective(z, problem, args) + jnp.sum(jnp.where(mask, lam * c, 0)), c
+            J, c = tr.objective_and_constraints(z, problem, args)
+            return J + jnp.sum(jnp.where(mask, lam * c, 0)), c
 
         return jax.grad(lagrangian, has_aux=True)(z)
 

@@ -64,11 +64,11 @@ def _optimal_cost_jvp(primals, tangents, *, residual):
 
     def lagrangian(data):
         problem, args = data
-        c = tr.constraints(z, problem, args)
+        J, c = tr.objective_and_constraints(z, problem, args)
         lo, hi = tr.bounds(problem, args)
         bound = jnp.where(at_lo, lo, jnp.where(at_hi, hi, 0))
         return (
-            tr.objective(z, problem, args)
+            J
             + jnp.sum(jnp.where(mask, lam * c, 0))
             + jnp.sum(jnp.where(at_lo | at_hi, g * bound, 0))
         )

@@ -40,8 +40,7 @@ def solve_with_fallback(
     if planner.fallback_after <= 0 and not interior_point_first:
         return solve(w0, data, max_steps, adjoint)
     nlp = residual.nlp_info(*data)
-    dynamic, static = eqx.partition(data, eqx.is_array)
-    frozen = eqx.combine(jax.lax.stop_gradient(dynamic), static)
+    frozen = _frozen(data)
     w0 = jax.lax.stop_gradient(w0)
     if interior_point_first:
         first_value, first_steps, solved = w0, jnp.asarray(0, jnp.int32), jnp.asarray(False)
@@ -51,16 +50,40 @@ def solve_with_fallback(
         solved = (first.result == optx.RESULTS.successful) & found
         first_value, first_steps = first.value, first.stats["num_steps"]
 
-    def run_interior_point():
+    # Under `jax.vmap` the interior-point solve runs for solved elements too: they
+    # start at their root and stop at once.
+    start = jnp.where(solved, first_value, push_into_box(w0, nlp))
+    start, interior_steps, restarted = _interior_point_once(
+        planner, residual, start, jnp.invert(solved), frozen, nlp, linear_solver, adjoint
+    )
+    final = solve(jax.lax.stop_gradient(start), data, max_steps, adjoint)
+    stats = dict(final.stats)
+    stats["num_steps"] = first_steps + interior_steps + final.stats["num_steps"]
+    stats["interior_point_steps"] = interior_steps
+    stats["interior_point_restarted"] = restarted
+    return optx.Solution(
+        value=final.value, result=final.result, aux=final.aux, stats=stats, state=final.state
+    )
+
+
+def _frozen(data):
+    dynamic, static = eqx.partition(data, eqx.is_array)
+    return eqx.combine(jax.lax.stop_gradient(dynamic), static)
+
+
+def _interior_point_once(planner, residual, start, needed, frozen, nlp, linear_solver, adjoint):
+    """The interior-point solve from `start` where `needed`, else `start` unchanged:
+    `(value, steps, restarted)`."""
+
+    def run_interior_point(start):
         # Where the barrier method gets stuck from the default guess, it restarts from
         # one whose states follow the dynamics under the default controls.
         restart = push_into_box(residual.initial_guess(*frozen, simulate=True), nlp)
+        atol = planner.atol
         interior = optx.root_find(
             residual,
             InteriorPoint(rtol=0.0, atol=atol, linear_solver=linear_solver, tol=10 * atol),
-            # Under `jax.vmap` this branch runs for solved elements too: they start at
-            # their root and stop at once.
-            jnp.where(solved, first_value, push_into_box(w0, nlp)),
+            start,
             frozen,
             options={"nlp": nlp, "restart": restart},
             max_steps=planner.interior_point_steps,
@@ -80,15 +103,121 @@ def solve_with_fallback(
         return jnp.invert(carry[-1])
 
     def once(carry):
-        return (*run_interior_point(), jnp.asarray(True))
+        return (*run_interior_point(carry[0]), jnp.asarray(True))
 
-    init = (first_value, jnp.asarray(0, jnp.int32), jnp.asarray(False), solved)
-    start, interior_steps, restarted, _ = jax.lax.while_loop(not_done, once, init)
-    final = solve(jax.lax.stop_gradient(start), data, max_steps, adjoint)
-    stats = dict(final.stats)
-    stats["num_steps"] = first_steps + interior_steps + final.stats["num_steps"]
-    stats["interior_point_steps"] = interior_steps
-    stats["interior_point_restarted"] = restarted
+    init = (start, jnp.asarray(0, jnp.int32), jnp.asarray(False), jnp.invert(needed))
+    value, steps, restarted, _ = jax.lax.while_loop(not_done, once, init)
+    return value, steps, restarted
+
+
+class _AtRoot(optx.AbstractRootFinder):
+    """A root finder that takes no step: the root is already known, and the solve is
+    only there to carry its implicit derivative."""
+
+    rtol: float = 0.0
+    atol: float = 0.0
+    norm: Callable = optx.max_norm
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        return None
+
+    def step(self, fn, y, args, options, state, tags):
+        return y, state, None
+
+    def terminate(self, fn, y, args, options, state, tags):
+        return jnp.asarray(True), optx.RESULTS.successful
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        return y, aux, {}
+
+
+def solve_in_passes(
+    planner,
+    solve: Callable[[Array, object, Array], optx.Solution],
+    residual,
+    w0: Array,
+    data,
+    linear_solver: lx.AbstractLinearSolver,
+    adjoint: optx.ImplicitAdjoint,
+) -> optx.Solution:
+    """What `solve_with_fallback` computes (without `interior_point_first`), for a
+    planner whose method `solve(w0, data, step_limit)` takes its iteration budget as
+    an array: the first attempt and the finish after the interior-point method are
+    two passes of one loop, so the method is traced and compiled once, not twice.
+    The loop sees only frozen `data`; the implicit derivative is attached afterwards
+    by a root find that starts at the root and takes no step.
+    """
+    atol, max_steps = planner.atol, planner.max_steps
+    nlp = residual.nlp_info(*data)
+    frozen = _frozen(data)
+    w0 = jax.lax.stop_gradient(w0)
+    zero = jnp.array(0)
+
+    def not_done(carry):
+        return jnp.invert(carry[-1])
+
+    def attempt(carry):
+        w, second, steps, interior_steps, restarted, _, _, _, _ = carry
+        limit = jnp.where(second, max_steps, min(planner.fallback_after, max_steps))
+        sol = solve(w, frozen, limit)
+        num_steps = sol.stats["num_steps"]
+        found = jnp.max(jnp.abs(residual(sol.value, frozen))) <= atol
+        solved = (sol.result == optx.RESULTS.successful) & found
+        fall_back = jnp.invert(second | solved)
+        # Under `jax.vmap` the interior-point solve runs for solved elements too: they
+        # start at their root and stop at once.
+        start = jnp.where(fall_back, push_into_box(w0, nlp), sol.value)
+        value, more_steps, more_restarted = _interior_point_once(
+            planner, residual, start, fall_back, frozen, nlp, linear_solver, adjoint
+        )
+        # Solved at once, the plan reports what a finish from the root would: no
+        # backtracks, no regularised steps, success.
+        result = optx.RESULTS.where(second, sol.result, optx.RESULTS.successful)
+        backtracks = jnp.where(second, sol.stats["backtracks"], 0)
+        regularised = jnp.where(second, sol.stats["regularised_steps"], 0)
+        return (
+            value,
+            jnp.asarray(True),
+            steps + num_steps + more_steps,
+            interior_steps + more_steps,
+            restarted | more_restarted,
+            result,
+            backtracks,
+            regularised,
+            jnp.invert(fall_back),
+        )
+
+    init = (
+        w0,
+        jnp.asarray(False),
+        zero,
+        jnp.asarray(0, jnp.int32),
+        jnp.asarray(False),
+        optx.RESULTS.successful,
+        zero,
+        zero,
+        jnp.asarray(False),
+    )
+    value, _, steps, interior_steps, restarted, result, backtracks, regularised, _ = (
+        jax.lax.while_loop(not_done, attempt, init)
+    )
+    final = optx.root_find(
+        residual,
+        _AtRoot(),
+        jax.lax.stop_gradient(value),
+        data,
+        max_steps=1,
+        adjoint=adjoint,
+        throw=False,
+    )
+    stats = {
+        "num_steps": steps,
+        "max_steps": max_steps,
+        "backtracks": backtracks,
+        "regularised_steps": regularised,
+        "interior_point_steps": interior_steps,
+        "interior_point_restarted": restarted,
+    }
     return optx.Solution(
-        value=final.value, result=final.result, aux=final.aux, stats=stats, state=final.state
+        value=final.value, result=result, aux=final.aux, stats=stats, state=final.state
     )

@@ -231,9 +231,9 @@ class InteriorPoint(optx.AbstractRootFinder):
             ok, armijo_step = accept(alpha, y_t)
             return alpha, y_t, k + 1, ok, armijo_step
 
-        y_t = y + alpha_max * dy
-        ok, armijo_step = accept(alpha_max, y_t)
-        init = (alpha_max, y_t, jnp.array(0), ok, armijo_step)
+        # The step to α_max is the loop's first pass (α = 2 α_max / 2, k = -1 → 0), so
+        # the trial and its acceptance test are traced once.
+        init = (2 * alpha_max, y, jnp.array(-1), jnp.array(False), jnp.array(False))
         _, y_t, k, accepted, armijo_step = lax.while_loop(ls_cond, ls_body, init)
         moved = solved & accepted
 

@@ -2,7 +2,7 @@ import lineax as lx
 import optimistix as optx
 
 from .base import AbstractPlanner
-from .fallback import solve_with_fallback
+from .fallback import solve_in_passes, solve_with_fallback
 from .semismooth_newton import SemismoothNewton
 
 
@@ -36,18 +36,27 @@ class KKTNewton(AbstractPlanner):
             max_backtracks=self.max_backtracks,
         )
 
-        def solve(w0, data, max_steps, adjoint):
+        def solve(w0, data, max_steps, adjoint, step_limit=None):
+            options = {"nlp": nlp}
+            if step_limit is not None:
+                options["step_limit"] = step_limit
             return optx.root_find(
                 residual,
                 newton,
                 w0,
                 data,
-                options={"nlp": nlp},
+                options=options,
                 max_steps=max_steps,
                 adjoint=adjoint,
                 throw=False,
             )
 
+        if self.fallback_after > 0 and isinstance(adjoint, optx.ImplicitAdjoint):
+
+            def limited(w0, data, step_limit):
+                return solve(w0, data, self.max_steps, adjoint, step_limit)
+
+            return solve_in_passes(self, limited, residual, w0, data, linear_solver, adjoint)
         return solve_with_fallback(self, solve, residual, w0, data, linear_solver, adjoint)
 
 

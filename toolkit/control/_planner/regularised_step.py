@@ -50,12 +50,14 @@ def regularised_newton_step(
         _, ok, _, i = carry
         return jnp.invert(ok) & (i < max_regularisations)
 
+    # One loop whose first pass tries `delta` itself (i = -1 → 0) and whose later
+    # passes grow it: the linear solve is traced, and compiled, once rather than twice.
     def body(carry):
         _, _, delta, i = carry
-        delta = jnp.minimum(jnp.maximum(10 * delta, delta_init), delta_max)
+        grown = jnp.minimum(jnp.maximum(10 * delta, delta_init), delta_max)
+        delta = jnp.where(i < 0, delta, grown)
         dy, solved = solve(delta)
         return dy, solved & curvature_ok(dy, delta), delta, i + 1
 
-    dy0, solved0 = solve(delta)
-    init = (dy0, solved0 & curvature_ok(dy0, delta), delta, jnp.array(0))
+    init = (jnp.zeros_like(f), jnp.array(False), delta, jnp.array(-1))
     return lax.while_loop(cond, body, init)

@@ -19,6 +19,7 @@ class _NewtonState(eqx.Module):
     delta: Scalar
     backtracks: Int[Array, ""]
     regularised: Int[Array, ""]
+    steps: Int[Array, ""]
     result: RESULTS
 
 
@@ -55,6 +56,10 @@ class SemismoothNewton(optx.AbstractRootFinder):
     Without those options it is plain semismooth Newton with an Armijo search on
     ½‖F‖². Trial points where F is not finite (a NaN in the dynamics, say) are
     rejected like any other failed trial. Converges when ‖F‖_∞ <= atol.
+
+    `options["step_limit"]`, an integer array, stops the solve after that many
+    iterations (reported as `nonlinear_max_steps_reached`) within `root_find`'s static
+    `max_steps`: one compiled solve then serves several budgets.
     """
 
     rtol: float
@@ -79,6 +84,7 @@ class SemismoothNewton(optx.AbstractRootFinder):
             delta=zero,
             backtracks=jnp.array(0),
             regularised=jnp.array(0),
+            steps=jnp.array(0),
             result=result,
         )
 
@@ -165,9 +171,10 @@ class SemismoothNewton(optx.AbstractRootFinder):
             y_t, f_t, aux_t = trial(alpha)
             return alpha, y_t, f_t, aux_t, k + 1, accept(alpha, y_t, f_t)
 
-        alpha0 = jnp.ones((), f.dtype)
-        y_t, f_t, aux_t = trial(alpha0)
-        init = (alpha0, y_t, f_t, aux_t, jnp.array(0), accept(alpha0, y_t, f_t))
+        # The full step is the loop's first pass (α = 2/2, k = -1 → 0), so the trial
+        # and its acceptance test are traced once.
+        alpha0 = jnp.full((), 2.0, f.dtype)
+        init = (alpha0, y, f, aux, jnp.array(-1), jnp.array(False))
         _, y_t, f_t, aux_t, k, accepted = lax.while_loop(ls_cond, ls_body, init)
 
         moved = solved & accepted
@@ -194,15 +201,22 @@ class SemismoothNewton(optx.AbstractRootFinder):
             delta=delta,
             backtracks=state.backtracks + k,
             regularised=state.regularised + (n_reg > 0).astype(state.regularised.dtype),
+            steps=state.steps + 1,
             result=result,
         )
         return y_new, new_state, aux_new
 
     def terminate(self, fn, y, args, options, state: _NewtonState, tags):
-        del fn, y, args, options, tags
+        del fn, y, args, tags
         converged = self.norm(state.f) <= self.atol
         failed = state.result != RESULTS.successful
-        return converged | failed, RESULTS.where(converged, RESULTS.successful, state.result)
+        result = RESULTS.where(converged, RESULTS.successful, state.result)
+        limit = options.get("step_limit")
+        if limit is None:
+            return converged | failed, result
+        out_of_steps = jnp.invert(converged | failed) & (state.steps >= limit)
+        result = RESULTS.where(out_of_steps, RESULTS.nonlinear_max_steps_reached, result)
+        return converged | failed | out_of_steps, result
 
     def postprocess(self, fn, y, aux, args, options, state: _NewtonState, tags, result):
         del fn, args, options, tags, result

@@ -67,6 +67,14 @@ class AbstractTranscription(eqx.Module):
     ) -> Float[Array, "M bc"]:
         """The equality constraints (rows outside `constraint_mask` are ignored)."""
 
+    def objective_and_constraints(
+        self, z: Float[Array, "M bz"], problem: OptimalControlProblem, args: PyTree[Any]
+    ) -> tuple[Scalar, Float[Array, "M bc"]]:
+        """`(objective, constraints)` together; a transcription whose two share work
+        (an integration, the dynamics at the nodes) overrides this to do it once, which
+        keeps the KKT residual's graph, and so its compile time, smaller."""
+        return self.objective(z, problem, args), self.constraints(z, problem, args)
+
     @abc.abstractmethod
     def constraint_mask(self, problem: OptimalControlProblem) -> np.ndarray:
         """Static boolean `(M, bc)`: which constraint rows are real."""

@@ -75,6 +75,16 @@ class HermiteSimpson(AbstractTranscription):
 
     def constraints(self, z, problem, args):
         xs, f, _, f_mid, _ = self._values(z, problem, args)
+        return self._defects(xs, f, f_mid, problem)
+
+    def objective_and_constraints(self, z, problem, args):
+        xs, f, L, f_mid, L_mid = self._values(z, problem, args)
+        h = self.step(problem)
+        running = (h / 6) * jnp.sum(L[:-1] + 4 * L_mid + L[1:])
+        objective = running + terminal(problem, xs[-1], args)
+        return objective, self._defects(xs, f, f_mid, problem)
+
+    def _defects(self, xs, f, f_mid, problem):
         h = self.step(problem)
         defects = xs[1:] - xs[:-1] - (h / 6) * (f[:-1] + 4 * f_mid + f[1:])
         return defects_with_final_state(defects, xs[-1], problem)

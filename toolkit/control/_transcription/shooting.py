@@ -114,6 +114,11 @@ class MultipleShooting(_AbstractShooting, AbstractNodeTranscription):
         xs, ends, _ = self._shoot(z, problem, args)
         return defects_with_final_state(xs[1:] - ends, xs[-1], problem)
 
+    def objective_and_constraints(self, z, problem, args):
+        xs, ends, costs = self._shoot(z, problem, args)
+        objective = jnp.sum(costs) + terminal(problem, xs[-1], args)
+        return objective, defects_with_final_state(xs[1:] - ends, xs[-1], problem)
+
 
 class SingleShooting(_AbstractShooting):
     """Single shooting: only the controls are unknowns; the states are integrated

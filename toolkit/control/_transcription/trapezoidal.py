@@ -35,6 +35,15 @@ class Trapezoidal(AbstractNodeTranscription):
 
     def constraints(self, z, problem, args):
         xs, f, _ = self._node_values(z, problem, args)
+        return self._defects(xs, f, problem)
+
+    def objective_and_constraints(self, z, problem, args):
+        xs, f, L = self._node_values(z, problem, args)
+        h = self.step(problem)
+        objective = h / 2 * jnp.sum(L[:-1] + L[1:]) + terminal(problem, xs[-1], args)
+        return objective, self._defects(xs, f, problem)
+
+    def _defects(self, xs, f, problem):
         h = self.step(problem)
         defects = xs[1:] - xs[:-1] - (h / 2) * (f[:-1] + f[1:])
         return defects_with_final_state(defects, xs[-1], problem)
