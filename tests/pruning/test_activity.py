@@ -47,7 +47,14 @@ def test_record_from_a_training_step():
     by_update = pruning.update_activity(
         pruning.init_activity(model), model, state, xs, inference=False
     )
-    assert eqx.tree_equal(activity, by_update)
+    # The counts agree exactly. The peaks are float32 pre-activations computed by two
+    # programs (this step's and `update_activity`'s), which XLA may fuse and round
+    # differently on one CPU and alike on another.
+    assert eqx.tree_equal(
+        (activity.examples, activity.active), (by_update.examples, by_update.active)
+    )
+    assert activity.layout == by_update.layout
+    assert eqx.tree_equal(activity.peak, by_update.peak, rtol=1e-6, atol=1e-6)
     assert int(activity.examples) == 8
     with pytest.raises(ValueError, match="do not match"):
         pruning.record_activity(activity, {"hidden.0": pre["hidden.0"]})
