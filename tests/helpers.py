@@ -2,6 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toolkit import control
+
 
 def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8):
     """Whether two pytrees have the same structure and allclose leaves."""
@@ -59,3 +61,17 @@ def host_callbacks(jaxpr, inside: str = "") -> list[str]:
 
     walk(jaxpr.jaxpr if isinstance(jaxpr, ClosedJaxpr) else jaxpr, not inside)
     return found
+
+
+def cost_gradient_error(ex, tr, name, eps):
+    """Relative error of the implicit gradient of a library problem's optimal cost
+    w.r.t. `args[name]`, against a central finite difference."""
+
+    def cost(args):
+        return control.plan(ex.problem, tr, args=args).cost
+
+    g = jax.grad(cost)(ex.args)
+    direction = jax.tree_util.tree_map(jnp.zeros_like, ex.args)
+    direction[name] = jnp.array(1.0)
+    fd = central_difference(cost, ex.args, direction, eps)
+    return relative_error(g[name], fd)

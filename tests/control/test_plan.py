@@ -6,7 +6,7 @@ import pytest
 
 from toolkit import control
 
-from ..helpers import central_difference, relative_error, tree_allclose
+from ..helpers import central_difference, cost_gradient_error, relative_error, tree_allclose
 
 
 # IPOPT (tol 1e-12) on the identical trapezoidal transcription (PLANNER_FIGURES.md).
@@ -62,31 +62,6 @@ def test_costates_satisfy_pontryagin_control_condition(vdp):
     inside = (u_mid > -0.29) & (u_mid < 0.99)
     err = jnp.abs(2 * u_mid + sol.costates[:, 0])[inside]
     assert float(jnp.max(err)) < 5e-2
-
-
-@pytest.mark.parametrize(
-    "transcription",
-    [
-        control.Trapezoidal(60),
-        control.HermiteSimpson(30),
-        control.MultipleShooting(40),
-        control.MultipleShooting(20, diffrax.Heun(), substeps=3),
-    ],
-    ids=lambda t: type(t).__name__,
-)
-def test_gradient_matches_finite_differences(vdp, transcription):
-    def cost(args, x0):
-        problem = eqx.tree_at(lambda p: p.x0, vdp.problem, x0)
-        return control.plan(problem, transcription, args=args).cost
-
-    x0 = vdp.problem.x0
-    g_args, g_x0 = jax.grad(cost, argnums=(0, 1))(vdp.args, x0)
-    fd_mu = central_difference(lambda a: cost(a, x0), vdp.args, {"mu": jnp.array(1.0)}, 1e-5)
-    assert relative_error(g_args["mu"], fd_mu) < 1e-5
-    for i in range(2):
-        e = jnp.zeros(2).at[i].set(1.0)
-        fd = central_difference(lambda x: cost(vdp.args, x), x0, e, 1e-5)
-        assert relative_error(g_x0[i], fd) < 1e-5
 
 
 def test_gradient_wrt_final_time(vdp):
@@ -218,26 +193,6 @@ def test_adaptive_multiple_shooting_matches_fine_fixed_steps(vdp):
     assert jnp.max(jnp.abs(a.us - f.us)) < 1e-5
 
 
-def _gradient_error(ex, tr, name, eps):
-    """Relative error of the implicit gradient of a library problem's optimal cost
-    w.r.t. `args[name]`, against a central finite difference."""
-
-    def cost(args):
-        return control.plan(ex.problem, tr, args=args).cost
-
-    g = jax.grad(cost)(ex.args)
-    direction = jax.tree_util.tree_map(jnp.zeros_like, ex.args)
-    direction[name] = jnp.array(1.0)
-    fd = central_difference(cost, ex.args, direction, eps)
-    return relative_error(g[name], fd)
-
-
-def test_single_shooting_gradient_matches_finite_differences():
-    ex = control.problems.get("cancer_treatment")
-    tr = control.SingleShooting(ex.N)
-    assert _gradient_error(ex, tr, "delta", 1e-5) < 1e-5
-
-
 def test_gradient_through_the_interior_point_fallback():
     # From the default guess semismooth Newton alone stalls on the pendulum swing-up;
     # the interior-point fallback finds the solution, and the implicit gradient (of the
@@ -251,7 +206,7 @@ def test_gradient_through_the_interior_point_fallback():
     sol = control.plan(ex.problem, tr, args=ex.args)
     assert sol.stats["interior_point_steps"] > 0
 
-    assert _gradient_error(ex, tr, "length", 1e-6) < 1e-5
+    assert cost_gradient_error(ex, tr, "length", 1e-6) < 1e-5
 
 
 def test_final_state_on_the_edge_of_the_state_box():
