@@ -2,7 +2,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import textwrap
 
 import jax
 import pytest
@@ -53,18 +52,31 @@ def test_a_configured_folder_is_kept(tmp_path):
     assert toolkit.enable_compilation_cache(tmp_path) == pathlib.Path(configured)
 
 
-_PLAN = textwrap.dedent(
-    """
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    import toolkit
-    from toolkit import control
+_SMALL = """
+import jax
+import jax.numpy as jnp
+import toolkit
 
-    print("cache:", toolkit.enable_compilation_cache(min_compile_time=0.0))
-    ex = control.problems.get("van_der_pol")
-    sol = control.plan(ex.problem, control.Trapezoidal(10), args=ex.args)
-    print("cost:", repr(float(sol.cost)))
-    """
+print("cache:", toolkit.enable_compilation_cache())
+
+
+@jax.jit
+def doubled_cumsum(x):
+    return 2.0 * jnp.cumsum(x)
+
+
+print("small:", doubled_cumsum(jnp.arange(5.0)).tolist())
+"""
+_PLAN = (
+    _SMALL
+    + """
+from toolkit import control
+
+jax.config.update("jax_enable_x64", True)
+ex = control.problems.get("van_der_pol")
+sol = control.plan(ex.problem, control.Trapezoidal(10), args=ex.args)
+print("cost:", repr(float(sol.cost)))
+"""
 )
 
 
@@ -87,16 +99,17 @@ def test_plan_is_stored_and_a_corrupt_cache_compiles_again(tmp_path):
     first = _run(_PLAN, cache)
     # JAX refuses to store a program that holds a host callback (`eqx.error_if` with
     # `throw=True`, say): the plan being there shows it holds none.
-    plans = _entries(cache, "_plan")
-    assert plans, sorted(p.name for p in cache.iterdir())
+    assert _entries(cache, "_plan"), sorted(p.name for p in cache.iterdir())
+    assert _entries(cache, "doubled_cumsum")
     # Every entry overwritten with garbage of the same size: warned about, compiled
     # again, same numbers.
     for entry in cache.iterdir():
-        entry.write_bytes(b"\x00garbage" * (entry.stat().st_size // 8 + 1))
-    second = _run(_PLAN, cache)
+        size = entry.stat().st_size
+        entry.write_bytes((b"\x00garbage" * (size // 8 + 1))[:size])
+    second = _run(_SMALL, cache)
     assert "Error reading persistent compilation cache entry" in second.stderr
 
-    def cost(out):
-        return [s for s in out.stdout.splitlines() if s.startswith("cost")]
+    def small(out):
+        return [s for s in out.stdout.splitlines() if s.startswith("small")]
 
-    assert cost(second) == cost(first)
+    assert small(second) == small(first) == ["small: [0.0, 2.0, 6.0, 12.0, 20.0]"]
