@@ -1,4 +1,5 @@
 import abc
+import math
 
 import equinox as eqx
 from jaxtyping import Array, PRNGKeyArray
@@ -65,6 +66,38 @@ class AbstractNetwork(eqx.Module):
         """
         y, state, _ = self.preactivations(x, state, key=key)
         return y, state
+
+
+def check_example(
+    network: str, x: Array, expected: tuple[int | None, ...], *, flat: bool = False
+) -> None:
+    """Raise a `ValueError` naming the expected and the given shape unless `x` is one
+    example of shape `expected` (`None`: any size on that axis; `flat`: any shape of
+    `expected`'s size). Shapes are static: this runs once, at trace time."""
+
+    def fits(shape: tuple[int, ...]) -> bool:
+        if flat:
+            return math.prod(shape) == math.prod(e or 1 for e in expected)
+        return len(shape) == len(expected) and all(
+            e is None or s == e for s, e in zip(shape, expected)
+        )
+
+    shape = tuple(x.shape)
+    if fits(shape):
+        return
+    want = "(" + ", ".join("any" if e is None else str(e) for e in expected)
+    want += ",)" if len(expected) == 1 else ")"
+    if flat:
+        want += " or any shape of that size"
+    hint = ""
+    if len(shape) > 1 and fits(shape[1:]):
+        hint = (
+            "; for a batch, vmap the network: `jax.vmap(model, axis_name='batch', "
+            "in_axes=(0, None), out_axes=(0, None))`"
+        )
+    raise ValueError(
+        f"{network} expects one example of shape {want}, got an input of shape {shape}{hint}."
+    )
 
 
 def make_norm(size: int, use: bool, dtype) -> eqx.nn.BatchNorm | None:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
-from ._base import AbstractNetwork, make_norm, normalise, PreActivations
+from ._base import AbstractNetwork, check_example, make_norm, normalise, PreActivations
 from ._wiring import Group, inputs_of, norm_of, outputs_of
 
 
@@ -82,6 +82,7 @@ def make_layers(
         for n, (a, b, k) in enumerate(zip(sizes[:-1], sizes[1:], jr.split(lkey, len(sizes) - 1)))
     )
     return dict(
+        image_size=_pair(image_size),
         convs=tuple(convs),
         conv_norms=tuple(norms),
         pools=tuple(pools),
@@ -95,6 +96,7 @@ class AbstractConvClassifier(AbstractNetwork):
     perceptron. Its groups are `"conv.0"`, `"conv.1"`, ... (channels) and `"fc.0"`,
     ... (hidden units of the perceptron)."""
 
+    image_size: eqx.AbstractVar[tuple[int, int]]
     convs: eqx.AbstractVar[tuple[eqx.nn.Conv2d, ...]]
     conv_norms: eqx.AbstractVar[tuple[eqx.nn.BatchNorm | None, ...]]
     pools: eqx.AbstractVar[tuple[bool, ...]]
@@ -104,6 +106,8 @@ class AbstractConvClassifier(AbstractNetwork):
     def preactivations(
         self, x: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None
     ) -> tuple[Array, eqx.nn.State, PreActivations]:
+        name = type(self).__name__
+        check_example(name, x, (self.convs[0].weight.shape[1], *self.image_size))
         pre = {}
         for i, (conv, norm, pool) in enumerate(zip(self.convs, self.conv_norms, self.pools)):
             z, state = normalise(norm, conv(x), state)
@@ -152,6 +156,7 @@ class ConvNet(AbstractConvClassifier):
     `"fc.0"`, `"fc.1"`, ... (units of each hidden linear layer).
     """
 
+    image_size: tuple[int, int] = eqx.field(static=True)
     convs: tuple[eqx.nn.Conv2d, ...]
     conv_norms: tuple[eqx.nn.BatchNorm | None, ...]
     pools: tuple[bool, ...] = eqx.field(static=True)
@@ -188,6 +193,7 @@ class ConvNet(AbstractConvClassifier):
         layers = make_layers(
             in_channels, out_size, image_size, features, hidden, kernel_size, batch_norm, key, dtype
         )
+        self.image_size = layers["image_size"]
         self.convs = layers["convs"]
         self.conv_norms = layers["conv_norms"]
         self.pools = layers["pools"]

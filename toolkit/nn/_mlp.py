@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
-from ._base import AbstractNetwork, make_norm, normalise, PreActivations
+from ._base import AbstractNetwork, check_example, make_norm, normalise, PreActivations
 from ._wiring import Group, inputs_of, norm_of, outputs_of
 
 
@@ -60,6 +60,7 @@ class MLP(AbstractNetwork):
     def preactivations(
         self, x: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None
     ) -> tuple[Array, eqx.nn.State, PreActivations]:
+        check_example("MLP", x, (self.layers[0].weight.shape[1],), flat=True)
         x = jnp.ravel(x)
         pre = {}
         for i, (layer, norm) in enumerate(zip(self.layers[:-1], self.norms)):

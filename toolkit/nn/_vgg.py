@@ -37,6 +37,7 @@ class VGG(AbstractConvClassifier):
     `"fc.0"`, ... (units of each hidden linear layer).
     """
 
+    image_size: tuple[int, int] = eqx.field(static=True)
     convs: tuple[eqx.nn.Conv2d, ...]
     conv_norms: tuple[eqx.nn.BatchNorm | None, ...]
     pools: tuple[bool, ...] = eqx.field(static=True)
@@ -75,6 +76,7 @@ class VGG(AbstractConvClassifier):
         layers = make_layers(
             in_channels, out_size, image_size, tuple(config), hidden, 3, batch_norm, key, dtype
         )
+        self.image_size = layers["image_size"]
         self.convs = layers["convs"]
         self.conv_norms = layers["conv_norms"]
         self.pools = layers["pools"]

@@ -77,18 +77,21 @@ def record_activity(activity: Activity, preactivations: dict[str, tuple[Array, .
             f"pre-activations for groups {sorted(preactivations)} do not match the "
             f"network's groups {list(layout.names)}."
         )
+    arrays = [(g, a) for g in layout.groups for a in preactivations[g.name]]
+    for g, a in arrays:
+        if a.ndim < 2 or a.shape[1] != g.size:
+            raise ValueError(
+                f"group {g.name!r}: expected pre-activations of shape (batch, {g.size}, "
+                f"...), got {a.shape}."
+            )
+    batch = arrays[0][1].shape[0] if arrays else 0
+    if batch == 0:
+        # An empty batch adds nothing (and `dead_from` then says no example was seen).
+        return activity
     active, peak = {}, {}
-    batch = None
     for g in layout.groups:
         fired, top = None, None
         for a in preactivations[g.name]:
-            if a.ndim < 2 or a.shape[1] != g.size:
-                raise ValueError(
-                    f"group {g.name!r}: expected pre-activations of shape (batch, {g.size}, "
-                    f"...), got {a.shape}."
-                )
-            if batch is None:
-                batch = a.shape[0]
             a = a.reshape(a.shape[0], g.size, -1)
             f = jnp.any(a > 0, axis=2)
             t = jnp.max(a, axis=(0, 2)).astype(activity.peak[g.name].dtype)
@@ -97,7 +100,7 @@ def record_activity(activity: Activity, preactivations: dict[str, tuple[Array, .
         assert fired is not None and top is not None
         active[g.name] = activity.active[g.name] + jnp.sum(fired, axis=0, dtype=jnp.int32)
         peak[g.name] = jnp.maximum(activity.peak[g.name], top)
-    examples = activity.examples + jnp.array(batch or 0, dtype=jnp.int32)
+    examples = activity.examples + jnp.array(batch, dtype=jnp.int32)
     return Activity(examples, active, peak, layout)
 
 

@@ -31,8 +31,8 @@ class LiveIndices:
 
 def take(leaf, axis: int, block: int, group: int, indices: LiveIndices, where: Callable[[], str]):
     """`leaf` without the dead units of the `group`-th group along `axis` (`block`
-    entries each), as a host array; `leaf` itself when no unit is dead or it has only
-    the live ones already. `where()` names the leaf in errors."""
+    entries each), as a host array; `leaf` itself when no unit is dead. `where()`
+    names the leaf in errors."""
     g = indices.groups[group]
     full, live = g.size, len(indices.keep[group])
     shape = getattr(leaf, "shape", None)
@@ -41,14 +41,21 @@ def take(leaf, axis: int, block: int, group: int, indices: LiveIndices, where: C
             f"{where()}: expected an array with an axis {axis} holding the units of group "
             f"{g.name!r}, got {type(leaf).__name__} of shape {shape}."
         )
-    if live == full:
-        return leaf
     if shape[axis] == full * block:
+        if live == full:
+            return leaf
         if isinstance(leaf, jax.core.Tracer):
             raise ValueError("`prune` changes shapes, so it cannot be jitted or vmapped.")
         return _gather(np.asarray(leaf), indices.get(group, block), axis)
-    if shape[axis] == live * block:  # already pruned
-        return leaf
+    if shape[axis] == live * block:
+        # The count of the live units, but which units? A stale set, from the network
+        # before an earlier prune, would be silently ignored here (issue 25, item 15).
+        raise ValueError(
+            f"{where()}: group {g.name!r} has {live} units here, not the {full} of the "
+            "network that `dead` was computed on: this network is already pruned. Compute "
+            "the dead units of the network you prune (`dead_units(model, state, xs)`) "
+            "rather than reuse a set from before a prune."
+        )
     raise ValueError(
         f"{where()}: axis {axis} has size {shape[axis]}, but group {g.name!r} has {full} "
         f"units ({live} live) of {block} entries each: is `tree` laid out like the network "

@@ -34,9 +34,10 @@ def prune(
     it holds model-shaped subtrees, and `(model, state, opt_state)` can be pruned in
     one call.
 
-    Pruning is a projection onto the live units: an array that already has only the
-    live units along an axis is left as it is, so pruning twice with the same `dead`
-    changes nothing the second time.
+    A `dead` set belongs to the network it was computed on: `tree` must hold that
+    network's units, all of them. A network pruned since (even to as many units as
+    `dead` keeps) is refused, so that a stale set is never silently ignored: compute
+    the dead units of the network being pruned.
 
     This is a pure function but not a jittable one: the shapes change, so jitted
     steps recompile after a prune.
@@ -61,8 +62,9 @@ def prune(
     **Raises:**
 
     `ValueError` if `tree` holds nothing laid out like the network, if its arrays do
-    not have the sizes that the network's wiring expects, if a mask has the wrong
-    shape, or if a group would be emptied and `empty="error"`.
+    not have the sizes that the network's wiring expects (as when it was pruned
+    since `dead` was computed), if a mask has the wrong shape, or if a group would
+    be emptied and `empty="error"`.
     """
     if isinstance(dead, dict) and isinstance(tree, AbstractNetwork):
         dead = dead_from_masks(tree, dead)
