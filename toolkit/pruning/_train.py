@@ -1,10 +1,8 @@
-import dataclasses
-import functools
 import json
 import math
 import os
+import sys
 import time
-import types
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +33,13 @@ from ._buckets import (
     WidthBuckets,
 )
 from ._checkpoint import load_checkpoint, save_checkpoint, shrink_to, write_atomic
+from ._config import (
+    describe as describe,
+    describe_function,
+    fingerprint,
+    first_difference,
+    function_name,
+)
 from ._dead import dead_from_masks
 from ._flat import FlatStep
 from ._measure import count_params, flops, widths
@@ -74,30 +79,6 @@ def _float_dtype(model) -> Any:
         if eqx.is_inexact_array(leaf):
             return leaf.dtype
     return jnp.result_type(float)
-
-
-def _function_name(fn: types.FunctionType | functools.partial) -> str:
-    # Stable across processes (no address), so that a resumed run's check compares
-    # equal: `module.qualname`, with a partial's bound arguments.
-    if isinstance(fn, functools.partial):
-        bound = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
-        return f"partial({', '.join([_function_name(fn.func), *bound])})"
-    # A partial may wrap any callable, such as an instance: name it by its class then.
-    named = fn if hasattr(fn, "__qualname__") else type(fn)
-    return f"{named.__module__}.{named.__qualname__}"
-
-
-def describe(method: AbstractMethod) -> dict[str, Any]:
-    """A method's class name and hyperparameters, for the log; a function-valued one
-    (such as `DemP.noise_schedule`) by its module and qualified name."""
-    out: dict[str, Any] = {"name": type(method).__name__}
-    for f in dataclasses.fields(method):
-        value = getattr(method, f.name)
-        if value is None or isinstance(value, (bool, int, float, str)):
-            out[f.name] = value
-        elif isinstance(value, (types.FunctionType, functools.partial)):
-            out[f.name] = _function_name(value)
-    return out
 
 
 def _write_json(path, data) -> None:
@@ -166,6 +147,7 @@ def train(
     progress: bool = True,
     compile_ahead: int = 0,
     buckets: AbstractBuckets = WidthBuckets(),
+    settings: dict[str, Any] | None = None,
 ) -> tuple[AbstractNetwork, eqx.nn.State, dict[str, Any]]:
     """Train a classifier with a method that may prune it as it goes.
 
@@ -209,11 +191,19 @@ def train(
         as `toolkit.data.augment`; none by default.
     - `checkpoint`: a file to save the run to every `checkpoint_every` steps (default
         `eval_every`) and at the end. If it exists, training resumes from it and
-        continues exactly as the uninterrupted run would have.
+        continues exactly as the uninterrupted run would have (a line on stderr says
+        from which step, or that the run is already complete). It must be the same
+        run: every setting of the log's `config` (the method, the optimiser and its
+        schedule, the augmentation, the data, the initial network, the key, the
+        batch size, ...) is checked, and the first that differs is named. A
+        checkpoint holds a SHA-256 checksum of its contents: a corrupted or
+        truncated one is refused. It is never overwritten by a run whose loss or
+        parameters are no longer finite, so that the last good one is kept.
     - `stop_at`: stop after this many steps (saving a checkpoint, if any) as a
         preempted job would; the schedules still span `steps`. Call again with the
         same arguments to resume.
-    - `log`: a JSON file rewritten with the log at every evaluation.
+    - `log`: a JSON file rewritten with the log at every evaluation (and written
+        when a completed run is resumed).
     - `progress`: show a progress bar.
     - `compile_ahead`: if positive, a prune that shrinks the arrays does not wait
         for the steps of the new shapes to compile: they compile in a background
@@ -235,6 +225,8 @@ def train(
         after a one-shot method's only prune), and not at all otherwise. DemP's
         noise is drawn for the arrays' shapes, so the buckets change the draw, not
         its distribution.
+    - `settings`: JSON-serialisable settings of the caller (a command line's options,
+        say) recorded in the log's `config` and checked on resume like the rest.
 
     **Returns:**
 
@@ -246,9 +238,10 @@ def train(
 
     **Raises:**
 
-    `ValueError` for inconsistent arguments, or a checkpoint written by another run;
-    `FloatingPointError` when the training loss becomes NaN or infinite (checked at
-    every evaluation).
+    `ValueError` for inconsistent arguments, or a checkpoint written by another run,
+    corrupted or truncated; `FloatingPointError` when the training loss becomes NaN
+    or infinite (checked at every evaluation, and before every checkpoint is
+    written).
     """
     from tqdm import tqdm
 
@@ -268,9 +261,12 @@ def train(
         )
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of `steps` and `epochs`.")
+    for name, value in (("steps", steps), ("epochs", epochs)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
     total = int(steps) if steps is not None else int(epochs) * per_epoch  # type: ignore[arg-type]
-    if total < 1:
-        raise ValueError(f"training needs at least one step, got {total}.")
+    if not isinstance(eval_batch_size, int) or eval_batch_size < 1:
+        raise ValueError(f"`eval_batch_size` must be a positive int, got {eval_batch_size!r}.")
     eval_every = per_epoch if eval_every is None else int(eval_every)
     if eval_every < 1:
         raise ValueError(f"`eval_every` must be positive, got {eval_every}.")
@@ -339,9 +335,14 @@ def train(
     activity = init_activity(model)
     alive = all_alive(model)  # the units not masked, in every group of the arrays
     config = {
+        "settings": settings,
         "method": describe(method),
+        "optimiser": describe_function(optimiser),
+        "augment": None if augment is None else function_name(augment),  # type: ignore[arg-type]
+        "compile_ahead": compile_ahead,
         "buckets": describe(buckets),
         "dataset": getattr(dataset, "name", None),
+        "data": fingerprint([dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test]),
         "num_train": dataset.num_train,
         "num_test": data.num_test,
         "steps": total,
@@ -351,7 +352,10 @@ def train(
         "key": np.asarray(jr.key_data(key)).ravel().tolist(),
         "initial_widths": widths(model),
         "initial_params": count_params(model),
+        "initial_model": fingerprint(jtu.tree_leaves(eqx.filter((model, state), eqx.is_array))),
     }
+    # As it reads back from JSON (lists for tuples), for the check on resume.
+    config = json.loads(json.dumps(config))
     history: dict[str, Any] = {
         "config": config,
         "evaluations": [],
@@ -362,24 +366,26 @@ def train(
     losses: list = []
     previous_compiles: dict[str, int] = {}
     start = 0
+    saved = None  # the step of the checkpoint on disk, if any
     pending_header = None
 
     if checkpoint is not None and os.path.exists(checkpoint):
 
         def skeleton(header):
-            check = {k: v for k, v in header["history"]["config"].items() if k != "method"}
-            mine = {k: v for k, v in config.items() if k != "method"}
-            if check != mine or header["history"]["config"]["method"] != config["method"]:
+            different = first_difference(header["history"]["config"], config)
+            if different is not None:
+                name, theirs, mine = different
                 raise ValueError(
-                    f"the checkpoint {os.fspath(checkpoint)!r} was written by another run "
-                    f"({header['history']['config']}), not this one ({config})."
+                    f"the checkpoint {os.fspath(checkpoint)!r} was written by another run: "
+                    f"its {name} is {theirs!r}, this run's is {mine!r}. Resume with the "
+                    "settings it was written with, or give another checkpoint file."
                 )
             small = shrink_to((model, state, opt_state), model, header["widths"])
             return (*small, init_activity(small[0]))
 
         header, (model, state, opt_state, activity) = load_checkpoint(checkpoint, skeleton)
         alive = all_alive(model)
-        start = header["step"]
+        start = saved = header["step"]
         history = header["history"]
         losses = list(header["losses"])
         previous_compiles = history["compilations"]
@@ -387,7 +393,15 @@ def train(
         for k, masked in header.get("masked", {}).items():
             alive[k][masked] = False
         if history["done"]:
+            if log is not None:
+                _write_json(log, history)
+            print(
+                f"the run in {os.fspath(checkpoint)} is already complete ({total} steps): "
+                "nothing to train" + ("" if log is None else f"; its log is in {os.fspath(log)}"),
+                file=sys.stderr,
+            )
             return *unmasked((model, state), model, alive), history
+        print(f"resuming from step {start} of {total} ({os.fspath(checkpoint)})", file=sys.stderr)
 
     def compilations() -> dict[str, int]:
         return {k: previous_compiles.get(k, 0) + compiles[k] for k in compiles}
@@ -554,15 +568,33 @@ def train(
             )
 
     def save(t: int) -> None:
+        nonlocal saved
         if checkpoint is None:
             return
         tic = time.perf_counter()
+        # Checked before anything is written: a diverged run must not replace the last
+        # good checkpoint with one full of NaNs (issue 25, item 7).
+        step_losses = [float(x) for x in losses]
+        bad = [x for x in step_losses if not math.isfinite(x)]
+        arrays = jtu.tree_leaves(eqx.filter((model, state, opt_state), eqx.is_inexact_array))
+        if bad or not all(np.isfinite(np.asarray(a)).all() for a in arrays):
+            what = f"the training loss is {bad[0]}" if bad else "the parameters are not finite"
+            kept = (
+                "it was not written"
+                if saved is None
+                else f"it was not overwritten and keeps step {saved}, the last good one"
+            )
+            raise FloatingPointError(
+                f"training diverged before step {t}: {what} (the learning rate, the "
+                f"regulariser or the noise may be too large). The checkpoint "
+                f"{os.fspath(checkpoint)!r}: {kept}."
+            )
         history["compilations"] = compilations()
         header = {
             "step": t,
             "widths": widths(model),
             "masked": {k: np.flatnonzero(~a).tolist() for k, a in alive.items()},
-            "losses": [float(x) for x in losses],
+            "losses": step_losses,
             "history": history,
             "pending": None
             if pending is None
@@ -572,6 +604,7 @@ def train(
             },
         }
         save_checkpoint(checkpoint, header, (model, state, opt_state, activity))
+        saved = t
         timer["other"] += time.perf_counter() - tic
 
     if pending_header is not None:  # resuming between a prune and its switch
