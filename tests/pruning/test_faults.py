@@ -6,6 +6,11 @@ under tests/control."""
 
 import json
 import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
 
 import equinox as eqx
 import jax
@@ -16,6 +21,7 @@ import optax
 import pytest
 
 from toolkit import data, nn, pruning
+from toolkit._cli import main
 from toolkit.pruning._checkpoint import read_header
 
 
@@ -233,3 +239,244 @@ def test_item21_files_follow_the_umask(digits, tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
     assert log.stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "private.ckpt").stat().st_mode & 0o777 == 0o600
+
+
+def _cli(argv):
+    with jax.numpy_dtype_promotion("standard"):
+        return main(argv)
+
+
+_TRAIN = ["train", "--widths", "8", "--steps", "4", "--eval-every", "2", "--batch-size", "32"]
+_TRAIN += ["--no-progress", "--plot", ""]
+
+
+def _one_line_error(capsys, argv, option, status=2):
+    """Run the command line; it must exit with `status` and one `error:` line that
+    names `option`, without a traceback."""
+    with pytest.raises(SystemExit) as e:
+        _cli(argv)
+    assert e.value.code == status
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("python -m toolkit train: error: ") and option in line, err
+    return line
+
+
+# --- the command line: every numeric option is checked as it is parsed --------------
+
+# (item, the options given, the option the error must name)
+_CLI_ERRORS = [
+    (3, ["--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
+    (3, ["--steps", "0"], "argument --steps"),
+    (4, ["--lr", "-1"], "argument --lr: must be a positive number, got '-1'"),
+    (4, ["--lr", "nan"], "argument --lr"),
+    (4, ["--weight-decay", "-1"], "argument --weight-decay"),
+    (4, ["--momentum", "1"], "argument --momentum"),
+    (4, ["--reg", "-0.1"], "argument --reg"),
+    (4, ["--noise", "-1"], "argument --noise"),
+    (4, ["--min-dead", "1.5"], "argument --min-dead"),
+    (4, ["--sparsity", "1"], "argument --sparsity"),
+    (4, ["--slimming-reg", "-1"], "argument --slimming-reg"),
+    (4, ["--width-buckets", "1"], "argument --width-buckets"),
+    (4, ["--validation", "0"], "argument --validation"),
+    (17, ["--batch-size", "0"], "argument --batch-size: must be a positive integer"),
+    (17, ["--batch-size", "5000"], "argument --batch-size: 5000 exceeds the 1438"),
+    (17, ["--eval-every", "0"], "argument --eval-every"),
+    (17, ["--prune-every", "0"], "argument --prune-every"),
+    (17, ["--prune-at", "-1"], "argument --prune-at"),
+    (17, ["--compile-ahead", "-1"], "argument --compile-ahead"),
+    (17, ["--widths", "8", "0"], "argument --widths"),
+    (22, ["--method", "snap", "--prune-at", "5"], "`--method snap` prunes at initialisation"),
+]
+
+
+@pytest.mark.parametrize(
+    "item, options, named",
+    _CLI_ERRORS,
+    ids=[f"item{i:02d}-{' '.join(o)}" for i, o, _ in _CLI_ERRORS],
+)
+def test_cli_refuses_bad_options(capsys, item, options, named):
+    _one_line_error(capsys, [*_TRAIN, *options], named)
+
+
+def test_item22_missing_data_one_line_or_traceback_with_debug(capsys, tmp_path):
+    argv = [*_TRAIN, "--dataset", "fashion_mnist", "--data-root", str(tmp_path)]
+    line = _one_line_error(capsys, argv, "argument --data-root: Fashion-MNIST file")
+    assert "apt-get install -y dataset-fashion-mnist" in line
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        _cli([*argv, "--debug"])
+
+
+def test_item22_internal_errors_keep_their_traceback(monkeypatch):
+    # A ValueError from inside another library is a bug, not an input error.
+    from toolkit.pruning import _cli as pruning_cli
+
+    monkeypatch.setattr(pruning_cli, "build_buckets", lambda ns: np.reshape(np.zeros(3), 2))
+    with pytest.raises(ValueError, match="reshape"):
+        _cli(_TRAIN)
+
+
+# --- resuming from the command line -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished command-line run and its checkpoint."""
+    folder = tmp_path_factory.mktemp("finished")
+    ckpt = folder / "run.ckpt"
+    assert _cli([*_TRAIN, "--checkpoint", str(ckpt), "--json", str(folder / "a.json")]) == 0
+    return ckpt
+
+
+# (item, the options that change the run, the option the error must name)
+_CLI_RESUME = [
+    (8, ["--lr", "0.01"], "argument --lr: the checkpoint"),
+    (8, ["--weight-decay", "0.1"], "argument --weight-decay"),
+    (8, ["--augment"], "argument --augment: the checkpoint"),
+    (8, ["--method", "dense"], "argument --method"),
+    (8, ["--reg", "0.2"], "argument --reg"),
+    (8, ["--width-buckets", "0"], "argument --width-buckets"),
+    (8, ["--seed", "3"], "argument --seed"),
+    (19, ["--optimiser", "sgd"], "argument --optimiser: the checkpoint"),
+    (19, ["--lr-schedule", "cosine"], "argument --lr-schedule"),
+]
+
+
+@pytest.mark.parametrize(
+    "item, options, named",
+    _CLI_RESUME,
+    ids=[f"item{i:02d}-{' '.join(o)}" for i, o, _ in _CLI_RESUME],
+)
+def test_cli_resume_refuses_other_settings(capsys, finished, item, options, named):
+    line = _one_line_error(capsys, [*_TRAIN, "--checkpoint", str(finished), *options], named)
+    assert str(finished) in line  # and says which file
+
+
+def test_item08_log_records_every_setting(finished):
+    config = read_header(finished)["history"]["config"]
+    settings = config["settings"]
+    for name in ("optimiser", "lr", "lr_schedule", "weight_decay", "momentum", "augment"):
+        assert name in settings
+    assert settings["batch_size"] == 32 and settings["width_buckets"] == 2.0
+    # The optimiser as built (adamw's learning rate, decay and moments), the data
+    # and the initial network are recorded by the library.
+    text = json.dumps(config["optimiser"])
+    assert '"step_size": -0.001' in text and '"b1": 0.9' in text
+    assert len(config["data"]) == 16 and len(config["initial_model"]) == 16
+
+
+def test_item09_item20_completed_run_writes_its_log_and_says_so(capsys, finished, tmp_path):
+    log = tmp_path / "new.json"
+    capsys.readouterr()
+    assert _cli([*_TRAIN, "--checkpoint", str(finished), "--json", str(log)]) == 0
+    out = capsys.readouterr()
+    assert f"wrote {log}" in out.out
+    assert json.loads(log.read_text())["done"]
+    assert "is already complete (4 steps): nothing to train" in out.err
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncate"])
+def test_item06_item18_cli_damaged_checkpoint(capsys, finished, tmp_path, damage):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(_damaged(finished.read_bytes(), damage))
+    word = "corrupted" if damage == "corrupt" else "truncated"
+    line = _one_line_error(capsys, [*_TRAIN, "--checkpoint", str(path)], "argument --checkpoint")
+    assert f"{path}' is {word}" in line and "delete it" in line
+
+
+# --- SIGKILL at random steps, resumed each time ------------------------------------
+
+# Runs the command line, killing itself with SIGKILL at step `kill_at` ("step": as it
+# draws that step's batch; "write": at the rename of the first checkpoint written
+# after that step, its temporary file complete).
+_VICTIM = textwrap.dedent(
+    """
+    import os, signal, sys
+    from toolkit._cli import main
+    from toolkit.pruning import _train
+
+    kill_at, mode, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    passed = False
+    host_batch, replace = _train._Data.host_batch, os.replace
+
+    def killing_host_batch(self, step):
+        global passed
+        if kill_at >= 0 and step >= kill_at:
+            passed = True
+            if mode == "step":
+                os.kill(os.getpid(), signal.SIGKILL)
+        return host_batch(self, step)
+
+    def killing_replace(src, dst):
+        if passed and mode == "write" and str(dst).endswith(".ckpt"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return replace(src, dst)
+
+    _train._Data.host_batch = killing_host_batch
+    os.replace = killing_replace
+    sys.exit(main(argv))
+    """
+)
+
+
+def _victim(argv, kill_at=-1, mode="step") -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", _VICTIM, str(kill_at), mode, *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait(process: subprocess.Popen) -> tuple[int, str]:
+    _, err = process.communicate(timeout=300)
+    return process.returncode, err
+
+
+def _arrays(path) -> bytes:
+    """The arrays of a checkpoint: the bytes after its header."""
+    raw = path.read_bytes()
+    start = raw.index(b"\n") + 1 + 32 + 8  # the magic line, the digest, the length
+    size = int.from_bytes(raw[start : start + 8], "little")
+    return raw[start + 8 + size :]
+
+
+def _log(path) -> dict:
+    log = json.loads(path.read_text())
+    for record in log["evaluations"]:
+        for k in ("step_time", "compile_time", "compilations"):
+            record.pop(k)
+    log.pop("compilations")
+    return log
+
+
+def test_sigkill_at_random_steps_resumes_exactly(tmp_path):
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    steps = 300
+    argv = ["train", "--widths", "16", "16", "--steps", str(steps), "--eval-every", "50"]
+    argv += ["--batch-size", "32", "--reg", "0.3", "--prune-every", "50", "--no-progress"]
+    argv += ["--plot", ""]
+    straight = tmp_path / "straight"
+    # The uninterrupted run, alongside the killed ones.
+    first = _victim([*argv, "--checkpoint", f"{straight}.ckpt", "--json", f"{straight}.json"])
+    killed = tmp_path / "killed"
+    argv += ["--checkpoint", f"{killed}.ckpt", "--json", f"{killed}.json"]
+    kills = sorted(rng.sample(range(1, steps), 3))
+    modes = [rng.choice(["step", "write"]) for _ in kills]
+    context = f"random seed {seed}: killed at steps {kills} ({modes})"
+    for n, (kill_at, mode) in enumerate(zip(kills, modes)):
+        code, err = _wait(_victim(argv, kill_at, mode))
+        assert code == -signal.SIGKILL, f"{context}\n{err}"
+        if n:
+            assert "resuming from step" in err, context
+    code, err = _wait(_victim(argv))
+    assert code == 0, f"{context}\n{err}"
+    assert "resuming from step" in err, context
+    code, err = _wait(first)
+    assert code == 0, err
+    # The same weights, bit for bit, and the same log (times and compilation counts
+    # aside: every process compiles afresh).
+    assert _arrays(killed.with_suffix(".ckpt")) == _arrays(straight.with_suffix(".ckpt")), context
+    assert _log(killed.with_suffix(".json")) == _log(straight.with_suffix(".json")), context

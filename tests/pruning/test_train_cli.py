@@ -60,11 +60,16 @@ def test_train_width_buckets(tmp_path):
         assert json.loads(js.read_text())["config"]["buckets"] == buckets
 
 
-def test_train_missing_dataset(tmp_path):
-    # The data set's own error, with its install command, reaches the user unchanged.
+def test_train_missing_dataset(tmp_path, capsys):
+    # The data set's own error, with its install command, reaches the user unchanged:
+    # one line and exit status 2, or the exception itself with --debug.
     argv = ["train", "--dataset", "fashion_mnist", "--data-root", str(tmp_path), "--steps", "1"]
-    with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+    with pytest.raises(SystemExit) as e:
         _main(argv)
+    assert e.value.code == 2
+    assert "apt-get install -y dataset-fashion-mnist" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="apt-get install -y dataset-fashion-mnist"):
+        _main([*argv, "--debug"])
 
 
 def test_demo_smoke(tmp_path, capsys):

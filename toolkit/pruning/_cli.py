@@ -3,11 +3,20 @@
 Each subcommand is a pair: `add_<name>_arguments(parser)` declares its options on an
 argparse (sub)parser, and `<name>(ns)` runs it on the parsed namespace and returns the
 exit code. JAX and the models are imported only when a command runs.
+
+Every numeric option is checked as it is parsed. An input error (a bad option, a
+missing data set, a checkpoint of another run, corrupted or truncated) prints one
+line naming the option and exits with status 2, as argparse does; a diverged run
+prints one line and exits with status 1. `--debug` shows the traceback instead, and
+an internal error always does.
 """
 
 import argparse
+import functools
 import json
 import math
+import os
+import sys
 import time
 from typing import Any
 
@@ -71,6 +80,128 @@ def build_model(
     return eqx.nn.make_with_state(nn.ResNet)(
         channels, num_classes, (2,) * len(stages), stages, bn, key=key, dtype=dtype
     )
+
+
+def _checked(convert, test, what: str):
+    """An argparse `type` that converts a value and checks that it is `what`."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not test(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def _finite(x: float) -> bool:
+    return math.isfinite(x)
+
+
+POSITIVE_INT = _checked(int, lambda v: v >= 1, "a positive integer")
+COUNT = _checked(int, lambda v: v >= 0, "an integer >= 0")
+POSITIVE = _checked(float, lambda v: _finite(v) and v > 0, "a positive number")
+NON_NEGATIVE = _checked(float, lambda v: _finite(v) and v >= 0, "a number >= 0")
+FRACTION = _checked(float, lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
+PART = _checked(float, lambda v: 0 < v < 1, "a fraction strictly between 0 and 1")
+SPARSITY = _checked(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+MOMENTUM = _checked(float, lambda v: 0 <= v < 1, "a momentum in [0, 1)")
+RATIO = _checked(float, lambda v: v == 0 or (_finite(v) and v > 1), "0 or a ratio > 1")
+
+
+class InputError(Exception):
+    """A bad input found by the command line's own checks; its message names the
+    option."""
+
+
+def _ours(e: BaseException) -> bool:
+    """Whether `e` was raised by toolkit's own checks (the innermost frame of its
+    traceback is toolkit's), rather than inside JAX or another library."""
+    if any("JAX has removed its internal frames" in n for n in getattr(e, "__notes__", ())):
+        return False
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(package + os.sep)
+
+
+def _reporting(run):
+    """Run a subcommand, turning an input error into one line and exit status 2 (1 for
+    a diverged run), unless `--debug` asks for the traceback."""
+
+    @functools.wraps(run)
+    def command(ns: argparse.Namespace) -> int:
+        parser = getattr(ns, "parser", None)
+        if parser is None or getattr(ns, "debug", False):
+            return run(ns)
+        try:
+            return run(ns)
+        except InputError as e:
+            parser.error(str(e))
+        except FloatingPointError as e:
+            if not _ours(e):
+                raise
+            print(f"{parser.prog}: error: {e}", file=sys.stderr)
+            return 1
+        except (ValueError, OSError) as e:
+            if not _ours(e):
+                raise
+            option = getattr(e, "option", None)
+            parser.error(f"argument {option}: {e}" if option else str(e))
+
+    return command
+
+
+# The settings that do not change a run: left out of the log's `config.settings`
+# and of the check on resume.
+_NOT_SETTINGS = frozenset(
+    ("command", "run", "parser", "debug", "checkpoint", "json", "plot", "plan_plot")
+    + ("no_progress", "data_root")
+)
+
+
+def settings(ns: argparse.Namespace) -> dict[str, Any]:
+    """The options of `ns` that change a run, by option name without the dashes."""
+    return {k: v for k, v in sorted(vars(ns).items()) if k not in _NOT_SETTINGS}
+
+
+def _check_resume(ns: argparse.Namespace) -> None:
+    """Refuse, naming the option, to resume `--checkpoint` with options that differ
+    from those it was written with (the library checks everything else)."""
+    from ._checkpoint import read_header
+
+    path = ns.checkpoint
+    if path is None or not os.path.exists(path):
+        return
+    try:
+        old = read_header(path)["history"]["config"].get("settings") or {}
+    except ValueError as e:
+        raise InputError(f"argument --checkpoint: {e}") from None
+    for name, value in settings(ns).items():
+        if name in old and old[name] != json.loads(json.dumps(value)):
+            option = "--" + name.replace("_", "-")
+            raise InputError(
+                f"argument {option}: the checkpoint {path!r} was written with "
+                f"{_show(option, old[name])}, this run has {_show(option, value)}: resume "
+                "with the options it was written with, or give another --checkpoint file."
+            )
+
+
+def _show(option: str, value) -> str:
+    if value is None:
+        return f"{option} at its default"
+    if isinstance(value, bool):
+        return option if value else f"no {option}"
+    if isinstance(value, (list, tuple)):
+        return " ".join([option, *map(str, value)])
+    return f"{option} {value}"
 
 
 # The structured-pruning baselines (`toolkit.pruning._baselines`), by CLI name.
@@ -143,7 +274,7 @@ def build_optimiser(ns: argparse.Namespace, steps: int, method: str):
 
 
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--noise", type=float, default=1e-2, help="DemP: peak noise scale")
+    p.add_argument("--noise", type=NON_NEGATIVE, default=1e-2, help="DemP: peak noise scale")
     p.add_argument(
         "--penalty",
         default="positive_l2",
@@ -151,54 +282,60 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
         help="DemP: the regulariser (default: the reference code's positive-part L2)",
     )
     p.add_argument(
-        "--prune-every", type=int, default=None, help="DemP: steps between prunes (default T/20)"
+        "--prune-every",
+        type=POSITIVE_INT,
+        default=None,
+        help="DemP: steps between prunes (default T/20)",
     )
     p.add_argument(
         "--min-dead",
-        type=float,
+        type=FRACTION,
         default=0.0,
         help="DemP: prune only once this fraction of the units left is dead (default 0)",
     )
     p.add_argument(
         "--sparsity",
-        type=float,
+        type=SPARSITY,
         default=0.5,
         help="baselines: the fraction of every group's units to remove",
     )
     p.add_argument(
         "--prune-at",
-        type=int,
+        type=COUNT,
         default=None,
         help="baselines: the step of the one prune (default 0; early-snap/crops 500)",
     )
     p.add_argument(
         "--slimming-reg",
-        type=float,
+        type=NON_NEGATIVE,
         default=1e-4,
         help="slimming: the strength of the L1 penalty on the BatchNorm scales",
     )
     p.add_argument("--optimiser", default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--lr", type=float, default=None, help="learning rate (adamw 1e-3, sgd 0.1)")
+    p.add_argument("--lr", type=POSITIVE, default=None, help="learning rate (adamw 1e-3, sgd 0.1)")
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
-    p.add_argument("--momentum", type=float, default=0.9, help="sgd momentum")
+    p.add_argument("--momentum", type=MOMENTUM, default=0.9, help="sgd momentum")
     p.add_argument(
         "--weight-decay",
-        type=float,
+        type=NON_NEGATIVE,
         default=None,
         help="default: sgd 5e-4; adamw 1e-4, or 0 with DemP",
     )
     p.add_argument(
         "--width-buckets",
-        type=float,
+        type=RATIO,
         default=2.0,
         metavar="RATIO",
         help="a prune masks its units and shrinks the arrays only to widths on a grid "
         "of ratio RATIO (the initial width / RATIO**k), so the steps compile once per "
         "bucket (default 2: halvings); 0 shrinks them at every prune",
     )
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an input error")
+    # For the commands' one-line errors, argparse's.
+    p.set_defaults(parser=p)
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -207,16 +344,20 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         "--data-root", default=None, help="folder of the Fashion-MNIST idx / CIFAR-10 batches"
     )
     p.add_argument("--model", default="mlp", choices=MODELS)
-    p.add_argument("--widths", type=int, nargs="+", default=None, help="hidden widths")
+    p.add_argument("--widths", type=POSITIVE_INT, nargs="+", default=None, help="hidden widths")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None)
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
-    length.add_argument("--steps", type=int, default=None, help="training steps")
-    p.add_argument("--eval-every", type=int, default=None, help="steps (default: an epoch)")
+    length.add_argument(
+        "--epochs", type=POSITIVE_INT, default=None, help="training epochs (default 10)"
+    )
+    length.add_argument("--steps", type=POSITIVE_INT, default=None, help="training steps")
+    p.add_argument(
+        "--eval-every", type=POSITIVE_INT, default=None, help="steps (default: an epoch)"
+    )
     p.add_argument("--augment", action="store_true", help="random crops (and flips for CIFAR)")
     p.add_argument(
         "--validation",
-        type=float,
+        type=PART,
         default=None,
         metavar="FRACTION",
         help="hold out this fraction of the training split (the same examples for every "
@@ -224,7 +365,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--compile-ahead",
-        type=int,
+        type=COUNT,
         default=0,
         metavar="STEPS",
         help="after a prune, train up to STEPS more steps on the old shapes (removed "
@@ -236,7 +377,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `python -m toolkit train`."""
     add_data_arguments(p)
     p.add_argument("--method", default="demp", choices=["dense", "demp", *BASELINES])
-    p.add_argument("--reg", type=float, default=5e-2, help="DemP: peak regularisation strength")
+    p.add_argument(
+        "--reg", type=NON_NEGATIVE, default=5e-2, help="DemP: peak regularisation strength"
+    )
     add_method_arguments(p)
     p.add_argument("--checkpoint", default=None, help="checkpoint file: saved to, resumed from")
     p.add_argument("--json", default=None, help="write the training log to this JSON file")
@@ -248,7 +391,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p)
     p.add_argument(
         "--regs",
-        type=float,
+        type=NON_NEGATIVE,
         nargs="+",
         default=[1e-2, 3e-2, 1e-1, 3e-1],
         help="DemP's peak regularisation strengths",
@@ -258,7 +401,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sparsities",
-        type=float,
+        type=SPARSITY,
         nargs="+",
         default=[0.25, 0.5, 0.75, 0.9],
         help="baselines: the sparsities swept",
@@ -272,10 +415,14 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `python -m toolkit demo`."""
     p.add_argument("--dataset", default="digits", choices=["digits", "mnist1d"])
-    p.add_argument("--widths", type=int, nargs="+", default=[1024, 1024], help="MLP hidden widths")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--reg", type=float, default=3e-2, help="DemP: peak regularisation strength")
+    p.add_argument(
+        "--widths", type=POSITIVE_INT, nargs="+", default=[1024, 1024], help="MLP hidden widths"
+    )
+    p.add_argument("--steps", type=POSITIVE_INT, default=2000)
+    p.add_argument("--eval-every", type=POSITIVE_INT, default=100)
+    p.add_argument(
+        "--reg", type=NON_NEGATIVE, default=3e-2, help="DemP: peak regularisation strength"
+    )
     add_method_arguments(p)
     p.set_defaults(batch_size=64, prune_every=200)
     p.add_argument("--json", default=None, help="write both training logs to this JSON file")
@@ -288,7 +435,11 @@ def _load(ns: argparse.Namespace):
     kwargs: dict[str, Any] = {}
     if getattr(ns, "data_root", None) is not None:
         kwargs["root"] = ns.data_root
-    dataset = data.load(ns.dataset, **kwargs)
+    try:
+        dataset = data.load(ns.dataset, **kwargs)
+    except (OSError, ValueError) as e:
+        e.option = "--data-root" if "root" in kwargs else "--dataset"  # type: ignore[attr-defined]
+        raise
     if getattr(ns, "validation", None) is not None:
         import jax.random as jr
 
@@ -339,7 +490,6 @@ def _table(rows: list[dict[str, Any]], split: str = "test") -> str:
 
 def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, log=None):
     """Train `ns.model` (an MLP for the demo) from the seed's initialisation with one method."""
-    import functools
 
     import jax.numpy as jnp
     import jax.random as jr
@@ -357,8 +507,14 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
         key=init_key,
         dtype=jnp.float32,  # even if the planner switched JAX to float64
     )
+    if ns.batch_size > dataset.num_train:
+        raise InputError(
+            f"argument --batch-size: {ns.batch_size} exceeds the {dataset.num_train} "
+            f"training examples of {dataset.name}."
+        )
     per_epoch = dataset.num_train // ns.batch_size
-    steps = ns.steps if ns.steps is not None else (getattr(ns, "epochs", None) or 10) * per_epoch
+    epochs = getattr(ns, "epochs", None)
+    steps = ns.steps if ns.steps is not None else (10 if epochs is None else epochs) * per_epoch
     augment = None
     if getattr(ns, "augment", False):
         augment = functools.partial(data.augment, flip=ns.dataset == "cifar10")
@@ -369,32 +525,40 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
         flush=True,
     )
     tic = time.perf_counter()
-    _, _, history = run(
-        model,
-        state,
-        dataset,
-        method,
-        optimiser=build_optimiser(ns, steps, method_name),
-        steps=steps,
-        batch_size=ns.batch_size,
-        key=train_key,
-        eval_every=ns.eval_every,
-        augment=augment,
-        checkpoint=checkpoint,
-        log=log,
-        progress=not ns.no_progress,
-        compile_ahead=getattr(ns, "compile_ahead", 0),
-        buckets=build_buckets(ns),
-    )
+    try:
+        _, _, history = run(
+            model,
+            state,
+            dataset,
+            method,
+            optimiser=build_optimiser(ns, steps, method_name),
+            steps=steps,
+            batch_size=ns.batch_size,
+            key=train_key,
+            eval_every=ns.eval_every,
+            augment=augment,
+            checkpoint=checkpoint,
+            log=log,
+            progress=not ns.no_progress,
+            compile_ahead=getattr(ns, "compile_ahead", 0),
+            buckets=build_buckets(ns),
+            settings=settings(ns),
+        )
+    except ValueError as e:
+        if checkpoint is not None and os.fspath(checkpoint) in str(e):
+            e.option = "--checkpoint"  # type: ignore[attr-defined]
+        raise
     history["wall_time"] = time.perf_counter() - tic
     return history
 
 
+@_reporting
 def train(ns: argparse.Namespace) -> int:
     """`python -m toolkit train`: train a network on a data set, with DemP or densely;
     print a summary, write the log and a plot."""
     from ._plot import plot_histories
 
+    _check_resume(ns)
     dataset = _load(ns)
     history = _run(ns, dataset, ns.method, checkpoint=ns.checkpoint, log=ns.json)
     print(_table([_summary(ns.method, history)], _split(dataset)))
@@ -407,6 +571,7 @@ def train(ns: argparse.Namespace) -> int:
     return 0
 
 
+@_reporting
 def sweep(ns: argparse.Namespace) -> int:
     """`python -m toolkit sweep`: DemP at several regularisation strengths (and a
     dense baseline); print the accuracy–sparsity table, write the logs and a plot."""
@@ -435,6 +600,7 @@ def sweep(ns: argparse.Namespace) -> int:
     return 0
 
 
+@_reporting
 def demo(ns: argparse.Namespace) -> int:
     """`python -m toolkit demo`: DemP against dense training of an MLP on an embedded
     data set; print a table and write a plot of accuracy and live units vs step."""
