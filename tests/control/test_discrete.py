@@ -152,7 +152,7 @@ def test_bad_arguments_get_a_clear_error(invasive_plant):
         control.plan(ex.problem, tr, args={**ex.args, "r": jnp.array(1.0)})
     with pytest.raises(ValueError, match="parameter 'k' must be a scalar"):
         control.plan(ex.problem, tr, args={**ex.args, "k": jnp.ones(5)})
-    with pytest.raises(Exception, match=r"parameter 'B' must be finite and in \[0.0, inf\]"):
+    with pytest.raises(Exception, match=r"parameter 'B' must be finite and in \[0, inf\)"):
         control.plan(ex.problem, tr, args={**ex.args, "B": jnp.array(-1.0)})
     with pytest.raises(ValueError, match="`fn` must be a function"):
         control.DiscreteDynamics(1.0)

@@ -137,7 +137,7 @@ def test_parameter_out_of_range_under_a_users_jit():
     # values it checks in the user's program instead.
     ex = control.problems.get("cancer_treatment")
     bad = {**ex.args, "r": jnp.array(-0.3)}
-    message = r"parameter 'r' must be finite and in \[0.0, inf\]"
+    message = r"parameter 'r' must be finite and in \[0, inf\)"
     with pytest.raises(Exception, match=message):
         jax.block_until_ready(jax.jit(ex.problem.args_check)(bad))
     assert jax.jit(ex.problem.args_check)(ex.args) == ex.args

@@ -185,7 +185,7 @@ def test_bad_parameters_get_a_clear_error():
     # A negative growth rate is outside the model's range: caught before the solve
     # (and under a user's jit at run time: tests/control/test_errors.py), with the
     # parameter named.
-    with pytest.raises(ValueError, match=r"parameter 'r' must be finite and in \[0.0, inf\]"):
+    with pytest.raises(ValueError, match=r"parameter 'r' must be finite and in \[0, inf\)"):
         control.plan(ex.problem, tr, args={**ex.args, "r": jnp.array(-0.3)})
     with pytest.raises(ValueError, match="parameter 'delta' must be finite"):
         control.plan(ex.problem, tr, args={**ex.args, "delta": jnp.array(jnp.nan)})

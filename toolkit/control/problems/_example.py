@@ -1,5 +1,6 @@
 import json
 import pathlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +26,11 @@ class Example(eqx.Module):
     - `problem`: the [`toolkit.control.OptimalControlProblem`][].
     - `args`: default parameters (a dict of scalars), passed to `control.plan`.
     - `N`: the default number of intervals of the discretisation.
-    - `ranges`: `{parameter: (lo, hi)}`, the physically meaningful range of each
-        parameter that has one; `get` builds the problem's `args_check` from it.
+    - `ranges`: `{parameter: interval}`, the physically meaningful range of each
+        parameter, written as in mathematics (`"(0, inf)"`, `"[0, 1]"`; see
+        [`toolkit.control.problems.ParameterCheck`][]); `"(-inf, inf)"` for one that
+        may be any real, which the problem's docstring explains. `get` builds the
+        problem's `args_check` from it.
     """
 
     name: str = eqx.field(static=True)
@@ -34,7 +38,7 @@ class Example(eqx.Module):
     problem: OptimalControlProblem
     args: PyTree[Any]
     N: int = eqx.field(static=True)
-    ranges: dict[str, tuple[float, float]] = eqx.field(static=True, default_factory=dict)
+    ranges: dict[str, str] = eqx.field(static=True, default_factory=dict)
 
 
 _REGISTRY: dict[str, Callable[[], Example]] = {}
@@ -68,8 +72,7 @@ def get(name: str) -> Example:
             f"Unknown problem {name!r}; the library has: {', '.join(names())}."
         ) from None
     example = fn()
-    ranges = tuple((k, float(lo), float(hi)) for k, (lo, hi) in example.ranges.items())
-    check = ParameterCheck(tuple(example.args), ranges)
+    check = ParameterCheck(tuple(example.args), tuple(example.ranges.items()), example.name)
     problem = eqx.tree_at(
         lambda p: p.args_check, example.problem, check, is_leaf=lambda x: x is None
     )
@@ -87,6 +90,25 @@ def reference_optima() -> dict[str, dict[str, dict[str, float]]]:
     return json.loads(_REFERENCE_FILE.read_text())
 
 
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
+
+
+def _interval(text: str) -> tuple[float, float, bool, bool]:
+    """`"(0, inf)"` -> `(lo, hi, lo_open, hi_open)`; `ValueError` if malformed."""
+    match = _INTERVAL.match(text) if isinstance(text, str) else None
+    try:
+        if match is None:
+            raise ValueError
+        lo, hi = float(match[2]), float(match[3])
+    except ValueError:
+        raise ValueError(
+            f"a range must be an interval such as '(0, inf)' or '[0, 1]', got {text!r}."
+        ) from None
+    if not lo <= hi:
+        raise ValueError(f"the range {text!r} is empty.")
+    return lo, hi, match[1] == "(", match[4] == ")"
+
+
 class ParameterCheck(eqx.Module):
     """Validates the `args` of a library problem (its `args_check`): a dict with
     exactly the default's keys, each a finite scalar within its physical range.
@@ -95,49 +117,76 @@ class ParameterCheck(eqx.Module):
     concrete value out of its range or not finite (checked on the host: the compiled
     plan holds no host callback). A traced value (under a user's `jit`, `vmap` or
     `grad`) gets an `eqx.error_if` check naming the parameter and the range instead.
+    Every message starts with the problem's name, if given.
 
     **Fields:**
 
     - `names`: the parameter names.
-    - `ranges`: `((name, lo, hi), ...)`, closed intervals (±inf for a one-sided
-        range); parameters without an entry only need to be finite.
+    - `ranges`: `((name, interval), ...)`, each interval written as in mathematics,
+        `"(0, inf)"` for a positive parameter, `"[0, inf)"` for a non-negative one,
+        `"[0, 1]"` for a fraction; parameters without an entry only need to be
+        finite.
+    - `problem`: the problem's name, which starts every message (if given).
     """
 
     names: tuple[str, ...] = eqx.field(static=True)
-    ranges: tuple[tuple[str, float, float], ...] = eqx.field(static=True)
+    ranges: tuple[tuple[str, str], ...] = eqx.field(static=True)
+    problem: str = eqx.field(static=True, default="")
+
+    def __check_init__(self):
+        unknown = [k for k, _ in self.ranges if k not in self.names]
+        if unknown:
+            raise ValueError(f"{self._where}ranges given for unknown parameter(s) {unknown}.")
+        for name, text in self.ranges:
+            try:
+                _interval(text)
+            except ValueError as e:
+                raise ValueError(f"{self._where}parameter {name!r}: {e}") from None
+
+    @property
+    def _where(self) -> str:
+        return f"{self.problem}: " if self.problem else ""
 
     def __call__(self, args):
+        where = self._where
         if not isinstance(args, dict):
             raise ValueError(
-                f"`args` must be a dict with the parameters {list(self.names)}, "
+                f"{where}`args` must be a dict with the parameters {list(self.names)}, "
                 f"got {type(args).__name__}."
             )
         missing = [k for k in self.names if k not in args]
         unknown = [k for k in args if k not in self.names]
         if missing or unknown:
             raise ValueError(
-                f"`args` has missing parameter(s) {missing} and unknown parameter(s) "
-                f"{unknown}; expected exactly {list(self.names)}."
+                f"{where}`args` has missing parameter(s) {missing} and unknown "
+                f"parameter(s) {unknown}; expected exactly {list(self.names)}."
             )
-        ranges = {k: (a, b) for k, a, b in self.ranges}
+        ranges = dict(self.ranges)
         out = {}
         for name in self.names:
             try:
                 value = jnp.asarray(args[name])
             except TypeError:
                 raise ValueError(
-                    f"parameter {name!r} must be a number, got {args[name]!r}."
+                    f"{where}parameter {name!r} must be a number, got {args[name]!r}."
                 ) from None
             if value.shape != ():
-                raise ValueError(f"parameter {name!r} must be a scalar, got shape {value.shape}.")
-            lo, hi = ranges.get(name, (-np.inf, np.inf))
-            message = f"parameter {name!r} must be finite and in [{lo}, {hi}]."
+                raise ValueError(
+                    f"{where}parameter {name!r} must be a scalar, got shape {value.shape}."
+                )
+            text = ranges.get(name, "(-inf, inf)")
+            lo, hi, lo_open, hi_open = _interval(text)
+            message = f"{where}parameter {name!r} must be finite and in {text}."
             if isinstance(value, jax.core.Tracer):
-                bad = jnp.invert(jnp.isfinite(value) & (value >= lo) & (value <= hi))
+                above = value > lo if lo_open else value >= lo
+                below = value < hi if hi_open else value <= hi
+                bad = jnp.invert(jnp.isfinite(value) & above & below)
                 out[name] = eqx.error_if(value, bad, message)
             else:
                 v = np.asarray(value)
-                if not (np.isfinite(v) and lo <= v <= hi):
+                above = v > lo if lo_open else v >= lo
+                below = v < hi if hi_open else v <= hi
+                if not (np.isfinite(v) and above and below):
                     raise ValueError(f"{message[:-1]}, got {v}.")
                 out[name] = value
         return out

@@ -59,4 +59,5 @@ def bacteria() -> Example:
             "C": jnp.array(1.0),
         },
         N=100,
+        ranges={"r": "[0, inf)", "A": "[0, inf)", "B": "[0, inf)", "C": "[0, inf)"},
     )

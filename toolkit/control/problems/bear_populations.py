@@ -72,4 +72,12 @@ def bear_populations() -> Example:
             "c_f": jnp.array(10.0),
         },
         N=100,
+        ranges={
+            "r": "[0, inf)",
+            "K": "(0, inf)",
+            "m_p": "[0, 1]",
+            "m_f": "[0, 1]",
+            "c_p": "[0, inf)",
+            "c_f": "[0, inf)",
+        },
     )

@@ -55,4 +55,5 @@ def bioreactor() -> Example:
         problem=problem,
         args={"K": jnp.array(2.0), "G": jnp.array(1.0), "D": jnp.array(1.0)},
         N=100,
+        ranges={"K": "[0, inf)", "G": "[0, inf)", "D": "[0, inf)"},
     )

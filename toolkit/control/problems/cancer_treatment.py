@@ -50,5 +50,5 @@ def cancer_treatment() -> Example:
         problem=problem,
         args={"r": jnp.array(0.3), "delta": jnp.array(0.45), "a": jnp.array(3.0)},
         N=100,
-        ranges={"r": (0.0, jnp.inf), "delta": (0.0, jnp.inf), "a": (0.0, jnp.inf)},
+        ranges={"r": "[0, inf)", "delta": "[0, inf)", "a": "[0, inf)"},
     )

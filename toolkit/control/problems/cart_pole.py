@@ -71,10 +71,5 @@ def cart_pole() -> Example:
             "g": jnp.array(9.81),
         },
         N=100,
-        ranges={
-            "m1": (0.0, jnp.inf),
-            "m2": (0.0, jnp.inf),
-            "length": (0.0, jnp.inf),
-            "g": (0.0, jnp.inf),
-        },
+        ranges={"m1": "(0, inf)", "m2": "(0, inf)", "length": "(0, inf)", "g": "[0, inf)"},
     )

@@ -72,4 +72,13 @@ def epidemic_seirn() -> Example:
             "A": jnp.array(0.1),
         },
         N=100,
+        ranges={
+            "b": "[0, inf)",
+            "d": "[0, inf)",
+            "c": "[0, inf)",
+            "e": "[0, inf)",
+            "g": "[0, inf)",
+            "a": "[0, inf)",
+            "A": "[0, inf)",
+        },
     )

@@ -54,4 +54,5 @@ def fish_harvest() -> Example:
         problem=problem,
         args={"A": jnp.array(5.0), "k": jnp.array(10.0), "m": jnp.array(0.2)},
         N=100,
+        ranges={"A": "[0, inf)", "k": "(0, inf)", "m": "[0, inf)"},
     )

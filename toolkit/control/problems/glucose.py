@@ -59,4 +59,11 @@ def glucose() -> Example:
             "l": jnp.array(0.5),
         },
         N=100,
+        ranges={
+            "a": "[0, inf)",
+            "b": "[0, inf)",
+            "c": "[0, inf)",
+            "A": "[0, inf)",
+            "l": "[0, inf)",
+        },
     )

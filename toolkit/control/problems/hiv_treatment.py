@@ -76,4 +76,15 @@ def hiv_treatment() -> Example:
             "A": jnp.array(0.05),
         },
         N=100,
+        ranges={
+            "s": "[0, inf)",
+            "m_1": "[0, inf)",
+            "m_2": "[0, inf)",
+            "m_3": "[0, inf)",
+            "r": "[0, inf)",
+            "T_max": "(0, inf)",
+            "k": "[0, inf)",
+            "N": "[0, inf)",
+            "A": "[0, inf)",
+        },
     )

@@ -73,5 +73,5 @@ def invasive_plant() -> Example:
         problem=problem,
         args={"B": jnp.array(1.0), "k": jnp.array(1.0), "eps": jnp.array(0.01)},
         N=10,
-        ranges={"B": (0.0, jnp.inf), "k": (0.0, jnp.inf), "eps": (0.0, jnp.inf)},
+        ranges={"B": "[0, inf)", "k": "[0, inf)", "eps": "(0, inf)"},
     )

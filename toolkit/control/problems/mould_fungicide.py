@@ -46,4 +46,5 @@ def mould_fungicide() -> Example:
         problem=problem,
         args={"r": jnp.array(0.3), "M": jnp.array(10.0), "A": jnp.array(1.0)},
         N=100,
+        ranges={"r": "[0, inf)", "M": "(0, inf)", "A": "[0, inf)"},
     )

@@ -49,4 +49,5 @@ def mountain_car() -> Example:
         problem=problem,
         args={"power": jnp.array(0.0015), "gravity": jnp.array(0.0025)},
         N=100,
+        ranges={"power": "(0, inf)", "gravity": "[0, inf)"},
     )

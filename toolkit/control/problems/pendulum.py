@@ -62,5 +62,5 @@ def pendulum() -> Example:
         problem=problem,
         args={"g": jnp.array(10.0), "m": jnp.array(1.0), "length": jnp.array(1.0)},
         N=100,
-        ranges={"g": (0.0, jnp.inf), "m": (0.0, jnp.inf), "length": (0.0, jnp.inf)},
+        ranges={"g": "[0, inf)", "m": "(0, inf)", "length": "(0, inf)"},
     )

@@ -81,4 +81,5 @@ def predator_prey() -> Example:
         problem=problem,
         args={"d_1": jnp.array(0.1), "d_2": jnp.array(0.1), "A": jnp.array(1.0)},
         N=100,
+        ranges={"d_1": "[0, inf)", "d_2": "[0, inf)", "A": "[0, inf)"},
     )

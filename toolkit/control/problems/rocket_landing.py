@@ -78,4 +78,5 @@ def rocket_landing() -> Example:
             "thrust": jnp.array(2210000.0),
         },
         N=100,
+        ranges={"g": "[0, inf)", "m": "(0, inf)", "length": "(0, inf)", "thrust": "(0, inf)"},
     )

@@ -25,7 +25,9 @@ def simple_case() -> Example:
 
     Parameters: `A` (weight of the state in the pay-off, 1; the book asks A >= 0),
     `B` (weight of the cost of the control, 1; B > 0) and `C` (strength of the
-    control, 4). x(0) = 1 satisfies the book's condition x(0) > -2.
+    control, 4; any real: its sign only flips that of the optimal u, and C = 0 leaves
+    the state uncontrolled, so it has no range). x(0) = 1 satisfies the book's
+    condition x(0) > -2.
 
     Source: S. Lenhart and J. T. Workman, *Optimal Control Applied to Biological
     Models* (2007), chapter 5, Lab 1, default values A = 1, B = 1, C = 4, x0 = 1,
@@ -44,4 +46,5 @@ def simple_case() -> Example:
         problem=problem,
         args={"A": jnp.array(1.0), "B": jnp.array(1.0), "C": jnp.array(4.0)},
         N=100,
+        ranges={"A": "[0, inf)", "B": "(0, inf)", "C": "(-inf, inf)"},
     )

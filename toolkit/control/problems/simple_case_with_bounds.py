@@ -27,8 +27,9 @@ def simple_case_with_bounds() -> Example:
     active for a larger reward, e.g. `A = 3`, where u = M2 on an initial interval.
 
     Parameters: `A` (weight of the state in the pay-off, 1; A >= 0) and `C`
-    (strength of the control, 4). The bounds M1 = -1 and M2 = 2 are the control box
-    (`u_bounds`), not parameters.
+    (strength of the control, 4; any real: C < 0 reverses the effect of the control
+    and C = 0 leaves the state uncontrolled, both well posed, so it has no range).
+    The bounds M1 = -1 and M2 = 2 are the control box (`u_bounds`), not parameters.
 
     Source: S. Lenhart and J. T. Workman, *Optimal Control Applied to Biological
     Models* (2007), chapter 9, Lab 4, default values A = 1, C = 4, M1 = -1, M2 = 2,
@@ -49,4 +50,5 @@ def simple_case_with_bounds() -> Example:
         problem=problem,
         args={"A": jnp.array(1.0), "C": jnp.array(4.0)},
         N=100,
+        ranges={"A": "[0, inf)", "C": "(-inf, inf)"},
     )

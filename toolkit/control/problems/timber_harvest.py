@@ -51,4 +51,5 @@ def timber_harvest() -> Example:
         problem=problem,
         args={"r": jnp.array(0.0), "k": jnp.array(1.0)},
         N=100,
+        ranges={"r": "[0, inf)", "k": "[0, inf)"},
     )

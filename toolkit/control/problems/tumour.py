@@ -93,4 +93,11 @@ def tumour() -> Example:
             "mu": jnp.array(0.02),
         },
         N=100,
+        ranges={
+            "xi": "[0, inf)",
+            "b": "[0, inf)",
+            "d": "[0, inf)",
+            "G": "[0, inf)",
+            "mu": "[0, inf)",
+        },
     )

@@ -20,7 +20,8 @@ def van_der_pol() -> Example:
     x1' = mu (1 - x2²) x1 - x2 + u,  x2' = x1,  x(0) = (0, 1),  t in [0, 10],
     u in [-0.3, 1], minimise the integral of x1² + x2² + u².
 
-    Parameters: `mu` (nonlinear damping, default 1).
+    Parameters: `mu` (nonlinear damping, default 1; mu >= 0, mu = 0 being the
+    harmonic oscillator).
     Source: CasADi examples (`direct_collocation.py`); Myriad's `VanDerPol` system.
     """
     problem = OptimalControlProblem(
@@ -36,4 +37,5 @@ def van_der_pol() -> Example:
         problem=problem,
         args={"mu": jnp.array(1.0)},
         N=100,
+        ranges={"mu": "[0, inf)"},
     )
