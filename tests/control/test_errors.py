@@ -56,6 +56,54 @@ def test_final_state_shape_and_compatibility():
 def test_horizon():
     with pytest.raises(ValueError, match="t1"):
         _problem(t1=0.0)
+    with pytest.raises(ValueError, match=r"`t1` must be greater than `t0`, got t0=1.0, t1=-1.0"):
+        _problem(t0=1.0, t1=-1.0)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+# Non-finite data of the problem, refused when it is built (issue 25, item 13): each
+# case names the field, the bad value and, for an array, the component.
+def _at(value, i):
+    return rf"must be finite, got \[{value}\] at component\(s\) \[{i}\]"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        pytest.param(dict(x0=jnp.array([NAN, 0.0])), "`x0` " + _at("nan", 0), id="x0-nan"),
+        pytest.param(dict(x0=jnp.array([0.0, INF])), "`x0` " + _at("inf", 1), id="x0-inf"),
+        pytest.param(dict(t1=INF), r"`t1` must be finite, got inf\.$", id="t1-inf"),
+        pytest.param(dict(t1=NAN), r"`t1` must be finite, got nan", id="t1-nan"),
+        pytest.param(dict(t0=-INF), r"`t0` must be finite, got -inf", id="t0-inf"),
+        pytest.param(dict(xT=jnp.array([0.0, NAN])), "`xT` " + _at("nan", 1), id="xT-nan"),
+        pytest.param(
+            dict(u_bounds=(jnp.array([NAN]), jnp.array([1.0]))),
+            r"`u_bounds` contains NaN at component\(s\) \[0\]",
+            id="u_bounds-nan",
+        ),
+        pytest.param(
+            dict(x_bounds=(-jnp.ones(2), jnp.array([1.0, NAN]))),
+            r"`x_bounds` contains NaN at component\(s\) \[1\]",
+            id="x_bounds-nan",
+        ),
+    ],
+)
+def test_non_finite_problem_data(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _problem(**kwargs)
+
+
+def test_traced_problem_data_is_not_checked_when_built():
+    # Users vmap and grad over x0 and t1: a traced value passes through when the
+    # problem is built (the later solve reports what goes wrong).
+    def build(x0, t1):
+        return _problem(x0=x0, t1=t1, xT=x0).t1
+
+    assert jax.jit(build)(jnp.array([NAN, 0.0]), jnp.array(INF)) == INF
+    ts = jax.vmap(build, in_axes=(None, 0))(jnp.array([1.0, 0.0]), jnp.array([1.0, 2.0]))
+    assert ts.tolist() == [1.0, 2.0]
 
 
 @pytest.mark.parametrize(

@@ -33,13 +33,31 @@ def _check_box(box, size: int | None, name: str) -> tuple[Array, Array]:
                 f"`{name}` has lo > hi at component(s) {bad.tolist()}: "
                 f"lo={np.asarray(lo)[bad].tolist()}, hi={np.asarray(hi)[bad].tolist()}."
             )
-        if np.any(np.isnan(np.asarray(lo))) or np.any(np.isnan(np.asarray(hi))):
-            raise ValueError(f"`{name}` contains NaN.")
+        nan = np.flatnonzero(np.isnan(np.asarray(lo)) | np.isnan(np.asarray(hi)))
+        if nan.size:
+            raise ValueError(f"`{name}` contains NaN at component(s) {nan.tolist()}.")
     return lo, hi
 
 
 def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
+
+
+def _check_finite(x: Array, name: str) -> None:
+    # Only concrete values: users `vmap` and `grad` over x0, t1 and xT, whose tracers
+    # pass through unchecked.
+    if not _is_concrete(x):
+        return
+    value = np.asarray(x)
+    if value.ndim == 0:
+        if not np.isfinite(value):
+            raise ValueError(f"`{name}` must be finite, got {value}.")
+        return
+    bad = np.flatnonzero(np.invert(np.isfinite(value)))
+    if bad.size:
+        raise ValueError(
+            f"`{name}` must be finite, got {value[bad].tolist()} at component(s) {bad.tolist()}."
+        )
 
 
 class OptimalControlProblem(eqx.Module):
@@ -106,11 +124,14 @@ class OptimalControlProblem(eqx.Module):
         self.x0 = _as_array(x0, "x0")
         if self.x0.ndim != 1 or self.x0.shape[0] == 0:
             raise ValueError(f"`x0` must be a non-empty 1-D array, got shape {self.x0.shape}.")
+        _check_finite(self.x0, "x0")
         nx = self.x0.shape[0]
         self.t0 = _as_array(t0, "t0")
         self.t1 = _as_array(t1, "t1")
         if self.t0.ndim != 0 or self.t1.ndim != 0:
             raise ValueError("`t0` and `t1` must be scalars.")
+        _check_finite(self.t0, "t0")
+        _check_finite(self.t1, "t1")
         if _is_concrete(self.t0) and _is_concrete(self.t1) and not self.t1 > self.t0:
             raise ValueError(f"`t1` must be greater than `t0`, got t0={self.t0}, t1={self.t1}.")
         self.u_bounds = _check_box(u_bounds, None, "u_bounds")
@@ -123,6 +144,7 @@ class OptimalControlProblem(eqx.Module):
             self.xT = _as_array(xT, "xT")
             if self.xT.shape != (nx,):
                 raise ValueError(f"`xT` must have the shape of `x0`, {(nx,)}, got {self.xT.shape}.")
+            _check_finite(self.xT, "xT")
             if self.x_bounds is not None and _is_concrete(self.xT):
                 lo, hi = (np.asarray(b) for b in self.x_bounds)
                 bad = np.flatnonzero((np.asarray(self.xT) < lo) | (np.asarray(self.xT) > hi))
