@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from toolkit import control
+from toolkit.control import _stages as stages
 
 from ..helpers import central_difference, cost_gradient_error, relative_error, tree_allclose
 
@@ -207,6 +208,34 @@ def test_gradient_through_the_interior_point_fallback():
     assert sol.stats["interior_point_steps"] > 0
 
     assert cost_gradient_error(ex, tr, "length", 1e-6) < 1e-5
+
+
+def test_an_eager_plan_in_stages_equals_the_one_program_plan(vdp):
+    # Called eagerly, a plan runs as separate programs (start, Newton pass, and only
+    # when needed the interior-point fallback and a second pass); under the user's
+    # `jit` it is one program. `fallback_after=1` forces every stage.
+    tr = control.Trapezoidal(20)
+    solver = control.KKTNewton(fallback_after=1)
+    staged = control.plan(vdp.problem, tr, solver, args=vdp.args)
+    one = jax.jit(lambda args: control.plan(vdp.problem, tr, solver, args=args))(vdp.args)
+    assert staged.stats["interior_point_steps"] > 0
+    assert staged.result == one.result == control.RESULTS.successful
+    fields = ("cost", "ts", "xs", "us", "z", "multipliers", "costates", "bound_multipliers")
+    for field in fields:
+        assert tree_allclose(getattr(staged, field), getattr(one, field), rtol=1e-10, atol=1e-12)
+    for key, value in one.stats.items():
+        if key != "kkt_residual":
+            assert int(staged.stats[key]) == int(value), key
+
+
+def test_an_eager_plan_compiles_no_fallback_it_does_not_need(vdp, monkeypatch):
+    def interior_point_stage(*args, **kwargs):
+        raise AssertionError("the interior-point stage ran")
+
+    monkeypatch.setattr(stages, "_interior_point", interior_point_stage)
+    sol = control.plan(vdp.problem, control.Trapezoidal(100), args=vdp.args)
+    assert sol.result == control.RESULTS.successful
+    assert int(sol.stats["interior_point_steps"]) == 0
 
 
 def test_final_state_on_the_edge_of_the_state_box():

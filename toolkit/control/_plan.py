@@ -1,8 +1,6 @@
 from typing import Any
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
 import optimistix as optx
 from jaxtyping import PyTree
 
@@ -10,10 +8,16 @@ from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
 from ._planner.newton import KKTNewton
 from ._problem import OptimalControlProblem
-from ._results import raise_if_failed, RESULTS
+from ._results import raise_if_failed
 from ._solution import Solution
+from ._stages import (
+    can_run_in_stages,
+    linear_solver_of,
+    plan_in_stages,
+    solution,
+    starting_point,
+)
 from ._transcription.base import AbstractTranscription
-from ._value import optimal_cost
 
 
 def plan(
@@ -64,7 +68,10 @@ def plan(
     """
     if problem.args_check is not None:
         args = problem.args_check(args)
-    sol = _plan(problem, transcription, solver, args, init, adjoint)
+    if can_run_in_stages(solver, adjoint, problem, transcription, solver, args, init):
+        sol = plan_in_stages(problem, transcription, solver, args, init)
+    else:
+        sol = _plan(problem, transcription, solver, args, init, adjoint)
     if throw:
         sol = raise_if_failed(sol, sol.result)
     return sol
@@ -79,62 +86,10 @@ def _plan(
     init: Solution | None,
     adjoint: optx.AbstractAdjoint | None,
 ) -> Solution:
-    problem.check(args)
-    transcription.check(problem)
     residual = KKTResidual(transcription)
-    data = (problem, args)
-    if init is None:
-        w0 = residual.initial_guess(problem, args)
-    else:
-        w0 = residual.join(init.z, init.multipliers)
-        expected = eqx.filter_eval_shape(residual.initial_guess, problem, args).shape
-        if w0.shape != expected:
-            raise ValueError(
-                f"`init` has unknowns of shape {w0.shape}, but this transcription needs "
-                f"{expected}: warm starts must come from the same transcription and N."
-            )
-    linear_solver = solver.linear_solver
-    if linear_solver is None:
-        linear_solver = transcription.linear_solver()
+    w0 = starting_point(problem, transcription, residual, args, init)
+    linear_solver = linear_solver_of(solver, transcription)
     if adjoint is None:
         adjoint = optx.ImplicitAdjoint(linear_solver=linear_solver)
-    sol = solver.solve(residual, w0, data, linear_solver, adjoint)
-
-    w = sol.value
-    z, lam = residual.split(w, problem)
-    # Only roundoff can leave a converged z outside its box (planners whose iterates
-    # are not projected); remove it without touching the implicit derivative.
-    lo, hi = transcription.bounds(problem, args)
-    z = z + jax.lax.stop_gradient(jnp.clip(z, lo, hi) - z)
-    final = jax.lax.stop_gradient(residual(w, data))
-    kkt_norm = jnp.max(jnp.abs(final))
-    finite = jnp.all(jnp.isfinite(final))
-    result = RESULTS.promote(sol.result)
-    result = RESULTS.where(
-        (result == RESULTS.nonfinite) | ((result == RESULTS.successful) & ~finite),
-        RESULTS.nonfinite_kkt,
-        result,
-    )
-    result = RESULTS.where(result == RESULTS.singular, RESULTS.singular_kkt, result)
-    result = RESULTS.where(
-        (result == RESULTS.successful) & (kkt_norm > solver.atol),
-        RESULTS.nonzero_residual,
-        result,
-    )
-    ts, xs, us = transcription.trajectory(z, problem, args)
-    g, _ = residual.stationarity(z, lam, problem, args)
-    cost = optimal_cost(z, lam, (problem, args), residual=residual)
-    stats = dict(sol.stats)
-    stats["kkt_residual"] = kkt_norm
-    return Solution(
-        cost=cost,
-        ts=ts,
-        xs=xs,
-        us=us,
-        costates=transcription.costates(lam, problem),
-        multipliers=lam,
-        bound_multipliers=g,
-        z=z,
-        result=result,
-        stats=stats,
-    )
+    sol = solver.solve(residual, w0, (problem, args), linear_solver, adjoint)
+    return solution(problem, transcription, solver, residual, args, sol)

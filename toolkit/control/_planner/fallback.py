@@ -40,14 +40,13 @@ def solve_with_fallback(
     if planner.fallback_after <= 0 and not interior_point_first:
         return solve(w0, data, max_steps, adjoint)
     nlp = residual.nlp_info(*data)
-    frozen = _frozen(data)
+    frozen = freeze(data)
     w0 = jax.lax.stop_gradient(w0)
     if interior_point_first:
         first_value, first_steps, solved = w0, jnp.asarray(0, jnp.int32), jnp.asarray(False)
     else:
         first = solve(w0, frozen, min(planner.fallback_after, max_steps), adjoint)
-        found = jnp.max(jnp.abs(residual(first.value, frozen))) <= atol
-        solved = (first.result == optx.RESULTS.successful) & found
+        solved = is_root(residual, first, frozen, atol)
         first_value, first_steps = first.value, first.stats["num_steps"]
 
     # Under `jax.vmap` the interior-point solve runs for solved elements too: they
@@ -66,35 +65,34 @@ def solve_with_fallback(
     )
 
 
-def _frozen(data):
-    dynamic, static = eqx.partition(data, eqx.is_array)
-    return eqx.combine(jax.lax.stop_gradient(dynamic), static)
+def interior_point_solve(planner, residual, start, frozen, nlp, linear_solver, adjoint):
+    """The interior-point solve from `start`: `(value, steps, restarted)`.
+
+    Where the barrier method gets stuck, it restarts from a guess whose states follow
+    the dynamics under the default controls.
+    """
+    restart = push_into_box(residual.initial_guess(*frozen, simulate=True), nlp)
+    atol = planner.atol
+    interior = optx.root_find(
+        residual,
+        InteriorPoint(rtol=0.0, atol=atol, linear_solver=linear_solver, tol=10 * atol),
+        start,
+        frozen,
+        options={"nlp": nlp, "restart": restart},
+        max_steps=planner.interior_point_steps,
+        adjoint=adjoint,
+        throw=False,
+    )
+    return (
+        interior.value,
+        jnp.asarray(interior.stats["num_steps"], jnp.int32),
+        jnp.asarray(interior.stats["restarted"], bool),
+    )
 
 
 def _interior_point_once(planner, residual, start, needed, frozen, nlp, linear_solver, adjoint):
     """The interior-point solve from `start` where `needed`, else `start` unchanged:
     `(value, steps, restarted)`."""
-
-    def run_interior_point(start):
-        # Where the barrier method gets stuck from the default guess, it restarts from
-        # one whose states follow the dynamics under the default controls.
-        restart = push_into_box(residual.initial_guess(*frozen, simulate=True), nlp)
-        atol = planner.atol
-        interior = optx.root_find(
-            residual,
-            InteriorPoint(rtol=0.0, atol=atol, linear_solver=linear_solver, tol=10 * atol),
-            start,
-            frozen,
-            options={"nlp": nlp, "restart": restart},
-            max_steps=planner.interior_point_steps,
-            adjoint=adjoint,
-            throw=False,
-        )
-        return (
-            interior.value,
-            jnp.asarray(interior.stats["num_steps"], jnp.int32),
-            jnp.asarray(interior.stats["restarted"], bool),
-        )
 
     # A while loop that runs its body at most once, rather than a `lax.cond`: under
     # `jax.vmap` a cond runs both branches for every element, while a loop runs its
@@ -103,11 +101,27 @@ def _interior_point_once(planner, residual, start, needed, frozen, nlp, linear_s
         return jnp.invert(carry[-1])
 
     def once(carry):
-        return (*run_interior_point(carry[0]), jnp.asarray(True))
+        solved = interior_point_solve(
+            planner, residual, carry[0], frozen, nlp, linear_solver, adjoint
+        )
+        return (*solved, jnp.asarray(True))
 
     init = (start, jnp.asarray(0, jnp.int32), jnp.asarray(False), jnp.invert(needed))
     value, steps, restarted, _ = jax.lax.while_loop(not_done, once, init)
     return value, steps, restarted
+
+
+def freeze(data):
+    """`data` with its arrays behind `stop_gradient`: for the solves that only find a
+    starting point."""
+    dynamic, static = eqx.partition(data, eqx.is_array)
+    return eqx.combine(jax.lax.stop_gradient(dynamic), static)
+
+
+def is_root(residual, sol: optx.Solution, data, atol) -> Array:
+    """Whether `sol` converged to a point whose residual is within `atol`."""
+    found = jnp.max(jnp.abs(residual(sol.value, data))) <= atol
+    return (sol.result == optx.RESULTS.successful) & found
 
 
 class _AtRoot(optx.AbstractRootFinder):
@@ -149,7 +163,7 @@ def solve_in_passes(
     """
     atol, max_steps = planner.atol, planner.max_steps
     nlp = residual.nlp_info(*data)
-    frozen = _frozen(data)
+    frozen = freeze(data)
     w0 = jax.lax.stop_gradient(w0)
     zero = jnp.array(0)
 
@@ -161,8 +175,7 @@ def solve_in_passes(
         limit = jnp.where(second, max_steps, min(planner.fallback_after, max_steps))
         sol = solve(w, frozen, limit)
         num_steps = sol.stats["num_steps"]
-        found = jnp.max(jnp.abs(residual(sol.value, frozen))) <= atol
-        solved = (sol.result == optx.RESULTS.successful) & found
+        solved = is_root(residual, sol, frozen, atol)
         fall_back = jnp.invert(second | solved)
         # Under `jax.vmap` the interior-point solve runs for solved elements too: they
         # start at their root and stop at once.

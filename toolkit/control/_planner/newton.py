@@ -1,5 +1,6 @@
 import lineax as lx
 import optimistix as optx
+from jaxtyping import Array, Int
 
 from .base import AbstractPlanner
 from .fallback import solve_in_passes, solve_with_fallback
@@ -28,36 +29,50 @@ class KKTNewton(AbstractPlanner):
     interior_point_steps: int = 300
 
     def solve(self, residual, w0, data, linear_solver, adjoint):
-        nlp = residual.nlp_info(*data)
+        if self.fallback_after > 0 and isinstance(adjoint, optx.ImplicitAdjoint):
+
+            def limited(w0, data, step_limit):
+                return self.newton_pass(residual, w0, data, linear_solver, step_limit, adjoint)
+
+            return solve_in_passes(self, limited, residual, w0, data, linear_solver, adjoint)
+
+        def solve(w0, data, max_steps, adjoint):
+            return self.newton_pass(residual, w0, data, linear_solver, None, adjoint, max_steps)
+
+        return solve_with_fallback(self, solve, residual, w0, data, linear_solver, adjoint)
+
+    def newton_pass(
+        self,
+        residual,
+        w0,
+        data,
+        linear_solver: lx.AbstractLinearSolver,
+        step_limit: Int[Array, ""] | None,
+        adjoint: optx.AbstractAdjoint,
+        max_steps: int | None = None,
+    ) -> optx.Solution:
+        """One semismooth Newton solve from `w0`, without the fallback, stopping after
+        `step_limit` iterations (an array: one compiled program serves every limit)
+        or `max_steps` (default `self.max_steps`)."""
+        options = {"nlp": residual.nlp_info(*data)}
+        if step_limit is not None:
+            options["step_limit"] = step_limit
         newton = SemismoothNewton(
             rtol=0.0,
             atol=self.atol,
             linear_solver=linear_solver,
             max_backtracks=self.max_backtracks,
         )
-
-        def solve(w0, data, max_steps, adjoint, step_limit=None):
-            options = {"nlp": nlp}
-            if step_limit is not None:
-                options["step_limit"] = step_limit
-            return optx.root_find(
-                residual,
-                newton,
-                w0,
-                data,
-                options=options,
-                max_steps=max_steps,
-                adjoint=adjoint,
-                throw=False,
-            )
-
-        if self.fallback_after > 0 and isinstance(adjoint, optx.ImplicitAdjoint):
-
-            def limited(w0, data, step_limit):
-                return solve(w0, data, self.max_steps, adjoint, step_limit)
-
-            return solve_in_passes(self, limited, residual, w0, data, linear_solver, adjoint)
-        return solve_with_fallback(self, solve, residual, w0, data, linear_solver, adjoint)
+        return optx.root_find(
+            residual,
+            newton,
+            w0,
+            data,
+            options=options,
+            max_steps=self.max_steps if max_steps is None else max_steps,
+            adjoint=adjoint,
+            throw=False,
+        )
 
 
 KKTNewton.__init__.__doc__ = """**Arguments:**

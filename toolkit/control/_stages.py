@@ -1,0 +1,216 @@
+"""The pieces of a plan shared by its two ways of running.
+
+Under a user's `jax.jit`, `jax.vmap` or `jax.grad`, a plan is one program (`_plan`).
+Called eagerly, it runs in stages, each its own compiled program: the starting point,
+a semismooth Newton pass, and only if that pass fails, the interior-point fallback
+and a second Newton pass (the same program as the first). Most plans never compile
+the fallback, which is about half of the one-program plan's compile time.
+"""
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, Bool, Int, PyTree
+
+from ._kkt import KKTResidual
+from ._planner.base import AbstractPlanner
+from ._planner.fallback import freeze, interior_point_solve
+from ._planner.interior_point import push_into_box
+from ._planner.newton import KKTNewton
+from ._problem import OptimalControlProblem
+from ._results import RESULTS
+from ._solution import Solution
+from ._transcription.base import AbstractTranscription
+from ._value import optimal_cost
+
+
+try:
+    # Whether no JAX transformation is being traced; a closure over a traced value (a
+    # problem built inside the user's `jax.grad`) leaves no tracer among the inputs.
+    from jax._src.core import trace_state_clean
+except ImportError:  # pragma: no cover - JAX moved it: always run as one program
+
+    def trace_state_clean() -> bool:
+        return False
+
+
+def starting_point(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    residual: KKTResidual,
+    args: PyTree[Any],
+    init: Solution | None,
+) -> Array:
+    """Check the problem against the transcription, and return the starting `w`: the
+    transcription's guess, or the warm start `init`."""
+    problem.check(args)
+    transcription.check(problem)
+    if init is None:
+        return residual.initial_guess(problem, args)
+    w0 = residual.join(init.z, init.multipliers)
+    expected = eqx.filter_eval_shape(residual.initial_guess, problem, args).shape
+    if w0.shape != expected:
+        raise ValueError(
+            f"`init` has unknowns of shape {w0.shape}, but this transcription needs "
+            f"{expected}: warm starts must come from the same transcription and N."
+        )
+    return w0
+
+
+def linear_solver_of(solver: AbstractPlanner, transcription: AbstractTranscription):
+    """The planner's linear solver, by default the transcription's own choice."""
+    if solver.linear_solver is None:
+        return transcription.linear_solver()
+    return solver.linear_solver
+
+
+def solution(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    solver: AbstractPlanner,
+    residual: KKTResidual,
+    args: PyTree[Any],
+    sol: optx.Solution,
+) -> Solution:
+    """The [`toolkit.control.Solution`][] of the solve `sol`, with its outcome checked
+    against the KKT residual at its value."""
+    w = sol.value
+    z, lam = residual.split(w, problem)
+    # Only roundoff can leave a converged z outside its box (planners whose iterates
+    # are not projected); remove it without touching the implicit derivative.
+    lo, hi = transcription.bounds(problem, args)
+    z = z + jax.lax.stop_gradient(jnp.clip(z, lo, hi) - z)
+    final = jax.lax.stop_gradient(residual(w, (problem, args)))
+    kkt_norm = jnp.max(jnp.abs(final))
+    finite = jnp.all(jnp.isfinite(final))
+    result = RESULTS.promote(sol.result)
+    result = RESULTS.where(
+        (result == RESULTS.nonfinite) | ((result == RESULTS.successful) & ~finite),
+        RESULTS.nonfinite_kkt,
+        result,
+    )
+    result = RESULTS.where(result == RESULTS.singular, RESULTS.singular_kkt, result)
+    result = RESULTS.where(
+        (result == RESULTS.successful) & (kkt_norm > solver.atol),
+        RESULTS.nonzero_residual,
+        result,
+    )
+    ts, xs, us = transcription.trajectory(z, problem, args)
+    g, _ = residual.stationarity(z, lam, problem, args)
+    cost = optimal_cost(z, lam, (problem, args), residual=residual)
+    stats = dict(sol.stats)
+    stats["kkt_residual"] = kkt_norm
+    return Solution(
+        cost=cost,
+        ts=ts,
+        xs=xs,
+        us=us,
+        costates=transcription.costates(lam, problem),
+        multipliers=lam,
+        bound_multipliers=g,
+        z=z,
+        result=result,
+        stats=stats,
+    )
+
+
+def can_run_in_stages(
+    solver: AbstractPlanner, adjoint: optx.AbstractAdjoint | None, *trees: PyTree
+) -> bool:
+    """Whether a plan can run as separate programs: called outside any JAX
+    transformation, with nothing traced in its inputs, by the default planner with its
+    fallback and the implicit adjoint (whose derivative the stages do not need)."""
+    if not (isinstance(solver, KKTNewton) and solver.fallback_after > 0):
+        return False
+    if adjoint is not None and not isinstance(adjoint, optx.ImplicitAdjoint):
+        return False
+    if not trace_state_clean():
+        return False
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+
+
+@eqx.filter_jit
+def _start(problem, transcription, args, init) -> Array:
+    return starting_point(problem, transcription, KKTResidual(transcription), args, init)
+
+
+@eqx.filter_jit
+def _newton(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    solver: KKTNewton,
+    args: PyTree[Any],
+    w: Array,
+    step_limit: Int[Array, ""],
+) -> tuple[Solution, Bool[Array, ""]]:
+    residual = KKTResidual(transcription)
+    data = freeze((problem, args))
+    linear_solver = linear_solver_of(solver, transcription)
+    sol = solver.newton_pass(
+        residual, w, data, linear_solver, step_limit, optx.ImplicitAdjoint(linear_solver)
+    )
+    out = solution(problem, transcription, solver, residual, args, sol)
+    # Successful exactly when the pass converged to a point within `atol` (`is_root`).
+    return out, out.result == RESULTS.successful
+
+
+@eqx.filter_jit
+def _interior_point(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    solver: KKTNewton,
+    args: PyTree[Any],
+    w0: Array,
+) -> tuple[Array, Int[Array, ""], Bool[Array, ""]]:
+    residual = KKTResidual(transcription)
+    data = freeze((problem, args))
+    nlp = residual.nlp_info(*data)
+    linear_solver = linear_solver_of(solver, transcription)
+    start = push_into_box(w0, nlp)
+    adjoint = optx.ImplicitAdjoint(linear_solver)
+    return interior_point_solve(solver, residual, start, data, nlp, linear_solver, adjoint)
+
+
+def plan_in_stages(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    solver: KKTNewton,
+    args: PyTree[Any],
+    init: Solution | None,
+) -> Solution:
+    """What `_plan` computes with `solver`'s fallback, as separate programs: the
+    interior-point stage is compiled and run only when the first Newton pass fails.
+    The outputs (values, outcome and statistics) are those of the one-program plan."""
+    w0 = _start(problem, transcription, args, init)
+    limit = min(solver.fallback_after, solver.max_steps)
+    first, solved = _newton(problem, transcription, solver, args, w0, jnp.asarray(limit, jnp.int32))
+    if bool(solved):
+        # As the one-program plan reports a first pass that solves: what a finish from
+        # the root would take (no backtracks, no regularised steps).
+        return _with_stats(first, first.stats["num_steps"], 0, False, finished_at_once=True)
+    w, interior_steps, restarted = _interior_point(problem, transcription, solver, args, w0)
+    second, _ = _newton(
+        problem, transcription, solver, args, w, jnp.asarray(solver.max_steps, jnp.int32)
+    )
+    steps = [first.stats["num_steps"], interior_steps, second.stats["num_steps"]]
+    return _with_stats(second, sum(np.asarray(n) for n in steps), interior_steps, restarted)
+
+
+def _with_stats(sol, num_steps, interior_steps, restarted, finished_at_once=False):
+    """`sol`, the last Newton pass, with the statistics of the whole plan (converted on
+    the host: eager conversions would each compile a small program)."""
+    stats = dict(sol.stats)
+    stats.update(
+        num_steps=np.asarray(num_steps, np.int32),
+        interior_point_steps=np.asarray(interior_steps, np.int32),
+        interior_point_restarted=np.asarray(restarted, bool),
+    )
+    if finished_at_once:
+        for key in ("backtracks", "regularised_steps"):
+            stats[key] = np.zeros_like(stats[key])
+    stats = {k: v if isinstance(v, int) else jnp.asarray(v) for k, v in stats.items()}
+    return eqx.tree_at(lambda s: s.stats, sol, stats)
