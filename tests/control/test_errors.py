@@ -139,6 +139,26 @@ def test_nan_in_dynamics_is_reported():
         control.plan(problem, control.Trapezoidal(10), args=ARGS)
 
 
+@pytest.mark.parametrize(
+    "solver", [control.KKTNewton(), control.KKTNewton(fallback_after=0)], ids=["default", "alone"]
+)
+def test_nan_met_during_the_solve_is_reported(solver):
+    # Issue 25, item 10: x' = -sqrt(x) from x(0) = 1 reaches 0 at t = 2, where sqrt has
+    # an infinite slope; Newton's steps take x below 0, where sqrt is NaN. The initial
+    # guess is finite. The solve used to run out of steps (430) and say so; it stops
+    # once its line searches fail on NaN at the largest Hessian shift, and says why.
+    def f(t, x, u, args):
+        return jnp.stack([-jnp.sqrt(x[0])])
+
+    problem = _problem(dynamics=f, x0=jnp.array([1.0]), t1=4.0, u_bounds=(U[0] * 0, U[1]))
+    tr = control.Trapezoidal(10)
+    sol = control.plan(problem, tr, solver, args=ARGS, throw=False)
+    assert sol.result == control.RESULTS.nonfinite_kkt
+    assert sol.stats["num_steps"] < 430
+    with pytest.raises(Exception, match="non-finite.*NaN.*square root"):
+        control.plan(problem, tr, solver, args=ARGS)
+
+
 def test_max_iterations_reached_is_reported():
     ex = control.problems.get("van_der_pol")
     solver = control.KKTNewton(max_steps=1, interior_point_steps=1)

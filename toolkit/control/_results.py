@@ -11,12 +11,20 @@ class RESULTS(optx.RESULTS):  # pyright: ignore
 
     nonfinite_kkt = (
         "The KKT residual became non-finite (NaN or inf): the dynamics or the costs "
-        "return NaN/inf at the initial guess or at every trial point near an iterate. "
-        "Check them, `args` and the initial guess."
+        "return NaN/inf at the initial guess, or the solver stopped where its steps "
+        "lead to NaN/inf (e.g. the square root or logarithm of a state that turns "
+        "negative). Check them, `args` and the initial guess; state bounds can keep "
+        "the states where the functions are defined."
     )
     singular_kkt = (
         "The KKT Jacobian was singular (the linear solve gave a non-finite step): the "
         "problem may be degenerate at the iterate (e.g. a singular arc)."
+    )
+    precision_floor = (
+        "The solve ran out of steps with its KKT residual below the square root of its "
+        "dtype's machine epsilon but above `atol`: it stalled at the precision floor "
+        "of the dtype, close to a solution. Loosen `atol` (the default follows the "
+        "dtype: 1e-9 in float64, 1e-4 in float32) or plan in float64."
     )
     nonzero_residual = (
         "The solver stopped at a point whose KKT residual exceeds the tolerance (for a "

@@ -7,7 +7,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
-from jaxtyping import Array, Int, PyTree, Scalar
+from jaxtyping import Array, Bool, Int, PyTree, Scalar
 from optimistix import RESULTS
 
 from .regularised_step import regularised_newton_step
@@ -20,6 +20,8 @@ class _NewtonState(eqx.Module):
     backtracks: Int[Array, ""]
     regularised: Int[Array, ""]
     steps: Int[Array, ""]
+    # The last line search failed and met a trial point where F is not finite.
+    nonfinite_search: Bool[Array, ""]
     result: RESULTS
 
 
@@ -55,10 +57,13 @@ class SemismoothNewton(optx.AbstractRootFinder):
 
     Without those options it is plain semismooth Newton with an Armijo search on
     ½‖F‖². Trial points where F is not finite (a NaN in the dynamics, say) are
-    rejected like any other failed trial. Converges when ‖F‖_∞ <= atol.
+    rejected like any other failed trial; a search that fails having met one, at the
+    largest Hessian shift, stops the solve with `RESULTS.nonfinite` (every later
+    iteration would repeat it). Converges when ‖F‖_∞ <= atol.
 
     `options["step_limit"]`, an integer array, stops the solve after that many
-    iterations (reported as `nonlinear_max_steps_reached`) within `root_find`'s static
+    iterations (reported as `nonlinear_max_steps_reached`, or as `nonfinite` if the
+    last line search failed on a non-finite F) within `root_find`'s static
     `max_steps`: one compiled solve then serves several budgets.
     """
 
@@ -85,6 +90,7 @@ class SemismoothNewton(optx.AbstractRootFinder):
             backtracks=jnp.array(0),
             regularised=jnp.array(0),
             steps=jnp.array(0),
+            nonfinite_search=jnp.array(False),
             result=result,
         )
 
@@ -162,22 +168,24 @@ class SemismoothNewton(optx.AbstractRootFinder):
             return y_t, f_t, aux_t
 
         def ls_cond(carry):
-            alpha, y_t, f_t, _, k, accepted = carry
+            alpha, y_t, f_t, _, k, accepted, _ = carry
             return jnp.invert(accepted) & (k < self.max_backtracks)
 
         def ls_body(carry):
-            alpha, _, _, _, k, _ = carry
+            alpha, _, _, _, k, _, nonfinite = carry
             alpha = alpha / 2
             y_t, f_t, aux_t = trial(alpha)
-            return alpha, y_t, f_t, aux_t, k + 1, accept(alpha, y_t, f_t)
+            nonfinite = nonfinite | jnp.invert(jnp.isfinite(_merit(f_t)))
+            return alpha, y_t, f_t, aux_t, k + 1, accept(alpha, y_t, f_t), nonfinite
 
         # The full step is the loop's first pass (α = 2/2, k = -1 → 0), so the trial
         # and its acceptance test are traced once.
         alpha0 = jnp.full((), 2.0, f.dtype)
-        init = (alpha0, y, f, aux, jnp.array(-1), jnp.array(False))
-        _, y_t, f_t, aux_t, k, accepted = lax.while_loop(ls_cond, ls_body, init)
+        init = (alpha0, y, f, aux, jnp.array(-1), jnp.array(False), jnp.array(False))
+        _, y_t, f_t, aux_t, k, accepted, nonfinite = lax.while_loop(ls_cond, ls_body, init)
 
         moved = solved & accepted
+        nonfinite_search = solved & jnp.invert(accepted) & nonfinite
         y_new = _where(moved, y_t, y)
         f_new = jnp.where(moved, f_t, f)
         aux_new = _where(moved, aux_t, aux)
@@ -189,8 +197,11 @@ class SemismoothNewton(optx.AbstractRootFinder):
             )
         else:
             # A failed search is not fatal: the next iteration starts from a larger
-            # shift (a shorter, more gradient-like step). Running out of iterations is.
-            result = RESULTS.successful
+            # shift (a shorter, more gradient-like step). Running out of iterations is,
+            # and so is a search that met a non-finite F at the largest shift: every
+            # later iteration would repeat it from the same point (issue 25, item 10).
+            stalled = nonfinite_search & (delta >= self.delta_max)
+            result = RESULTS.where(stalled, RESULTS.nonfinite, RESULTS.successful)
             # The shift decays after a successful step and grows after a failed one.
             decayed = jnp.where(delta / 10 < self.delta_init, 0.0, delta / 10)
             delta = jnp.where(moved, decayed, jnp.maximum(10 * delta, self.delta_init))
@@ -202,6 +213,7 @@ class SemismoothNewton(optx.AbstractRootFinder):
             backtracks=state.backtracks + k,
             regularised=state.regularised + (n_reg > 0).astype(state.regularised.dtype),
             steps=state.steps + 1,
+            nonfinite_search=nonfinite_search,
             result=result,
         )
         return y_new, new_state, aux_new
@@ -215,7 +227,12 @@ class SemismoothNewton(optx.AbstractRootFinder):
         if limit is None:
             return converged | failed, result
         out_of_steps = jnp.invert(converged | failed) & (state.steps >= limit)
-        result = RESULTS.where(out_of_steps, RESULTS.nonlinear_max_steps_reached, result)
+        # Out of steps with a last search that met a non-finite F: the NaN, not the
+        # budget, is what stopped the solve (issue 25, item 10).
+        out_of_steps_result = RESULTS.where(
+            state.nonfinite_search, RESULTS.nonfinite, RESULTS.nonlinear_max_steps_reached
+        )
+        result = RESULTS.where(out_of_steps, out_of_steps_result, result)
         return converged | failed | out_of_steps, result
 
     def postprocess(self, fn, y, aux, args, options, state: _NewtonState, tags, result):
