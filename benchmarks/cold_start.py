@@ -3,8 +3,10 @@ persistent compilation cache.
 
 For every case (a problem, a transcription, N), each in fresh processes:
 
-- `split` (cache off): tracing, lowering to StableHLO and XLA's compile of the plan
-  (`jax.jit(...).trace`, `.lower`, `.compile`), so the first call's cost has parts;
+- `split` (cache off): tracing, lowering to StableHLO and XLA's compile of the
+  programs an eager plan compiles (`jax.jit(...).trace`, `.lower`, `.compile`): the
+  starting point and the Newton pass always, and the interior-point fallback (traced,
+  lowered and compiled, one figure) only for cases whose first pass fails;
 - `empty`: the first `control.plan` call with an empty cache folder (tracing, compile
   and solve), then the warm solve (median of 20 calls);
 - `warm`: the first call in a new process whose cache the `empty` run filled.
@@ -75,7 +77,7 @@ def _worker(case: str, mode: str) -> dict:
     jax.config.update("jax_enable_x64", True)
     import toolkit
     from toolkit import control
-    from toolkit.control._plan import _plan
+    from toolkit.control import _stages
 
     toolkit.enable_compilation_cache()
     name, key, N = CASES[case]
@@ -85,21 +87,59 @@ def _worker(case: str, mode: str) -> dict:
         "trapezoidal": control.Trapezoidal,
         "multiple_shooting": control.MultipleShooting,
     }[key](N)
-    solver = control.KKTNewton()
+    solver = control.KKTNewton().with_tolerance(ex.problem.x0.dtype)
     jax.block_until_ready(jax.numpy.ones(3) + 1)  # the backend, outside any timing
     out = {"import_s": time.perf_counter() - start, "N": N}
     if mode == "split":
-        # The compiled program of `control.plan` (its checks run around it).
-        fn = jax.jit(lambda args: _plan(ex.problem, transcription, solver, args, None, None))
-        tic = time.perf_counter()
-        traced = fn.trace(ex.args)
-        out["trace_s"] = time.perf_counter() - tic
-        tic = time.perf_counter()
-        lowered = traced.lower()
-        out["lower_s"] = time.perf_counter() - tic
-        tic = time.perf_counter()
-        lowered.compile()
-        out["compile_s"] = time.perf_counter() - tic
+        # The programs an eager `control.plan` compiles: the starting point and the
+        # Newton pass always, the interior-point fallback only when the pass fails
+        # (`fallback_s` is its whole trace + lower + compile, and `fallback_needed`
+        # says whether this case needs it).
+        w0 = _stages._start(ex.problem, transcription, ex.args, None)
+        limit = jax.numpy.asarray(solver.fallback_after, jax.numpy.int32)
+        programs = {
+            "start": (
+                jax.jit(lambda args: _stages._start(ex.problem, transcription, args, None)),
+                (ex.args,),
+            ),
+            "newton": (
+                jax.jit(
+                    lambda args, w, n: _stages._newton(
+                        ex.problem, transcription, solver, args, w, n
+                    )
+                ),
+                (ex.args, w0, limit),
+            ),
+            "fallback": (
+                jax.jit(
+                    lambda args, w: _stages._interior_point(
+                        ex.problem, transcription, solver, args, w
+                    )
+                ),
+                (ex.args, w0),
+            ),
+        }
+        for key in ("trace_s", "lower_s", "compile_s"):
+            out[key] = 0.0
+        for name, (fn, inputs) in programs.items():
+            tic = time.perf_counter()
+            traced = fn.trace(*inputs)
+            trace = time.perf_counter() - tic
+            tic = time.perf_counter()
+            lowered = traced.lower()
+            lower = time.perf_counter() - tic
+            tic = time.perf_counter()
+            compiled = lowered.compile()
+            compile_ = time.perf_counter() - tic
+            if name == "fallback":
+                out["fallback_s"] = trace + lower + compile_
+            else:
+                out["trace_s"] += trace
+                out["lower_s"] += lower
+                out["compile_s"] += compile_
+            if name == "newton":
+                _, solved = compiled(*inputs)
+                out["fallback_needed"] = not bool(solved)
         return out
 
     def call():
@@ -170,11 +210,18 @@ def _s(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f} s"
 
 
+def _fallback(split: dict) -> str:
+    if "fallback_needed" not in split:  # measured before the plan ran in stages
+        return "(one program)"
+    return _s(split["fallback_s"]) if split["fallback_needed"] else "not compiled"
+
+
 def table(results: dict) -> tuple[str, list[str]]:
     rows = [
-        "| case | N | trace | lower | XLA compile | first call, empty cache | first call, "
-        "new process, warm cache | warm / empty | warm solve | other cores busy |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| case | N | trace | lower | XLA compile | fallback, if needed | first call, empty "
+        "cache | first call, new process, warm cache | warm / empty | warm solve | other "
+        "cores busy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in CASES:
         r = results.get("cases", {}).get(case)
@@ -183,7 +230,8 @@ def table(results: dict) -> tuple[str, list[str]]:
         s, e, w = r["split"], r["empty"], r["warm"]
         rows.append(
             f"| {case} | {e['N']} | {_s(s['trace_s'])} | {_s(s['lower_s'])} | "
-            f"{_s(s['compile_s'])} | {_s(e['first_call_s'])} | {_s(w['first_call_s'])} | "
+            f"{_s(s['compile_s'])} | {_fallback(s)} | {_s(e['first_call_s'])} | "
+            f"{_s(w['first_call_s'])} | "
             f"{w['first_call_s'] / e['first_call_s']:.2f}x | "
             f"{e['warm_solve_s'] * 1e3:.2f} ms | {r['other_cores']} |"
         )

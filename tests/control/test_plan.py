@@ -152,9 +152,11 @@ def test_float32(vdp):
     )
     args = {"mu": jnp.array(1.0, jnp.float32)}
     for tr in (control.Trapezoidal(100), control.HermiteSimpson(50)):
-        sol = control.plan(problem, tr, control.KKTNewton(atol=1e-4), args=args)
+        # The default tolerance follows the dtype (1e-4 in float32).
+        sol = control.plan(problem, tr, args=args)
         assert sol.cost.dtype == jnp.float32 and sol.xs.dtype == jnp.float32
         assert sol.result == control.RESULTS.successful
+        assert float(sol.stats["kkt_residual"]) <= 1e-4
     sol = control.plan(problem, control.Trapezoidal(100), control.KKTNewton(atol=1e-4), args=args)
     assert abs(float(sol.cost) - VDP_TRAPEZOIDAL_100) < 1e-4
     g = jax.grad(
@@ -180,6 +182,21 @@ def test_float32(vdp):
         )
     )(jnp.array(1.0))
     assert abs(float(g) - float(g64)) < 1e-3 * abs(float(g64))
+
+
+def test_a_stall_at_the_precision_floor_says_so(vdp):
+    # float32 cannot resolve the KKT conditions to 1e-9: the solve stalls close to the
+    # solution, and says so rather than only "maximum number of steps".
+    problem = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, vdp.problem
+    )
+    solver = control.KKTNewton(atol=1e-9, max_steps=12, fallback_after=0)
+    args = {"mu": jnp.array(1.0, jnp.float32)}
+    sol = control.plan(problem, control.Trapezoidal(100), solver, args=args, throw=False)
+    assert sol.result == control.RESULTS.precision_floor
+    with pytest.raises(eqx.EquinoxRuntimeError, match="precision floor"):
+        control.plan(problem, control.Trapezoidal(100), solver, args=args)
+    assert control.KKTNewton().with_tolerance(jnp.float64).atol == 1e-9
 
 
 @pytest.mark.slow  # compiling adaptive steps inside Newton takes minutes

@@ -68,6 +68,7 @@ def plan(
     """
     if problem.args_check is not None:
         args = problem.args_check(args)
+    solver = solver.with_tolerance(problem.x0.dtype)
     if can_run_in_stages(solver, adjoint, problem, transcription, solver, args, init):
         sol = plan_in_stages(problem, transcription, solver, args, init)
     else:

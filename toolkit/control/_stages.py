@@ -94,6 +94,12 @@ def solution(
         result,
     )
     result = RESULTS.where(result == RESULTS.singular, RESULTS.singular_kkt, result)
+    floor = jnp.sqrt(jnp.finfo(w.dtype).eps)
+    result = RESULTS.where(
+        (result == RESULTS.nonlinear_max_steps_reached) & (kkt_norm <= floor),
+        RESULTS.precision_floor,
+        result,
+    )
     result = RESULTS.where(
         (result == RESULTS.successful) & (kkt_norm > solver.atol),
         RESULTS.nonzero_residual,

@@ -97,7 +97,7 @@ class KKTLeastSquares(AbstractPlanner):
     interior-point method only as a fallback.
     """
 
-    atol: float = 1e-9
+    atol: float | None = None
     max_steps: int = 200
     linear_solver: lx.AbstractLinearSolver | None = None
     descent: optx.AbstractDescent = optx.DoglegDescent()
@@ -149,7 +149,8 @@ class KKTLeastSquares(AbstractPlanner):
 KKTLeastSquares.__init__.__doc__ = """**Arguments:**
 
 - `atol`: the solution is accepted when the max-norm of the KKT residual is at most
-    this (checked after the solve).
+    this (checked after the solve). Default `None`: follows the problem's dtype, 1e-9
+    in float64 and 1e-4 in float32.
 - `max_steps`: iterations before giving up.
 - `linear_solver`: lineax solver for the steps and the adjoint; by default the
     transcription's own. It replaces the descent's own `linear_solver`.

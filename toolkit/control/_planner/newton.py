@@ -21,7 +21,7 @@ class KKTNewton(AbstractPlanner):
     last solve carries the implicit derivative.
     """
 
-    atol: float = 1e-9
+    atol: float | None = None
     max_steps: int = 100
     linear_solver: lx.AbstractLinearSolver | None = None
     max_backtracks: int = 30
@@ -78,7 +78,8 @@ class KKTNewton(AbstractPlanner):
 KKTNewton.__init__.__doc__ = """**Arguments:**
 
 - `atol`: converged when the max-norm of the (1/h-scaled) KKT residual is at most
-    this. 1e-9 suits float64; use ~1e-4 in float32.
+    this. Default `None`: follows the problem's dtype, 1e-9 in float64 and 1e-4 in
+    float32.
 - `max_steps`: semismooth Newton iterations of the final solve before giving up
     (reported in `result`).
 - `linear_solver`: a lineax solver for the Newton and adjoint systems; by default
