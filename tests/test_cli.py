@@ -1,4 +1,5 @@
 import json
+import re
 
 import jax
 import pytest
@@ -23,9 +24,29 @@ def test_plan_writes_json_and_plot(tmp_path, capsys):
     assert "cost" in capsys.readouterr().out
 
 
-def test_plan_unknown_problem():
-    with pytest.raises(ValueError, match="Unknown problem.*van_der_pol"):
-        main(["plan", "no_such_problem"])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["no_such_problem"], "argument problem: unknown problem 'no_such_problem'.*van_der_pol"),
+        ([], "give a PROBLEM"),
+        (["van_der_pol", "--N", "0"], "argument --N: must be a positive integer, got '0'"),
+        (["van_der_pol", "--N", "-3"], "argument --N: must be a positive integer"),
+        (["van_der_pol", "--json", "{missing}/out.json"], "argument --json: folder .* not exist"),
+        (["van_der_pol", "--plot", "{missing}/out.png"], "argument --plot: folder .* not exist"),
+        (["van_der_pol", "--json", "{tmp}"], "argument --json: .* is a folder"),
+        (["van_der_pol", "--transcription", "discrete"], "discrete"),
+    ],
+)
+def test_plan_input_errors_are_one_line(argv, words, tmp_path, capsys):
+    # Issue 25, items 2, 14 and 22: refused before any solve, in one line, status 2.
+    argv = [a.format(missing=tmp_path / "missing", tmp=tmp_path) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        main(["plan", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("python -m toolkit plan: error: ")
+    assert re.search(words, last), err
 
 
 def test_demo_trains_both_methods_and_plans(tmp_path, capsys):

@@ -132,7 +132,7 @@ def _ours(e: BaseException) -> bool:
     return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(package + os.sep)
 
 
-def _reporting(run):
+def reporting(run):
     """Run a subcommand, turning an input error into one line and exit status 2 (1 for
     a diverged run), unless `--debug` asks for the traceback."""
 
@@ -552,7 +552,7 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
     return history
 
 
-@_reporting
+@reporting
 def train(ns: argparse.Namespace) -> int:
     """`python -m toolkit train`: train a network on a data set, with DemP or densely;
     print a summary, write the log and a plot."""
@@ -571,7 +571,7 @@ def train(ns: argparse.Namespace) -> int:
     return 0
 
 
-@_reporting
+@reporting
 def sweep(ns: argparse.Namespace) -> int:
     """`python -m toolkit sweep`: DemP at several regularisation strengths (and a
     dense baseline); print the accuracy–sparsity table, write the logs and a plot."""
@@ -600,7 +600,7 @@ def sweep(ns: argparse.Namespace) -> int:
     return 0
 
 
-@_reporting
+@reporting
 def demo(ns: argparse.Namespace) -> int:
     """`python -m toolkit demo`: DemP against dense training of an MLP on an embedded
     data set; print a table and write a plot of accuracy and live units vs step."""
