@@ -1,8 +1,8 @@
 import argparse
 import json
-import os
 import time
 
+from ._cli_checks import check_writable, InputError, POSITIVE_INT, reporting
 from ._compilation_cache import enable_compilation_cache
 from .control.learning import _cli as learning_cli
 from .pruning import _cli as pruning_cli
@@ -20,16 +20,16 @@ def _plan(ns) -> int:
             print(f"{name:<20} nx={ex.problem.nx} nu={ex.problem.nu} N={ex.N:<4} {ex.description}")
         return 0
     if ns.problem is None:
-        raise pruning_cli.InputError("give a PROBLEM (see `python -m toolkit plan --list`)")
+        raise InputError("give a PROBLEM (see `python -m toolkit plan --list`)")
     if ns.problem not in control.problems.names():
-        raise pruning_cli.InputError(
+        raise InputError(
             f"argument problem: unknown problem {ns.problem!r}; choose from "
             f"{', '.join(control.problems.names())}"
         )
     # Outputs are checked before the solve, so that a bad path loses no work.
     for option, path in (("--json", ns.json), ("--plot", ns.plot)):
         if path is not None:
-            _check_writable(option, path)
+            check_writable(option, path)
     ex = control.problems.get(ns.problem)
     N = ex.N if ns.N is None else ns.N
     key = ns.transcription
@@ -47,7 +47,7 @@ def _plan(ns) -> int:
     try:
         transcription.check(ex.problem)
     except ValueError as e:
-        raise pruning_cli.InputError(f"argument --transcription: {e}") from None
+        raise InputError(f"argument --transcription: {e}") from None
     print(f"planning {ex.name} ({ex.description}) with {key}, N={N}, {ns.method} ...")
     print("  compiling and solving ...", flush=True)
     t = time.perf_counter()
@@ -96,16 +96,6 @@ def _plan(ns) -> int:
     return 0 if sol.result == control.RESULTS.successful else 1
 
 
-def _check_writable(option: str, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise pruning_cli.InputError(f"argument {option}: folder {folder!r} does not exist")
-    if os.path.isdir(path):
-        raise pruning_cli.InputError(f"argument {option}: {path!r} is a folder, not a file")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise pruning_cli.InputError(f"argument {option}: {path!r} cannot be written")
-
-
 def _demo(ns) -> int:
     """DemP against dense training on an embedded data set, then one planned control
     problem: the two halves of toolkit in a few minutes on a CPU."""
@@ -145,14 +135,14 @@ def main(argv=None) -> int:
     p.add_argument("--method", default="newton", choices=["newton", "least_squares"])
     p.add_argument(
         "--N",
-        type=pruning_cli.POSITIVE_INT,
+        type=POSITIVE_INT,
         default=None,
         help="intervals (default: the problem's)",
     )
     p.add_argument("--json", default=None, help="write the solution to this JSON file")
     p.add_argument("--plot", default=None, help="write a plot of states and controls")
     p.add_argument("--debug", action="store_true", help="show the traceback of an input error")
-    p.set_defaults(run=pruning_cli.reporting(_plan), parser=p)
+    p.set_defaults(run=reporting(_plan), parser=p)
     p = sub.add_parser("train", help="train a network with DemP (or densely) on a data set")
     pruning_cli.add_train_arguments(p)
     p.set_defaults(run=pruning_cli.train)
@@ -166,12 +156,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--plan-plot", default="demo_plan.png", help="plot of the planned control problem"
     )
-    p.set_defaults(run=pruning_cli.reporting(_demo), parser=p)
+    p.set_defaults(run=reporting(_demo), parser=p)
     p = sub.add_parser(
         "learn", help="learn a problem's dynamics from data, then end to end through the planner"
     )
     learning_cli.add_learn_arguments(p)
-    p.set_defaults(run=learning_cli.learn)
+    p.set_defaults(run=learning_cli.learn, parser=p)
     ns = parser.parse_args(argv)
     enable_compilation_cache()
     return ns.run(ns)

@@ -1,6 +1,7 @@
 """`python -m toolkit learn` on tiny settings."""
 
 import json
+import re
 
 import jax
 import pytest
@@ -33,8 +34,26 @@ def test_learn_hybrid_end_to_end_writes_json_and_plot(tmp_path, capsys):
     assert "true model's own plan" in out and "before -> after" in out
 
 
-def test_learn_rejects_unknown_problem_and_incompatible_choices():
-    with pytest.raises(ValueError, match="Unknown problem.*van_der_pol"):
-        main(["learn", "no_such_problem"])
-    with pytest.raises(ValueError, match="--trajectories"):
-        main(["learn", "van_der_pol", "--trajectories", "1"])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["no_such_problem"], "argument problem: unknown problem 'no_such_problem'.*van_der_pol"),
+        (["van_der_pol", "--trajectories", "1"], "--trajectories must be >= 2"),
+        (["van_der_pol", "--N", "0"], "argument --N: must be a positive integer"),
+        (["van_der_pol", "--lr", "-1"], "argument --lr: must be a positive number"),
+        (["van_der_pol", "--noise", "nan"], "argument --noise: must be a number >= 0"),
+        (["van_der_pol", "--perturb", "2"], "argument --perturb: must be a fraction"),
+        (["van_der_pol", "--steps", "-5"], "argument --steps: must be an integer >= 0"),
+        (["van_der_pol", "--json", "{missing}/out.json"], "argument --json: folder .* not exist"),
+    ],
+)
+def test_learn_input_errors_are_one_line(argv, words, tmp_path, capsys):
+    # Issue 25, item 22: one line naming the option, exit status 2, no traceback.
+    argv = [a.format(missing=tmp_path / "missing") for a in argv]
+    with pytest.raises(SystemExit) as e:
+        main(["learn", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("python -m toolkit learn: error: ")
+    assert re.search(words, last), err

@@ -7,6 +7,17 @@ import json
 import time
 from typing import Any
 
+from ..._cli_checks import (
+    check_writable,
+    COUNT,
+    FRACTION,
+    InputError,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    reporting,
+)
+
 
 MODELS = ("neural_ode", "hybrid", "parametric")
 METHODS = ("e2e", "sysid", "imitation")
@@ -30,30 +41,31 @@ def add_learn_arguments(p: argparse.ArgumentParser) -> None:
         "true-system cost of the plan; imitation: then end to end on imitation of the "
         "true model's plan",
     )
-    p.add_argument("--N", type=int, default=30, help="intervals of the trapezoidal plans")
-    p.add_argument("--steps", type=int, default=1000, help="Adam steps of system identification")
-    p.add_argument("--e2e-steps", type=int, default=50, help="Adam steps of end-to-end training")
-    p.add_argument("--trajectories", type=int, default=24, help="trajectories of data")
-    p.add_argument("--samples", type=int, default=41, help="samples per trajectory")
-    p.add_argument("--noise", type=float, default=1e-3, help="observation noise std")
-    p.add_argument("--width", type=int, default=32, help="hidden width of the MLP")
+    p.add_argument("--N", type=POSITIVE_INT, default=30, help="intervals of the trapezoidal plans")
+    p.add_argument("--steps", type=COUNT, default=1000, help="Adam steps of system identification")
+    p.add_argument("--e2e-steps", type=COUNT, default=50, help="Adam steps of end-to-end training")
+    p.add_argument("--trajectories", type=POSITIVE_INT, default=24, help="trajectories of data")
+    p.add_argument("--samples", type=POSITIVE_INT, default=41, help="samples per trajectory")
+    p.add_argument("--noise", type=NON_NEGATIVE, default=1e-3, help="observation noise std")
+    p.add_argument("--width", type=POSITIVE_INT, default=32, help="hidden width of the MLP")
     p.add_argument(
         "--perturb",
-        type=float,
+        type=FRACTION,
         default=0.5,
         help="hybrid/parametric: the model's parameters start at (1 - perturb) x the true ones",
     )
-    p.add_argument("--lr", type=float, default=1e-2, help="sysid learning rate (cosine decay)")
-    p.add_argument("--e2e-lr", type=float, default=1e-3, help="end-to-end learning rate")
+    p.add_argument("--lr", type=POSITIVE, default=1e-2, help="sysid learning rate (cosine decay)")
+    p.add_argument("--e2e-lr", type=POSITIVE, default=1e-3, help="end-to-end learning rate")
     p.add_argument(
         "--sysid-weight",
-        type=float,
+        type=NON_NEGATIVE,
         default=10.0,
         help="weight of the sysid loss kept during end-to-end training",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write learning curves and costs to this file")
     p.add_argument("--plot", default=None, help="write a plot of trajectories and plans")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an input error")
 
 
 def _check(ns, ex) -> str | None:
@@ -83,6 +95,7 @@ def _check(ns, ex) -> str | None:
     return None
 
 
+@reporting
 def learn(ns: argparse.Namespace) -> int:
     import jax
 
@@ -101,14 +114,17 @@ def learn(ns: argparse.Namespace) -> int:
     from ._sysid import _init, _partition, _update
 
     if ns.problem not in control.problems.names():
-        raise ValueError(
-            f"Unknown problem {ns.problem!r}; the library has: "
+        raise InputError(
+            f"argument problem: unknown problem {ns.problem!r}; choose from "
             + ", ".join(control.problems.names())
         )
+    for option, path in (("--json", ns.json), ("--plot", ns.plot)):
+        if path is not None:
+            check_writable(option, path)
     ex = control.problems.get(ns.problem)
     reason = _check(ns, ex)
     if reason is not None:
-        raise ValueError(f"learn: {reason}")
+        raise InputError(reason)
 
     problem, true_args = ex.problem, ex.args
     dtype = problem.x0.dtype
