@@ -1,3 +1,4 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import pytest
@@ -157,6 +158,22 @@ def test_nan_met_during_the_solve_is_reported(solver):
     assert sol.stats["num_steps"] < 430
     with pytest.raises(Exception, match="non-finite.*NaN.*square root"):
         control.plan(problem, tr, solver, args=ARGS)
+
+
+def test_a_stall_at_the_precision_floor_says_so():
+    vdp = control.problems.get("van_der_pol")
+    # Issue 25, item 1: float32 cannot resolve the KKT conditions to 1e-9: the solve
+    # stalls close to the solution, and says so rather than "maximum number of steps".
+    problem = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, vdp.problem
+    )
+    solver = control.KKTNewton(atol=1e-9, max_steps=12, fallback_after=0)
+    args = {"mu": jnp.array(1.0, jnp.float32)}
+    sol = control.plan(problem, control.Trapezoidal(100), solver, args=args, throw=False)
+    assert sol.result == control.RESULTS.precision_floor
+    with pytest.raises(eqx.EquinoxRuntimeError, match="precision floor"):
+        control.plan(problem, control.Trapezoidal(100), solver, args=args)
+    assert control.KKTNewton().with_tolerance(jnp.float64).atol == 1e-9
 
 
 def test_max_iterations_reached_is_reported():
