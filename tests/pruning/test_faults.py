@@ -461,21 +461,28 @@ def test_sigkill_at_random_steps_resumes_exactly(tmp_path):
     straight = tmp_path / "straight"
     # The uninterrupted run, alongside the killed ones.
     first = _victim([*argv, "--checkpoint", f"{straight}.ckpt", "--json", f"{straight}.json"])
-    killed = tmp_path / "killed"
-    argv += ["--checkpoint", f"{killed}.ckpt", "--json", f"{killed}.json"]
-    kills = sorted(rng.sample(range(1, steps), 3))
-    modes = [rng.choice(["step", "write"]) for _ in kills]
-    context = f"random seed {seed}: killed at steps {kills} ({modes})"
-    for n, (kill_at, mode) in enumerate(zip(kills, modes)):
-        code, err = _wait(_victim(argv, kill_at, mode))
-        assert code == -signal.SIGKILL, f"{context}\n{err}"
-        if n:
-            assert "resuming from step" in err, context
-    code, err = _wait(_victim(argv))
-    assert code == 0, f"{context}\n{err}"
-    assert "resuming from step" in err, context
-    code, err = _wait(first)
-    assert code == 0, err
+    try:
+        killed = tmp_path / "killed"
+        argv += ["--checkpoint", f"{killed}.ckpt", "--json", f"{killed}.json"]
+        kills = sorted(rng.sample(range(1, steps), 3))
+        modes = [rng.choice(["step", "write"]) for _ in kills]
+        context = f"random seed {seed}: killed at steps {kills} ({modes})"
+        for kill_at, mode in zip(kills, modes):
+            # A kill before the first checkpoint was complete leaves none to resume.
+            saved = killed.with_suffix(".ckpt").exists()
+            code, err = _wait(_victim(argv, kill_at, mode))
+            assert code == -signal.SIGKILL, f"{context}\n{err}"
+            assert ("resuming from step" in err) == saved, f"{context}\n{err}"
+        saved = killed.with_suffix(".ckpt").exists()
+        code, err = _wait(_victim(argv))
+        assert code == 0, f"{context}\n{err}"
+        assert ("resuming from step" in err) == saved, context
+        code, err = _wait(first)
+        assert code == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
     # The same weights, bit for bit, and the same log (times and compilation counts
     # aside: every process compiles afresh).
     assert _arrays(killed.with_suffix(".ckpt")) == _arrays(straight.with_suffix(".ckpt")), context
