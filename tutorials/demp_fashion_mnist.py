@@ -198,7 +198,16 @@ def main(
     results["dense"] = {**summary(history), "history": history}
     results["demp"] = []
     for reg in regs:
-        method = pruning.DemP(reg=reg, noise=noise, prune_every=prune_every)
+        # LeNet-5 here has no BatchNorm, so not DemP's default penalty (the reference's
+        # L1 on the BatchNorm scales): the squared positive part of every parameter,
+        # with the dead-unit test of the training steps since the last check.
+        method = pruning.DemP(
+            reg=reg,
+            noise=noise,
+            penalty="positive_l2",
+            prune_every=prune_every,
+            dead_test=pruning.TrainingWindow(),
+        )
         history = run(ds, method, **settings)
         results["demp"].append({"reg": reg, **summary(history), "history": history})
 

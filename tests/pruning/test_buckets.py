@@ -69,7 +69,9 @@ def digits():
 _STEPS = 60
 # A strong noise, weight decay and the BatchNorm-scale L1 penalty, whose subgradient
 # at zero is 1: each would move a masked unit off zero if it were not held there.
-_METHOD = pruning.DemP(reg=0.3, noise=0.1, penalty="bn_scale_l1", prune_every=20, window=64)
+_METHOD = pruning.DemP(
+    reg=0.3, noise=0.1, penalty="bn_scale_l1", prune_every=20, dead_test=pruning.TrainingWindow(64)
+)
 
 
 def _kwargs(compile_ahead=0):

@@ -79,7 +79,14 @@ def test_regularisers_by_hand():
         got = float(method.regulariser(model, jnp.asarray(t), 100))
         assert math.isclose(got, strength * weights, rel_tol=1e-6), t
     assert math.isclose(
-        float(pruning.DemP(reg=0.5).regulariser(model, jnp.asarray(27), 100)), 0.5 * positive
+        float(
+            pruning.DemP(reg=0.5, penalty="positive_l2").regulariser(model, jnp.asarray(27), 100)
+        ),
+        0.5 * positive,
+    )
+    # The default penalty: L1 on the BatchNorm scales.
+    assert math.isclose(
+        float(pruning.DemP(reg=0.5).regulariser(bn_model, jnp.asarray(27), 100)), 0.5 * 12.5
     )
 
 
@@ -175,10 +182,12 @@ def test_noise_under_jit_and_prune():
 
 
 def test_method_hooks():
-    demp = pruning.DemP(reg=1e-3, noise=1e-2, prune_every=10, prune_after=15)
+    demp = pruning.DemP(
+        reg=1e-3, noise=1e-2, prune_every=10, prune_after=15, dead_test=pruning.TrainingWindow()
+    )
     assert [t for t in range(0, 41) if demp.prune_at(t, 40)] == [20, 30, 40]
     assert [t for t in range(0, 26) if pruning.DemP(prune_every=10).prune_at(t, 25)] == [10, 20, 25]
-    assert pruning.DemP().every(1000) == 50
+    assert pruning.DemP().every(1000) == 62
     assert set(demp.schedules(100)) == {"reg", "noise"}
     dense = pruning.Dense()
     assert not any(dense.prune_at(t, 10) for t in range(11))
@@ -191,12 +200,16 @@ def test_method_hooks():
         dict(noise=-1.0),
         dict(penalty="l3"),
         dict(prune_every=0),
-        dict(window=0),
         dict(span=0.0),
         dict(pct_start=1.0),
     ):
         with pytest.raises(ValueError):
             pruning.DemP(**bad)
+    for bad_test in (lambda: pruning.TrainingWindow(0), lambda: pruning.EvalSnapshot(0)):
+        with pytest.raises(ValueError):
+            bad_test()
+    with pytest.raises(TypeError, match="dead_test"):
+        pruning.DemP(dead_test=4)
 
 
 def test_noise_schedule_is_its_own():
@@ -259,7 +272,7 @@ class _Shape:
 
 def test_select_waits_for_a_window():
     model, state = _mlp()
-    demp = pruning.DemP(window=4)
+    demp = pruning.DemP(dead_test=pruning.TrainingWindow(4))
     xs = jnp.asarray(np.random.default_rng(0).standard_normal((3, 4)))
     activity = pruning.update_activity(pruning.init_activity(model), model, state, xs)
     assert demp.select(model, state, activity, None, step=1, total_steps=2, key=None) is None

@@ -362,7 +362,8 @@ def test_item08_log_records_every_setting(finished):
     # The optimiser as built (adamw's learning rate, decay and moments), the data
     # and the initial network are recorded by the library.
     text = json.dumps(config["optimiser"])
-    assert '"step_size": -0.001' in text and '"b1": 0.9' in text
+    # The default learning rate: 5e-3 on a one-cycle schedule.
+    assert '"peak": 0.005' in text and '"b1": 0.9' in text
     assert len(config["data"]) == 16 and len(config["initial_model"]) == 16
 
 

@@ -48,6 +48,11 @@ from ._dead import (
     DeadUnits as DeadUnits,
     live_fractions as live_fractions,
 )
+from ._dead_test import (
+    AbstractDeadTest as AbstractDeadTest,
+    EvalSnapshot as EvalSnapshot,
+    TrainingWindow as TrainingWindow,
+)
 from ._measure import count_params as count_params, flops as flops, widths as widths
 from ._method import (
     AbstractMethod as AbstractMethod,

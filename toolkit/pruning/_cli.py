@@ -178,12 +178,16 @@ def build_method(
         return Dense()
     if (name or ns.method) in BASELINES:
         return build_baseline(ns, name or ns.method, sparsity)
+    from ._dead_test import EvalSnapshot, TrainingWindow
+
     reg = ns.reg if reg is None else reg
+    test = getattr(ns, "dead_test", "snapshot")
     return DemP(
         reg=reg,
         noise=ns.noise,
         penalty=ns.penalty,
         prune_every=ns.prune_every,
+        dead_test=EvalSnapshot() if test == "snapshot" else TrainingWindow(),
         min_dead=ns.min_dead,
     )
 
@@ -196,32 +200,57 @@ def build_buckets(ns: argparse.Namespace):
 
 
 def build_optimiser(ns: argparse.Namespace, steps: int, method: str):
+    """The optimiser of a run, the same for every `method`. The defaults are those of
+    the DemP reference code's final runs, for every method alike
+    (github.com/SimonDufLab/Maxwell_demon,
+    `source/mila_cluster_scripts/controlling_overfitting.sh`, `info=vgg16_adamw`:
+    `optimizer=adamw wd_param=0.0005 lr=0.005 lr_schedule=one_cycle`, the schedule
+    being `optax.cosine_onecycle_schedule(training_steps, lr)`, which ends at
+    `lr / 2.5e5`)."""
     import optax
 
-    lr = ns.lr if ns.lr is not None else (1e-3 if ns.optimiser == "adamw" else 0.1)
-    if ns.lr_schedule == "cosine":
+    from ._method import one_cycle
+
+    lr = ns.lr if ns.lr is not None else (5e-3 if ns.optimiser == "adamw" else 0.1)
+    schedule = getattr(ns, "lr_schedule", "one-cycle")
+    if schedule == "cosine":
         lr = optax.cosine_decay_schedule(lr, steps)
+    elif schedule == "one-cycle":
+        lr = one_cycle(lr, steps, span=1.0)
+    wd = 5e-4 if ns.weight_decay is None else ns.weight_decay
     if ns.optimiser == "sgd":
-        wd = 5e-4 if ns.weight_decay is None else ns.weight_decay
         return optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=ns.momentum))
-    # The reference code uses no weight decay alongside DemP's regulariser.
-    wd = (0.0 if method == "demp" else 1e-4) if ns.weight_decay is None else ns.weight_decay
     return optax.adamw(lr, weight_decay=wd)
 
 
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--noise", type=NON_NEGATIVE, default=1e-2, help="DemP: peak noise scale")
+    p.add_argument(
+        "--noise",
+        type=NON_NEGATIVE,
+        default=5e-5,
+        help="DemP: peak noise scale (default 5e-5, the reference's)",
+    )
     p.add_argument(
         "--penalty",
-        default="positive_l2",
-        choices=["positive_l2", "l2", "bn_scale_l1"],
-        help="DemP: the regulariser (default: the reference code's positive-part L2)",
+        default="bn_scale_l1",
+        choices=["bn_scale_l1", "positive_l2", "l2"],
+        help="DemP: the regulariser: L1 on the BatchNorm scales (default, the reference's; "
+        "DemP runs then have BatchNorm unless --no-batch-norm), the squared positive part "
+        "of every parameter, or L2 on the weights",
     )
     p.add_argument(
         "--prune-every",
         type=POSITIVE_INT,
         default=None,
-        help="DemP: steps between prunes (default T/20)",
+        help="DemP: steps between prunes (default T/16)",
+    )
+    p.add_argument(
+        "--dead-test",
+        default="snapshot",
+        choices=["snapshot", "window"],
+        help="DemP: dead means silent on 1536 training examples in evaluation mode at the "
+        "check (default, the reference's), or on every training example (at least 2048) "
+        "since the last check, BatchNorm in training mode",
     )
     p.add_argument(
         "--min-dead",
@@ -248,14 +277,20 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
         help="slimming: the strength of the L1 penalty on the BatchNorm scales",
     )
     p.add_argument("--optimiser", default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--lr", type=POSITIVE, default=None, help="learning rate (adamw 1e-3, sgd 0.1)")
-    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    p.add_argument("--lr", type=POSITIVE, default=None, help="learning rate (adamw 5e-3, sgd 0.1)")
+    p.add_argument(
+        "--lr-schedule",
+        default="one-cycle",
+        choices=["one-cycle", "cosine", "constant"],
+        help="one-cycle (default: a cosine rise from lr/25 over 30%% of training, then a "
+        "cosine fall to lr/2.5e5), cosine decay to 0, or constant",
+    )
     p.add_argument("--momentum", type=MOMENTUM, default=0.9, help="sgd momentum")
     p.add_argument(
         "--weight-decay",
         type=NON_NEGATIVE,
         default=None,
-        help="default: sgd 5e-4; adamw 1e-4, or 0 with DemP",
+        help="default 5e-4",
     )
     p.add_argument(
         "--width-buckets",
@@ -281,7 +316,13 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", default="mlp", choices=MODELS)
     p.add_argument("--widths", type=POSITIVE_INT, nargs="+", default=None, help="hidden widths")
-    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="BatchNorm after every hidden layer (default: on for DemP runs with the "
+        "default --penalty and for VGG/ResNet, off otherwise)",
+    )
     length = p.add_mutually_exclusive_group()
     length.add_argument(
         "--epochs", type=POSITIVE_INT, default=None, help="training epochs (default 10)"
@@ -360,9 +401,22 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
         "--reg", type=NON_NEGATIVE, default=3e-2, help="DemP: peak regularisation strength"
     )
     add_method_arguments(p)
-    p.set_defaults(batch_size=64, prune_every=200)
+    p.set_defaults(batch_size=64)
     p.add_argument("--json", default=None, help="write both training logs to this JSON file")
     p.add_argument("--plot", default="demo.png", help="plot of accuracy and live units vs step")
+
+
+def demp_batch_norm(ns: argparse.Namespace) -> bool | None:
+    """`--batch-norm` as given; at its default, on when the command trains DemP with
+    the default penalty (`train --method demp`, `sweep --method demp` and its dense
+    baseline, `demo`'s two runs), so that the reference's L1 on the BatchNorm scales
+    has scales to act on and the runs compared share one network; else `None`, the
+    model's own default (`build_model`)."""
+    given = getattr(ns, "batch_norm", None)
+    if given is not None:
+        return given
+    demp = getattr(ns, "method", "demp") == "demp"
+    return True if demp and getattr(ns, "penalty", None) == "bn_scale_l1" else None
 
 
 def _load(ns: argparse.Namespace):
@@ -434,12 +488,19 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
     from ._train import train as run
 
     init_key, train_key = jr.split(jr.key(ns.seed, impl="rbg"))
+    batch_norm = demp_batch_norm(ns)
+    if method_name == "demp" and batch_norm is False and ns.penalty == "bn_scale_l1":
+        raise InputError(
+            "argument --penalty: bn_scale_l1 (the default) acts on BatchNorm scales, and "
+            "--no-batch-norm leaves the network without any: drop --no-batch-norm, or "
+            "choose --penalty positive_l2 or l2."
+        )
     model, state = build_model(
         getattr(ns, "model", "mlp"),
         dataset.shape,
         dataset.num_classes,
         widths=tuple(ns.widths) if ns.widths else None,
-        batch_norm=getattr(ns, "batch_norm", None),
+        batch_norm=batch_norm,
         key=init_key,
         dtype=jnp.float32,  # even if the planner switched JAX to float64
     )

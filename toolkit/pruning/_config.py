@@ -23,7 +23,7 @@ def function_name(fn: types.FunctionType | functools.partial) -> str:
     return f"{named.__module__}.{named.__qualname__}"
 
 
-def describe(method: AbstractMethod) -> dict[str, Any]:
+def describe(method: AbstractMethod | Any) -> dict[str, Any]:
     """A method's class name and hyperparameters, for the log; a function-valued one
     (such as `DemP.noise_schedule`) by its module and qualified name."""
     out: dict[str, Any] = {"name": type(method).__name__}
@@ -33,6 +33,8 @@ def describe(method: AbstractMethod) -> dict[str, Any]:
             out[f.name] = value
         elif isinstance(value, (types.FunctionType, functools.partial)):
             out[f.name] = function_name(value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out[f.name] = describe(value)  # a strategy object, such as `DemP.dead_test`
     return out
 
 

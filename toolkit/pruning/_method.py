@@ -14,8 +14,9 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..nn import AbstractNetwork
-from ._activity import Activity, dead_from
+from ._activity import Activity
 from ._dead import DeadUnits
+from ._dead_test import AbstractDeadTest, EvalSnapshot
 from ._noise import live_noise
 
 
@@ -37,7 +38,9 @@ class AbstractMethod(eqx.Module):
         start afresh (unless `select` returns `None`).
 
     `t` counts the steps done so far and `T` is the total number of steps. A method's
-    fields are its hyperparameters.
+    fields are its hyperparameters. A method with a `select_examples` attribute (an
+    int, as [`toolkit.pruning.DemP`][]) receives in `select` a batch of at least that
+    many training examples rather than one training batch.
     """
 
     @abc.abstractmethod
@@ -171,8 +174,9 @@ def positive_l2(model: AbstractNetwork) -> Float[Array, ""]:
     """Half the sum of squares of the positive entries of every parameter of `model`.
 
     It pushes weights, biases and BatchNorm parameters down, towards the dead side of
-    the ReLUs, and leaves negative entries alone. It is the default regulariser of the
-    DemP reference code (`cdg_l2` there).
+    the ReLUs, and leaves negative entries alone. It is the default of the DemP
+    reference code's configuration (`regularizer="cdg_l2"`), which its final runs
+    replace with `"lasso"` on the BatchNorm scales ([`toolkit.pruning.bn_scale_l1`][]).
     """
     params = jtu.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     return jnp.asarray(sum((0.5 * jnp.sum(jnp.square(jnp.maximum(p, 0))) for p in params), 0.0))
@@ -187,10 +191,25 @@ def weights_l2(model: AbstractNetwork) -> Float[Array, ""]:
 
 def bn_scale_l1(model: AbstractNetwork) -> Float[Array, ""]:
     """The sum of the absolute values of every BatchNorm scale of `model` (as network
-    slimming, Liu et al. 2017)."""
+    slimming, Liu et al. 2017); no other parameter enters it.
+
+    It is the regulariser of the DemP reference code's final runs
+    (github.com/SimonDufLab/Maxwell_demon,
+    `source/mila_cluster_scripts/controlling_overfitting.sh`, the `vgg16_adamw` and
+    `Resnet18_srigl_final` lines: `regularizer=lasso masked_reg=scale_only`; in
+    `source/utils/utils.py`, `ce_loss_given_model` keeps only the `scale` entries,
+    `keep_scale_only`, and `"lasso"` sums their absolute values).
+
+    **Raises:**
+
+    `ValueError` if `model` has no BatchNorm scale.
+    """
     norms = [n for n in _layers(model, eqx.nn.BatchNorm) if n.weight is not None]
     if not norms:
-        raise ValueError("`penalty='bn_scale_l1'` needs a network with BatchNorm scales.")
+        raise ValueError(
+            "`penalty='bn_scale_l1'` (DemP's default) needs a network with BatchNorm "
+            "scales: add BatchNorm, or choose another `penalty` such as 'positive_l2'."
+        )
     return jnp.asarray(sum((jnp.sum(jnp.abs(n.weight)) for n in norms), 0.0))
 
 
@@ -211,30 +230,57 @@ class DemP(AbstractMethod):
     whose scale follows its own schedule of peak `noise` (by default the same one-cycle
     shape, or any `noise_schedule`), make ReLU units die in a controlled way: dead
     units receive neither gradient nor noise, so they stay dead. Every `prune_every`
-    steps, and at the end, the units that fired on no training example since the last
-    check (at least `window` examples) are removed from the network, its BatchNorm
-    state and the optimiser state, so the network, and the training step, shrink as
-    training goes.
+    steps, and at the end, the units that `dead_test` finds dead are removed from the
+    network, its BatchNorm state and the optimiser state, so the network, and the
+    training step, shrink as training goes.
 
-    The details follow the reference code (github.com/SimonDufLab/Maxwell_demon):
-    both schedules are `optax.cosine_onecycle_schedule` (30% warm-up,
-    `div_factor=25`, `final_div_factor=1e4`) spanning the first 90% of training,
-    after which they are practically zero; the noise is added to the optimiser's
-    updates, on the parameters of the units that fired on the batch (those with a
-    non-zero gradient); the default penalty is its `cdg_l2`.
+    The defaults are the recipe of the reference code's final runs
+    (github.com/SimonDufLab/Maxwell_demon: the launch lines `info=vgg16_adamw` and
+    `info=Resnet18_srigl_final` of
+    `source/mila_cluster_scripts/controlling_overfitting.sh`, run by
+    `source/controlling_overfitting.py`):
+
+    - the penalty: `regularizer=lasso masked_reg=scale_only`, L1 on the BatchNorm
+        scales only ([`toolkit.pruning.bn_scale_l1`][]), so the default needs a
+        network with BatchNorm;
+    - the noise: `add_noise=True noise_eta=0.00005`, on the schedule
+        `noise_sched = optax.cosine_onecycle_schedule(sched_end, noise_eta)`, the
+        regulariser's shape (`reg_sched` is built the same way from `reg_param`);
+        it is added to the parameters after the optimiser's update
+        (`source/utils/utils.py`, `update_given_loss_and_optimizer`);
+    - the schedules: `reg_param_schedule=one_cycle`, `optax.cosine_onecycle_schedule`
+        with its defaults (30% warm-up, `div_factor=25`, `final_div_factor=1e4`) up to
+        `reg_param_span` (15625 of 15626 steps for VGG-16, 85000 of 97656 for
+        ResNet-18; `span=0.9` here), practically zero after;
+    - the prune cadence: `pruning_freq=1000` of `training_steps=15626` (VGG-16),
+        5000 of 97656 (ResNet-18): about a sixteenth of training;
+    - the dead-unit test: a snapshot in evaluation mode on 1536 training examples
+        ([`toolkit.pruning.EvalSnapshot`][]).
+
+    The optimiser is the caller's: the reference trains with AdamW, weight decay 5e-4,
+    learning rate 5e-3 on a one-cycle (VGG-16) or step (ResNet-18) schedule, as
+    `python -m toolkit train` does by default.
+
+    One departure: the reference's mask of live parameters, `jnp.abs(flat_grads) >= 0`
+    in `update_given_loss_and_optimizer` (its comment says "gradient!=0 (live
+    neurons)"), is true everywhere, so its noise reaches dead units too; here, as the
+    paper describes and the reference's earlier `>= 1e-8` did, only live units get it.
 
     **Arguments:**
 
     - `reg`: the peak strength of the regulariser.
     - `noise`: the peak standard deviation of the noise added to the parameters.
-    - `penalty`: `"positive_l2"` (half the squared positive part of every parameter,
-        see [`toolkit.pruning.positive_l2`][]), `"l2"` (the weights of the linear and
-        convolutional layers, [`toolkit.pruning.weights_l2`][]) or `"bn_scale_l1"`
-        (the BatchNorm scales, [`toolkit.pruning.bn_scale_l1`][]).
-    - `prune_every`: steps between prunes; `None` for a twentieth of training.
+    - `penalty`: `"bn_scale_l1"` (the BatchNorm scales, L1,
+        [`toolkit.pruning.bn_scale_l1`][]), `"positive_l2"` (half the squared positive
+        part of every parameter, [`toolkit.pruning.positive_l2`][]) or `"l2"` (the
+        weights of the linear and convolutional layers,
+        [`toolkit.pruning.weights_l2`][]).
+    - `prune_every`: steps between prunes; `None` for a sixteenth of training.
     - `prune_after`: no prune before this step.
-    - `window`: the fewest training examples on which a unit must have stayed silent
-        to be removed; a check that comes sooner is put off to the next one.
+    - `dead_test`: when a unit is dead, an [`toolkit.pruning.AbstractDeadTest`][]:
+        [`toolkit.pruning.EvalSnapshot`][]`(examples=1536)`, the reference's, or
+        [`toolkit.pruning.TrainingWindow`][]`(window)`, silent on every training
+        example since the last check (BatchNorm in training mode).
     - `min_dead`: a prune before the last one is skipped unless the dead units are at
         least this fraction of the units left (the check still starts a new window).
         With [`toolkit.pruning.ExactWidths`][], every prune recompiles the training
@@ -255,11 +301,11 @@ class DemP(AbstractMethod):
     """
 
     reg: float = 5e-2
-    noise: float = 1e-2
-    penalty: Literal["positive_l2", "l2", "bn_scale_l1"] = "positive_l2"
+    noise: float = 5e-5
+    penalty: Literal["bn_scale_l1", "positive_l2", "l2"] = "bn_scale_l1"
     prune_every: int | None = None
     prune_after: int = 0
-    window: int = 2048
+    dead_test: AbstractDeadTest = EvalSnapshot()
     min_dead: float = 0.0
     span: float = 0.9
     pct_start: float = 0.3
@@ -278,8 +324,11 @@ class DemP(AbstractMethod):
             raise ValueError(f"`prune_every` must be a positive int, got {self.prune_every}.")
         if not 0 <= self.min_dead < 1:
             raise ValueError(f"`min_dead` must be in [0, 1), got {self.min_dead}.")
-        if self.window < 1:
-            raise ValueError(f"`window` must be a positive int, got {self.window}.")
+        if not isinstance(self.dead_test, AbstractDeadTest):
+            raise TypeError(
+                "`dead_test` must be a toolkit.pruning.AbstractDeadTest, such as "
+                f"EvalSnapshot() or TrainingWindow(window), got {type(self.dead_test).__name__}."
+            )
         if self.prune_after < 0:
             raise ValueError(f"`prune_after` must be non-negative, got {self.prune_after}.")
         if not 0 < self.span <= 1:
@@ -315,9 +364,15 @@ class DemP(AbstractMethod):
     def transform(self, total_steps, key):
         return live_noise(self._noise_schedule(total_steps), key)
 
+    @property
+    def select_examples(self) -> int:
+        """The training examples that `select` needs: those of `dead_test`."""
+        return self.dead_test.examples
+
     def every(self, total_steps: int) -> int:
-        """The pruning period: `prune_every`, or a twentieth of training."""
-        return self.prune_every or max(1, total_steps // 20)
+        """The pruning period: `prune_every`, or a sixteenth of training (the
+        reference's `pruning_freq=1000` of `training_steps=15626` for VGG-16)."""
+        return self.prune_every or max(1, total_steps // 16)
 
     def prune_at(self, step, total_steps):
         if step <= 0 or step < self.prune_after:
@@ -325,9 +380,10 @@ class DemP(AbstractMethod):
         return step % self.every(total_steps) == 0 or step == total_steps
 
     def select(self, model, state, activity, batch, *, step, total_steps, key):
-        if int(activity.examples) < self.window:
+        n = self.dead_test.examples
+        dead = self.dead_test(model, state, activity, batch[0][:n] if n else None)
+        if dead is None:
             return None
-        dead = dead_from(activity)
         if self.min_dead > 0 and step < total_steps:
             masks = [np.asarray(m) for m in dead.masks.values()]
             if sum(int(m.sum()) for m in masks) < self.min_dead * sum(m.size for m in masks):

@@ -109,8 +109,18 @@ class _Data:
         ]
         self.num_test = yt.shape[0]
 
-    def batch(self, step: int) -> tuple[Array, Array]:
-        xs, ys = self.host_batch(step)
+    def batch(self, step: int, examples: int = 0) -> tuple[Array, Array]:
+        """The batch of `step`; with `examples` larger than a batch, that many training
+        examples: the batches of `step`, `step + 1`, ... (at most an epoch's)."""
+        parts = [self.host_batch(step)]
+        wanted = min(examples, self.per_epoch * self.batch_size)
+        while sum(len(y) for _, y in parts) < wanted:
+            parts.append(self.host_batch(step + len(parts)))
+        if len(parts) == 1:
+            xs, ys = parts[0]
+        else:
+            xs = np.concatenate([x for x, _ in parts])[:wanted]
+            ys = np.concatenate([y for _, y in parts])[:wanted]
         return jnp.asarray(xs), jnp.asarray(ys)
 
     def host_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -527,7 +537,7 @@ def train(
             # The method sees the network without its masked units, as if pruned.
             dead = method.select(
                 *unmasked_view(model, state, activity, alive),
-                data.batch(min(t, total - 1)),
+                data.batch(min(t, total - 1), int(getattr(method, "select_examples", 0))),
                 step=t,
                 total_steps=total,
                 key=jr.fold_in(select_key, t),
