@@ -7,6 +7,7 @@ conditions are solved by optimistix as differentiable implicit layers
 """
 
 from . import learning as learning, problems as problems
+from ._batch import plan_batch as plan_batch
 from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
 from ._indirect import (
     ForwardBackwardSweep as ForwardBackwardSweep,

@@ -1,0 +1,195 @@
+"""Many plans at once: `jax.vmap` of a plan over a batch of parameter sets, split
+along the batch over a mesh of devices by `jax.jit`'s partitioner."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jaxtyping import Array, Float, PyTree
+
+from ._plan import _plan
+from ._planner.base import AbstractPlanner
+from ._planner.newton import KKTNewton
+from ._problem import OptimalControlProblem
+from ._results import raise_if_failed, RESULTS
+from ._solution import Solution
+from ._transcription.base import AbstractTranscription
+
+
+def plan_batch(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    solver: AbstractPlanner = KKTNewton(),
+    *,
+    args_batch: PyTree[Array] = None,
+    x0_batch: Float[Array, "batch nx"] | None = None,
+    mesh: Mesh | None = None,
+    adjoint: optx.AbstractAdjoint | None = None,
+    throw: bool = True,
+) -> Solution:
+    """Plan many parameter sets at once: `jax.vmap` of [`toolkit.control.plan`][]
+    over the leading axis of `args_batch` (and/or `x0_batch`), split along that axis
+    over a 1-D mesh of devices.
+
+    The batch is placed with a `NamedSharding` along the mesh axis and the vmapped
+    plan compiled once by `jax.jit`, whose partitioner gives each device its slice;
+    the devices only agree, at each iteration, on whether any element still runs, and
+    every element is the same plan as `jax.vmap(plan)` gives it. On one device with
+    `mesh=None` this *is* the compiled `jax.vmap(plan)`, with no sharding at all. Under
+    `jax.distributed.initialize` the default mesh holds every process's devices, so
+    the batch is split across processes too; every process calls `plan_batch` with
+    the same global batch, and the outputs are global arrays (gather them with
+    `jax.experimental.multihost_utils.process_allgather`).
+
+    A batch whose size the number of devices does not divide is padded with copies of
+    its last element, and the outputs are trimmed back to the batch size (JAX splits
+    arrays only evenly, so trimmed outputs are no longer split along the batch).
+
+    Gradients (`jax.grad`, `jax.jacfwd`) w.r.t. `args_batch`, `x0_batch` or arrays of
+    the problem come from the implicit function theorem, element by element, as for
+    `plan`.
+
+    **Arguments:**
+
+    - `problem`: the [`toolkit.control.OptimalControlProblem`][].
+    - `transcription`: e.g. `Trapezoidal(100)`; the same for every element.
+    - `solver`: the planner, [`toolkit.control.KKTNewton`][] (default) or
+        [`toolkit.control.KKTLeastSquares`][].
+    - `args_batch`: the parameters, each leaf with a leading batch axis: element `i`
+        is `jax.tree.map(lambda a: a[i], args_batch)`. `None` when only `x0_batch`
+        varies (the problem then gets `args=None`).
+    - `x0_batch`: `(batch, nx)` initial states, one per element; default
+        `problem.x0` for all.
+    - `mesh`: a 1-D `jax.sharding.Mesh` to split the batch over; default all devices
+        (`jax.devices()`).
+    - `adjoint`: how to differentiate each solve, as for `plan`.
+    - `throw`: raise `equinox.EquinoxRuntimeError` with the reason if any element
+        fails (default); if `False`, report it in that element's `Solution.result`
+        instead.
+
+    **Returns:**
+
+    A [`toolkit.control.Solution`][] whose every array has the leading batch axis,
+    split along it over `mesh` (when the batch size is a multiple of its size).
+    """
+    _batch_size(args_batch, x0_batch)
+    if problem.args_check is not None and args_batch is not None:
+        args_batch = _check_args(problem, args_batch)
+    solver = solver.with_tolerance(problem.x0.dtype)
+    if mesh is None and jax.device_count() > 1:
+        mesh = Mesh(np.asarray(jax.devices()), ("batch",))
+    if mesh is None:
+        sol = _vmap_plan(problem, transcription, solver, adjoint, args_batch, x0_batch)
+    else:
+        if len(mesh.axis_names) != 1:
+            raise ValueError(
+                f"`mesh` must be 1-D (one axis to split the batch along), got axes "
+                f"{mesh.axis_names}."
+            )
+        sol = _sharded_plan(problem, transcription, solver, adjoint, args_batch, x0_batch, mesh)
+    if throw:
+        sol = raise_if_failed(sol, _gathered(sol.result))
+    return sol
+
+
+def _batch_size(args_batch: PyTree[Array], x0_batch: Array | None) -> int:
+    leaves = jax.tree.leaves((args_batch, x0_batch))
+    if not leaves:
+        raise ValueError("give `args_batch` or `x0_batch`: the batch to plan.")
+    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
+    if None in sizes or len(sizes) != 1:
+        shapes = [jnp.shape(leaf) for leaf in leaves]
+        raise ValueError(
+            "every leaf of `args_batch` and `x0_batch` needs the same leading batch "
+            f"axis, got shapes {shapes}."
+        )
+    return sizes.pop()
+
+
+def _check_args(problem: OptimalControlProblem, args_batch: PyTree[Array]) -> PyTree[Array]:
+    """`problem.args_check` on every element: on the host for a concrete batch (so the
+    compiled plan holds no host callback), in the user's program for a traced one."""
+    check = problem.args_check
+    assert check is not None
+    leaves = jax.tree.leaves(args_batch)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return jax.vmap(check)(args_batch)
+    if not all(getattr(x, "is_fully_addressable", True) for x in leaves):
+        return args_batch  # another process's elements: checked there
+    host = jax.tree.map(np.asarray, args_batch)
+    for i in range(_batch_size(host, None)):
+        try:
+            check(jax.tree.map(lambda a: a[i], host))
+        except ValueError as e:
+            raise ValueError(f"`args_batch` element {i}: {e}") from None
+    return args_batch
+
+
+def _one(problem, transcription, solver, adjoint, args, x0) -> Solution:
+    if x0 is not None:
+        problem = eqx.tree_at(lambda p: p.x0, problem, x0)
+    return _plan(problem, transcription, solver, args, None, adjoint)
+
+
+def _vmapped(problem, transcription, solver, adjoint, args_batch, x0_batch) -> Solution:
+    in_axes = (None, None, None, None, 0, None if x0_batch is None else 0)
+    return jax.vmap(_one, in_axes=in_axes)(
+        problem, transcription, solver, adjoint, args_batch, x0_batch
+    )
+
+
+_vmap_plan = eqx.filter_jit(_vmapped)
+
+
+def _sharded_plan(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    solver: AbstractPlanner,
+    adjoint: optx.AbstractAdjoint | None,
+    args_batch: PyTree[Array],
+    x0_batch: Array | None,
+    mesh: Mesh,
+) -> Solution:
+    # A JAX array is split evenly or not at all: pad the batch to a multiple of the
+    # number of devices with copies of its last element (a plan known to be valid).
+    size = _batch_size(args_batch, x0_batch)
+    pad = -size % mesh.size
+    split = NamedSharding(mesh, P(*mesh.axis_names))
+
+    def place(x):
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+        return jax.device_put(x, split)
+
+    batch = jax.tree.map(place, (args_batch, x0_batch))
+    dynamic, static = eqx.partition((problem, transcription, solver, adjoint), eqx.is_array)
+    dynamic = jax.device_put(dynamic, NamedSharding(mesh, P()))
+    sol = _partitioned(dynamic, static, batch, split)
+    if pad:
+        sol = jax.tree.map(lambda a: a[:size], sol)
+    return sol
+
+
+@eqx.filter_jit
+def _partitioned(dynamic, static, batch, split: NamedSharding) -> Solution:
+    # One program over the whole batch, split along its axis by XLA's partitioner:
+    # each device runs the vmapped plan on its slice; the devices only agree, at each
+    # Newton iteration, on whether any element still runs.
+    problem, transcription, solver, adjoint = eqx.combine(dynamic, static)
+    batch = jax.lax.with_sharding_constraint(batch, split)
+    sol = _vmapped(problem, transcription, solver, adjoint, *batch)
+    return jax.lax.with_sharding_constraint(sol, split)
+
+
+def _gathered(result: RESULTS) -> RESULTS:
+    """`result` readable on this process: under `jax.distributed`, the other
+    processes' elements too."""
+    value = result._value  # pyright: ignore
+    if isinstance(value, jax.core.Tracer) or value.is_fully_addressable:
+        return result
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(value, tiled=True)
+    return eqx.tree_at(lambda r: r._value, result, jnp.asarray(gathered))
