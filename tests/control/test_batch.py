@@ -4,6 +4,7 @@ host devices, in a fresh process), the same costs and gradients, split over both
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -32,13 +33,19 @@ def vdp():
 
 
 def test_one_device_is_the_vmapped_plan(vdp):
+    # Over args and x0 at once; the last two elements fail.
     mus = jnp.concatenate([jnp.linspace(0.5, 1.5, 14), jnp.array([6.0, 8.0])])
+    shift = jnp.linspace(-0.2, 0.2, 16)
+    x0s = vdp.problem.x0[None] + jnp.stack([shift, jnp.zeros(16)], axis=1)
     batched = control.plan_batch(
-        vdp.problem, TRANSCRIPTION, SOLVER, args_batch={"mu": mus}, throw=False
+        vdp.problem, TRANSCRIPTION, SOLVER, args_batch={"mu": mus}, x0_batch=x0s, throw=False
     )
-    vmapped = jax.vmap(
-        lambda mu: control.plan(vdp.problem, TRANSCRIPTION, SOLVER, args={"mu": mu}, throw=False)
-    )(mus)
+
+    def plan(mu, x0):
+        problem = eqx.tree_at(lambda p: p.x0, vdp.problem, x0)
+        return control.plan(problem, TRANSCRIPTION, SOLVER, args={"mu": mu}, throw=False)
+
+    vmapped = jax.vmap(plan)(mus, x0s)
     assert not isinstance(batched.cost.sharding, jax.sharding.NamedSharding)
     assert tree_allclose(batched, vmapped, rtol=0, atol=1e-12)
     codes = np.asarray(batched.result._value)
@@ -47,7 +54,7 @@ def test_one_device_is_the_vmapped_plan(vdp):
     # throw=True: the same program, then the first failure's message.
     message = control.RESULTS[jax.tree.map(lambda r: r[14], batched.result)]
     with pytest.raises(eqx.EquinoxRuntimeError, match=re.escape(message[:60])):
-        control.plan_batch(vdp.problem, TRANSCRIPTION, SOLVER, args_batch={"mu": mus})
+        control.plan_batch(vdp.problem, TRANSCRIPTION, SOLVER, args_batch={"mu": mus}, x0_batch=x0s)
 
 
 def test_misuse_is_named(vdp):
@@ -113,17 +120,32 @@ _TWO_DEVICES = textwrap.dedent(
 )
 
 
-def test_two_devices_split_the_batch_and_match_the_vmap():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "JAX_PLATFORMS": "cpu",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", _TWO_DEVICES], env=env, capture_output=True, text=True, timeout=600
+def _fresh_process(code: str, env: dict[str, str], *argv: str) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def two_devices() -> dict:
+    # JAX reads XLA_FLAGS when it starts: two host devices need a fresh process.
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    process = _fresh_process(_TWO_DEVICES, env)
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_two_devices_split_the_batch_and_match_the_vmap(two_devices):
+    r = two_devices
     assert r["devices"] == 2 and r["spec"] == ["batch"]
     assert r["shards"] == [[0, 8, 0], [1, 8, 8]]
     np.testing.assert_allclose(r["cost"], r["cost_ref"], rtol=0, atol=1e-10)
@@ -131,3 +153,66 @@ def test_two_devices_split_the_batch_and_match_the_vmap():
     # The costs vary with mu, so a batch that was not split and put back in order
     # would not pass.
     assert len(set(np.round(r["cost"], 6))) == 16
+
+
+_PROCESS = textwrap.dedent(
+    """
+    import json
+    import sys
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    port, process_id = sys.argv[1], int(sys.argv[2])
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id
+    )
+    import jax.numpy as jnp
+    from jax.experimental import multihost_utils
+
+    import toolkit
+    from toolkit import control
+
+    toolkit.enable_compilation_cache()
+    assert jax.device_count() == 2 and jax.local_device_count() == 1
+    ex = control.problems.get("van_der_pol")
+    solver = control.KKTNewton(fallback_after=0)
+    tr = control.Trapezoidal(20)
+    mus = jnp.linspace(0.5, 1.5, 16)
+    sol = control.plan_batch(ex.problem, tr, solver, args_batch={"mu": mus})
+    (shard,) = sol.cost.addressable_shards
+    cost = multihost_utils.process_allgather(sol.cost, tiled=True)
+    # 15 plans: padded to 16 (the same compiled program), trimmed back.
+    odd = control.plan_batch(ex.problem, tr, solver, args_batch={"mu": mus[:15]})
+    odd = multihost_utils.process_allgather(odd.cost, tiled=True)
+    if process_id == 0:
+        print(json.dumps({
+            "cost": cost.tolist(),
+            "odd": odd.tolist(),
+            "local": [shard.index[0].start, shard.index[0].stop],
+            "fully_addressable": sol.cost.is_fully_addressable,
+        }))
+    """
+)
+
+
+def test_two_processes_split_the_batch(two_devices):
+    # Two processes on this machine, one CPU device each, joined by
+    # jax.distributed (coordinator on localhost, gloo collectives): the batch is split
+    # across them, and gives the single process's costs; an odd batch is padded.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    processes = [_fresh_process(_PROCESS, {"XLA_FLAGS": ""}, port, str(i)) for i in range(2)]
+    try:
+        outputs = [process.communicate(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+    r = json.loads(outputs[0][0].strip().splitlines()[-1])
+    assert r["local"] == [0, 8] and not r["fully_addressable"]
+    np.testing.assert_allclose(r["cost"], two_devices["cost_ref"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(r["odd"], two_devices["cost_ref"][:15], rtol=0, atol=1e-10)

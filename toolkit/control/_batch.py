@@ -41,7 +41,9 @@ def plan_batch(
     `jax.distributed.initialize` the default mesh holds every process's devices, so
     the batch is split across processes too; every process calls `plan_batch` with
     the same global batch, and the outputs are global arrays (gather them with
-    `jax.experimental.multihost_utils.process_allgather`).
+    `jax.experimental.multihost_utils.process_allgather`). To differentiate there,
+    pass the batch as a global array (`jax.make_array_from_callback` with the mesh's
+    `NamedSharding`): a process-local one cannot take back a global gradient.
 
     A batch whose size the number of devices does not divide is padded with copies of
     its last element, and the outputs are trimmed back to the batch size (JAX splits
@@ -116,15 +118,22 @@ def _check_args(problem: OptimalControlProblem, args_batch: PyTree[Array]) -> Py
     leaves = jax.tree.leaves(args_batch)
     if any(isinstance(x, jax.core.Tracer) for x in leaves):
         return jax.vmap(check)(args_batch)
-    if not all(getattr(x, "is_fully_addressable", True) for x in leaves):
-        return args_batch  # another process's elements: checked there
-    host = jax.tree.map(np.asarray, args_batch)
+    host = jax.tree.map(_on_host, args_batch)
     for i in range(_batch_size(host, None)):
         try:
             check(jax.tree.map(lambda a: a[i], host))
         except ValueError as e:
             raise ValueError(f"`args_batch` element {i}: {e}") from None
     return args_batch
+
+
+def _on_host(x) -> np.ndarray:
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    # Under `jax.distributed` every process calls `plan_batch` with the same batch.
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _one(problem, transcription, solver, adjoint, args, x0) -> Solution:
