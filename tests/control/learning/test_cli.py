@@ -57,3 +57,27 @@ def test_learn_input_errors_are_one_line(argv, words, tmp_path, capsys):
     last = err.strip().splitlines()[-1]
     assert "Traceback" not in err and last.startswith("python -m toolkit learn: error: ")
     assert re.search(words, last), err
+
+
+def test_learn_a_diverged_fit_is_one_line_with_status_1(capsys):
+    # Issue 26: a planted divergence (a huge --lr) stops before end-to-end training.
+    argv = ["learn", "simple_case", "--model", "neural_ode", "--method", "e2e", "--lr", "1e200"]
+    argv += [
+        "--N",
+        "10",
+        "--steps",
+        "3",
+        "--e2e-steps",
+        "1",
+        "--trajectories",
+        "3",
+        "--samples",
+        "6",
+    ]
+    argv += ["--width", "4"]
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam under tests/conftest.py
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("python -m toolkit learn: error: ")
+    assert re.search(r"system identification diverged: .* is (nan|inf) at step 1.*--lr", last), err

@@ -80,3 +80,37 @@ def test_end_to_end_training_decreases_the_true_cost(setup):
     costs.append(float(_loss_and_grad(params, static, ex.problem, loss, ex.args)[0]))
     # Noisy (the Van der Pol landscape is rough) but clearly downhill.
     assert costs[-1] < 0.5 * costs[0], costs
+
+
+@pytest.mark.slow  # ~2 min on a loaded CPU: compiles the gradient through the planner
+def test_end_to_end_keeps_the_sysid_model_when_no_step_improves():
+    # Issue 26: the selection starts from the initial (sysid) model, step 0, and
+    # scores every model as it is reported, so no step can make it worse.
+    ex = control.problems.get("simple_case")
+    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.05)
+    # A hybrid with the true parameters and a zero MLP: the true model, as good as
+    # system identification can make it.
+    field = learning.init_neural_vector_field(
+        jr.key(2), ex.problem, width_size=4, depth=1, known=ex.problem.dynamics
+    )
+    model = learning.Model(field, ex.args)
+    transcription = control.Trapezoidal(10)
+    loss = learning.TrueCost(ex.problem, ex.args, sim)
+    trained, history = learning.fit_end_to_end(
+        model,
+        ex.problem,
+        transcription,
+        loss,
+        args=ex.args,
+        optimiser=optax.adam(10.0),  # every step overshoots
+        steps=3,
+        keep_best=True,
+    )
+    assert len(history["selection"]) == 4
+    assert all(s > history["selection"][0] for s in history["selection"][1:]), history
+    assert history["kept"] == 0
+    assert bool(eqx.tree_equal(trained, model))
+    cost, sol = learning.plan_loss(trained, ex.problem, transcription, loss, args=ex.args)
+    initial, _ = learning.plan_loss(model, ex.problem, transcription, loss, args=ex.args)
+    assert sol.result == control.RESULTS.successful
+    assert float(cost) == float(initial) == history["selection"][0]

@@ -120,3 +120,27 @@ def test_neural_ode_sysid_lowers_the_validation_loss(vdp_data, hybrid):
     assert history["train"][-1] < 0.2 * history["train"][0], history
     if hybrid:
         assert float(fitted.args["mu"]) == 0.3  # frozen by the filter
+
+
+def test_a_diverged_fit_stops_with_a_clear_error():
+    # Issue 26: a planted divergence (a huge learning rate) stops at once with what to
+    # change, rather than handing a NaN model on.
+    ex = control.problems.get("simple_case")
+    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.05)
+    controls = learning.random_controls(jr.key(0), ex.problem, 5, batch=4, kind="smooth")
+    ts = jnp.linspace(0.0, 1.0, 11)
+    data = learning.generate(jr.key(1), ex.problem, controls, ts, args=ex.args, simulator=sim)
+    model = learning.Model(learning.init_neural_vector_field(jr.key(2), ex.problem, width_size=4))
+    loss = learning.SingleShootingLoss(sim)
+    with pytest.raises(FloatingPointError, match=r"diverged.*nan at step 1.*learning rate"):
+        learning.fit(model, data, loss=loss, optimiser=optax.adam(1e8), steps=5, eval_every=1)
+
+
+def test_a_non_finite_least_squares_fit_stops_with_a_clear_error(cancer):
+    ex, controls, ts = cancer
+    data = learning.generate(jr.key(1), ex.problem, controls, ts, args=ex.args)
+    guess = learning.Model(ex.problem.dynamics, {"r": jnp.array(jnp.nan), "delta": jnp.array(0.2)})
+    with pytest.raises(FloatingPointError, match=r"diverged.*non-finite.*scale"):
+        learning.fit_least_squares(guess, data)
+    _, sol = learning.fit_least_squares(guess, data, throw=False)
+    assert sol.result == optx.RESULTS.nonfinite

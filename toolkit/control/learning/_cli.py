@@ -104,14 +104,13 @@ def learn(ns: argparse.Namespace) -> int:
     import equinox as eqx
     import jax.numpy as jnp
     import jax.random as jr
-    import numpy as np
     import optax
     from tqdm.auto import tqdm
 
     from ... import control
     from .. import learning
-    from ._end_to_end import _end_to_end_step
-    from ._sysid import _init, _partition, _update
+    from ._end_to_end import _check_model, _check_step, _end_to_end_step, _selection_score
+    from ._sysid import _check_finite, _init, _partition, _update
 
     if ns.problem not in control.problems.names():
         raise InputError(
@@ -182,6 +181,16 @@ def learn(ns: argparse.Namespace) -> int:
     sysid_loss = learning.MultipleShootingLoss(segment=4, simulator=sim, weights=1.0 / scale)
 
     # 3. System identification.
+    lower_lr = f"lower --lr (now {ns.lr:g})"
+    if ns.model == "parametric":
+        scaling = "start the parameters nearer the true ones (a smaller --perturb)"
+    else:
+        scaling = (
+            "use a model that suits the data's scales: the MLP's inputs are divided by "
+            "the data's largest |state| and its outputs are not scaled, which does not "
+            "suit states that span orders of magnitude (--model parametric learns the "
+            "problem's own parameters)"
+        )
     curves: dict[str, Any] = {}
     t = time.perf_counter()
     if ns.model == "parametric":
@@ -195,6 +204,20 @@ def learn(ns: argparse.Namespace) -> int:
         curves["sysid_step"] = [0, int(lm.stats["num_steps"])]
         curves["sysid_train"] = [before_train, float(eqx.filter_jit(sysid_loss)(model, train))]
         curves["sysid_valid"] = [before_valid, float(eqx.filter_jit(sysid_loss)(model, valid))]
+        for name, values in (
+            ("training", curves["sysid_train"]),
+            ("held-out", curves["sysid_valid"]),
+        ):
+            for step, value in zip(curves["sysid_step"], values):
+                _check_finite(
+                    "system identification",
+                    f"the {name} loss",
+                    value,
+                    step,
+                    None,
+                    lower_lr,
+                    scaling,
+                )
     else:
         params, static = _partition(model, None)
         schedule = optax.cosine_decay_schedule(ns.lr, max(ns.steps, 1), alpha=0.05)
@@ -213,21 +236,30 @@ def learn(ns: argparse.Namespace) -> int:
         def loss_on(params, which):
             return sysid_loss(eqx.combine(params, static), which)
 
+        def record(i, train_loss):
+            # The losses are on the host here: checked at once, before a NaN model
+            # reaches end-to-end training (issue 26).
+            last = curves["sysid_step"][-1] if curves["sysid_step"] else None
+            curves["sysid_step"].append(i)
+            curves["sysid_train"].append(train_loss)
+            curves["sysid_valid"].append(float(loss_on(params, valid)))
+            for name, values in (("training", "sysid_train"), ("held-out", "sysid_valid")):
+                value = curves[values][-1]
+                _check_finite(
+                    "system identification", f"the {name} loss", value, i, last, lower_lr, scaling
+                )
+
         eval_every = max(ns.steps // 20, 1)
         curves["sysid_step"], curves["sysid_train"], curves["sysid_valid"] = [], [], []
         bar = tqdm(range(ns.steps), desc="sysid (Adam)")
         for i in bar:
             new, opt_state, value = step(params, opt_state)
             if i % eval_every == 0:
-                curves["sysid_step"].append(i)
-                curves["sysid_train"].append(float(value))
-                curves["sysid_valid"].append(float(loss_on(params, valid)))
+                record(i, float(value))
                 v = curves["sysid_valid"][-1]
                 bar.set_postfix(train=f"{float(value):.2e}", valid=f"{v:.2e}")
             params = new
-        curves["sysid_step"].append(ns.steps)
-        curves["sysid_train"].append(float(loss_on(params, train)))
-        curves["sysid_valid"].append(float(loss_on(params, valid)))
+        record(ns.steps, float(loss_on(params, train)))
         model = eqx.combine(params, static)
     sysid_s = time.perf_counter() - t
     print(
@@ -263,10 +295,22 @@ def learn(ns: argparse.Namespace) -> int:
         curves["e2e_loss"], curves["e2e_sysid"], curves["e2e_successful"] = [], [], []
         # Warm start from a plan of the same structure as every later one (one compile).
         init = jax.lax.stop_gradient(plans["sysid"] if ok["sysid"] else plans["true_model"])
-        best = (np.inf, params)
+        _check_model(params)
+        # Keep the best model by the measure it is reported with (a plan from the
+        # planner's default start), starting from the sysid model (step 0), so that
+        # end to end is never worse than sysid on it (issue 26).
+        solver = control.KKTNewton()
+
+        def selection(params):
+            m = eqx.combine(params, static)
+            return _selection_score(m, problem, transcription, plan_loss, solver, true_args)[0]
+
+        best = (selection(params), params)
+        curves["e2e_selection"], curves["e2e_kept"] = [best[0]], 0
+        e2e_advice = f"lower --e2e-lr (now {ns.e2e_lr:g})"
         t = time.perf_counter()
         bar = tqdm(range(ns.e2e_steps), desc=f"end to end ({ns.method})")
-        for _ in bar:
+        for i in bar:
             before = params
             params, opt_state, value, sysid, sol, success = _end_to_end_step(
                 params,
@@ -275,7 +319,7 @@ def learn(ns: argparse.Namespace) -> int:
                 problem,
                 transcription,
                 plan_loss,
-                control.KKTNewton(),
+                solver,
                 true_args,
                 optimiser,
                 train if ns.sysid_weight > 0 else None,  # no sysid term to compile
@@ -289,18 +333,25 @@ def learn(ns: argparse.Namespace) -> int:
             curves["e2e_sysid"].append(float(sysid))
             curves["e2e_successful"].append(success)
             bar.set_postfix(loss=f"{float(value):.4g}", ok=success)
-            if success:
-                init = jax.lax.stop_gradient(sol)
-                total = float(value) + ns.sysid_weight * float(sysid)
-                if total < best[0]:
-                    best = (total, before)
-            else:
+            step_history = {"loss": curves["e2e_loss"], "sysid": curves["e2e_sysid"]}
+            _check_step(step_history, i, sol, ns.sysid_weight > 0, e2e_advice)
+            if not success:
                 params = before  # a failed plan leaves the model unchanged
-        if np.isfinite(best[0]):
-            params = best[1]  # keep the best model (noisy landscape)
+                curves["e2e_selection"].append(curves["e2e_selection"][-1])
+                continue
+            init = jax.lax.stop_gradient(sol)
+            curves["e2e_selection"].append(selection(params))
+            if curves["e2e_selection"][-1] < best[0]:
+                best = (curves["e2e_selection"][-1], params)
+                curves["e2e_kept"] = i + 1
+        params = best[1]  # the best model (noisy landscape), the sysid one if none is better
         model = eqx.combine(params, static)
         curves["e2e_failed"] = curves["e2e_successful"].count(False)
-        print(f"end to end: {time.perf_counter() - t:.1f} s, {curves['e2e_failed']} failed plans")
+        print(
+            f"end to end: {time.perf_counter() - t:.1f} s, {curves['e2e_failed']} failed plans, "
+            f"kept the model of step {curves['e2e_kept']} (0: the sysid model)"
+        )
+        # With --method e2e, the plan that selected the model: the same plan, cost.
         plans["end_to_end"], costs["end_to_end"], ok["end_to_end"] = score(model)
         before_name, after_name = "sysid", "end_to_end"
     else:

@@ -1,9 +1,11 @@
 import abc
+import math
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import optimistix as optx
 from jaxtyping import Array, Float, PyTree, Scalar
@@ -19,7 +21,15 @@ from ._controls import Controls
 from ._data import Trajectories
 from ._model import learned_problem, Model
 from ._simulate import evaluate, Simulator
-from ._sysid import _init, _partition, _update, AbstractSysIdLoss, SingleShootingLoss
+from ._sysid import (
+    _check_finite,
+    _init,
+    _partition,
+    _SCALING,
+    _update,
+    AbstractSysIdLoss,
+    SingleShootingLoss,
+)
 
 
 class AbstractPlanLoss(eqx.Module):
@@ -131,6 +141,35 @@ def plan_loss(
     return loss(sol), sol
 
 
+def _selection_score(
+    model: Model,
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    loss: AbstractPlanLoss,
+    solver: AbstractPlanner,
+    args: PyTree[Any],
+) -> tuple[float, Solution]:
+    """The measure by which end-to-end training keeps a model, and by which it is
+    reported: `plan_loss` of a plan from the planner's default start (as a user
+    deploys the model), `inf` when that plan fails or its loss is not finite."""
+    value, sol = plan_loss(model, problem, transcription, loss, solver, args=args)
+    value = float(value)
+    if sol.result != RESULTS.successful or not math.isfinite(value):
+        value = math.inf
+    return value, sol
+
+
+def _check_model(params: PyTree[Array]) -> None:
+    """Refuse a model with non-finite parameters before planning with it: the
+    implicit adjoint would fail deep inside its linear solve."""
+    if not all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(params)):
+        raise FloatingPointError(
+            "end-to-end training needs a finite model, but some of its parameters are "
+            "not finite; did system identification diverge? Lower its learning rate, or "
+            "scale the problem (the sysid loss's `weights`, the vector field's `x_scale`)."
+        )
+
+
 def fit_end_to_end(
     model: Model,
     problem: OptimalControlProblem,
@@ -171,29 +210,46 @@ def fit_end_to_end(
     - `warm_start`: start each plan from the previous one.
     - `filter_spec`: which leaves of `model` to learn (default
         [`toolkit.control.learning.trainable`][]).
-    - `keep_best`: return the model of the step with the lowest total loss (early
-        stopping on the objective itself: with a rough landscape, e.g. the
-        true-system cost of coarse plans of an oscillator, Adam's iterates wander)
-        rather than the last one. The last step's update is never scored.
+    - `keep_best`: return the best model rather than the last one (early stopping:
+        with a rough landscape, e.g. the true-system cost of coarse plans of an
+        oscillator, Adam's iterates wander). The candidates are the initial model
+        (step 0) and the model after each step; each is scored by the measure the
+        model is reported and deployed with, `plan_loss(model, problem,
+        transcription, loss, solver, args=args)`: a plan from the planner's default
+        start (not the warm-started plan of training), scored by `loss` alone
+        (without the sysid term). A failed plan scores `inf`, and ties keep the
+        earlier model, so the model returned is never worse than the initial one on
+        that measure. This costs one more plan, without derivatives, per step.
 
     **Returns:**
 
     `(model, history)`: `history` holds, per step before its update, `"loss"` (the
     plan loss), `"sysid"` (the sysid term, with `data`), `"plan_cost"` (the plan's
     own objective on the model) and `"successful"`; and `"failed"`, the number of
-    failed plans. (Score the returned model with
-    [`toolkit.control.learning.plan_loss`][].)
+    failed plans. With `keep_best`, also `"selection"`, the score above of the
+    initial model and of the model after each step (`steps + 1` values), and
+    `"kept"`, the index in it of the returned model (0: the initial one). (Score the
+    returned model with [`toolkit.control.learning.plan_loss`][].)
+
+    **Raises:**
+
+    `FloatingPointError` when `model` has non-finite parameters, or as soon as a
+    step's sysid term, or the loss of a successful plan, is not finite: its message
+    says what to change.
     """
     if sysid_weight > 0 and data is None:
         raise ValueError("`sysid_weight > 0` needs `data`, the trajectories to fit.")
     params, static = _partition(model, filter_spec)
+    _check_model(params)
     opt_state = _init(optimiser, params)
     weight = jnp.asarray(sysid_weight, jnp.result_type(float))
     history: dict[str, Any] = {"loss": [], "sysid": [], "plan_cost": [], "successful": []}
+    if keep_best:
+        score, _ = _selection_score(model, problem, transcription, loss, solver, args)
+        history["selection"], history["kept"] = [score], 0
+        best = (score, params)
     init = None
-    best = (jnp.inf, params)
-    for _ in range(steps):
-        before = params
+    for i in range(steps):
         params, opt_state, value, sysid, sol, ok = _end_to_end_step(
             params,
             opt_state,
@@ -215,15 +271,49 @@ def fit_end_to_end(
         history["sysid"].append(float(sysid))
         history["plan_cost"].append(float(sol.cost))
         history["successful"].append(ok)
+        _check_step(history, i, sol, data is not None, "lower the optimiser's learning rate")
         if ok:
             init = jax.lax.stop_gradient(sol)
-            total = float(value) + sysid_weight * float(sysid)
-            if total < best[0]:
-                best = (total, before)
-    if keep_best and steps > 0 and jnp.isfinite(best[0]):
+        if keep_best:
+            score = history["selection"][-1]
+            if ok:  # else the model is unchanged
+                model = eqx.combine(params, static)
+                score, _ = _selection_score(model, problem, transcription, loss, solver, args)
+            history["selection"].append(score)
+            if score < best[0]:
+                best = (score, params)
+                history["kept"] = i + 1
+    if keep_best:
         params = best[1]
     history["failed"] = history["successful"].count(False)
     return eqx.combine(params, static), history
+
+
+def _check_step(
+    history: dict[str, Any], step: int, sol: Solution, sysid: bool, learning_rate: str
+) -> None:
+    """Raise `FloatingPointError` if the step's sysid term, or the loss of its plan
+    when the plan succeeded, is not finite (a failed plan is only counted)."""
+    if sysid:
+        _check_finite(
+            "end-to-end training",
+            "the sysid term",
+            history["sysid"][-1],
+            step,
+            None,
+            learning_rate,
+            _SCALING,
+        )
+    if sol.result == RESULTS.successful:
+        _check_finite(
+            "end-to-end training",
+            "the loss of the plan",
+            history["loss"][-1],
+            step,
+            None,
+            learning_rate,
+            "scale the plan loss to values of order one",
+        )
 
 
 @eqx.filter_jit

@@ -1,4 +1,5 @@
 import abc
+import math
 from typing import Any
 
 import diffrax
@@ -175,6 +176,12 @@ def fit(
 
     `(model, history)`, where `history` holds `"step"`, `"train"` (the training loss
     at those steps) and, with `valid`, `"valid"`.
+
+    **Raises:**
+
+    `FloatingPointError` as soon as a recorded loss is not finite (at step 0 when the
+    initial model's is not, else within `eval_every` steps of the divergence): its
+    message says what to change.
     """
     if batch_size is not None and key is None:
         raise ValueError("`batch_size` needs a `key` to draw the minibatches.")
@@ -204,6 +211,19 @@ def fit(
         history["train"].append(float(evaluate(params, data, loss)))
         if valid is not None:
             history["valid"].append(float(evaluate(params, valid, valid_loss)))
+        # The losses are on the host here; a check inside `step` would need a host
+        # callback, which the persistent compilation cache refuses.
+        names = {"train": "the training loss", "valid": "the held-out loss"}
+        for name in names.keys() & history.keys():
+            _check_finite(
+                "system identification",
+                names[name],
+                history[name][-1],
+                i,
+                history["step"][-2] if i > 0 else None,
+                "lower the optimiser's learning rate",
+                _SCALING,
+            )
 
     for i in range(steps):
         if i % eval_every == 0:
@@ -217,6 +237,38 @@ def fit(
         params, opt_state, _ = step(params, opt_state, batch)
     record(steps)
     return eqx.combine(params, static), history
+
+
+_SCALING = (
+    "scale the problem: weigh the residuals by 1 / each state's scale (the loss's "
+    "`weights`) and normalise the vector field's inputs (`x_scale`)"
+)
+
+
+def _check_finite(
+    stage: str,
+    what: str,
+    value: float,
+    step: int,
+    last_good: int | None,
+    learning_rate: str,
+    scaling: str,
+) -> None:
+    """Raise `FloatingPointError` unless `value`, a loss brought to the host at
+    `step`, is finite: a diverged fit stops at once, saying what to change, rather
+    than handing a NaN model to what follows (issue 26). Step 0 comes before any
+    update, so there the learning rate is not the cause."""
+    if math.isfinite(value):
+        return
+    if step == 0:
+        raise FloatingPointError(
+            f"{stage} cannot start: {what} of the initial model is {value}, before any "
+            f"update (the learning rate is not the cause); {scaling}."
+        )
+    since = "" if last_good is None else f" (it was finite at step {last_good})"
+    raise FloatingPointError(
+        f"{stage} diverged: {what} is {value} at step {step}{since}; {learning_rate}, or {scaling}."
+    )
 
 
 def fit_least_squares(
@@ -248,10 +300,33 @@ def fit_least_squares(
     **Returns:**
 
     `(model, solution)`: the fitted model and optimistix's `Solution`.
+
+    **Raises:**
+
+    With `throw`, `FloatingPointError` when the residuals or the Jacobian are not
+    finite (its message says what to change), `equinox.EquinoxRuntimeError` for
+    another failure.
     """
     params, static = _partition(model, filter_spec)
     loss = eqx.tree_at(lambda l: l.simulator.adjoint, loss, diffrax.ForwardMode())
-    sol = _least_squares(_Residuals(loss, static), solver, params, data, max_steps, throw)
+    # The solve never throws itself: it returns its result and the check is made here,
+    # so the compiled solve holds no host callback (JAX's persistent compilation cache
+    # refuses those) and a non-finite solve gets its own message.
+    sol = _least_squares(_Residuals(loss, static), solver, params, data, max_steps, False)
+    if throw:
+        result = sol.result._value  # pyright: ignore
+        if not isinstance(result, jax.core.Tracer) and sol.result == optx.RESULTS.nonfinite:
+            raise FloatingPointError(
+                "system identification diverged: the least-squares solve met non-finite "
+                "residuals or Jacobian; start from parameters nearer the truth, or scale "
+                "the problem: weigh the residuals by 1 / each state's scale (the loss's "
+                "`weights`)."
+            )
+        sol = eqx.tree_at(
+            lambda s: s.value,
+            sol,
+            sol.result.error_if(sol.value, sol.result != optx.RESULTS.successful),
+        )
     return eqx.combine(sol.value, static), sol
 
 
