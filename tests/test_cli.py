@@ -59,3 +59,20 @@ def test_demo_trains_both_methods_and_plans(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dense" in out and "demp" in out and "[converged]" in out
     assert plot.stat().st_size > 1000 and plan_plot.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["demo", "--plan-plot", "{missing}/plan.png"], "--plan-plot"),
+        (["demo", "--json", "{missing}/demo.json"], "--json"),
+        (["sweep", "--plot", "{missing}/sweep.png"], "--plot"),
+    ],
+)
+def test_outputs_are_checked_before_training(argv, option, tmp_path, capsys):
+    argv = [a.format(missing=tmp_path / "missing") for a in argv]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"python -m toolkit {argv[0]}: error: argument {option}: folder")

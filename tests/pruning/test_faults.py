@@ -288,6 +288,10 @@ _CLI_ERRORS = [
     (17, ["--compile-ahead", "-1"], "argument --compile-ahead"),
     (17, ["--widths", "8", "0"], "argument --widths"),
     (22, ["--method", "snap", "--prune-at", "5"], "`--method snap` prunes at initialisation"),
+    # Output paths are checked before any training (issue 25, item 14's twin).
+    (14, ["--json", "/nonexistent-folder/run.json"], "argument --json: folder"),
+    (14, ["--plot", "/nonexistent-folder/run.png"], "argument --plot: folder"),
+    (14, ["--checkpoint", "/nonexistent-folder/run.ckpt"], "argument --checkpoint: folder"),
 ]
 
 
