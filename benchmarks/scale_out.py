@@ -153,8 +153,6 @@ def measure(case: str, repeats: int) -> dict:
             s.bind(("127.0.0.1", 0))
             port = str(s.getsockname()[1])
         commands = [[*worker, port, str(i)] for i in range(processes)]
-    # `OtherLoad` counts this process's own CPU time, not its workers': subtract theirs.
-    children = os.times()
     with OtherLoad() as load:
         tic = time.perf_counter()
         running = [
@@ -174,11 +172,7 @@ def measure(case: str, repeats: int) -> dict:
             for p in running:
                 p.kill()
         wall = time.perf_counter() - tic
-    after = os.times()
-    workers = (after.children_user + after.children_system) - (
-        children.children_user + children.children_system
-    )
-    other = None if load.cores is None else round(max(load.cores - workers / wall, 0.0), 2)
+    other = load.cores
     for p, (_, stderr) in zip(running, outputs):
         if p.returncode != 0:
             raise RuntimeError(f"{case} failed ({p.returncode}):\n{stderr[-3000:]}")
