@@ -2,7 +2,7 @@ import argparse
 import json
 import time
 
-from ._cli_checks import check_writable, InputError, POSITIVE_INT, reporting
+from ._cli_checks import check_outputs, InputError, POSITIVE_INT, reporting
 from ._compilation_cache import enable_compilation_cache
 from .control.learning import _cli as learning_cli
 from .pruning import _cli as pruning_cli
@@ -26,10 +26,7 @@ def _plan(ns) -> int:
             f"argument problem: unknown problem {ns.problem!r}; choose from "
             f"{', '.join(control.problems.names())}"
         )
-    # Outputs are checked before the solve, so that a bad path loses no work.
-    for option, path in (("--json", ns.json), ("--plot", ns.plot)):
-        if path is not None:
-            check_writable(option, path)
+    check_outputs(ns)
     ex = control.problems.get(ns.problem)
     N = ex.N if ns.N is None else ns.N
     key = ns.transcription

@@ -96,3 +96,13 @@ def check_writable(option: str, path: str) -> None:
         raise InputError(f"argument {option}: {path!r} is a folder, not a file")
     if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise InputError(f"argument {option}: {path!r} cannot be written")
+
+
+def check_outputs(ns: argparse.Namespace) -> None:
+    """`check_writable` on each file a command will write (`--json`, `--plot`,
+    `--checkpoint`, `--plan-plot`, those it has and was given), before its work: a bad
+    path loses none of it."""
+    for option in ("--json", "--plot", "--checkpoint", "--plan-plot"):
+        path = getattr(ns, option[2:].replace("-", "_"), None)
+        if path:
+            check_writable(option, path)

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from .._cli_checks import (
-    check_writable,
+    check_outputs,
     COUNT,
     FRACTION,
     InputError,
@@ -550,22 +550,13 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
     return history
 
 
-def _check_outputs(ns: argparse.Namespace) -> None:
-    """The files a command will write, checked before it trains: a bad path loses no
-    training."""
-    for option in ("--json", "--plot", "--checkpoint", "--plan-plot"):
-        path = getattr(ns, option[2:].replace("-", "_"), None)
-        if path:
-            check_writable(option, path)
-
-
 @reporting
 def train(ns: argparse.Namespace) -> int:
     """`python -m toolkit train`: train a network on a data set, with DemP or densely;
     print a summary, write the log and a plot."""
     from ._plot import plot_histories
 
-    _check_outputs(ns)
+    check_outputs(ns)
     _check_resume(ns)
     dataset = _load(ns)
     history = _run(ns, dataset, ns.method, checkpoint=ns.checkpoint, log=ns.json)
@@ -585,7 +576,7 @@ def sweep(ns: argparse.Namespace) -> int:
     dense baseline); print the accuracy–sparsity table, write the logs and a plot."""
     from ._plot import plot_tradeoff
 
-    _check_outputs(ns)
+    check_outputs(ns)
     dataset = _load(ns)
     dense = None if ns.no_dense else _run(ns, dataset, "dense")
     name = getattr(ns, "method", "demp")
@@ -615,7 +606,7 @@ def demo(ns: argparse.Namespace) -> int:
     data set; print a table and write a plot of accuracy and live units vs step."""
     from ._plot import plot_histories
 
-    _check_outputs(ns)
+    check_outputs(ns)
     dataset = _load(ns)
     histories = {name: _run(ns, dataset, name) for name in ("dense", "demp")}
     rows = [_summary(name, h) for name, h in histories.items()]

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ..._cli_checks import (
-    check_writable,
+    check_outputs,
     COUNT,
     FRACTION,
     InputError,
@@ -117,9 +117,7 @@ def learn(ns: argparse.Namespace) -> int:
             f"argument problem: unknown problem {ns.problem!r}; choose from "
             + ", ".join(control.problems.names())
         )
-    for option, path in (("--json", ns.json), ("--plot", ns.plot)):
-        if path is not None:
-            check_writable(option, path)
+    check_outputs(ns)
     ex = control.problems.get(ns.problem)
     reason = _check(ns, ex)
     if reason is not None:
