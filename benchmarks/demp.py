@@ -587,8 +587,9 @@ def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
                 means = [statistics.fmean(r["widths"][n] for r in recs) for n in names]
                 lines.append(f"| {k} | " + " | ".join(f"{x:.1f}" for x in means) + " |")
             lines.append("")
-        # The baselines remove the same fraction of every layer; DemP does not, so equal
-        # unit sparsity is not equal size. The same comparison on size itself:
+        # Random, L1-norm and slimming remove the same fraction of every layer, SNAP and
+        # CroP-S rank all units together, DemP neither: equal unit sparsity is not equal
+        # size. The same comparison on size itself:
         if by_params.get("demp") and any(m in by_params for m in BASELINES):
             lines += [
                 f"The goal-1 comparison on {ds} at equal size instead of equal unit "

@@ -34,8 +34,8 @@ _METHODS = [
     pruning.RandomStructured(0.5),
     pruning.L1Norm(0.5),
     pruning.NetworkSlimming(0.5),
-    pruning.SNAP(0.5),
-    pruning.CroPS(0.5),
+    pruning.SNAP(0.5, ranking="layer", steps=1),
+    pruning.CroPS(0.5, ranking="layer", steps=1),
 ]  # EarlySNAP and EarlyCroPS score as SNAP and CroPS: see the training test.
 
 
@@ -75,15 +75,27 @@ def test_random_depends_on_key():
 
 def test_prune_at():
     assert pruning.SNAP(0.5).prune_at(0, 10) and not pruning.SNAP(0.5).prune_at(1, 10)
-    early = pruning.EarlyCroPS(0.5, at_step=300)
-    assert early.prune_at(300, 1000) and not early.prune_at(0, 1000)
-    assert early.prune_at(100, 100)  # clipped to the end of training
+    late = pruning.L1Norm(0.5, at_step=300)
+    assert late.prune_at(300, 1000) and not late.prune_at(0, 1000)
+    assert late.prune_at(100, 100)  # clipped to the end of training
+    # Slimming prunes once its penalty has trained the scales: half of training.
+    slimming = pruning.NetworkSlimming(0.5)
+    assert slimming.prune_at(500, 1000) and not slimming.prune_at(0, 1000)
+    assert pruning.NetworkSlimming(0.5, at_step=7).prune_at(7, 1000)
     with pytest.raises(ValueError, match="sparsity"):
         pruning.L1Norm(1.0)
     with pytest.raises(ValueError, match="at_step"):
         pruning.L1Norm(0.5, at_step=-1)
     with pytest.raises(ValueError, match="reg"):
         pruning.NetworkSlimming(0.5, reg=-1.0)
+    with pytest.raises(ValueError, match="at_step"):
+        pruning.NetworkSlimming(0.5, at_step=0)
+    with pytest.raises(ValueError, match="ranking"):
+        pruning.SNAP(0.5, ranking="per-layer")  # pyright: ignore[reportArgumentType]
+    with pytest.raises(ValueError, match="steps"):
+        pruning.CroPS(0.5, steps=0)
+    assert pruning.SNAP(0.5) == pruning.SNAP(0.5, ranking="global", steps=5)
+    assert pruning.CroPS(0.5) == pruning.CroPS(0.5, ranking="global", steps=5)
 
 
 def test_l1norm_removes_smallest_planted_rows():
@@ -179,19 +191,21 @@ def digits():
 
 
 @pytest.mark.parametrize(
-    "method",
+    "method, at",
     [
-        pruning.RandomStructured(0.5),
-        pruning.L1Norm(0.5),
-        pruning.NetworkSlimming(0.5, reg=1e-3, at_step=8),  # after training
-        pruning.SNAP(0.5),
-        pruning.CroPS(0.5),
-        pruning.EarlySNAP(0.5, at_step=4),
-        pruning.EarlyCroPS(0.5, at_step=4),
+        (pruning.RandomStructured(0.5), 0),
+        (pruning.L1Norm(0.5), 0),
+        (pruning.NetworkSlimming(0.5, reg=1e-3, at_step=8), 8),  # after training
+        (pruning.SNAP(0.5, ranking="layer", steps=1), 0),
+        (pruning.CroPS(0.5, ranking="layer", steps=1), 0),
+        # The Early-CroP test cannot pass before the third period (step 6): so at
+        # `latest`.
+        (pruning.EarlySNAP(0.5, ranking="layer", every=2, latest=4), 4),
+        (pruning.EarlyCroPS(0.5, ranking="layer", every=2, latest=4), 4),
     ],
-    ids=lambda m: type(m).__name__,
+    ids=lambda m: type(m).__name__ if isinstance(m, eqx.Module) else None,
 )
-def test_train_ends_with_expected_widths(digits, method):
+def test_train_ends_with_expected_widths(digits, method, at):
     key = jr.key(0, impl="rbg")
     batch_norm = isinstance(method, pruning.NetworkSlimming)
     model, state = eqx.nn.make_with_state(nn.MLP)(
@@ -212,7 +226,7 @@ def test_train_ends_with_expected_widths(digits, method):
         )
     assert pruning.widths(model) == {"hidden.0": 8, "hidden.1": 4}
     (prune,) = history["prunes"]
-    assert prune["step"] == method.at_step
+    assert prune["step"] == at
     assert prune["removed"] == {"hidden.0": 8, "hidden.1": 5}
 
 
@@ -228,8 +242,8 @@ def test_cli_builds_baselines():
         "random": pruning.RandomStructured(0.3, at_step=7),
         "l1norm": pruning.L1Norm(0.3, at_step=7),
         "slimming": pruning.NetworkSlimming(0.3, reg=1e-4, at_step=7),
-        "early-snap": pruning.EarlySNAP(0.3, at_step=7),
-        "early-crops": pruning.EarlyCroPS(0.3, at_step=7),
+        "early-snap": pruning.EarlySNAP(0.3, latest=7),
+        "early-crops": pruning.EarlyCroPS(0.3, latest=7),
     }
     for name, method in expected.items():
         ns = train.parse_args(["--method", name, "--sparsity", "0.3", "--prune-at", "7"])
@@ -238,5 +252,106 @@ def test_cli_builds_baselines():
     assert _cli.build_method(ns) == pruning.SNAP(0.3)
     ns = sweep.parse_args(["--method", "crops", "--sparsities", "0.1", "0.2"])
     assert _cli.build_method(ns, ns.method, sparsity=0.2) == pruning.CroPS(0.2)
+    argv = ["--method", "snap", "--ranking", "layer", "--prune-steps", "1"]
+    assert _cli.build_method(train.parse_args(argv)) == pruning.SNAP(0.5, "layer", 1)
+    argv = ["--method", "slimming", "--ranking", "global"]
+    assert _cli.build_method(train.parse_args(argv)) == pruning.NetworkSlimming(
+        0.5, ranking="global"
+    )
     with pytest.raises(ValueError, match="early-snap"):
         _cli.build_method(train.parse_args(["--method", "snap", "--prune-at", "5"]))
+
+
+def _planted():
+    """An MLP 4 -> (8, 6) -> 3 whose units 0-5 of hidden.0 and unit 0 of hidden.1 reach
+    nothing (zero outgoing weights): they, and only they, have zero SNAP and CroP-S
+    saliency. Large biases keep every unit active on the batch, so that the others
+    score above zero."""
+    model, state = _mlp(widths=(8, 6))
+    for i in range(3):
+        bias = jnp.full_like(model.layers[i].bias, 5.0)
+        model = eqx.tree_at(lambda m: m.layers[i].bias, model, bias)
+    w1 = model.layers[1].weight.at[:, :6].set(0.0)
+    w2 = model.layers[2].weight.at[:, 0].set(0.0)
+    model = eqx.tree_at(lambda m: m.layers[1].weight, model, w1)
+    model = eqx.tree_at(lambda m: m.layers[2].weight, model, w2)
+    planted = {"hidden.0": np.arange(8) < 6, "hidden.1": np.arange(6) < 1}
+    return model, state, planted
+
+
+@pytest.mark.parametrize("cls", [pruning.SNAP, pruning.CroPS], ids=lambda c: c.__name__)
+def test_global_ranking_removes_the_planted_units(cls):
+    model, state, planted = _planted()
+    saliency = pruning.snap_saliency if cls is pruning.SNAP else pruning.crops_saliency
+    scores = saliency(model, state, _batch())
+    for k in planted:  # the premise: zero exactly on the planted units
+        np.testing.assert_array_equal(np.asarray(scores[k]) == 0, planted[k])
+    # round(0.5 * 14) = 7 units of lowest saliency over both layers: the 7 planted,
+    # six from hidden.0 and one from hidden.1. (0.5 is the schedule's first round, so
+    # the default five steps are one round here.)
+    for method in (cls(0.5), cls(0.5, steps=1)):
+        dead = _select(method, model, state)
+        for k in planted:
+            np.testing.assert_array_equal(dead.masks[k], planted[k])
+    # Ranked per layer, the same fraction of each: 4 of hidden.0, 3 of hidden.1.
+    dead = _select(cls(0.5, ranking="layer", steps=1), model, state)
+    assert {k: int(np.sum(v)) for k, v in dead.masks.items()} == {"hidden.0": 4, "hidden.1": 3}
+    assert not np.any(dead.masks["hidden.0"][6:])  # the live units of hidden.0 stay
+
+
+def test_global_ranking_never_empties_a_layer():
+    model, state, _ = _planted()
+    # 0.8 of 14 units is 11: more than the 7 planted; hidden.0 keeps a unit whatever
+    # the scores, and every layer keeps one.
+    dead = _select(pruning.SNAP(0.8, steps=1), model, state)
+    kept = {k: int(np.sum(~np.asarray(v))) for k, v in dead.masks.items()}
+    assert min(kept.values()) >= 1 and sum(kept.values()) == 14 - 11
+    tight = _select(pruning.CroPS(0.99), model, state)
+    assert {k: int(np.sum(~np.asarray(v))) for k, v in tight.masks.items()} == {
+        "hidden.0": 1,
+        "hidden.1": 1,
+    }
+
+
+def test_slimming_prunes_after_the_scales_have_moved(digits):
+    key = jr.key(0, impl="rbg")
+
+    def run(method, **kwargs):
+        model, state = eqx.nn.make_with_state(nn.MLP)(
+            64, 10, (16, 9), True, key=key, dtype=jnp.float32
+        )
+        with jax.numpy_dtype_promotion("standard"):
+            return pruning.train(
+                model,
+                state,
+                digits,
+                method,
+                optimiser=optax.adam(1e-2),
+                steps=8,
+                batch_size=32,
+                key=key,
+                eval_every=8,
+                progress=False,
+                **kwargs,
+            )
+
+    method = pruning.NetworkSlimming(0.5, reg=1e-2, ranking="global")
+    *_, history = run(method)
+    (prune,) = history["prunes"]
+    assert prune["step"] == 4  # the default: half of training, not step 0
+    # The same run up to the prune (the sparsity does not enter training): its scales
+    # have moved from their initial 1, and the prune removes the round(0.5 * 25) = 13
+    # smallest |gamma| over both layers.
+    model, state, _ = run(eqx.tree_at(lambda m: m.sparsity, method, 0.0), stop_at=4)
+    gammas = {
+        k: np.abs(np.asarray(n.weight)) for k, n in zip(("hidden.0", "hidden.1"), model.norms)
+    }
+    assert all(np.all(g != 1) for g in gammas.values())
+    flat = np.concatenate(list(gammas.values()))
+    threshold = np.sort(flat)[12]
+    expected = {k: g <= threshold for k, g in gammas.items()}
+    assert sum(int(m.sum()) for m in expected.values()) == 13  # no ties at the threshold
+    dead = _select(method, model, state)
+    for k in expected:
+        np.testing.assert_array_equal(dead.masks[k], expected[k])
+    assert prune["removed"] == {k: int(m.sum()) for k, m in expected.items()}

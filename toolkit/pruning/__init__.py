@@ -11,11 +11,14 @@ over training), and [`toolkit.pruning.prune`][] removes them from the network, i
 ([`toolkit.pruning.live_noise`][]) make units die, pruned as training goes; the
 arrays shrink by width buckets ([`toolkit.pruning.WidthBuckets`][]), the units in
 between held at zero, so that the steps compile a few times, not at every prune. The
-structured-pruning baselines prune once, to a target fraction of every group's units:
-[`toolkit.pruning.RandomStructured`][], [`toolkit.pruning.L1Norm`][],
-[`toolkit.pruning.NetworkSlimming`][], [`toolkit.pruning.SNAP`][],
-[`toolkit.pruning.CroPS`][], [`toolkit.pruning.EarlySNAP`][] and
-[`toolkit.pruning.EarlyCroPS`][].
+structured-pruning baselines prune once, to a target fraction of the units, ranked
+per group or across all groups, in one round or in the iterative rounds of SNAP-it
+([`toolkit.pruning.iterative_sparsities`][]): [`toolkit.pruning.RandomStructured`][],
+[`toolkit.pruning.L1Norm`][], [`toolkit.pruning.NetworkSlimming`][] (after its penalty
+has trained the BatchNorm scales), [`toolkit.pruning.SNAP`][] and
+[`toolkit.pruning.CroPS`][] (at initialisation), [`toolkit.pruning.EarlySNAP`][] and
+[`toolkit.pruning.EarlyCroPS`][] (early in training, when the Early-CroP test of
+[`toolkit.pruning.early_time`][] passes).
 """
 
 from ._activity import (
@@ -30,8 +33,6 @@ from ._baselines import (
     AbstractOneShot as AbstractOneShot,
     CroPS as CroPS,
     crops_saliency as crops_saliency,
-    EarlyCroPS as EarlyCroPS,
-    EarlySNAP as EarlySNAP,
     L1Norm as L1Norm,
     NetworkSlimming as NetworkSlimming,
     RandomStructured as RandomStructured,
@@ -53,6 +54,13 @@ from ._dead_test import (
     EvalSnapshot as EvalSnapshot,
     TrainingWindow as TrainingWindow,
 )
+from ._early import (
+    AbstractEarly as AbstractEarly,
+    early_time as early_time,
+    EarlyCroPS as EarlyCroPS,
+    EarlySNAP as EarlySNAP,
+    EarlyTimeState as EarlyTimeState,
+)
 from ._measure import count_params as count_params, flops as flops, widths as widths
 from ._method import (
     AbstractMethod as AbstractMethod,
@@ -72,4 +80,5 @@ from ._noise import (
 from ._normal import hashed_normal as hashed_normal
 from ._plot import plot_histories as plot_histories, plot_tradeoff as plot_tradeoff
 from ._prune import prune as prune
+from ._ranking import iterative_sparsities as iterative_sparsities
 from ._train import classification_loss as classification_loss, train as train

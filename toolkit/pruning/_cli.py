@@ -146,24 +146,28 @@ BASELINES = ("random", "l1norm", "slimming", "snap", "crops", "early-snap", "ear
 
 
 def build_baseline(ns: argparse.Namespace, name: str, sparsity: float | None = None):
-    from . import _baselines as b
+    from . import _baselines as b, _early as e
 
     sparsity = ns.sparsity if sparsity is None else sparsity
     at = {} if ns.prune_at is None else {"at_step": ns.prune_at}
+    ranked = {}
+    if getattr(ns, "ranking", None) is not None:
+        ranked["ranking"] = ns.ranking
+    if getattr(ns, "prune_steps", None) is not None:
+        ranked["steps"] = ns.prune_steps
     if name == "random":
-        return b.RandomStructured(sparsity, **at)
+        return b.RandomStructured(sparsity, **at, **ranked)
     if name == "l1norm":
-        return b.L1Norm(sparsity, **at)
+        return b.L1Norm(sparsity, **at, **ranked)
     if name == "slimming":
-        return b.NetworkSlimming(sparsity, reg=ns.slimming_reg, **at)
+        return b.NetworkSlimming(sparsity, reg=ns.slimming_reg, **at, **ranked)
     if name in ("snap", "crops"):
         if ns.prune_at:
             raise ValueError(f"`--method {name}` prunes at initialisation; use early-{name}.")
-        return b.SNAP(sparsity) if name == "snap" else b.CroPS(sparsity)
-    if name == "early-snap":
-        return b.EarlySNAP(sparsity, **at)
-    if name == "early-crops":
-        return b.EarlyCroPS(sparsity, **at)
+        return (b.SNAP if name == "snap" else b.CroPS)(sparsity, **ranked)
+    if name in ("early-snap", "early-crops"):
+        latest = {} if ns.prune_at is None else {"latest": max(ns.prune_at, 1)}
+        return (e.EarlySNAP if name == "early-snap" else e.EarlyCroPS)(sparsity, **latest, **ranked)
     raise ValueError(f"unknown method {name!r}.")
 
 
@@ -263,13 +267,29 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
         "--sparsity",
         type=SPARSITY,
         default=0.5,
-        help="baselines: the fraction of every group's units to remove",
+        help="baselines: the fraction of the units to remove (of every layer's with "
+        "--ranking layer)",
     )
     p.add_argument(
         "--prune-at",
         type=COUNT,
         default=None,
-        help="baselines: the step of the one prune (default 0; early-snap/crops 500)",
+        help="baselines: the step of the one prune (default 0; slimming T/2); early-snap/"
+        "crops: the latest step of their prune (default T/2)",
+    )
+    p.add_argument(
+        "--ranking",
+        default=None,
+        choices=["global", "layer"],
+        help="baselines: rank the units of all layers together, or each layer's apart "
+        "(default global for snap, crops and their early variants, layer for the others)",
+    )
+    p.add_argument(
+        "--prune-steps",
+        type=POSITIVE_INT,
+        default=None,
+        help="baselines: the rounds of the SNAP-it schedule (default 5 for snap and "
+        "crops, 1 for the others)",
     )
     p.add_argument(
         "--slimming-reg",

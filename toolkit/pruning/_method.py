@@ -40,7 +40,10 @@ class AbstractMethod(eqx.Module):
     `t` counts the steps done so far and `T` is the total number of steps. A method's
     fields are its hyperparameters. A method with a `select_examples` attribute (an
     int, as [`toolkit.pruning.DemP`][]) receives in `select` a batch of at least that
-    many training examples rather than one training batch.
+    many training examples rather than one training batch. A method whose
+    `select_transform_state` attribute is true (as [`toolkit.pruning.EarlyCroPS`][])
+    receives in `select` the keyword argument `transform_state`: the current state of
+    its `transform`, where it can keep what it watches during training.
     """
 
     @abc.abstractmethod

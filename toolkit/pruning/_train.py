@@ -535,12 +535,14 @@ def train(
             switch()
         if method.prune_at(t, total):
             # The method sees the network without its masked units, as if pruned.
+            extra = {"transform_state": opt_state[1]} if _reads_transform(method) else {}
             dead = method.select(
                 *unmasked_view(model, state, activity, alive),
                 data.batch(min(t, total - 1), int(getattr(method, "select_examples", 0))),
                 step=t,
                 total_steps=total,
                 key=jr.fold_in(select_key, t),
+                **extra,
             )
             if dead is not None and any(np.any(np.asarray(m)) for m in dead.masks.values()):
                 before = live_widths(alive)
@@ -671,6 +673,10 @@ def train(
         bar.close()
     model, state = unmasked((model, state), model, alive)
     return model, state, history
+
+
+def _reads_transform(method: AbstractMethod) -> bool:
+    return bool(getattr(method, "select_transform_state", False))
 
 
 def _take(alive: dict[str, np.ndarray], keep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
