@@ -157,14 +157,22 @@ def learn(ns: argparse.Namespace) -> int:
         )
 
     scale = jnp.maximum(jnp.max(jnp.abs(data.xs), axis=(0, 1)), 1e-3)
+    # The MLP's inputs and outputs scaled by the training data's statistics, so that
+    # states spanning orders of magnitude all reach it at order one (issue 26).
+    data_scaling = learning.Scaling.from_data(train)
     if ns.model == "neural_ode":
         field = learning.init_neural_vector_field(
-            m_key, problem, width_size=ns.width, depth=2, x_scale=scale
+            m_key, problem, width_size=ns.width, depth=2, scaling=data_scaling
         )
         model = learning.Model(field)
     elif ns.model == "hybrid":
         field = learning.init_neural_vector_field(
-            m_key, problem, width_size=ns.width, depth=2, known=problem.dynamics, x_scale=scale
+            m_key,
+            problem,
+            width_size=ns.width,
+            depth=2,
+            known=problem.dynamics,
+            scaling=data_scaling,
         )
         model = learning.Model(field, perturbed(true_args))
     else:
@@ -184,10 +192,9 @@ def learn(ns: argparse.Namespace) -> int:
         scaling = "start the parameters nearer the true ones (a smaller --perturb)"
     else:
         scaling = (
-            "use a model that suits the data's scales: the MLP's inputs are divided by "
-            "the data's largest |state| and its outputs are not scaled, which does not "
-            "suit states that span orders of magnitude (--model parametric learns the "
-            "problem's own parameters)"
+            "try another model: the MLP's inputs and outputs are already scaled by the "
+            "training data's statistics (--model parametric learns the problem's own "
+            "parameters)"
         )
     curves: dict[str, Any] = {}
     t = time.perf_counter()

@@ -8,6 +8,7 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Scalar
 
 from .._problem import OptimalControlProblem
+from ._scaling import Scaling
 
 
 class Model(eqx.Module):
@@ -43,9 +44,9 @@ class NeuralVectorField(eqx.Module):
     out_scale * mlp((x - x_shift) / x_scale, (u - u_shift) / u_scale)`, optionally
     added to a partially known model (a hybrid model).
 
-    The shifts and scales normalise the inputs and outputs and are not learned
-    (they are behind `jax.lax.stop_gradient`). The last layer starts at zero, so
-    that a fresh hybrid model is exactly its known part.
+    The shifts and scales, a [`toolkit.control.learning.Scaling`][], normalise the
+    inputs and outputs and are not learned. The last layer starts at zero, so that
+    a fresh hybrid model is exactly its known part.
 
     **Arguments:**
 
@@ -55,20 +56,15 @@ class NeuralVectorField(eqx.Module):
         ODE.
     - `activation`: default `jax.nn.softplus` (smooth, so that the planner's
         Newton steps and implicit derivatives see a smooth vector field).
-    - `x_shift`, `x_scale`, `u_shift`, `u_scale`: input normalisation (per
-        component or scalars; defaults 0 and 1).
-    - `out_scale`: the output scale (default 1).
+    - `scaling`: a [`toolkit.control.learning.Scaling`][], e.g.
+        `Scaling.from_data(train)`; default none (`Scaling.identity(nx, nu)`).
     - `key`: a PRNG key for the initial weights.
     - `dtype`: default the default float type.
     """
 
     mlp: eqx.nn.MLP
     known: Callable[[Scalar, Array, Array, PyTree[Any]], Array] | None
-    x_shift: Float[Array, " nx"]
-    x_scale: Float[Array, " nx"]
-    u_shift: Float[Array, " nu"]
-    u_scale: Float[Array, " nu"]
-    out_scale: Float[Array, " nx"]
+    scaling: Scaling
 
     def __init__(
         self,
@@ -79,11 +75,7 @@ class NeuralVectorField(eqx.Module):
         depth: int = 2,
         known: Callable[[Scalar, Array, Array, PyTree[Any]], Array] | None = None,
         activation: Callable[[Array], Array] = jax.nn.softplus,
-        x_shift: ArrayLike = 0.0,
-        x_scale: ArrayLike = 1.0,
-        u_shift: ArrayLike = 0.0,
-        u_scale: ArrayLike = 1.0,
-        out_scale: ArrayLike = 1.0,
+        scaling: Scaling | None = None,
         key: PRNGKeyArray,
         dtype=None,
     ):
@@ -97,18 +89,38 @@ class NeuralVectorField(eqx.Module):
             last = eqx.tree_at(lambda l: l.bias, last, jnp.zeros_like(last.bias))
         self.mlp = eqx.tree_at(lambda m: m.layers[-1], mlp, last)
         self.known = known
-        self.x_shift = jnp.broadcast_to(jnp.asarray(x_shift, dtype), (nx,))
-        self.x_scale = jnp.broadcast_to(jnp.asarray(x_scale, dtype), (nx,))
-        self.u_shift = jnp.broadcast_to(jnp.asarray(u_shift, dtype), (nu,))
-        self.u_scale = jnp.broadcast_to(jnp.asarray(u_scale, dtype), (nu,))
-        self.out_scale = jnp.broadcast_to(jnp.asarray(out_scale, dtype), (nx,))
+        if scaling is None:
+            scaling = Scaling.identity(nx, nu, dtype)
+        shapes = tuple(a.shape for a in jax.tree_util.tree_leaves(scaling))
+        if shapes != ((nx,), (nx,), (nu,), (nu,), (nx,)):
+            raise ValueError(
+                f"`scaling` has arrays of shapes {shapes}, this field needs nx = {nx} "
+                f"and nu = {nu}."
+            )
+        self.scaling = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), scaling)
+
+    @property
+    def x_shift(self):
+        return self.scaling.x_shift
+
+    @property
+    def x_scale(self):
+        return self.scaling.x_scale
+
+    @property
+    def u_shift(self):
+        return self.scaling.u_shift
+
+    @property
+    def u_scale(self):
+        return self.scaling.u_scale
+
+    @property
+    def out_scale(self):
+        return self.scaling.out_scale
 
     def __call__(self, t: Scalar, x: Array, u: Array, args: PyTree[Any]) -> Array:
-        x_shift, x_scale, u_shift, u_scale, out_scale = jax.lax.stop_gradient(
-            (self.x_shift, self.x_scale, self.u_shift, self.u_scale, self.out_scale)
-        )
-        inputs = jnp.concatenate([(x - x_shift) / x_scale, (u - u_shift) / u_scale])
-        out = out_scale * self.mlp(inputs)
+        out = self.scaling.outputs(self.mlp(self.scaling.inputs(x, u)))
         if self.known is not None:
             out = out + self.known(t, x, u, args)
         return out
@@ -121,40 +133,43 @@ def init_neural_vector_field(
     width_size: int = 32,
     depth: int = 2,
     known: Callable[[Scalar, Array, Array, PyTree[Any]], Array] | None = None,
+    scaling: Scaling | None = None,
     x_scale: ArrayLike | None = None,
     out_scale: ArrayLike = 1.0,
 ) -> NeuralVectorField:
-    """A [`toolkit.control.learning.NeuralVectorField`][] sized for `problem`, with
-    inputs normalised by the problem's boxes where they are finite (the state box,
-    else `x0` and `x_scale`; the control box)."""
-    nx, nu, dtype = problem.nx, problem.nu, problem.x0.dtype
-    if problem.x_bounds is not None and x_scale is None:
-        lo, hi = problem.x_bounds
-        finite = jnp.isfinite(lo) & jnp.isfinite(hi)
-        x_shift = jnp.where(finite, 0.5 * (jnp.where(finite, lo, 0) + jnp.where(finite, hi, 0)), 0)
-        x_scale_ = jnp.where(
-            finite, 0.5 * (jnp.where(finite, hi, 1) - jnp.where(finite, lo, -1)), 1
-        )
-    else:
-        x_shift = jnp.zeros((nx,), dtype)
-        x_scale_ = jnp.ones((nx,), dtype) if x_scale is None else x_scale
-    lo, hi = problem.u_bounds
-    finite = jnp.isfinite(lo) & jnp.isfinite(hi)
-    u_shift = jnp.where(finite, 0.5 * (jnp.where(finite, lo, 0) + jnp.where(finite, hi, 0)), 0)
-    u_scale = jnp.where(finite, 0.5 * (jnp.where(finite, hi, 1) - jnp.where(finite, lo, -1)), 1)
+    """A [`toolkit.control.learning.NeuralVectorField`][] sized for `problem`.
+
+    **Arguments:**
+
+    - `key`: a PRNG key for the initial weights.
+    - `problem`: the [`toolkit.control.OptimalControlProblem`][] whose sizes (and
+        boxes) are used.
+    - `width_size`, `depth`, `known`: as in
+        [`toolkit.control.learning.NeuralVectorField`][].
+    - `scaling`: a [`toolkit.control.learning.Scaling`][]; with data, prefer
+        `Scaling.from_data(train)`, which suits states spanning orders of magnitude.
+        Default `Scaling.from_problem(problem, x_scale=x_scale, out_scale=out_scale)`:
+        the inputs normalised by the problem's boxes where they are finite (the state
+        box, else `x_scale`; the control box).
+    - `x_scale`, `out_scale`: for the default scaling only.
+
+    **Returns:**
+
+    A `NeuralVectorField` whose MLP's last layer is zero.
+    """
+    if scaling is None:
+        scaling = Scaling.from_problem(problem, x_scale=x_scale, out_scale=out_scale)
+    elif x_scale is not None:
+        raise ValueError("Give `scaling` or `x_scale`, not both.")
     return NeuralVectorField(
-        nx,
-        nu,
+        problem.nx,
+        problem.nu,
         width_size=width_size,
         depth=depth,
         known=known,
-        x_shift=x_shift,
-        x_scale=x_scale_,
-        u_shift=u_shift,
-        u_scale=u_scale,
-        out_scale=out_scale,
+        scaling=scaling,
         key=key,
-        dtype=dtype,
+        dtype=problem.x0.dtype,
     )
 
 
@@ -181,17 +196,14 @@ def learned_problem(problem: OptimalControlProblem, model: Model) -> OptimalCont
 
 def trainable(model: Model) -> Model:
     """The filter (a pytree of bools shaped like `model`) of what is learned: its
-    floating-point arrays, less the normalisation constants of neural vector fields,
-    which are frozen."""
+    floating-point arrays, less the [`toolkit.control.learning.Scaling`][] of neural
+    vector fields, which is frozen."""
 
     def spec(x):
         if isinstance(x, NeuralVectorField):
             s = jax.tree_util.tree_map(eqx.is_inexact_array, x)
-            return eqx.tree_at(
-                lambda v: (v.x_shift, v.x_scale, v.u_shift, v.u_scale, v.out_scale),
-                s,
-                replace=(False,) * 5,
-            )
+            frozen = jax.tree_util.tree_map(lambda _: False, s.scaling)
+            return eqx.tree_at(lambda v: v.scaling, s, frozen)
         return eqx.is_inexact_array(x)
 
     return jax.tree_util.tree_map(spec, model, is_leaf=lambda x: isinstance(x, NeuralVectorField))
