@@ -262,8 +262,13 @@ def snap_saliency(
     model: AbstractNetwork, state: eqx.nn.State, batch: Batch
 ) -> dict[str, Float[Array, " units"]]:
     """SNAP's saliency of every unit: `|dL/dc|` for a gate `c = 1` multiplying the
-    unit's output, `L` the training loss on `batch` (equal to the sum of `w * dL/dw`
-    over the unit's outgoing weights). A unit with zero outgoing weights scores zero.
+    unit's output, `L` the loss on `batch` (equal to the sum of `w * dL/dw` over the
+    unit's outgoing weights). A unit with zero outgoing weights scores zero.
+
+    BatchNorm is in inference mode (its running statistics), as both references score:
+    SNAP's code calls `net.eval()` (github.com/StijnVerdenius/SNIP-it,
+    `models/criterions/SNAP.py`, `get_weight_saliencies`), and the DemP authors'
+    `snap_score` takes the loss with `is_training=False`.
     """
     return {k: jnp.abs(v) for k, v in _gate_grad(model, state, batch).items()}
 
@@ -276,13 +281,13 @@ def _dtype(model):
 # once.
 @eqx.filter_jit
 def _gate_grad(model, state, batch):
-    fn = gate_loss(model, state, batch, classification_loss)
+    fn = gate_loss(eqx.nn.inference_mode(model), state, batch, classification_loss)
     return jax.grad(fn)(ones_gates(model, _dtype(model)))
 
 
 @eqx.filter_jit
 def _gate_hg(model, state, batch):
-    fn = gate_loss(model, state, batch, classification_loss)
+    fn = gate_loss(eqx.nn.inference_mode(model), state, batch, classification_loss)
     gates = ones_gates(model, _dtype(model))
     return gates, gate_hvp(fn, gates, jax.grad(fn)(gates))
 
@@ -292,8 +297,9 @@ def crops_saliency(
 ) -> dict[str, Float[Array, " units"]]:
     """CroP-S's saliency of every unit: `|c * (H g)|` at `c = 1`, for the gates `c`
     of [`toolkit.pruning.snap_saliency`][], `g = dL/dc` and `H` the Hessian of the
-    loss in the gates (a Hessian-vector product: forward over reverse). It measures
-    how much the unit contributes to the gradient flow `g^T g`.
+    loss in the gates (a Hessian-vector product: forward over reverse), BatchNorm in
+    inference mode as for SNAP. It measures how much the unit contributes to the
+    gradient flow `g^T g`.
 
     This is the DemP authors' EarlyCroP-S score (github.com/SimonDufLab/Maxwell_demon,
     `source/utils/scores.py`, `early_crop_score`: a forward-over-reverse product of
