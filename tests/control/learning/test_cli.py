@@ -81,3 +81,23 @@ def test_learn_a_diverged_fit_is_one_line_with_status_1(capsys):
     last = err.strip().splitlines()[-1]
     assert "Traceback" not in err and last.startswith("python -m toolkit learn: error: ")
     assert re.search(r"system identification diverged: .* is (nan|inf) at step 1.*--lr", last), err
+
+
+def test_learn_reports_the_full_horizon_rollout_error(tmp_path, capsys):
+    # Issue 26: next to the segment loss, the error of whole-horizon predictions.
+    js = tmp_path / "learn.json"
+    argv = ["learn", "simple_case", "--model", "neural_ode", "--method", "sysid", "--N", "5"]
+    argv += ["--steps", "3", "--trajectories", "3", "--samples", "6", "--width", "4"]
+    argv += ["--json", str(js)]
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam under tests/conftest.py
+        assert main(argv) == 0
+    data = json.loads(js.read_text())
+    rollout = data["rollout_error"]
+    assert set(rollout) == {"initial", "sysid"}
+    assert all(0 < v < 10 for v in rollout.values()), rollout
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("sysid: "))
+    assert "multiple-shooting loss" in line
+    assert (
+        f"rollout error (relative RMS) {rollout['initial']:.3e} -> {rollout['sysid']:.3e}" in line
+    )

@@ -35,6 +35,7 @@ from ._model import (
     trainable as trainable,
 )
 from ._mpc import ClosedLoop as ClosedLoop, mpc as mpc, open_loop as open_loop
+from ._rollout import rollout_error as rollout_error
 from ._scaling import Scaling as Scaling
 from ._simulate import evaluate as evaluate, simulate as simulate, Simulator as Simulator
 from ._sysid import (
