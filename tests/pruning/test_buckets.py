@@ -195,3 +195,56 @@ def test_one_shot_prune_shrinks_the_arrays(digits, tmp_path):
     _, _, history = _train(model, state, digits, method, checkpoint=path, stop_at=10, **kwargs)
     assert read_header(path)["widths"] == {"hidden.0": 24, "hidden.1": 24}
     assert history["compilations"]["train_step"] == 1
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        pruning.DemP(),  # EvalSnapshot
+        # 4 of the 44 live units dead: too few for `min_dead` (as 8 of 48 would not be,
+        # were the masked units counted).
+        pruning.DemP(dead_test=pruning.TrainingWindow(64), min_dead=0.12),
+        pruning.L1Norm(sparsity=0.5),  # the default: `select` on the pruned network
+    ],
+    ids=["snapshot", "window", "l1"],
+)
+def test_select_on_the_masked_network_is_select_on_the_pruned_one(digits, method):
+    from toolkit.pruning._activity import update_activity
+    from toolkit.pruning._buckets import mask, spread, unmasked_view
+
+    model, state = _planted()
+    # The plant kills hidden.0's units from 12 and hidden.1's first 4. In arrays of 16
+    # and 32, mask two of each, so that the other two dead ones are left to select.
+    small_shapes = shrink_to((model, state), model, {"hidden.0": 16, "hidden.1": 32})
+    big, big_state = small_shapes
+    alive = {"hidden.0": np.arange(16) < 14, "hidden.1": np.arange(32) >= 2}
+    big = mask(big, big, alive)
+    xs = jnp.asarray(digits.x_train[:1536], jnp.float32)
+    ys = jnp.asarray(digits.y_train[:1536], jnp.int32)
+    activity = update_activity(pruning.init_activity(big), big, big_state, xs[:64])
+    kwargs = dict(step=10, total_steps=100, key=jr.key(1))
+
+    got = method.select_masked(big, big_state, activity, alive, (xs, ys), **kwargs)
+    want = spread(
+        method.select(*unmasked_view(big, big_state, activity, alive), (xs, ys), **kwargs),
+        big,
+        alive,
+    )
+    for k, a in alive.items():
+        m = np.asarray(got.masks[k])
+        np.testing.assert_array_equal(m, np.asarray(want.masks[k]))
+        assert not np.any(m & ~a)  # a masked unit is never selected again
+        if want.peak is not None:
+            np.testing.assert_allclose(got.peak[k][a], want.peak[k][a], rtol=1e-6)
+            assert np.all(got.peak[k][~a] == -np.inf)
+    if isinstance(method, pruning.DemP):
+        selected = sum(int(np.sum(got.masks[k])) for k in alive)
+        assert selected == (4 if method.min_dead == 0 else 0)
+        if isinstance(method.dead_test, pruning.EvalSnapshot):
+            # Another prune within the bucket: the snapshot does not compile again.
+            before = update_activity._cached._cache_size()
+            fewer = {k: a & (np.arange(a.size) % 5 != 0) for k, a in alive.items()}
+            method.select_masked(
+                mask(big, big, fewer), big_state, activity, fewer, (xs, ys), **kwargs
+            )
+            assert update_activity._cached._cache_size() == before

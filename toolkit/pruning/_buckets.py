@@ -14,9 +14,9 @@ from jaxtyping import Array, PyTree
 from ..nn import AbstractNetwork
 from ._activity import Activity
 from ._ahead import prune_activity, silence
-from ._dead import dead_from_masks
+from ._dead import dead_from_masks, DeadUnits
 from ._layout import resolve
-from ._prune import prune
+from ._prune import keep_indices, prune
 
 
 class AbstractBuckets(eqx.Module):
@@ -95,6 +95,44 @@ def unmasked_view(
     small, small_state = unmasked((model, state), model, alive)
     live = {k: np.flatnonzero(a) for k, a in alive.items()}
     return small, small_state, prune_activity(activity, small, live)
+
+
+def spread(dead: DeadUnits, model: AbstractNetwork, alive: dict[str, np.ndarray]) -> DeadUnits:
+    """`dead`, found on the network without its masked units, laid out over `model`'s
+    arrays: masked units not dead, their `peak` `-inf`."""
+    masks, peak = {}, None if dead.peak is None else {}
+    for k, a in alive.items():
+        masks[k] = np.zeros(a.size, bool)
+        masks[k][a] = np.asarray(dead.masks[k])
+        if peak is not None:
+            p = np.asarray(dead.peak[k])
+            peak[k] = np.full(a.size, -np.inf, p.dtype)
+            peak[k][a] = p
+    return DeadUnits(masks, peak, resolve(model))
+
+
+def only_live(dead: DeadUnits, alive: dict[str, np.ndarray]) -> DeadUnits:
+    """`dead`, found on a network with masked units (which never fire, so count as
+    dead), without them: masked units not dead, their `peak` `-inf`."""
+    masks = {k: np.asarray(m) & alive[k] for k, m in dead.masks.items()}
+    peak = None
+    if dead.peak is not None:
+        peak = {k: np.where(alive[k], np.asarray(p), -np.inf) for k, p in dead.peak.items()}
+    return DeadUnits(masks, peak, dead.layout)
+
+
+def survivors(alive: dict[str, np.ndarray], dead: DeadUnits, empty: str) -> dict[str, np.ndarray]:
+    """The masks of the units of `alive` that `dead` (laid out over the same arrays,
+    masked units not dead) leaves; a group it would empty keeps its most active unit
+    with `empty="keep_most_active"`, and is an error with `empty="error"` (as
+    [`toolkit.pruning.prune`][])."""
+    live = {k: np.flatnonzero(a) for k, a in alive.items()}
+    view = DeadUnits(
+        {k: np.asarray(m)[live[k]] for k, m in dead.masks.items()},
+        None if dead.peak is None else {k: np.asarray(p)[live[k]] for k, p in dead.peak.items()},
+        dead.layout,
+    )
+    return widen(alive, keep_indices(view, empty))
 
 
 def mask(tree: PyTree, model: AbstractNetwork, alive: dict[str, np.ndarray]) -> PyTree:

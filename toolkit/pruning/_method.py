@@ -15,6 +15,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..nn import AbstractNetwork
 from ._activity import Activity
+from ._buckets import only_live, spread, unmasked_view
 from ._dead import DeadUnits
 from ._dead_test import AbstractDeadTest, EvalSnapshot
 from ._noise import live_noise
@@ -102,6 +103,48 @@ class AbstractMethod(eqx.Module):
     @abc.abstractmethod
     def schedules(self, total_steps: int) -> dict[str, Callable]:
         """Named schedules of the step, recorded in the training log (may be empty)."""
+
+    def select_masked(
+        self,
+        model: AbstractNetwork,
+        state: eqx.nn.State,
+        activity: Activity,
+        alive: dict[str, np.ndarray],
+        batch: Batch,
+        *,
+        step: int,
+        total_steps: int,
+        key: PRNGKeyArray,
+        **kwargs,
+    ) -> DeadUnits | None:
+        """`select` on a network whose arrays also hold masked units (see
+        [`toolkit.pruning.train`][]'s `buckets`): exactly zero, computing nothing.
+
+        **Arguments:**
+
+        - `alive`: a dict from group name to a boolean NumPy array over the group's
+            units in `model`'s arrays, `False` where a unit is masked.
+        - the others, and `kwargs`: as for `select`.
+
+        **Returns:**
+
+        What `select` returns on the network without its masked units, laid out over
+        `model`'s arrays: masked units are never selected, and `peak` (if any) is
+        `-inf` at them.
+
+        By default `select` runs on the network pruned to its live units, whose shapes
+        change at every prune, so whatever `select` compiles is compiled again; a
+        method whose selection is unaffected by masked units (as
+        [`toolkit.pruning.DemP`][]'s, since they never fire) overrides this to run on
+        the masked network, whose shapes change only with its buckets.
+        """
+        if all(a.all() for a in alive.values()):
+            return self.select(
+                model, state, activity, batch, step=step, total_steps=total_steps, key=key, **kwargs
+            )
+        view = unmasked_view(model, state, activity, alive)
+        dead = self.select(*view, batch, step=step, total_steps=total_steps, key=key, **kwargs)
+        return None if dead is None else spread(dead, model, alive)
 
 
 class Dense(AbstractMethod):
@@ -380,16 +423,32 @@ class DemP(AbstractMethod):
     def prune_at(self, step, total_steps):
         if step <= 0 or step < self.prune_after:
             return False
-        return step % self.every(total_steps) == 0 or step == total_steps
+        # Not `self.every(...)`: a method call on a Module costs ~50 µs, and the
+        # trainer asks at every step.
+        every = self.prune_every or max(1, total_steps // 16)
+        return step % every == 0 or step == total_steps
 
     def select(self, model, state, activity, batch, *, step, total_steps, key):
+        return self._select(model, state, activity, batch, step, total_steps, None)
+
+    def select_masked(
+        self, model, state, activity, alive, batch, *, step, total_steps, key, **kwargs
+    ):
+        # Masked units are exactly zero: they never fire, so every dead test finds
+        # them dead, and the live units' test is the pruned network's.
+        return self._select(model, state, activity, batch, step, total_steps, alive)
+
+    def _select(self, model, state, activity, batch, step, total_steps, alive):
         n = self.dead_test.examples
         dead = self.dead_test(model, state, activity, batch[0][:n] if n else None)
         if dead is None:
             return None
+        if alive is not None:
+            dead = only_live(dead, alive)
         if self.min_dead > 0 and step < total_steps:
             masks = [np.asarray(m) for m in dead.masks.values()]
-            if sum(int(m.sum()) for m in masks) < self.min_dead * sum(m.size for m in masks):
+            units = [m.size for m in masks] if alive is None else [a.sum() for a in alive.values()]
+            if sum(int(m.sum()) for m in masks) < self.min_dead * sum(units):
                 # Nothing is removed, but the check counts: the next one looks at the
                 # examples seen from now on, as it would after a prune.
                 none = {k: jax.device_put(np.zeros_like(m)) for k, m in zip(dead.masks, masks)}

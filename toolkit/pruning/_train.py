@@ -1,3 +1,4 @@
+import functools
 import json
 import math
 import os
@@ -27,9 +28,8 @@ from ._buckets import (
     live_widths,
     mask,
     on_device,
+    survivors,
     unmasked,
-    unmasked_view,
-    widen,
     WidthBuckets,
 )
 from ._checkpoint import load_checkpoint, save_checkpoint, shrink_to, write_atomic
@@ -45,7 +45,7 @@ from ._flat import FlatStep
 from ._measure import count_params, flops, widths
 from ._method import AbstractMethod, Dense
 from ._noise import fired, live_parameters
-from ._prune import keep_indices, prune
+from ._prune import prune
 
 
 def classification_loss(
@@ -515,13 +515,17 @@ def train(
         steps_now.update(compiled)
         pending = None
 
+    @functools.cache
+    def prune_at(t: int) -> bool:
+        return bool(method.prune_at(t, total))
+
     def boundary_due(t: int) -> bool:
         # Whether `boundary(t)` has anything to do: a switch, a prune check or an
         # evaluation.
         return (
             t % eval_every == 0
             or t == total
-            or method.prune_at(t, total)
+            or prune_at(t)
             or (pending is not None and t >= pending["switch_at"])
         )
 
@@ -529,15 +533,16 @@ def train(
         nonlocal model, state, opt_state, activity, alive
         tic, compiling = time.perf_counter(), timer["compile"]
         evaluating = t % eval_every == 0 or t == total
-        if pending is not None and (
-            t >= pending["switch_at"] or evaluating or method.prune_at(t, total)
-        ):
+        if pending is not None and (t >= pending["switch_at"] or evaluating or prune_at(t)):
             switch()
-        if method.prune_at(t, total):
-            # The method sees the network without its masked units, as if pruned.
+        if prune_at(t):
+            # The method selects as if on the network without its masked units.
             extra = {"transform_state": opt_state[1]} if _reads_transform(method) else {}
-            dead = method.select(
-                *unmasked_view(model, state, activity, alive),
+            dead = method.select_masked(
+                model,
+                state,
+                activity,
+                alive,
                 data.batch(min(t, total - 1), int(getattr(method, "select_examples", 0))),
                 step=t,
                 total_steps=total,
@@ -547,7 +552,7 @@ def train(
             if dead is not None and any(np.any(np.asarray(m)) for m in dead.masks.values()):
                 before = live_widths(alive)
                 empty = "keep_most_active" if dead.peak is not None else "error"
-                alive = widen(alive, keep_indices(dead, empty))
+                alive = survivors(alive, dead, empty)
                 after = live_widths(alive)
                 history["prunes"].append(
                     {
@@ -559,7 +564,7 @@ def train(
                 )
                 keep = None  # at the end, the arrays shrink on return
                 if t < total:
-                    last = not any(method.prune_at(s, total) for s in range(t + 1, total))
+                    last = not any(prune_at(s) for s in range(t + 1, total))
                     initial, long = config["initial_widths"], 4 * (total - t) >= total
                     keep = bucket_keep(alive, buckets, initial, last=last, long=long)
                 if keep is not None and compile_ahead == 0:
