@@ -45,6 +45,7 @@ def test_learn_hybrid_end_to_end_writes_json_and_plot(tmp_path, capsys):
         (["van_der_pol", "--perturb", "2"], "argument --perturb: must be a fraction"),
         (["van_der_pol", "--steps", "-5"], "argument --steps: must be an integer >= 0"),
         (["van_der_pol", "--json", "{missing}/out.json"], "argument --json: folder .* not exist"),
+        (["van_der_pol", "--model", "parametric", "--curriculum"], "--curriculum grows the segm"),
     ],
 )
 def test_learn_input_errors_are_one_line(argv, words, tmp_path, capsys):
@@ -83,12 +84,13 @@ def test_learn_a_diverged_fit_is_one_line_with_status_1(capsys):
     assert re.search(r"system identification diverged: .* is (nan|inf) at step 1.*--lr", last), err
 
 
-def test_learn_reports_the_full_horizon_rollout_error(tmp_path, capsys):
-    # Issue 26: next to the segment loss, the error of whole-horizon predictions.
+def test_learn_reports_the_full_horizon_rollout_error_and_runs_the_curriculum(tmp_path, capsys):
+    # Issue 26: next to the segment loss, the error of whole-horizon predictions; and
+    # segments growing from 4 sampling intervals to the whole horizon (5 here).
     js = tmp_path / "learn.json"
     argv = ["learn", "simple_case", "--model", "neural_ode", "--method", "sysid", "--N", "5"]
     argv += ["--steps", "3", "--trajectories", "3", "--samples", "6", "--width", "4"]
-    argv += ["--json", str(js)]
+    argv += ["--curriculum", "--json", str(js)]
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam under tests/conftest.py
         assert main(argv) == 0
     data = json.loads(js.read_text())
@@ -101,3 +103,6 @@ def test_learn_reports_the_full_horizon_rollout_error(tmp_path, capsys):
     assert (
         f"rollout error (relative RMS) {rollout['initial']:.3e} -> {rollout['sysid']:.3e}" in line
     )
+    # Lengths (4, 5) over 3 steps: floor(i * 2 / 3) = 0, 0, 1.
+    assert data["curves"]["sysid_segment"] == [4, 4, 5]
+    assert "curriculum: segments of 4, 5 sampling intervals" in out

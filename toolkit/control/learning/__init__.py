@@ -13,6 +13,7 @@ from ._controls import (
     perturb_controls as perturb_controls,
     random_controls as random_controls,
 )
+from ._curriculum import SegmentCurriculum as SegmentCurriculum
 from ._data import (
     generate as generate,
     initial_states as initial_states,

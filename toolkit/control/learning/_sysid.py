@@ -1,4 +1,5 @@
 import abc
+import dataclasses
 import math
 from typing import Any
 
@@ -11,6 +12,7 @@ import optax
 import optimistix as optx
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
+from ._curriculum import SegmentCurriculum
 from ._data import Trajectories
 from ._model import Model, trainable
 from ._simulate import simulate, Simulator
@@ -149,6 +151,7 @@ def fit(
     key: PRNGKeyArray | None = None,
     eval_every: int = 50,
     filter_spec: PyTree[bool] | None = None,
+    curriculum: SegmentCurriculum | None = None,
 ) -> tuple[Model, dict[str, Any]]:
     """Fit a model to observed trajectories with an optax optimiser (system
     identification by gradient descent through diffrax).
@@ -171,11 +174,17 @@ def fit(
     - `eval_every`: the period of the recorded losses.
     - `filter_spec`: which leaves of `model` to learn (default
         [`toolkit.control.learning.trainable`][]).
+    - `curriculum`: an optional [`toolkit.control.learning.SegmentCurriculum`][]:
+        the segments of `loss`, a
+        [`toolkit.control.learning.MultipleShootingLoss`][], then grow over the steps
+        as it schedules, up to the whole horizon (one compile per length).
 
     **Returns:**
 
     `(model, history)`, where `history` holds `"step"`, `"train"` (the training loss
-    at those steps) and, with `valid`, `"valid"`.
+    at those steps; with a curriculum, the loss of the segments of that step, or of
+    the last step for the final record) and, with `valid`, `"valid"`; with a
+    curriculum, also `"segment"`, the segment length of each recorded step.
 
     **Raises:**
 
@@ -185,12 +194,23 @@ def fit(
     """
     if batch_size is not None and key is None:
         raise ValueError("`batch_size` needs a `key` to draw the minibatches.")
+    valid_loss = loss if valid_loss is None else valid_loss
+    if curriculum is None:
+        losses = [loss] * (steps + 1)
+    else:
+        if not isinstance(loss, MultipleShootingLoss):
+            raise ValueError(
+                "`curriculum` grows the segments of a `MultipleShootingLoss`; got "
+                f"`loss={type(loss).__name__}(...)`."
+            )
+        segments = curriculum.schedule(steps, data.ts.shape[1] - 1)
+        segments.append(segments[-1] if segments else loss.segment)
+        losses = [dataclasses.replace(loss, segment=s) for s in segments]
     params, static = _partition(model, filter_spec)
     opt_state = _init(optimiser, params)
-    valid_loss = loss if valid_loss is None else valid_loss
 
     @eqx.filter_jit
-    def step(params, opt_state, batch):
+    def step(params, opt_state, batch, loss):
         def f(p):
             return loss(eqx.combine(p, static), batch)
 
@@ -205,10 +225,14 @@ def fit(
     history: dict[str, Any] = {"step": [], "train": []}
     if valid is not None:
         history["valid"] = []
+    if curriculum is not None:
+        history["segment"] = []
 
     def record(i):
         history["step"].append(i)
-        history["train"].append(float(evaluate(params, data, loss)))
+        history["train"].append(float(evaluate(params, data, losses[i])))
+        if curriculum is not None:
+            history["segment"].append(losses[i].segment)
         if valid is not None:
             history["valid"].append(float(evaluate(params, valid, valid_loss)))
         # The losses are on the host here; a check inside `step` would need a host
@@ -234,7 +258,7 @@ def fit(
             key, sub = jr.split(key)
             idx = jr.choice(sub, data.size, (batch_size,), replace=False)
             batch = jax.tree_util.tree_map(lambda a: a[idx], data)
-        params, opt_state, _ = step(params, opt_state, batch)
+        params, opt_state, _ = step(params, opt_state, batch, losses[i])
     record(steps)
     return eqx.combine(params, static), history
 
