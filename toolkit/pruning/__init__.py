@@ -78,6 +78,7 @@ from ._noise import (
     LiveNoiseState as LiveNoiseState,
 )
 from ._normal import hashed_normal as hashed_normal
+from ._parallel import DataParallel as DataParallel
 from ._plot import plot_histories as plot_histories, plot_tradeoff as plot_tradeoff
 from ._prune import prune as prune
 from ._ranking import iterative_sparsities as iterative_sparsities

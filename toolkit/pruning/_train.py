@@ -15,6 +15,8 @@ import jax.random as jr
 import jax.tree_util as jtu
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..nn import AbstractNetwork
@@ -45,6 +47,7 @@ from ._flat import FlatStep
 from ._measure import count_params, flops, widths
 from ._method import AbstractMethod, Dense
 from ._noise import fired, live_parameters
+from ._parallel import DataParallel, writes
 from ._prune import prune
 
 
@@ -88,7 +91,9 @@ def _write_json(path, data) -> None:
 class _Data:
     """Training batches as a pure function of the step; the test split, padded."""
 
-    def __init__(self, dataset, batch_size, eval_batch_size, dtype, key):
+    def __init__(self, dataset, batch_size, eval_batch_size, dtype, key, place):
+        # `place(*host_arrays)`: the arrays on the devices (split over a mesh).
+        self.place = place
         self.x = np.asarray(dataset.x_train).astype(dtype, copy=False)
         self.y = np.asarray(dataset.y_train).astype(np.int32, copy=False)
         self.batch_size = batch_size
@@ -104,7 +109,7 @@ class _Data:
         yt_padded = np.concatenate([yt, np.zeros(pad, np.int32)])
         valid = np.arange(xt.shape[0]) < yt.shape[0]
         self.eval_batches = [
-            tuple(jnp.asarray(a[i : i + size]) for a in (xt, yt_padded, valid))
+            place(*(a[i : i + size] for a in (xt, yt_padded, valid)))
             for i in range(0, xt.shape[0], size)
         ]
         self.num_test = yt.shape[0]
@@ -121,7 +126,7 @@ class _Data:
         else:
             xs = np.concatenate([x for x, _ in parts])[:wanted]
             ys = np.concatenate([y for _, y in parts])[:wanted]
-        return jnp.asarray(xs), jnp.asarray(ys)
+        return self.place(xs, ys)
 
     def host_batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The batch of `step` as NumPy arrays (a jitted function takes them faster than
@@ -158,6 +163,7 @@ def train(
     compile_ahead: int = 0,
     buckets: AbstractBuckets = WidthBuckets(),
     settings: dict[str, Any] | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[AbstractNetwork, eqx.nn.State, dict[str, Any]]:
     """Train a classifier with a method that may prune it as it goes.
 
@@ -237,6 +243,20 @@ def train(
         its distribution.
     - `settings`: JSON-serialisable settings of the caller (a command line's options,
         say) recorded in the log's `config` and checked on resume like the rest.
+    - `mesh`: a 1-D `jax.sharding.Mesh` to train data-parallel on: each batch is
+        split along its leading axis over the mesh's devices (`batch_size` must be
+        a multiple of their number), and the network, its state, the optimiser state
+        and the activity statistics are replicated (see
+        [`toolkit.pruning.DataParallel`][]). Reductions over the batch (the loss,
+        BatchNorm's statistics, which units fired) are over the global batch, so the
+        run is the one-device run up to the order of floating-point sums, and every
+        device makes the same prunes. Under `jax.distributed.initialize`, give a mesh
+        of every process's devices (`jax.devices()`) and call `train` with the same
+        arguments in every process: only process 0 writes the log and checkpoints
+        (put them on a file system every process reads, to resume). Default `None`:
+        the default device, without sharding (as a mesh of one device). The log
+        records the mesh (`mesh`), which is not part of the run's `config`: a run may
+        resume on another mesh.
 
     **Returns:**
 
@@ -293,9 +313,33 @@ def train(
         raise ValueError(f"`stop_at` must be in [0, {total}], got {stop_at}.")
     optimiser = optax.adamw(1e-3) if optimiser is None else optimiser
 
+    parallel = None
+    if mesh is not None:
+        parallel = DataParallel(mesh)
+        parallel.check_batch(batch_size)
+        if parallel.size == 1:
+            parallel = None  # nothing to split: the one-device path, without sharding
+    writer = writes(parallel)
+    if parallel is None:
+
+        def place(*arrays):
+            return tuple(jnp.asarray(a) for a in arrays)
+
+        def replicate(tree):
+            return tree
+
+        def on_mesh(alive):
+            return on_device(alive)
+
+    else:
+        place, replicate = parallel.batch, parallel.replicate
+
+        def on_mesh(alive):
+            return parallel.replicate(dict(alive))
+
     dtype = _float_dtype(model)
     data_key, noise_key, select_key, augment_key = jr.split(key, 4)
-    data = _Data(dataset, batch_size, eval_batch_size, dtype, data_key)
+    data = _Data(dataset, batch_size, eval_batch_size, dtype, data_key, place)
     transform = method.transform(total, noise_key)
     schedules = method.schedules(total)
     compiles: Counter = Counter({"train_step": 0, "eval_step": 0})
@@ -366,12 +410,14 @@ def train(
     }
     # As it reads back from JSON (lists for tuples), for the check on resume.
     config = json.loads(json.dumps(config))
+    model, state, opt_state, activity = replicate((model, state, opt_state, activity))
     history: dict[str, Any] = {
         "config": config,
         "evaluations": [],
         "prunes": [],
         "compilations": {},
         "done": False,
+        "mesh": None if mesh is None else DataParallel(mesh).describe(),
     }
     losses: list = []
     previous_compiles: dict[str, int] = {}
@@ -393,17 +439,19 @@ def train(
             small = shrink_to((model, state, opt_state), model, header["widths"])
             return (*small, init_activity(small[0]))
 
-        header, (model, state, opt_state, activity) = load_checkpoint(checkpoint, skeleton)
+        header, restored = load_checkpoint(checkpoint, skeleton)
+        model, state, opt_state, activity = replicate(restored)
         alive = all_alive(model)
         start = saved = header["step"]
         history = header["history"]
+        history["mesh"] = None if mesh is None else DataParallel(mesh).describe()
         losses = list(header["losses"])
         previous_compiles = history["compilations"]
         pending_header = header.get("pending")
         for k, masked in header.get("masked", {}).items():
             alive[k][masked] = False
         if history["done"]:
-            if log is not None:
+            if log is not None and writer:
                 _write_json(log, history)
             print(
                 f"the run in {os.fspath(checkpoint)} is already complete ({total} steps): "
@@ -411,7 +459,10 @@ def train(
                 file=sys.stderr,
             )
             return *unmasked((model, state), model, alive), history
-        print(f"resuming from step {start} of {total} ({os.fspath(checkpoint)})", file=sys.stderr)
+        if writer:
+            print(
+                f"resuming from step {start} of {total} ({os.fspath(checkpoint)})", file=sys.stderr
+            )
 
     def compilations() -> dict[str, int]:
         return {k: previous_compiles.get(k, 0) + compiles[k] for k in compiles}
@@ -464,7 +515,7 @@ def train(
         history["evaluations"].append(record)
         history["compilations"] = compilations()
         losses.clear()
-        if log is not None:
+        if log is not None and writer:
             _write_json(log, history)
         timer.update(start=time.perf_counter(), compile=0.0, other=0.0, steps=0)
         loss = record["train_loss"]
@@ -491,8 +542,8 @@ def train(
         nonlocal pending
         # Traced here, in this thread's JAX configuration; XLA compiles in another.
         tic = time.perf_counter()
-        xs, ys = data.host_batch(min(t, total - 1))
-        carry = (*small, init_activity(small[0]), on_device(_take(alive, keep)))
+        xs, ys = place(*data.host_batch(min(t, total - 1)))
+        carry = (*small, init_activity(small[0]), on_mesh(_take(alive, keep)))
         lowered = {
             "train": flat.lower(carry, xs, ys, np.int32(t), augment_key),
             "eval": eval_step.lower(small[0], small[1], *data.eval_batches[0]),
@@ -510,8 +561,9 @@ def train(
         keep = pending["keep"]
         model, state, opt_state = _prune_keeping((model, state, opt_state), model, keep)
         activity = prune_activity(activity, model, keep)
+        model, state, opt_state, activity = replicate((model, state, opt_state, activity))
         alive = _take(alive, keep)
-        flat.install((model, state, opt_state, activity, on_device(alive)), compiled.pop("train"))
+        flat.install((model, state, opt_state, activity, on_mesh(alive)), compiled.pop("train"))
         steps_now.update(compiled)
         pending = None
 
@@ -572,11 +624,12 @@ def train(
                     alive = _take(alive, keep)
                     steps_now.update(eval=eval_step)
                 model, opt_state = mask((model, opt_state), model, alive)
+                model, state, opt_state = replicate((model, state, opt_state))
                 if keep is not None and compile_ahead > 0:
-                    small = _prune_keeping((model, state, opt_state), model, keep)
+                    small = replicate(_prune_keeping((model, state, opt_state), model, keep))
                     start_ahead(keep, small, t + compile_ahead, t)
             if dead is not None:
-                activity = init_activity(model)
+                activity = replicate(init_activity(model))
         timer["other"] += time.perf_counter() - tic - (timer["compile"] - compiling)
         if evaluating:
             record = evaluate(t)
@@ -620,19 +673,23 @@ def train(
                 "keep": {k: v.tolist() for k, v in pending["keep"].items()},
             },
         }
-        save_checkpoint(checkpoint, header, (model, state, opt_state, activity))
+        if writer:
+            save_checkpoint(checkpoint, header, (model, state, opt_state, activity))
+        if parallel is not None and jax.process_count() > 1:
+            # Every process may read it back (a resume, or `stop_at` then a new call).
+            multihost_utils.sync_global_devices(f"toolkit checkpoint {t}")
         saved = t
         timer["other"] += time.perf_counter() - tic
 
     if pending_header is not None:  # resuming between a prune and its switch
         keep = {k: np.asarray(v, dtype=np.int64) for k, v in pending_header["keep"].items()}
-        small = _prune_keeping((model, state, opt_state), model, keep)
+        small = replicate(_prune_keeping((model, state, opt_state), model, keep))
         start_ahead(keep, small, pending_header["switch_at"], start)
 
     bar = tqdm(
         total=total,
         initial=start,
-        disable=not progress,
+        disable=not progress or not writer,
         desc=type(method).__name__,
         unit="step",
         dynamic_ncols=True,
@@ -658,13 +715,15 @@ def train(
                 if t == total:
                     history["done"] = True
                     save(t)
-                    if log is not None:
+                    if log is not None and writer:
                         _write_json(log, history)
                     break
             if leaves is None:
-                carry = (model, state, opt_state, activity, on_device(alive))
+                carry = (model, state, opt_state, activity, on_mesh(alive))
                 leaves, step_fn, join = flat.split(carry)
             xs, ys = data.host_batch(t)
+            if parallel is not None:
+                xs, ys = place(xs, ys)
             before = compiles["train_step"]
             tic = time.perf_counter()
             leaves, ce = step_fn(leaves, xs, ys, np.int32(t), augment_key)

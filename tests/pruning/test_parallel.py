@@ -1,0 +1,218 @@
+"""Data-parallel training over a mesh: two host devices in a fresh process, and two
+processes joined by jax.distributed, each against the one-device run."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+from jax.sharding import Mesh
+
+from toolkit import data, nn, pruning
+
+
+# DemP on digits, float64, so that the runs on one and two devices differ only by the
+# order of floating-point sums (in float32 those differences grow over a few hundred
+# noisy steps until a prune differs by a unit).
+_RUN = textwrap.dedent(
+    """
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import optax
+
+    from toolkit import data, nn, pruning
+
+
+    def run(mesh, **kwargs):
+        model, state = eqx.nn.make_with_state(nn.MLP)(
+            64, 10, (64, 64), batch_norm=True, key=jr.key(0, impl="rbg"), dtype=jnp.float64
+        )
+        method = pruning.DemP(reg=0.3, noise=5e-3, prune_every=50)
+        settings = dict(
+            optimiser=optax.adamw(5e-3, weight_decay=5e-4), steps=300, batch_size=64,
+            key=jr.key(1, impl="rbg"), eval_every=100, progress=False, mesh=mesh,
+        )
+        model, state, history = pruning.train(
+            model, state, data.load("digits"), method, **{**settings, **kwargs}
+        )
+        leaf = jax.tree.leaves(eqx.filter(model, eqx.is_array))[0]
+        return {
+            "prunes": history["prunes"],
+            "accuracy": [e["test_accuracy"] for e in history["evaluations"]],
+            "loss": [e["train_loss"] for e in history["evaluations"]],
+            "mesh": history["mesh"],
+            "widths": pruning.widths(model),
+            "replicated": leaf.sharding.is_fully_replicated,
+            "devices": len(leaf.sharding.device_set),
+        }
+    """
+)
+
+_TWO_DEVICES = _RUN + textwrap.dedent(
+    """
+    import json
+
+    import numpy as np
+    from jax.sharding import Mesh
+
+    jax.config.update("jax_enable_x64", True)
+    assert jax.device_count() == 2, jax.devices()
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    out = {"one": run(None), "two": run(mesh)}
+    try:
+        run(mesh, batch_size=63)
+    except ValueError as e:
+        out["error"] = str(e)
+    print(json.dumps(out))
+    """
+)
+
+_PROCESS = textwrap.dedent(
+    """
+    import json
+    import os
+    import sys
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    port, process_id, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id
+    )
+    import numpy as np
+    from jax.sharding import Mesh
+
+    assert jax.device_count() == 2 and jax.local_device_count() == 1
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    checkpoint = os.path.join(folder, "run.ckpt")
+    log = os.path.join(folder, f"log{process_id}.json")
+    # Preempted at step 150 (process 0 writes the checkpoint), then resumed by both.
+    first = run(mesh, checkpoint=checkpoint, stop_at=150)
+    resumed = run(mesh, checkpoint=checkpoint, log=log)
+    print(json.dumps({"first": first, "resumed": resumed}))
+    """
+)
+
+
+def _fresh_process(code: str, env: dict[str, str], *argv: str) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _same_run(a: dict, b: dict) -> None:
+    assert a["prunes"] == b["prunes"] and a["widths"] == b["widths"]
+    np.testing.assert_allclose(a["accuracy"], b["accuracy"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a["loss"][1:], b["loss"][1:], rtol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def two_devices() -> dict:
+    # JAX reads XLA_FLAGS when it starts: two host devices need a fresh process.
+    process = _fresh_process(
+        _TWO_DEVICES, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=900)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_two_devices_train_as_one(two_devices):
+    one, two = two_devices["one"], two_devices["two"]
+    # The run prunes (so the check covers the dead-unit statistics, reduced across
+    # the devices) and learns.
+    assert len(one["prunes"]) >= 2 and one["accuracy"][-1] > 0.8
+    _same_run(one, two)
+    assert one["mesh"] is None and two["mesh"] == {
+        "axis": "data",
+        "devices": 2,
+        "processes": 1,
+        "platform": "cpu",
+    }
+    assert two["replicated"] and two["devices"] == 2
+    assert not one["replicated"] or one["devices"] == 1
+    assert "not a multiple of the 2 devices" in two_devices["error"]
+
+
+def test_two_processes_train_as_one(two_devices, tmp_path):
+    # Two processes on this machine, one CPU device each, joined by jax.distributed
+    # (coordinator on localhost, gloo collectives): each batch is split across them,
+    # the run is the one-device run, only process 0 writes, and a run preempted at
+    # step 150 resumes from its checkpoint in both processes to the same result.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    code = _RUN + _PROCESS
+    processes = [
+        _fresh_process(code, {"XLA_FLAGS": ""}, port, str(i), str(tmp_path)) for i in range(2)
+    ]
+    try:
+        outputs = [process.communicate(timeout=900) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+    one = two_devices["one"]
+    for stdout, _ in outputs:
+        r = json.loads(stdout.strip().splitlines()[-1])
+        assert r["resumed"]["mesh"]["processes"] == 2
+        assert r["first"]["prunes"] == one["prunes"][: len(r["first"]["prunes"])]
+        _same_run(one, r["resumed"])
+    assert (tmp_path / "run.ckpt").exists() and (tmp_path / "log0.json").exists()
+    assert not (tmp_path / "log1.json").exists()
+    assert "resuming from step 150" in outputs[0][1]
+    assert "resuming" not in outputs[1][1]
+
+
+def test_a_mesh_of_one_device_is_the_plain_run():
+    ds = data.load("digits")
+    model, state = eqx.nn.make_with_state(nn.MLP)(
+        64, 10, (16,), batch_norm=True, key=jr.key(0, impl="rbg"), dtype=jnp.float32
+    )
+    kwargs = dict(
+        optimiser=optax.adamw(5e-3),
+        steps=40,
+        batch_size=32,
+        key=jr.key(1, impl="rbg"),
+        eval_every=20,
+        progress=False,
+    )
+    method = pruning.DemP(reg=0.3, prune_every=20)
+    with jax.numpy_dtype_promotion("standard"):  # optax's schedules mix int and float
+        plain = pruning.train(model, state, ds, method, **kwargs)
+        mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+        meshed = pruning.train(model, state, ds, method, mesh=mesh, **kwargs)
+    for a, b in zip(jax.tree.leaves(plain[:2]), jax.tree.leaves(meshed[:2])):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert meshed[2]["mesh"]["devices"] == 1 and plain[2]["mesh"] is None
+    with pytest.raises(ValueError, match="1-D jax.sharding.Mesh"):
+        pruning.train(
+            model,
+            state,
+            ds,
+            method,
+            mesh=Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("a", "b")),
+            **kwargs,
+        )
