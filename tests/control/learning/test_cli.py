@@ -15,12 +15,13 @@ def test_learn_hybrid_end_to_end_writes_json_and_plot(tmp_path, capsys):
     argv = ["learn", "van_der_pol", "--model", "hybrid", "--method", "e2e"]
     argv += ["--N", "10", "--steps", "4", "--e2e-steps", "2", "--trajectories", "4"]
     argv += ["--samples", "5", "--width", "4", "--sysid-weight", "0", "--seed", "1"]
-    argv += ["--json", str(js), "--plot", str(png)]
+    argv += ["--smoothness", "1e-2", "--json", str(js), "--plot", str(png)]
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam under tests/conftest.py
         assert main(argv) == 0
     data = json.loads(js.read_text())
     assert data["problem"] == "van_der_pol"
     assert data["model"] == "hybrid" and data["method"] == "e2e"
+    assert data["smoothness"] == 1e-2
     for key in ("curves", "costs", "plan_ok", "before", "after", "true_model_cost", "plans"):
         assert key in data
     assert {"sysid_train", "sysid_valid", "e2e_loss", "e2e_sysid"} <= set(data["curves"])
@@ -32,6 +33,7 @@ def test_learn_hybrid_end_to_end_writes_json_and_plot(tmp_path, capsys):
     assert png.stat().st_size > 1000
     out = capsys.readouterr().out
     assert "true model's own plan" in out and "before -> after" in out
+    assert "plans on Trapezoidal(10) + control smoothness 0.01, scored" in out
 
 
 @pytest.mark.parametrize(
@@ -43,6 +45,7 @@ def test_learn_hybrid_end_to_end_writes_json_and_plot(tmp_path, capsys):
         (["van_der_pol", "--lr", "-1"], "argument --lr: must be a positive number"),
         (["van_der_pol", "--noise", "nan"], "argument --noise: must be a number >= 0"),
         (["van_der_pol", "--perturb", "2"], "argument --perturb: must be a fraction"),
+        (["van_der_pol", "--smoothness", "-1"], "argument --smoothness: must be a number >= 0"),
         (["van_der_pol", "--steps", "-5"], "argument --steps: must be an integer >= 0"),
         (["van_der_pol", "--json", "{missing}/out.json"], "argument --json: folder .* not exist"),
         (["van_der_pol", "--model", "parametric", "--curriculum"], "--curriculum grows the segm"),

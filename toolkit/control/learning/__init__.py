@@ -39,6 +39,7 @@ from ._mpc import ClosedLoop as ClosedLoop, mpc as mpc, open_loop as open_loop
 from ._rollout import rollout_error as rollout_error
 from ._scaling import Scaling as Scaling
 from ._simulate import evaluate as evaluate, simulate as simulate, Simulator as Simulator
+from ._smoothness import ControlSmoothness as ControlSmoothness
 from ._sysid import (
     AbstractSysIdLoss as AbstractSysIdLoss,
     fit as fit,

@@ -70,6 +70,16 @@ def add_learn_arguments(p: argparse.ArgumentParser) -> None:
         "sampling intervals, doubling over training up to the whole horizon (full "
         "rollouts), each length for an equal share of --steps (learning.SegmentCurriculum)",
     )
+    p.add_argument(
+        "--smoothness",
+        type=NON_NEGATIVE,
+        default=0.0,
+        help="weight of a penalty on squared changes of consecutive planned controls, "
+        "added to the cost of every plan of the run (end-to-end training and the scores "
+        "of all models alike; not to the true-system costs reported): keeps plans from "
+        "exploiting model errors by chattering (learning.ControlSmoothness; default 0, "
+        "off)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write learning curves and costs to this file")
     p.add_argument("--plot", default=None, help="write a plot of trajectories and plans")
@@ -143,12 +153,16 @@ def learn(ns: argparse.Namespace) -> int:
     # Fixed RK4 steps for everything differentiated many times (as in the tutorial).
     sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=(t1 - t0) / 100)
     transcription = control.Trapezoidal(ns.N)
+    planner_name = f"Trapezoidal({ns.N})"
+    if ns.smoothness > 0:
+        transcription = learning.ControlSmoothness(transcription, ns.smoothness)
+        planner_name += f" + control smoothness {ns.smoothness:g}"
     key = jr.key(ns.seed)
     c_key, x_key, n_key, m_key = jr.split(key, 4)
 
     print(
         f"learning {ex.name} ({ex.description}): model {ns.model}, method {ns.method}, "
-        f"Trapezoidal({ns.N}), seed {ns.seed}",
+        f"{planner_name}, seed {ns.seed}",
         flush=True,
     )
 
@@ -395,7 +409,7 @@ def learn(ns: argparse.Namespace) -> int:
     else:
         before_name, after_name = "initial", "sysid"
 
-    print(f"\nplans on Trapezoidal({ns.N}), scored on the true system:")
+    print(f"\nplans on {planner_name}, scored on the true system:")
     labels = {
         "true_model": "the true model's own plan",
         "initial": "the untrained model",
@@ -416,6 +430,7 @@ def learn(ns: argparse.Namespace) -> int:
             "model": ns.model,
             "method": ns.method,
             "N": ns.N,
+            "smoothness": ns.smoothness,
             "seed": ns.seed,
             "noise": ns.noise,
             "trajectories": ns.trajectories,
