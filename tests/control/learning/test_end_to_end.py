@@ -114,3 +114,41 @@ def test_end_to_end_keeps_the_sysid_model_when_no_step_improves():
     initial, _ = learning.plan_loss(model, ex.problem, transcription, loss, args=ex.args)
     assert sol.result == control.RESULTS.successful
     assert float(cost) == float(initial) == history["selection"][0]
+
+
+def _simple_case_parametric():
+    ex = control.problems.get("simple_case")
+    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.05)
+    # Only C enters the dynamics: it is the one array, so the one parameter learned.
+    model = learning.Model(ex.problem.dynamics, {"A": 1.0, "B": 1.0, "C": jnp.array(3.0)})
+    return ex, model, learning.TrueCost(ex.problem, ex.args, sim)
+
+
+def test_a_failed_plan_during_end_to_end_training_is_counted_and_skipped():
+    # Issue 26: a plan that fails is not thrown; its step leaves the model alone.
+    ex, model, loss = _simple_case_parametric()
+    solver = control.KKTNewton(max_steps=1, fallback_after=0)  # too few iterations
+    trained, history = learning.fit_end_to_end(
+        model,
+        ex.problem,
+        control.Trapezoidal(5),
+        loss,
+        solver,
+        args=ex.args,
+        optimiser=optax.adam(0.1),
+        steps=3,
+        keep_best=True,
+    )
+    assert history["successful"] == [False] * 3 and history["failed"] == 3
+    assert len(history["loss"]) == 3
+    assert bool(eqx.tree_equal(trained, model))
+    # A failed plan scores inf: the initial model is kept.
+    assert history["selection"] == [float("inf")] * 4 and history["kept"] == 0
+
+
+def test_end_to_end_refuses_a_non_finite_model():
+    # Issue 26: a NaN model (a diverged sysid) stops before any plan, saying why.
+    ex, model, loss = _simple_case_parametric()
+    model = eqx.tree_at(lambda m: m.args["C"], model, jnp.array(jnp.nan))
+    with pytest.raises(FloatingPointError, match="needs a finite model.*diverge"):
+        learning.fit_end_to_end(model, ex.problem, control.Trapezoidal(5), loss, args=ex.args)
