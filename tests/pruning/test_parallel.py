@@ -74,6 +74,22 @@ _TWO_DEVICES = _RUN + textwrap.dedent(
         run(mesh, batch_size=63)
     except ValueError as e:
         out["error"] = str(e)
+    # The command line trains on every device by default, and says so in its log.
+    import tempfile
+
+    from toolkit._cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = f"{tmp}/log.json"
+        argv = ["train", "--dataset", "digits", "--widths", "16", "--steps", "10"]
+        argv += ["--batch-size", "64", "--no-progress", "--json", log, "--plot", ""]
+        with jax.numpy_dtype_promotion("standard"):
+            assert main(argv) == 0
+        out["cli_mesh"] = json.load(open(log))["mesh"]
+        try:
+            main([*argv, "--batch-size", "63"])
+        except SystemExit as e:
+            out["cli_status"] = e.code
     print(json.dumps(out))
     """
 )
@@ -153,6 +169,7 @@ def test_two_devices_train_as_one(two_devices):
     assert two["replicated"] and two["devices"] == 2
     assert not one["replicated"] or one["devices"] == 1
     assert "not a multiple of the 2 devices" in two_devices["error"]
+    assert two_devices["cli_mesh"]["devices"] == 2 and two_devices["cli_status"] == 2
 
 
 def test_two_processes_train_as_one(two_devices, tmp_path):
@@ -216,3 +233,35 @@ def test_a_mesh_of_one_device_is_the_plain_run():
             mesh=Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("a", "b")),
             **kwargs,
         )
+
+
+def test_the_command_line_runs_as_two_processes(tmp_path):
+    # One command per process, as on a cluster: `--coordinator`, `--num-processes`,
+    # `--process-id`; the run spans both processes' devices and process 0 writes.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    log = tmp_path / "log.json"
+    argv = ["-m", "toolkit", "train", "--dataset", "digits", "--widths", "16"]
+    argv += ["--steps", "20", "--batch-size", "64", "--no-progress", "--plot", ""]
+    argv += ["--json", str(log), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, *argv, "--process-id", str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outputs = [process.communicate(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+    assert json.loads(log.read_text())["mesh"]["processes"] == 2
+    assert "wrote" in outputs[0][0] and "wrote" not in outputs[1][0]

@@ -128,3 +128,14 @@ def test_train_on_a_validation_split(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "val acc" in out and "test acc" not in out
     assert "288 of the 1438 training examples held out" in out
+
+
+def test_train_devices_must_exist(capsys):
+    argv = ["train", "--dataset", "digits", "--widths", "16", "--steps", "10", "--no-progress"]
+    n = jax.device_count() + 1
+    with pytest.raises(SystemExit) as e:
+        _main([*argv, "--devices", str(n)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --devices: {n} devices asked for, but JAX sees {n - 1}" in err
+    assert "xla_force_host_platform_device_count" in err

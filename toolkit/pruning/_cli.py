@@ -100,7 +100,8 @@ def build_model(
 # and of the check on resume.
 _NOT_SETTINGS = frozenset(
     ("command", "run", "parser", "debug", "checkpoint", "json", "plot", "plan_plot")
-    + ("no_progress", "data_root")
+    + ("no_progress", "data_root", "devices")  # a run may resume on another mesh
+    + ("coordinator", "num_processes", "process_id")
 )
 
 
@@ -362,6 +363,15 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         "seed) and evaluate on it instead of the test split, to choose hyperparameters",
     )
     p.add_argument(
+        "--devices",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="N",
+        help="train data-parallel on the first N of JAX's devices, each batch split "
+        "over them (default: all; --batch-size must be a multiple of N). On a CPU, "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N makes N devices",
+    )
+    p.add_argument(
         "--compile-ahead",
         type=COUNT,
         default=0,
@@ -369,6 +379,20 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         help="after a prune, train up to STEPS more steps on the old shapes (removed "
         "units zeroed) while the new ones compile in a background thread (default 0)",
     )
+
+
+def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
+    """`--coordinator`, `--num-processes`, `--process-id`: one process of several."""
+    p.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="run as one of several processes (hosts) joined by jax.distributed: the "
+        "address of process 0, with --num-processes and --process-id; start the same "
+        "command in every process",
+    )
+    p.add_argument("--num-processes", type=POSITIVE_INT, default=None, metavar="P")
+    p.add_argument("--process-id", type=COUNT, default=None, metavar="I")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -379,6 +403,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "--reg", type=NON_NEGATIVE, default=5e-2, help="DemP: peak regularisation strength"
     )
     add_method_arguments(p)
+    add_distributed_arguments(p)
     p.add_argument("--checkpoint", default=None, help="checkpoint file: saved to, resumed from")
     p.add_argument("--json", default=None, help="write the training log to this JSON file")
     p.add_argument("--plot", default=None, help="plot accuracy, live units and parameters")
@@ -406,6 +431,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-dense", action="store_true", help="no dense baseline")
     add_method_arguments(p)
+    add_distributed_arguments(p)
     p.add_argument("--json", default=None, help="write every training log to this JSON file")
     p.add_argument("--plot", default=None, help="plot test accuracy against parameters kept")
 
@@ -425,6 +451,49 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(batch_size=64)
     p.add_argument("--json", default=None, help="write both training logs to this JSON file")
     p.add_argument("--plot", default="demo.png", help="plot of accuracy and live units vs step")
+
+
+def init_distributed(ns: argparse.Namespace) -> None:
+    """`jax.distributed.initialize` with `--coordinator`, `--num-processes` and
+    `--process-id`, if given (before anything else touches JAX's devices); on CPUs
+    with gloo collectives."""
+    given = [getattr(ns, k, None) for k in ("coordinator", "num_processes", "process_id")]
+    if all(v is None for v in given):
+        return
+    if any(v is None for v in given):
+        raise InputError(
+            "argument --coordinator: give --coordinator, --num-processes and --process-id together."
+        )
+    coordinator, n, i = given
+    if i >= n:
+        raise InputError(f"argument --process-id: {i} is not below --num-processes {n}.")
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPUs only
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=n, process_id=i)
+
+
+def build_mesh(ns: argparse.Namespace):
+    """The 1-D mesh of `--devices` (default: every device JAX sees, so under
+    `jax.distributed` every process's)."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh
+
+    devices = jax.devices()
+    n = len(devices) if getattr(ns, "devices", None) is None else ns.devices
+    if n > len(devices):
+        raise InputError(
+            f"argument --devices: {n} devices asked for, but JAX sees {len(devices)} "
+            f"({devices[0].platform}); on a CPU, "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={n} makes {n}."
+        )
+    if ns.batch_size % n:
+        raise InputError(
+            f"argument --batch-size: {ns.batch_size} is not a multiple of the {n} devices "
+            "it is split over (--devices)."
+        )
+    return Mesh(np.array(devices[:n]), ("data",))
 
 
 def demp_batch_norm(ns: argparse.Namespace) -> bool | None:
@@ -558,6 +627,7 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
             checkpoint=checkpoint,
             log=log,
             progress=not ns.no_progress,
+            mesh=build_mesh(ns),
             compile_ahead=getattr(ns, "compile_ahead", 0),
             buckets=build_buckets(ns),
             settings=settings(ns),
@@ -577,17 +647,25 @@ def train(ns: argparse.Namespace) -> int:
     from ._plot import plot_histories
 
     check_outputs(ns)
+    init_distributed(ns)
     _check_resume(ns)
     dataset = _load(ns)
     history = _run(ns, dataset, ns.method, checkpoint=ns.checkpoint, log=ns.json)
     print(_table([_summary(ns.method, history)], _split(dataset)))
     print(f"wall time {history['wall_time']:.1f} s; compilations {history['compilations']}")
-    if ns.json:
+    if ns.json and _writes():
         print(f"wrote {ns.json}")
-    if ns.plot:
+    if ns.plot and _writes():
         plot_histories({ns.method: history}, ns.plot, title=f"{ns.model} on {dataset.name}")
         print(f"wrote {ns.plot}")
     return 0
+
+
+def _writes() -> bool:
+    """Whether this process writes files: process 0 of a `--coordinator` run."""
+    import jax
+
+    return jax.process_index() == 0
 
 
 @reporting
@@ -597,6 +675,7 @@ def sweep(ns: argparse.Namespace) -> int:
     from ._plot import plot_tradeoff
 
     check_outputs(ns)
+    init_distributed(ns)
     dataset = _load(ns)
     dense = None if ns.no_dense else _run(ns, dataset, "dense")
     name = getattr(ns, "method", "demp")
@@ -609,11 +688,11 @@ def sweep(ns: argparse.Namespace) -> int:
     ]
     print()
     print(_table(rows, _split(dataset)))
-    if ns.json:
+    if ns.json and _writes():
         with open(ns.json, "w") as f:
             json.dump({"dense": dense, name: runs, "summary": rows}, f, indent=1)
         print(f"wrote {ns.json}")
-    if ns.plot:
+    if ns.plot and _writes():
         title = f"{'DemP' if name == 'demp' else name}: {ns.model} on {dataset.name}"
         plot_tradeoff(dense, runs, ns.plot, title=title)
         print(f"wrote {ns.plot}")
