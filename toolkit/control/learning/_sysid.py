@@ -175,9 +175,10 @@ def fit(
     - `filter_spec`: which leaves of `model` to learn (default
         [`toolkit.control.learning.trainable`][]).
     - `curriculum`: an optional [`toolkit.control.learning.SegmentCurriculum`][]:
-        the segments of `loss`, a
-        [`toolkit.control.learning.MultipleShootingLoss`][], then grow over the steps
-        as it schedules, up to the whole horizon (one compile per length).
+        each step then uses `loss`, a
+        [`toolkit.control.learning.MultipleShootingLoss`][], with the segment length
+        the curriculum schedules for it (growing up to the whole horizon; one compile
+        per length) in place of its own.
 
     **Returns:**
 
