@@ -111,3 +111,16 @@ def test_gallery_of_the_whole_library(tmp_path):
     rows = _load("gallery").main(None, tmp_path)
     assert [r["name"] for r in rows] == control.problems.names()
     _check_gallery(rows, tmp_path)
+
+
+def test_more_devices():
+    # In this process, one device: the mesh of one runs the sharded code paths.
+    out = _load("more_devices").main(batch=4, N=20, steps=300)
+    assert out["devices"] >= 1 and out["mesh"]["devices"] == out["devices"]
+    assert out["converged"]
+    # d(sum of costs)/d(mu_i) is plan i's own sensitivity: positive, as cost grows
+    # with mu here.
+    assert all(math.isfinite(g) and g > 0 for g in out["grad"])
+    # Cost grows with mu on this range (a stiffer oscillator is harder to stop).
+    assert out["costs"] == sorted(out["costs"])
+    assert out["accuracy"] > 0.8 and out["prunes"]
