@@ -109,3 +109,14 @@ def test_learn_reports_the_full_horizon_rollout_error_and_runs_the_curriculum(tm
     # Lengths (4, 5) over 3 steps: floor(i * 2 / 3) = 0, 0, 1.
     assert data["curves"]["sysid_segment"] == [4, 4, 5]
     assert "curriculum: segments of 4, 5 sampling intervals" in out
+
+
+def test_learn_data_that_blew_up_is_one_line_with_status_1(capsys):
+    # bacteria's true system blows up (x -> -inf) under many random controls: the
+    # message says so rather than blaming the model.
+    argv = ["learn", "bacteria", "--model", "neural_ode", "--method", "sysid", "--steps", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("python -m toolkit learn: error: ")
+    assert re.search(r"non-finite states: the true bacteria system blew up under \d+ of", last)

@@ -96,3 +96,10 @@ def test_scaling_refuses_wrong_shapes_and_non_positive_scales():
         )
     with pytest.raises(ValueError, match="needs nx = 3"):
         learning.NeuralVectorField(3, 1, scaling=learning.Scaling.identity(2, 1), key=jr.key(0))
+    ts = jnp.linspace(0.0, 1.0, 3)[None]
+    controls = learning.Controls(ts=ts, values=jnp.zeros((1, 3, 1)))
+    blown_up = learning.Trajectories(
+        ts, jnp.array([[[1.0], [2.0], [jnp.nan]]]), jnp.ones((1, 1)), controls
+    )
+    with pytest.raises(FloatingPointError, match="non-finite states"):
+        learning.Scaling.from_data(blown_up)

@@ -175,6 +175,15 @@ def learn(ns: argparse.Namespace) -> int:
         n_key, problem, controls, ts, args=true_args, x0s=x0s, noise_std=ns.noise, simulator=sim
     )
     n_valid = max(ns.trajectories // 4, 1)
+    blown_up = int(jnp.sum(~jnp.all(jnp.isfinite(data.xs), axis=(1, 2))))
+    if blown_up:
+        # Else every loss, and the data's scaling, is nan from the start, and the
+        # message would blame the model.
+        raise FloatingPointError(
+            f"the data hold non-finite states: the true {ex.name} system blew up under "
+            f"{blown_up} of the {ns.trajectories} random controls from scattered initial "
+            "states, and learning needs finite trajectories."
+        )
     train, valid = learning.split(data, ns.trajectories - n_valid)
     print(f"data: {train.size} training and {valid.size} held-out trajectories, noise {ns.noise}")
 

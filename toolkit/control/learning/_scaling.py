@@ -116,8 +116,17 @@ class Scaling(eqx.Module):
         **Returns:**
 
         A `Scaling`.
+
+        **Raises:**
+
+        `FloatingPointError` if `data` holds non-finite states.
         """
         xs, ts = data.xs, data.ts
+        if not isinstance(xs, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(xs))):
+            raise FloatingPointError(
+                "`data` holds non-finite states: the scaling needs finite trajectories "
+                "(leave out those that blew up)."
+            )
         us = jax.vmap(lambda c, t: jax.vmap(c)(t))(data.controls, ts)
         dxs = jnp.diff(xs, axis=1) / jnp.diff(ts, axis=1)[..., None]
         span = jnp.mean(ts[:, -1] - ts[:, 0])
