@@ -1,3 +1,8 @@
+import os
+import socket
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,3 +80,23 @@ def cost_gradient_error(ex, tr, name, eps):
     direction[name] = jnp.array(1.0)
     fd = central_difference(cost, ex.args, direction, eps)
     return relative_error(g[name], fd)
+
+
+def fresh_process(code: str, env: dict[str, str], *argv: str) -> subprocess.Popen:
+    """`python -c code *argv` in a new process on the CPU, with `env` added to ours
+    (JAX reads XLA_FLAGS, and jax.distributed sets up, only when it starts)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def free_port() -> str:
+    """A TCP port on localhost that was free a moment ago (for a coordinator)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])

@@ -2,11 +2,7 @@
 host devices, in a fresh process), the same costs and gradients, split over both."""
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import textwrap
 
 import equinox as eqx
@@ -18,7 +14,7 @@ from jax.sharding import Mesh
 
 from toolkit import control
 
-from ..helpers import tree_allclose
+from ..helpers import free_port, fresh_process, tree_allclose
 
 
 # Without the interior-point fallback the program compiles in about half the time;
@@ -120,22 +116,11 @@ _TWO_DEVICES = textwrap.dedent(
 )
 
 
-def _fresh_process(code: str, env: dict[str, str], *argv: str) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *argv],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def two_devices() -> dict:
     # JAX reads XLA_FLAGS when it starts: two host devices need a fresh process.
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    process = _fresh_process(_TWO_DEVICES, env)
+    process = fresh_process(_TWO_DEVICES, env)
     try:
         stdout, stderr = process.communicate(timeout=600)
     finally:
@@ -201,10 +186,8 @@ def test_two_processes_split_the_batch(two_devices):
     # Two processes on this machine, one CPU device each, joined by
     # jax.distributed (coordinator on localhost, gloo collectives): the batch is split
     # across them, and gives the single process's costs; an odd batch is padded.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    processes = [_fresh_process(_PROCESS, {"XLA_FLAGS": ""}, port, str(i)) for i in range(2)]
+    port = free_port()
+    processes = [fresh_process(_PROCESS, {"XLA_FLAGS": ""}, port, str(i)) for i in range(2)]
     try:
         outputs = [process.communicate(timeout=600) for process in processes]
     finally:

@@ -3,7 +3,6 @@ processes joined by jax.distributed, each against the one-device run."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ import pytest
 from jax.sharding import Mesh
 
 from toolkit import data, nn, pruning
+
+from ..helpers import free_port, fresh_process
 
 
 # DemP on digits, float64, so that the runs on one and two devices differ only by the
@@ -123,17 +124,6 @@ _PROCESS = textwrap.dedent(
 )
 
 
-def _fresh_process(code: str, env: dict[str, str], *argv: str) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *argv],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _same_run(a: dict, b: dict) -> None:
     assert a["prunes"] == b["prunes"] and a["widths"] == b["widths"]
     np.testing.assert_allclose(a["accuracy"], b["accuracy"], rtol=0, atol=1e-12)
@@ -143,9 +133,7 @@ def _same_run(a: dict, b: dict) -> None:
 @pytest.fixture(scope="module")
 def two_devices() -> dict:
     # JAX reads XLA_FLAGS when it starts: two host devices need a fresh process.
-    process = _fresh_process(
-        _TWO_DEVICES, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    )
+    process = fresh_process(_TWO_DEVICES, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     try:
         stdout, stderr = process.communicate(timeout=900)
     finally:
@@ -177,12 +165,10 @@ def test_two_processes_train_as_one(two_devices, tmp_path):
     # (coordinator on localhost, gloo collectives): each batch is split across them,
     # the run is the one-device run, only process 0 writes, and a run preempted at
     # step 150 resumes from its checkpoint in both processes to the same result.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = free_port()
     code = _RUN + _PROCESS
     processes = [
-        _fresh_process(code, {"XLA_FLAGS": ""}, port, str(i), str(tmp_path)) for i in range(2)
+        fresh_process(code, {"XLA_FLAGS": ""}, port, str(i), str(tmp_path)) for i in range(2)
     ]
     try:
         outputs = [process.communicate(timeout=900) for process in processes]
@@ -238,9 +224,7 @@ def test_a_mesh_of_one_device_is_the_plain_run():
 def test_the_command_line_runs_as_two_processes(tmp_path):
     # One command per process, as on a cluster: `--coordinator`, `--num-processes`,
     # `--process-id`; the run spans both processes' devices and process 0 writes.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    port = free_port()
     log = tmp_path / "log.json"
     argv = ["-m", "toolkit", "train", "--dataset", "digits", "--widths", "16"]
     argv += ["--steps", "20", "--batch-size", "64", "--no-progress", "--plot", ""]
