@@ -2,11 +2,11 @@
 
 Van der Pol (`toolkit.control.problems.get("van_der_pol")`): x1' = mu (1 - x2²) x1 - x2
 + u, x2' = x1, x(0) = (0, 1), t1 = 10, u in [-0.3, 1], L = x1² + x2² + u². Both sides
-solve DESIGN.md's trapezoidal transcription exactly (unknowns x_1..x_N, u_0..u_N), from
+solve `control.Trapezoidal(N)`'s NLP exactly (unknowns x_1..x_N, u_0..u_N), from
 the same default guess (x constant x0, u = 0.35), in float64. The CasADi NLP is written
 here in SX symbolics with `mu` as the NLP parameter `p`, and its IPOPT solver (exact
 Hessian, MUMPS, default tol 1e-8, print_level 0) is built once per N and then called
-repeatedly, so "warm" IPOPT time is the solve alone (as in PLANNER_FIGURES.md).
+repeatedly, so "warm" IPOPT time is the solve alone.
 
 Measurements (each written to `benchmarks/results/control_vs_ipopt.json` as soon as
 it finishes; finished ones are skipped on a re-run unless `--force`):

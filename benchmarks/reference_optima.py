@@ -8,7 +8,7 @@ ways that the toolkit also implements, and solved with IPOPT (exact Hessian,
 MUMPS, `tol = 1e-12`, at most 3000 iterations) from the toolkit's default
 initial guess:
 
-- `trapezoidal`: DESIGN.md's "Trapezoidal transcription, exactly".
+- `trapezoidal`: the NLP of `control.Trapezoidal(N)` (unknowns x_1..x_N, u_0..u_N).
 - `hermite_simpson`: compressed Hermite-Simpson with midpoint controls m_k.
 - `multiple_shooting_rk4`: one classical RK4 step per interval on [x, cost],
     control linear between nodes; defects x_{k+1} - X_k(t_{k+1}).

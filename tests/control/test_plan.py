@@ -10,7 +10,7 @@ from toolkit.control import _stages as stages
 from ..helpers import central_difference, cost_gradient_error, relative_error, tree_allclose
 
 
-# IPOPT (tol 1e-12) on the identical trapezoidal transcription (PLANNER_FIGURES.md).
+# IPOPT (tol 1e-12) on the identical trapezoidal transcription (benchmarks/reference_optima.py).
 VDP_TRAPEZOIDAL_100 = 2.8822830588600
 
 PLANNERS = (control.KKTNewton(), control.KKTLeastSquares())
