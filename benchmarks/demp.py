@@ -1,59 +1,73 @@
-"""DemP: accuracy vs unit sparsity against the structured-pruning baselines (issue 5).
+"""DemP against dense and the structured-pruning baselines: a 2x2 of DemP recipes, then
+three seeds of the best one (issue 21; the records of the first plan, issue 5, stay in
+`benchmarks/results/demp.json`).
 
-Networks (built by `toolkit.pruning._cli.build_model`, with BatchNorm so that network
-slimming applies): MNIST-1D, an MLP with hidden widths 1024, 1024; Fashion-MNIST, the
-LeNet-5 ConvNet (`--fashion-model vgg` for the small VGG). Methods (built by
-`_cli.build_method` / `_cli.build_optimiser`, AdamW 1e-3 as `python -m toolkit train`):
-dense, DemP (sparsity knob: the peak regularisation `reg`; the unit sparsity it reaches
-is measured), and every baseline (random, l1norm, slimming, snap, crops, early-snap,
-early-crops) at target unit sparsities.
+Networks (built by `toolkit.pruning._cli.build_model`, with BatchNorm): MNIST-1D, an MLP
+with hidden widths 1024, 1024 (6000 steps of 128); Fashion-MNIST, the LeNet-5 ConvNet
+(`--fashion-model vgg` for the small VGG; 4680 steps of 128). Every method of a
+comparison trains with one optimiser and schedule, the one `python -m toolkit train`
+builds (`_cli.build_optimiser`: AdamW, learning rate 5e-3 on a one-cycle schedule,
+weight decay 5e-4), as the DemP paper compares its methods; methods are built by
+`_cli.build_method` with the CLI's defaults (DemP: prune every T/16, evaluation-mode
+snapshot dead test; SNAP and CroP-S: global ranking in 5 rounds; EarlySNAP /
+EarlyCroP-S: adaptive prune time). Unit sparsity = 1 - units kept / units at the start.
 
-Experiments, each run = one record `experiment/dataset/method/knob/seed=N` written to
-`benchmarks/results/demp.json` (`demp-quick.json` for `--quick`) atomically as soon as
-it finishes; finished records are skipped on a re-run (unless `--force`), so the full
-benchmark can be spread over several sessions (`--max-minutes` stops starting new
-runs after a budget; `--experiments` / `--datasets` pick parts):
+Experiments (`--experiments`; the first four are the plan):
 
-1. `tradeoff`: test accuracy and achieved unit sparsity (1 - units kept / units at
-   the start, over every unit group) of dense, DemP at each `reg`, and each baseline
-   at each target sparsity; total training wall clock (the `train` call, compilations
-   and evaluations included) and the time of the steps alone.
-2. `speed`: DemP's training wall clock against dense, measured back to back: each
-   process trains dense (seed s) once before its first DemP run of seed s, and every
-   DemP record of this experiment carries the dense times of its own process and the
-   load average before and after, so the ratio never mixes loads of different
-   sessions (the `tradeoff` table's ratios do). Goal 2 is decided on these records.
-3. `dead_lr`, `dead_reg`, `dead_batch`: the paper's observations. Plain Adam, no
-   noise, no pruning; the fraction of units dead at the end (fired on no held-out
-   example: the last evaluation's `live` count) against the learning rate, a
-   constant L2 penalty on the weights (added to the loss), and the batch size.
-4. `ablation`: DemP without noise (`noise=0`) and without the one-cycle schedules
-   (`div_factor=final_div_factor=1, span=1`: regulariser and noise constant at their
-   peak), each swept over the same `reg` grid; compared with full DemP (the
-   `tradeoff` records) at matched final sparsity by interpolating each variant's
-   accuracy–sparsity curve.
+1. `grid`: MNIST-1D, seed 0. DemP in a 2x2 of (penalty: `positive_l2`, `bn_scale_l1`)
+   x (peak noise: 3e-3, 5e-5), each cell at the 3 regularisation strengths of the
+   `STRENGTHS` table (aimed at 70 / 85 / 90 % unit sparsity; the sparsity reached is
+   measured and reported), against dense and random, SNAP, CroP-S, EarlySNAP and
+   EarlyCroP-S at target unit sparsities 0.7 / 0.85 / 0.9.
+2. `seeds`: the best DemP cell of the grid (`best_cell`: the cell whose
+   accuracy-sparsity curve covers the most of the aimed sparsities, then the highest
+   mean accuracy interpolated at them; `--demp-cell` pins one) and every method of
+   the grid, seeds 0, 1, 2, on MNIST-1D and Fashion-MNIST. Its DemP runs are planned
+   once every grid record exists: run the script again after the grid.
+3. `ablation`: MNIST-1D, seeds 0, 1, 2, the default recipe (`bn_scale_l1`, noise 5e-5)
+   at its 3 strengths, and the same without noise (`no-noise`), with both schedules
+   flat at their peak (`no-schedule`), with only the regulariser's flat (`flat-reg`),
+   with only the noise's flat (`flat-noise`).
+4. `speed`: DemP's training wall clock against dense, back to back: each process
+   trains dense (seed s) once before its first DemP run of seed s, and every DemP
+   record carries the dense times of its own process and the load average, so the
+   ratio never mixes loads of different sessions. The default recipe at the strengths
+   aimed at 85 and 90 %, seeds 0, 1, 2, both data sets.
+5. `dead_lr`, `dead_reg`, `dead_batch` (not in the plan; by name only): the paper's
+   observations. Plain Adam, no noise, no pruning; the fraction of units dead at the
+   end against the learning rate, a constant L2 penalty and the batch size.
 
-    python benchmarks/demp.py --quick                   # smoke run (~2 min, MNIST-1D)
-    python benchmarks/demp.py                           # what is missing (hours)
-    python benchmarks/demp.py --max-minutes 60          # ... start no run after 1 h
-    python benchmarks/demp.py --experiments tradeoff --datasets mnist1d
-    python benchmarks/demp.py --methods dense,random,l1norm   # some methods only
-    python benchmarks/demp.py --seeds 0                 # one seed of everything first
-    python benchmarks/demp.py --shard 0/2 & python benchmarks/demp.py --shard 1/2
-                                                        # two processes, one per core
-    python benchmarks/demp.py --jobs 2 --max-minutes 150    # the same, then `speed`
-                                                        # alone, then the report
-    python benchmarks/demp.py --report-only --readme    # table + README from records
-    python benchmarks/demp.py --force tradeoff/mnist1d/demp   # redo matching records
+The full plan is 177 records (grid 28; seeds 95 more; ablation 42 more, 36 when the
+best cell is the default recipe, 171 records in all then; speed 12, each process's
+dense run of a seed not recorded): `--plan-only` prints the count and a time estimate.
+A record is one training run, `train/DATASET/METHOD/KNOB/seed=N` (shared by the
+experiments that need it: the grid's seed-0 runs are also the first seed of `seeds`
+and `ablation`), `speed/...` or `dead_*/...`, written to
+`benchmarks/results/demp-v2.json` (`demp-v2-quick.json` for `--quick`) atomically as
+soon as it finishes; finished records are skipped on a re-run (unless `--force`), so
+the plan can be spread over sessions (`--max-minutes`) and processes (`--shard I/N`,
+`--jobs N`).
+
+The report gives each accuracy with its standard error: over seeds (sd / sqrt(n)), or
+for one run the binomial sqrt(p (1 - p) / n_test) (about 1.4 points on a 1000-example
+test set). A baseline differs from DemP only where the accuracies differ by more than
+2 SE of the difference, sqrt(SE_DemP^2 + SE_baseline^2).
+
+    python benchmarks/demp.py --plan-only               # the plan: runs and hours
+    python benchmarks/demp.py --quick                   # smoke run (a few minutes)
+    python benchmarks/demp.py --experiments grid --jobs 2     # the 2x2 first
+    python benchmarks/demp.py --jobs 2 --max-minutes 150      # the rest, then `speed`
+    python benchmarks/demp.py --report-only --readme    # tables + README from records
+    python benchmarks/demp.py --force train/mnist1d/snap      # redo matching records
     python benchmarks/demp.py --fashion-root /tmp/fm/x/usr/share/datasets/fashion-mnist
 
 XLA runs single-threaded by default (`--threads`), as in `benchmarks/prune.py`.
 `--compile-ahead K` trains up to K steps on the old shapes after a prune while the new
-ones compile in a second thread (`pruning.train(compile_ahead=)`); off by default: on
-the 2-core machine the compile thread slows the steps as much as it saves.
+ones compile in a second thread (`pruning.train(compile_ahead=)`); off by default.
 """
 
 import argparse
+import dataclasses
 import fcntl
 import gc
 import math
@@ -92,78 +106,114 @@ HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE / "README.md"
 SECTION = "## DemP: accuracy vs unit sparsity"
+# The records of this plan; `demp.json` holds those of the first plan (old recipe).
+STEM = "demp-v2"
 
-BASELINES = _cli.BASELINES
-EXPERIMENTS = ("tradeoff", "speed", "dead_lr", "dead_reg", "dead_batch", "ablation")
+PLAN = ("grid", "seeds", "ablation", "speed")
+EXPERIMENTS = (*PLAN, "dead_lr", "dead_reg", "dead_batch")
 DATASETS = ("mnist1d", "fashion_mnist")
-# DemP's peak noise in the full benchmark. The CLI's default, 1e-2, cost accuracy at
-# every sparsity on MNIST-1D (seed 0: 0.65 at 44% sparsity against dense 0.73); a
-# 4-point sweep on seed 0 (noise 1e-3 and 3e-3, reg 0.03 and 0.3) chose 3e-3: 0.698 at
-# 72% sparsity and 0.616 at 88%, against 0.646 at 79% and 0.597 at 92% with 1e-2.
-DEMP_NOISE = 3e-3
+# The baselines of the DemP paper's comparison (l1norm and slimming are left out).
+BASELINES = ("random", "snap", "crops", "early-snap", "early-crops")
+# The 2x2 of DemP recipes: (penalty, peak noise). The last is DemP's default, the
+# reference's final recipe; 3e-3 is the first plan's noise, positive_l2 its penalty.
+CELLS = (("positive_l2", 3e-3), ("positive_l2", 5e-5), ("bn_scale_l1", 3e-3), ("bn_scale_l1", 5e-5))
+DEFAULT_CELL = ("bn_scale_l1", 5e-5)
+AIMS = (0.7, 0.85, 0.9)
+# DemP's peak regularisation strength per data set and cell, one per aimed unit
+# sparsity (AIMS). No pilot run of the new optimiser (AdamW 5e-3 one-cycle, weight
+# decay 5e-4) and dead test exists: these are guesses, to be corrected here after the
+# grid (the report shows the sparsity reached, not the aim). positive_l2 at 3e-3 starts
+# from the first plan (constant AdamW 1e-3, MNIST-1D: reg 0.03 / 0.1 / 0.3 reached 72 /
+# 82 / 88 %); without noise that penalty reached only 45 % at reg 1 there, hence larger
+# strengths at 5e-5; bn_scale_l1 from the digits demo (reg 0.1 kept 42 % of the
+# parameters, 0.3 collapsed). On Fashion-MNIST the first plan reached 50 % at most.
+STRENGTHS = {
+    "mnist1d": {
+        ("positive_l2", 3e-3): (0.03, 0.1, 0.3),
+        ("positive_l2", 5e-5): (0.3, 1.0, 3.0),
+        ("bn_scale_l1", 3e-3): (0.03, 0.1, 0.3),
+        ("bn_scale_l1", 5e-5): (0.03, 0.1, 0.3),
+    },
+    "fashion_mnist": {
+        ("positive_l2", 3e-3): (0.3, 1.0, 3.0),
+        ("positive_l2", 5e-5): (1.0, 3.0, 10.0),
+        ("bn_scale_l1", 3e-3): (0.03, 0.1, 0.3),
+        ("bn_scale_l1", 5e-5): (0.03, 0.1, 0.3),
+    },
+}
+ABLATIONS = ("no-noise", "no-schedule", "flat-reg", "flat-noise")
 
 
 def plan(quick: bool, fashion_model: str) -> dict:
     """Every setting of the benchmark; the records carry the one they ran with."""
     if quick:
+        strengths = {"mnist1d": {cell: (0.3, 3.0) for cell in CELLS}}
         return {
             "mode": "quick",
-            "seeds": [0],
             "datasets": {
-                "mnist1d": dict(model="mlp", widths=(128, 128), steps=60, batch=64, eval_every=30),
+                "mnist1d": dict(model="mlp", widths=(128, 128), steps=64, batch=64, eval_every=32),
             },
-            "regs": [3e-2, 3e-1],
-            "speed_regs": {"mnist1d": [3e-1]},
-            "sparsities": [0.5, 0.8],
-            "methods": ["dense", "demp", *BASELINES],
-            "lrs": [1e-3, 1e-2],
-            "l2s": [0.0, 1e-2],
-            "batches": [16, 128],
-            "ablations": ["no-noise", "no-schedule"],
+            "aims": (0.7, 0.9),
+            "targets": (0.9,),
+            "strengths": strengths,
+            "grid": {"dataset": "mnist1d", "seeds": [0]},
+            "seeds": {"datasets": ["mnist1d"], "seeds": [0, 1]},
+            "ablation": {"dataset": "mnist1d", "seeds": [0], "aims": (0.9,)},
+            "speed": {"datasets": ["mnist1d"], "seeds": [0], "aims": (0.9,)},
+            "dead": {"seeds": [0], "lrs": [1e-3, 1e-2], "l2s": [0.0, 1e-2], "batches": [16, 128]},
         }
     return {
         "mode": "full",
-        "seeds": [0, 1, 2],
         "datasets": {
             "mnist1d": dict(
-                model="mlp",
-                widths=(1024, 1024),
-                steps=6000,
-                batch=128,
-                eval_every=500,
-                demp_noise=DEMP_NOISE,
+                model="mlp", widths=(1024, 1024), steps=6000, batch=128, eval_every=500
             ),
             "fashion_mnist": dict(
-                model=fashion_model,
-                widths=None,
-                steps=4680,
-                batch=128,
-                eval_every=468,
-                demp_noise=DEMP_NOISE,
+                model=fashion_model, widths=None, steps=4680, batch=128, eval_every=468
             ),
         },
-        "regs": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
-        # The regs timed against dense: on MNIST-1D those whose runs reach about 70% unit
-        # sparsity or more; on Fashion-MNIST, where no reg reaches 80% (goal 2 cannot be
-        # met), only the two sparsest (0.47 and 0.50), to spare an hour of quiet machine.
-        "speed_regs": {"mnist1d": [3e-2, 1e-1, 3e-1, 1.0], "fashion_mnist": [3e-1, 1.0]},
-        "sparsities": [0.5, 0.7, 0.8, 0.9],
-        "methods": ["dense", "demp", *BASELINES],
-        "lrs": [1e-4, 1e-3, 1e-2, 3e-2],
-        "l2s": [0.0, 1e-4, 1e-3, 1e-2],
-        "batches": [16, 64, 256, 1024],
-        "ablations": ["no-noise", "no-schedule"],
+        "aims": AIMS,
+        "targets": AIMS,  # the baselines' target unit sparsities
+        "strengths": STRENGTHS,
+        "grid": {"dataset": "mnist1d", "seeds": [0]},
+        "seeds": {"datasets": list(DATASETS), "seeds": [0, 1, 2]},
+        "ablation": {"dataset": "mnist1d", "seeds": [0, 1, 2], "aims": AIMS},
+        "speed": {"datasets": list(DATASETS), "seeds": [0, 1, 2], "aims": (0.85, 0.9)},
+        "dead": {
+            "seeds": [0, 1, 2],
+            "lrs": [1e-4, 1e-3, 1e-2, 3e-2],
+            "l2s": [0.0, 1e-4, 1e-3, 1e-2],
+            "batches": [16, 64, 256, 1024],
+        },
     }
 
 
-# --------------------------------------------------------------------------------------
+def cell_name(cell: tuple[str, float]) -> str:
+    """The method name of a DemP cell, e.g. `demp.bn_scale_l1.5e-05`."""
+    return f"demp.{cell[0]}.{cell[1]:g}"
+
+
+def cell_of(method: str) -> tuple[str, float] | None:
+    """The (penalty, noise) of a DemP cell's method name; None for another method."""
+    if not method.startswith("demp."):
+        return None
+    _, penalty, noise = method.split(".", 2)
+    return penalty, float(noise)
+
+
+def _aim_of(P: dict, ds: str, cell, reg: float) -> float | None:
+    """The unit sparsity that `reg` was chosen to reach for `cell` on `ds`."""
+    regs = P["strengths"][ds][cell]
+    return P["aims"][regs.index(reg)] if reg in regs else None
+
+
 # Store: one JSON file per mode, rewritten atomically after every run.
 # --------------------------------------------------------------------------------------
 
 
 class Store:
     def __init__(self, mode: str, force: list[str] | None):
-        self.path = RESULTS / ("demp.json" if mode == "full" else f"demp-{mode}.json")
+        self.path = RESULTS / (f"{STEM}.json" if mode == "full" else f"{STEM}-{mode}.json")
         self.force = force
         self.forced: set[str] = set()
 
@@ -241,47 +291,42 @@ def _namespace(**overrides) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     _cli.add_method_arguments(p)
     ns = p.parse_args([])
-    ns.method, ns.reg = "demp", 5e-2
     for k, v in overrides.items():
         setattr(ns, k, v)
     return ns
 
 
-def make_method(method: str, knob: float | None, steps: int, noise: float | None = None):
-    """(method object, optimiser) of one run; `noise`: DemP's peak noise (default: the
-    CLI's)."""
+def _flat(peak, total_steps):
+    return optax.constant_schedule(peak)
+
+
+def make_method(method: str, knob: float | None, steps: int):
+    """(method object, optimiser) of one run. Every method but the `dead_*` experiments'
+    (`l2`, `adam`) gets the CLI's optimiser and schedule."""
     if method == "l2":
         return ConstantL2(reg=knob), optax.adam(1e-3)
     if method == "adam":  # dead_lr / dead_batch: plain Adam
         return pruning.Dense(), optax.adam(1e-3 if knob is None else knob)
-    prune_at = max(1, min(500, steps // 10)) if method.startswith("early-") else None
-    ns = _namespace(prune_at=prune_at)
-    if noise is not None:
-        ns.noise = noise
-    name = "demp" if method.startswith("demp") else method
-    if method == "demp-no-noise":
-        obj = pruning.DemP(reg=knob, noise=0.0, penalty=ns.penalty)
-    elif method == "demp-no-schedule":
-        obj = pruning.DemP(
-            reg=knob,
-            noise=ns.noise,
-            penalty=ns.penalty,
-            span=1.0,
-            div_factor=1.0,
-            final_div_factor=1.0,
-        )
-    elif name == "demp":
-        obj = _cli.build_method(ns, "demp", reg=knob)
-    elif name == "dense":
-        obj = _cli.build_method(ns, "dense")
-    else:
-        obj = _cli.build_method(ns, name, sparsity=knob)
-    return obj, _cli.build_optimiser(ns, steps, name)
-
-
-# --------------------------------------------------------------------------------------
-# One run.
-# --------------------------------------------------------------------------------------
+    ns = _namespace()
+    optimiser = _cli.build_optimiser(ns, steps, "demp" if method.startswith("demp") else method)
+    cell = cell_of(method)
+    if cell is not None:
+        ns.penalty, ns.noise = cell
+        return _cli.build_method(ns, "demp", reg=knob), optimiser
+    if method.startswith("demp-"):  # an ablation of the default recipe
+        demp = _cli.build_method(ns, "demp", reg=knob)
+        flat = dict(span=1.0, div_factor=1.0, final_div_factor=1.0)
+        variant = {
+            "demp-no-noise": dict(noise=0.0),
+            "demp-no-schedule": flat,
+            # The regulariser flat at its peak, the noise on its one-cycle schedule.
+            "demp-flat-reg": dict(**flat, noise_schedule=pruning.one_cycle),
+            "demp-flat-noise": dict(noise_schedule=_flat),
+        }[method]
+        return dataclasses.replace(demp, **variant), optimiser
+    if method == "dense":
+        return _cli.build_method(ns, "dense"), optimiser
+    return _cli.build_method(ns, method, sparsity=knob), optimiser
 
 
 def run_one(
@@ -304,7 +349,7 @@ def run_one(
         key=init_key,
         dtype=jnp.float32,
     )
-    obj, optimiser = make_method(method, knob, cfg["steps"], cfg.get("demp_noise"))
+    obj, optimiser = make_method(method, knob, cfg["steps"])
     tic = time.perf_counter()
     _, _, history = pruning.train(
         model,
@@ -332,6 +377,7 @@ def run_one(
         prev = e["step"]
     return {
         "test_accuracy": last["test_accuracy"],
+        "n_test": dataset.num_test,
         "unit_sparsity": 1 - units / start_units,
         "dead_fraction": 1 - live / start_units,  # removed + not firing on held-out data
         "units": units,
@@ -352,50 +398,128 @@ def run_one(
             "seed": seed,
             "compile_ahead": compile_ahead,
             "buckets": history["config"]["buckets"],
+            "initial_widths": history["config"]["initial_widths"],
         },
         "method_config": history["config"]["method"],
+        "optimiser": history["config"]["optimiser"],
     }
 
 
-def _noise_of(record: dict) -> str:
-    """DemP's peak noise of a record (the records before `demp_noise` used 1e-2)."""
-    return f"{record['config'].get('demp_noise', 1e-2):g}"
+def _knob(k) -> str:
+    return "-" if k is None else f"{k:g}"
 
 
-def runs_of(P: dict, experiments, datasets):
-    """(key, experiment, dataset, method, knob, batch, seed) of every planned run:
-    experiment outermost (the accuracy–sparsity trade-off first), then seed, so that an
-    interrupted benchmark has whole seeds of the main experiment done."""
-    out = []
+def best_cell(R: dict, P: dict, pinned: tuple[str, float] | None = None):
+    """(the DemP cell that `seeds` runs, or None while grid records are missing; a
+    description of the choice).
+
+    The rule: on the grid's data set and seed 0, each cell's accuracy is interpolated
+    linearly along its (unit sparsity reached, accuracy) points at every aimed sparsity
+    within the range of sparsities it reached; the cell covering the most aims wins,
+    then the one with the highest mean of those accuracies, then the one reaching the
+    highest sparsity. `pinned` (`--demp-cell`) overrides the rule."""
+    if pinned is not None:
+        return pinned, f"`{cell_name(pinned)}`, pinned by `--demp-cell`"
+    ds, seed = P["grid"]["dataset"], P["grid"]["seeds"][0]
+    scores = {}
+    for cell in CELLS:
+        keys = [
+            f"train/{ds}/{cell_name(cell)}/{_knob(r)}/seed={seed}" for r in P["strengths"][ds][cell]
+        ]
+        if any(k not in R for k in keys):
+            return None, "not chosen yet: grid records are missing"
+        pts = [(R[k]["unit_sparsity"], R[k]["test_accuracy"]) for k in keys]
+        accs = [a for a in (_interp(pts, s) for s in P["aims"]) if a is not None]
+        scores[cell] = (len(accs), statistics.fmean(accs) if accs else 0.0, max(pts)[0])
+    cell = max(CELLS, key=lambda c: scores[c])
+    n, acc, top = scores[cell]
+    why = (
+        f"its curve covers {n} of the {len(P['aims'])} aimed sparsities, mean "
+        f"interpolated accuracy {acc:.4f} there"
+        if n
+        else f"no cell's curve covers an aimed sparsity: the sparsest run, {top:.3f}"
+    )
+    return cell, (
+        f"`{cell_name(cell)}`: {why} (rule: most aims covered, then mean accuracy there, "
+        f"then the sparsest run; seed {seed})"
+    )
+
+
+def runs_of(P: dict, experiments, datasets, cell=None):
+    """(key, experiment, dataset, method, knob, batch, seed) of every planned run, each
+    key once (a training run serves every experiment that needs it; the first one
+    named owns it), experiments in the order given, then seed, so that an interrupted
+    benchmark has whole seeds done. `cell`: the DemP cell of `seeds` (its DemP runs
+    are left out while it is None)."""
+    out, seen = [], set()
+
+    def add(exp, ds, m, knob, seed, batch=None, prefix="train"):
+        if ds not in datasets:
+            return
+        k = f"{batch}" if exp == "dead_batch" else _knob(knob)
+        key = f"{prefix}/{ds}/{m}/{k}/seed={seed}"
+        if key not in seen:
+            seen.add(key)
+            out.append((key, exp, ds, m, knob, batch, seed))
+
+    def comparison(exp, ds, seed, cells):
+        add(exp, ds, "dense", None, seed)
+        for c in cells:
+            for r in P["strengths"][ds][c]:
+                add(exp, ds, cell_name(c), r, seed)
+        for m in BASELINES:
+            for s in P["targets"]:
+                add(exp, ds, m, s, seed)
+
     for exp in experiments:
-        for seed in P["seeds"]:
-            for ds in P["datasets"]:
-                if ds not in datasets:
-                    continue
-                items = []
-                if exp == "tradeoff":
-                    for m in P["methods"]:
-                        if m == "dense":
-                            items.append(("dense", None, None))
-                        elif m == "demp":
-                            items += [("demp", r, None) for r in P["regs"]]
-                        else:
-                            items += [(m, s, None) for s in P["sparsities"]]
-                elif exp == "speed":
-                    items = [("demp", r, None) for r in P["speed_regs"].get(ds, [])]
-                elif exp == "dead_lr":
-                    items = [("adam", lr, None) for lr in P["lrs"]]
-                elif exp == "dead_reg":
-                    items = [("l2", r, None) for r in P["l2s"]]
-                elif exp == "dead_batch":
-                    items = [("adam", None, b) for b in P["batches"]]
-                elif exp == "ablation":
-                    items = [(f"demp-{a}", r, None) for a in P["ablations"] for r in P["regs"]]
-                for m, knob, b in items:
-                    k = f"{b}" if exp == "dead_batch" else ("-" if knob is None else f"{knob:g}")
-                    key = f"{exp}/{ds}/{m}/{k}/seed={seed}"
-                    out.append((key, exp, ds, m, knob, b, seed))
+        if exp == "grid":
+            for seed in P["grid"]["seeds"]:
+                comparison(exp, P["grid"]["dataset"], seed, CELLS)
+        elif exp == "seeds":
+            for seed in P["seeds"]["seeds"]:
+                for ds in P["seeds"]["datasets"]:
+                    comparison(exp, ds, seed, [] if cell is None else [cell])
+        elif exp == "ablation":
+            ds, regs = P["ablation"]["dataset"], P["strengths"][P["ablation"]["dataset"]]
+            chosen = [
+                r for r, a in zip(regs[DEFAULT_CELL], P["aims"]) if a in P["ablation"]["aims"]
+            ]
+            for seed in P["ablation"]["seeds"]:
+                for m in (cell_name(DEFAULT_CELL), *(f"demp-{a}" for a in ABLATIONS)):
+                    for r in chosen:
+                        add(exp, ds, m, r, seed)
+        elif exp == "speed":
+            for seed in P["speed"]["seeds"]:
+                for ds in P["speed"]["datasets"]:
+                    regs = P["strengths"][ds][DEFAULT_CELL]
+                    for r, a in zip(regs, P["aims"]):
+                        if a in P["speed"]["aims"]:
+                            add(exp, ds, cell_name(DEFAULT_CELL), r, seed, prefix="speed")
+        elif exp.startswith("dead_"):
+            D = P["dead"]
+            for seed in D["seeds"]:
+                for ds in P["datasets"]:
+                    if exp == "dead_lr":
+                        for lr in D["lrs"]:
+                            add(exp, ds, "adam", lr, seed, prefix=exp)
+                    elif exp == "dead_reg":
+                        for r in D["l2s"]:
+                            add(exp, ds, "l2", r, seed, prefix=exp)
+                    else:
+                        for b in D["batches"]:
+                            add(exp, ds, "adam", None, seed, batch=b, prefix=exp)
     return out
+
+
+def pending(P: dict, experiments, datasets, cell) -> int:
+    """The DemP runs of `seeds` not planned yet (their cell is not chosen), counted as
+    if the cell were not the default recipe."""
+    if cell is not None or "seeds" not in experiments:
+        return 0
+    some = [c for c in CELLS if c != DEFAULT_CELL][0]
+    return len(runs_of(P, experiments, datasets, some)) - len(
+        runs_of(P, experiments, datasets, None)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -410,14 +534,266 @@ def _stats(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def _se(xs) -> tuple[float, float]:
+    """Mean and standard error of the mean of two or more values."""
+    return statistics.fmean(xs), statistics.stdev(xs) / math.sqrt(len(xs))
+
+
+def accuracy(recs: list[dict]) -> tuple[float, float]:
+    """Mean test accuracy and its standard error: over the records' seeds, or for one
+    record the binomial sqrt(p (1 - p) / n_test)."""
+    if len(recs) > 1:
+        return _se([r["test_accuracy"] for r in recs])
+    p = recs[0]["test_accuracy"]
+    return p, math.sqrt(p * (1 - p) / recs[0].get("n_test", 1000))
+
+
+def sparsity(recs: list[dict]) -> tuple[float, float]:
+    """Mean unit sparsity and its standard error over seeds (0 for one record)."""
+    xs = [r["unit_sparsity"] for r in recs]
+    return _se(xs) if len(xs) > 1 else (xs[0], 0.0)
+
+
+def verdict(demp: tuple[float, float], other: tuple[float, float]) -> str:
+    """DemP's (accuracy, SE) against another's: a difference is called only beyond 2 SE
+    of the difference, sqrt(SE_DemP^2 + SE_other^2)."""
+    d, two = demp[0] - other[0], 2 * math.hypot(demp[1], other[1])
+    if abs(d) <= two:
+        return f"within 2 SE ({d:+.4f}; 2 SE {two:.4f})"
+    return f"**DemP {'better' if d > 0 else 'worse'}** ({d:+.4f}; 2 SE {two:.4f})"
+
+
+def _interp(curve, s):
+    """Linear interpolation at s of the second entry of [(sparsity, value, ...)], or
+    None outside the curve's range."""
+    curve = sorted(curve)
+    for p0, p1 in zip(curve, curve[1:]):
+        (s0, a0), (s1, a1) = p0[:2], p1[:2]
+        if s0 <= s <= s1:
+            return a0 if s1 == s0 else a0 + (a1 - a0) * (s - s0) / (s1 - s0)
+    if len(curve) == 1 and abs(curve[0][0] - s) < 1e-9:
+        return curve[0][1]
+    return None
+
+
+def _at(curve, s):
+    """(accuracy, SE) interpolated at sparsity s on [(sparsity, accuracy, SE)], or None
+    outside the curve's range."""
+    acc = _interp([(c[0], c[1]) for c in curve], s)
+    if acc is None:
+        return None
+    return acc, _interp([(c[0], c[2]) for c in curve], s)
+
+
+def _records(R: dict, ds: str, seeds) -> dict:
+    """(method, knob) -> the `train` records of `ds` over `seeds`."""
+    g: dict = {}
+    for key, v in R.items():
+        prefix, d, m, k, s = key.split("/")
+        if prefix == "train" and d == ds and int(s.split("=")[1]) in seeds:
+            g.setdefault((m, k), []).append(v)
+    return g
+
+
+def _curve(g: dict, method: str) -> list[tuple[float, float, float]]:
+    """(unit sparsity, accuracy, SE) of `method`'s knobs, by sparsity."""
+    pts = [(sparsity(r)[0], *accuracy(r)) for (m, _), r in g.items() if m == method]
+    return sorted(pts)
+
+
 def _group(R: dict, exp: str, ds: str) -> dict:
-    """(method, knob) -> list of records over seeds."""
+    """(method, knob) -> list of records over seeds, of keys `exp/ds/...`."""
     g: dict = {}
     for key, v in R.items():
         e, d, m, k, _ = key.split("/")
         if e == exp and d == ds:
             g.setdefault((m, k), []).append(v)
     return g
+
+
+def _knob_order(item):
+    """Dense, the DemP cells, then the baselines in `BASELINES` order; by knob."""
+    (m, k), _ = item
+    names = ["dense", *(cell_name(c) for c in CELLS), *BASELINES]
+    return (names.index(m) if m in names else len(names), m, -1.0 if k == "-" else float(k))
+
+
+def _compared(g: dict, demp: str | None = None) -> dict:
+    """The records of `g` of dense, the baselines and DemP (every cell, or `demp`)."""
+    return {
+        (m, k): v
+        for (m, k), v in g.items()
+        if m == "dense" or m in BASELINES or (cell_of(m) is not None and demp in (None, m))
+    }
+
+
+def _grid_section(R: dict, P: dict, choice: str, plot: bool, store) -> list[str]:
+    ds, seeds = P["grid"]["dataset"], P["grid"]["seeds"]
+    g = _compared(_records(R, ds, seeds))
+    if not g:
+        return []
+    cfg = next(iter(g.values()))[0]["config"]
+    lines = [
+        f"### The 2x2 of DemP recipes on {ds} (seed {', '.join(map(str, seeds))})",
+        "",
+        f"{cfg['model']} {tuple(cfg['widths']) or ''}, {cfg['steps']} steps of "
+        f"{cfg['batch']}; every method with the optimiser and schedule of "
+        "`python -m toolkit train`. Accuracy ± SE: binomial, sqrt(p (1 - p) / n_test). "
+        "The aimed sparsity is what the strength was chosen for, without a pilot run; "
+        "the unit sparsity is the one reached.",
+        "",
+        "| penalty | peak noise | reg | aimed sparsity | unit sparsity | test accuracy ± SE "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    curves = {}
+    for c in CELLS:
+        for r in P["strengths"][ds][c]:
+            recs = g.get((cell_name(c), _knob(r)))
+            if not recs:
+                lines.append(
+                    f"| {c[0]} | {c[1]:g} | {r:g} | {_aim_of(P, ds, c, r):.2f} | – | – | – |"
+                )
+                continue
+            acc = accuracy(recs)
+            lines.append(
+                f"| {c[0]} | {c[1]:g} | {r:g} | {_aim_of(P, ds, c, r):.2f} | "
+                f"{sparsity(recs)[0]:.3f} | {acc[0]:.4f} ± {acc[1]:.4f} | "
+                f"{statistics.fmean(x['wall_s'] for x in recs):.1f} |"
+            )
+        curves[cell_name(c)] = _curve(g, cell_name(c))
+    lines += ["", f"Best cell: {choice}.", ""]
+    # Each baseline point against each cell's accuracy at the baseline's sparsity.
+    names = [cell_name(c) for c in CELLS]
+    lines += [
+        "Dense and the baselines at seed 0, and each DemP cell's accuracy interpolated "
+        "at the baseline's unit sparsity (+: DemP better beyond 2 SE, −: worse, =: within "
+        "2 SE; the SE of an interpolated accuracy is interpolated too):",
+        "",
+        "| method | target | unit sparsity | test accuracy ± SE | " + " | ".join(names) + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    for (m, k), recs in sorted(g.items(), key=_knob_order):
+        if cell_of(m) is not None:
+            continue
+        sp, acc = sparsity(recs)[0], accuracy(recs)
+        cells = []
+        for n in names:
+            at = _at(curves[n], sp) if curves[n] else None
+            if at is None:
+                cells.append("out of range")
+                continue
+            v = verdict(at, acc)
+            sign = "=" if v.startswith("within") else ("+" if "better" in v else "−")
+            cells.append(f"{at[0]:.4f} ({sign})")
+        lines.append(
+            f"| {m} | {k} | {sp:.3f} | {acc[0]:.4f} ± {acc[1]:.4f} | " + " | ".join(cells) + " |"
+        )
+    lines.append("")
+    if plot:
+        pts = {m: _curve(g, m) for m in {m for m, _ in g}}
+        _plot(pts, f"{ds}: the 2x2 of DemP recipes, seed 0", store, "grid")
+    figure = _figure(store, "grid")
+    if figure.exists():
+        lines += [f"![the 2x2 on {ds}](results/{figure.name})", ""]
+    return lines
+
+
+def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verdicts):
+    seeds = P["seeds"]["seeds"]
+    demp = cell_name(cell) if cell is not None else None
+    g = _compared(_records(R, ds, seeds), demp or "-")
+    if not g:
+        return []
+    cfg = next(iter(g.values()))[0]["config"]
+    lines = [
+        f"### {ds}: DemP ("
+        + (f"`{demp}`" if demp else "its cell not chosen yet")
+        + ") against dense and every baseline, seeds "
+        f"{', '.join(map(str, seeds))}",
+        "",
+        f"{cfg['model']} {tuple(cfg['widths']) or ''}, {cfg['steps']} steps of "
+        f"{cfg['batch']}. Mean ± SE over the seeds done (a single run: the binomial SE). "
+        "Each baseline is compared with DemP's accuracy interpolated along DemP's mean "
+        "curve at the baseline's mean unit sparsity (the SE interpolated likewise); a "
+        "difference is called only beyond 2 SE of the difference.",
+        "",
+        "| method | knob | seeds | unit sparsity ± SE | test accuracy ± SE | DemP at this "
+        "sparsity | DemP vs this | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    curve = _curve(g, demp) if demp else []
+    worse, better, within, outside = [], [], [], []
+    for (m, k), recs in sorted(g.items(), key=_knob_order):
+        sp, acc = sparsity(recs), accuracy(recs)
+        at = _at(curve, sp[0]) if curve and m != demp else None
+        if m == demp or m == "dense":
+            cmp = "–"
+        elif at is None:
+            cmp = "outside DemP's range"
+            outside.append(f"{m}@{k}")
+        else:
+            cmp = verdict(at, acc)
+            if sp[0] >= 0.5:
+                (
+                    within if cmp.startswith("within") else better if "better" in cmp else worse
+                ).append(f"{m}@{k} ({sp[0]:.2f})")
+        lines.append(
+            f"| {m} | {k} | {len(recs)} | {sp[0]:.3f} ± {sp[1]:.3f} | "
+            f"{acc[0]:.4f} ± {acc[1]:.4f} | "
+            + ("–" if at is None else f"{at[0]:.4f} ± {at[1]:.4f}")
+            + f" | {cmp} | {statistics.fmean(r['wall_s'] for r in recs):.1f} |"
+        )
+    lines.append("")
+    # Where the units go (which layers DemP empties; LeNet's last hidden layer is the
+    # question on Fashion-MNIST): every layer's width at the end, mean over seeds.
+    runs = sorted(((k, v) for (m, k), v in g.items() if m == demp), key=lambda x: float(x[0]))
+    if runs:
+        names = list(runs[0][1][0]["widths"])
+        start = runs[0][1][0]["config"].get("initial_widths") or {}
+        lines += [
+            "Units left per layer at the end of DemP's runs (mean over seeds"
+            + (
+                "; " + ", ".join(f"{n}: {start[n]}" for n in names) + " at the start"
+                if start
+                else ""
+            )
+            + "):",
+            "",
+            "| reg | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for k, recs in runs:
+            means = [statistics.fmean(r["widths"][n] for r in recs) for n in names]
+            lines.append(f"| {k} | " + " | ".join(f"{x:.1f}" for x in means) + " |")
+        lines.append("")
+    if demp is None:
+        verdicts.append(f"- {ds}: DemP's cell is not chosen yet; no verdict.")
+    elif better or worse or within:
+        ok = "MET" if not worse else "MISSED"
+        verdicts.append(
+            f"- {ds}, DemP ≥ every baseline within noise at every matched sparsity ≥ 50 %: "
+            f"**{ok}** — DemP better beyond 2 SE at {len(better)}, within 2 SE at "
+            f"{len(within)}, worse beyond 2 SE at {len(worse)}"
+            + (": " + "; ".join(worse) if worse else "")
+            + (f"; {len(outside)} baseline points outside DemP's range" if outside else "")
+            + "."
+        )
+    else:
+        verdicts.append(f"- {ds}: no baseline point within DemP's sparsity range yet.")
+    if curve:
+        top = max(c[0] for c in curve)
+        verdicts.append(
+            f"- {ds}, DemP reaching ≥ 80 % unit sparsity: "
+            f"**{'MET' if top >= 0.8 else 'MISSED'}** (sparsest mean {top:.3f})."
+        )
+    if plot:
+        pts = {m: _curve(g, m) for m in {m for m, _ in g}}
+        _plot(pts, f"{ds}: DemP vs baselines (mean ± SE)", store, ds)
+    figure = _figure(store, ds)
+    if figure.exists():
+        lines += [f"![accuracy vs sparsity on {ds}](results/{figure.name})", ""]
+    return lines
 
 
 def _speed_rows(g: dict) -> list[dict]:
@@ -454,445 +830,224 @@ def _speed_rows(g: dict) -> list[dict]:
     return rows
 
 
-def _interp(curve, s):
-    """Linear interpolation of accuracy at sparsity s on [(sparsity, acc)], or None
-    outside the curve's range."""
-    curve = sorted(curve)
-    for (s0, a0), (s1, a1) in zip(curve, curve[1:]):
-        if s0 <= s <= s1:
-            return a0 if s1 == s0 else a0 + (a1 - a0) * (s - s0) / (s1 - s0)
-    if len(curve) == 1 and abs(curve[0][0] - s) < 1e-9:
-        return curve[0][1]
-    return None
-
-
-def _versus(points: dict, fmt: str = "{:.2f}") -> tuple[list[str], list[str], list[str]]:
-    """Every baseline point (x, accuracy) against DemP's mean curve on the same axis x,
-    DemP's accuracy linearly interpolated at x: (DemP ≥ baseline, DemP below, x
-    outside DemP's range), each a list of descriptions, x written with `fmt`."""
-    demp = points.get("demp", [])
-    better, worse, outside = [], [], []
-    for m in BASELINES:
-        for x, acc in points.get(m, []):
-            a = _interp(demp, x) if demp else None
-            at = f"{m}@{fmt.format(x)}"
-            if a is None:
-                outside.append(at)
-            elif a >= acc:
-                better.append(at)
-            else:
-                worse.append(f"{at} (DemP {a:.4f} < {acc:.4f})")
-    return better, worse, outside
-
-
 def _pm(m, sd, fmt="{:.4f}"):
     return "–" if m is None else (fmt + " ± " + fmt).format(m, sd)
 
 
-def report(store: Store, P: dict, experiments, datasets, plot: bool) -> str:
-    R = store.runs()
-    planned = runs_of(P, EXPERIMENTS, DATASETS)
-    done = sum(1 for r in planned if r[0] in R)
-    lines = [f"{done} of the {len(planned)} planned runs are done (mode `{P['mode']}`).", ""]
-    verdicts = []
-    for ds in P["datasets"]:
-        g = _group(R, "tradeoff", ds)
-        if not g:
-            continue
-        cfg = next(iter(g.values()))[0]["config"]
-        lines += [
-            f"### {ds}: {cfg['model']} {tuple(cfg['widths']) or ''}, {cfg['steps']} steps of "
-            f"{cfg['batch']}",
-            "",
-            "Accuracy vs unit sparsity (mean ± sd over seeds; DemP's knob is `reg`, the "
-            "baselines' the target sparsity; DemP's peak noise: "
-            + (
-                ", ".join(
-                    sorted({_noise_of(r) for (m, _), rs in g.items() if m == "demp" for r in rs})
-                )
-                or "-"
-            )
-            + "); time = total `train` wall clock; speed-up = "
-            "dense time / this run's time, same seed. Records of different commits ran at "
-            "different times under different loads (the commit column): compare speed-ups "
-            "within one commit.",
-            "",
-            "| method | knob | seeds | unit sparsity | test accuracy | params kept | "
-            "FLOPs kept | wall s | speed-up vs dense (wall) | speed-up (steps only) | "
-            "commit |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        dense = {r["config"]["seed"]: r for r in g.get(("dense", "-"), [])}
-        # Every run starts from the dense network: its FLOPs are every run's start.
-        dense_flops = next(iter(dense.values()))["flops"] if dense else None
-        curves: dict = {}
-        # Accuracy against the fraction of parameters and of FLOPs kept.
-        by_params: dict = {}
-        by_flops: dict = {}
-        for (m, k), recs in sorted(
-            g.items(), key=lambda x: (x[0][0], float(x[0][1]) if x[0][1] != "-" else -1)
-        ):
-            sp, sps = _stats([r["unit_sparsity"] for r in recs])
-            acc, accs = _stats([r["test_accuracy"] for r in recs])
-            kept, _ = _stats([r["params"] / r["params_start"] for r in recs])
-            fkept = _stats([r["flops"] / dense_flops for r in recs])[0] if dense_flops else None
-            wall, _ = _stats([r["wall_s"] for r in recs])
-            ratio = [
-                dense[r["config"]["seed"]]["wall_s"] / r["wall_s"]
-                for r in recs
-                if r["config"]["seed"] in dense
-            ]
-            sratio = [
-                dense[r["config"]["seed"]]["steps_s"] / r["steps_s"]
-                for r in recs
-                if r["config"]["seed"] in dense and r["steps_s"]
-            ]
-            rm, rsd = _stats(ratio)
-            srm, srsd = _stats(sratio)
-            curves.setdefault(m, []).append((sp, acc, sps, accs, rm, len(recs)))
-            by_params.setdefault(m, []).append((kept, acc))
-            if fkept is not None:
-                by_flops.setdefault(m, []).append((fkept, acc))
-            lines.append(
-                f"| {m} | {k} | {len(recs)} | {_pm(sp, sps, '{:.3f}')} | {_pm(acc, accs)} | "
-                f"{kept:.3f} | {'–' if fkept is None else f'{fkept:.3f}'} | {wall:.1f} | "
-                f"{_pm(rm, rsd, '{:.2f}')} | "
-                f"{_pm(srm, srsd, '{:.2f}')} | "
-                + ", ".join(sorted({r["toolkit_commit"] for r in recs}))
-                + " |"
-            )
-        lines.append("")
-        # Where the units go: unit sparsity weighs a unit of a cheap layer like one of
-        # an expensive layer, and DemP does not spread its deaths evenly.
-        demp_groups = sorted(
-            ((k, recs) for (m, k), recs in g.items() if m == "demp"), key=lambda x: float(x[0])
+def _speed_section(R: dict, ds: str, verdicts) -> list[str]:
+    speed = _speed_rows(_group(R, "speed", ds))
+    if not speed:
+        return []
+    lines = [
+        f"Training wall clock on {ds}: DemP's default recipe (`{cell_name(DEFAULT_CELL)}`) "
+        "against dense trained back to back in the same process (experiment `speed`; "
+        "mean ± sd over seeds of the per-seed ratio dense time / DemP time). `steps` = "
+        "the training steps alone, `compile` = XLA compilations, `other` = the rest of "
+        "DemP's `train` call; load = the 1-minute load average at the start of the DemP "
+        "runs.",
+        "",
+        "| reg | seeds | unit sparsity | test acc (dense) | DemP wall s (steps / compile / "
+        "other) | dense wall s (steps) | speed-up (wall) | speed-up (steps only) | prunes "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in speed:
+        lines.append(
+            f"| {row['reg']} | {row['n']} | {row['sparsity']:.3f} | "
+            f"{row['acc']:.4f} ({row['dense_acc']:.4f}) | {row['wall']:.1f} "
+            f"({row['steps']:.1f} / {row['compile']:.1f} / {row['other']:.1f}) | "
+            f"{row['dense_wall']:.1f} ({row['dense_steps']:.1f}) | "
+            f"{_pm(row['ratio'], row['ratio_sd'], '{:.2f}')} | "
+            f"{_pm(row['sratio'], row['sratio_sd'], '{:.2f}')} | {row['prunes']:.0f} | "
+            f"{row['load']:.1f} |"
         )
-        if demp_groups:
-            names = list(demp_groups[0][1][0]["widths"])
-            # Dense never prunes: its widths are every run's starting widths.
-            start = (
-                "; "
-                + ", ".join(f"{n}: {w}" for n, w in next(iter(dense.values()))["widths"].items())
-                + " at the start"
-                if dense
-                else ""
-            )
-            lines += [
-                f"Units left per layer at the end of DemP's runs (mean over seeds{start}):",
-                "",
-                "| reg | " + " | ".join(names) + " |",
-                "|---|" + "---|" * len(names),
-            ]
-            for k, recs in demp_groups:
-                means = [statistics.fmean(r["widths"][n] for r in recs) for n in names]
-                lines.append(f"| {k} | " + " | ".join(f"{x:.1f}" for x in means) + " |")
-            lines.append("")
-        # Random, L1-norm and slimming remove the same fraction of every layer, SNAP and
-        # CroP-S rank all units together, DemP neither: equal unit sparsity is not equal
-        # size. The same comparison on size itself:
-        if by_params.get("demp") and any(m in by_params for m in BASELINES):
-            lines += [
-                f"The goal-1 comparison on {ds} at equal size instead of equal unit "
-                "sparsity (not a goal; DemP's accuracy interpolated along its mean curve "
-                "at each baseline point's fraction kept):",
-                "",
-            ]
-            for label, pts in (("parameters kept", by_params), ("FLOPs kept", by_flops)):
-                if not pts.get("demp"):
-                    continue
-                b, w, o = _versus(pts, "{:.3f}")
-                lines.append(
-                    f"- at equal {label}: {len(b)} baseline points with DemP ≥ baseline, "
-                    f"{len(w)} with DemP below"
-                    + (": " + "; ".join(w) if w else "")
-                    + (f"; {len(o)} outside DemP's range" if o else "")
-                    + "."
-                )
-            lines.append("")
-        # Goal 1: DemP at least as accurate as every baseline at equal sparsity.
-        demp = [(c[0], c[1]) for c in curves.get("demp", [])]
-        better, worse, outside = _versus({m: [(c[0], c[1]) for c in v] for m, v in curves.items()})
-        if better or worse:
-            ok = "MET" if not worse else "MISSED"
-            verdicts.append(
-                f"- {ds}, goal 1 (DemP ≥ every baseline at equal sparsity): **{ok}** — "
-                f"{len(better)} comparisons with DemP ≥ baseline, {len(worse)} with DemP below"
-                + (": " + "; ".join(worse) if worse else "")
-                + (
-                    f"; {len(outside)} baseline points outside DemP's sparsity range"
-                    if outside
-                    else ""
-                )
-                + " (DemP's accuracy linearly interpolated along its mean curve)."
-            )
-        else:
-            verdicts.append(
-                f"- {ds}, goal 1: not decidable yet (no overlapping DemP/baseline points)."
-            )
-        speed = _speed_rows(_group(R, "speed", ds))
-        if speed:
-            lines += [
-                f"Training wall clock on {ds}, DemP against dense trained back to back in "
-                "the same process (experiment `speed`; mean ± sd over seeds of the per-seed "
-                "ratio dense time / DemP time). `steps` = the training steps alone, "
-                "`compile` = XLA compilations of the train step (one per prune before "
-                "width buckets; one per bucket after), `other` = "
-                "the rest of DemP's `train` call (evaluations, prunes, data); load = the "
-                "1-minute load average at the start of the DemP runs (2 cores).",
-                "",
-                "| reg | seeds | unit sparsity | test acc (dense) | DemP wall s (steps / "
-                "compile / other) | dense wall s (steps) | speed-up (wall) | speed-up "
-                "(steps only) | prunes | load |",
-                "|---|---|---|---|---|---|---|---|---|---|",
-            ]
-            for row in speed:
-                lines.append(
-                    f"| {row['reg']} | {row['n']} | {row['sparsity']:.3f} | "
-                    f"{row['acc']:.4f} ({row['dense_acc']:.4f}) | {row['wall']:.1f} "
-                    f"({row['steps']:.1f} / {row['compile']:.1f} / {row['other']:.1f}) | "
-                    f"{row['dense_wall']:.1f} ({row['dense_steps']:.1f}) | "
-                    f"{_pm(row['ratio'], row['ratio_sd'], '{:.2f}')} | "
-                    f"{_pm(row['sratio'], row['sratio_sd'], '{:.2f}')} | {row['prunes']:.0f} | "
-                    f"{row['load']:.1f} |"
-                )
-            lines.append("")
-            hi = [(r["sparsity"], r["ratio"], r["n"]) for r in speed if r["sparsity"] >= 0.8]
-            source = "back-to-back `speed` records"
-        else:
-            hi = [(c[0], c[4], c[5]) for c in curves.get("demp", []) if c[0] >= 0.8]
-            hi = [h for h in hi if h[1] is not None]
-            source = "`tradeoff` records; their dense runs ran under other loads"
-        if hi:
-            ok = all(c[1] >= 2 for c in hi)
-            verdicts.append(
-                f"- {ds}, goal 2 (DemP ≥2× faster training than dense at ≥80% unit "
-                f"sparsity): **{'MET' if ok else 'MISSED'}** — "
-                + ", ".join(f"sparsity {c[0]:.2f}: {c[1]:.2f}× ({c[2]} seeds)" for c in hi)
-                + f" (total wall clock; {source})."
-            )
-        elif curves.get("demp"):
-            top = max(c[0] for c in curves["demp"])
-            verdicts.append(
-                f"- {ds}, goal 2: **MISSED** — no DemP setting reached 80% unit sparsity "
-                f"(the sparsest reached {top:.2f} on average), so none can be timed there."
-            )
-        else:
-            verdicts.append(f"- {ds}, goal 2: not decidable yet (no DemP records).")
-        if plot:
-            _plot(curves, by_flops, ds, store)
-        figure = _figure(store, ds)
-        if figure.exists():
-            lines += [f"![accuracy vs sparsity on {ds}](results/{figure.name})", ""]
-        # For the figure of the paper's observations: the ablation's curves, and dead
-        # fraction (mean, sd) against each knob.
-        observed: dict = {"ablation": {}, "dead": {}}
-        # Ablation at matched sparsity.
-        ga = _group(R, "ablation", ds)
-        if ga and demp:
-            lines += [
-                f"Ablation on {ds} (each variant swept over the same `reg` grid; its "
-                "accuracy interpolated at the mean sparsity full DemP reaches at each reg; "
-                "out of range: the variant's sparsities over its reg grid do not reach "
-                "there, the range they span is given):",
-                "",
-                "| full DemP reg | matched sparsity | full DemP | no noise | no one-cycle |",
-                "|---|---|---|---|---|",
-            ]
-            var = {}
-            for a in P["ablations"]:
-                pts = []
-                for (m, k), recs in ga.items():
-                    if m == f"demp-{a}":
-                        pts.append(
-                            (
-                                _stats([r["unit_sparsity"] for r in recs])[0],
-                                _stats([r["test_accuracy"] for r in recs])[0],
-                            )
-                        )
-                var[a] = pts
-            observed["ablation"] = {
-                "DemP": demp,
-                **{f"no {'one-cycle' if a == 'no-schedule' else 'noise'}": var[a] for a in var},
-            }
-            for (m, k), recs in sorted(g.items(), key=lambda x: x[0][1]):
-                if m != "demp":
-                    continue
-                sp, _ = _stats([r["unit_sparsity"] for r in recs])
-                acc, _ = _stats([r["test_accuracy"] for r in recs])
-                cells = []
-                for a in P["ablations"]:
-                    v = _interp(var[a], sp)
-                    if v is not None:
-                        cells.append(f"{v:.4f}")
-                    elif var[a]:
-                        xs = [x for x, _ in var[a]]
-                        cells.append(f"out of range ({min(xs):.3f}–{max(xs):.3f})")
-                    else:
-                        cells.append("no records")
-                lines.append(f"| {k} | {sp:.3f} | {acc:.4f} | " + " | ".join(cells) + " |")
-            lines.append("")
-        # Dead units.
-        for exp, label in (
-            ("dead_lr", "learning rate"),
-            ("dead_reg", "L2 strength"),
-            ("dead_batch", "batch size"),
-        ):
-            gd = _group(R, exp, ds)
-            if not gd:
+    lines.append("")
+    hi = [(r["sparsity"], r["ratio"], r["n"]) for r in speed if r["sparsity"] >= 0.8]
+    if hi:
+        ok = all(c[1] >= 1.5 for c in hi)
+        verdicts.append(
+            f"- {ds}, DemP ≥ 1.5× faster training than dense at ≥ 80 % unit sparsity: "
+            f"**{'MET' if ok else 'MISSED'}** — "
+            + ", ".join(f"sparsity {c[0]:.2f}: {c[1]:.2f}× ({c[2]} seeds)" for c in hi)
+            + " (total wall clock, back to back)."
+        )
+    else:
+        top = max(r["sparsity"] for r in speed)
+        verdicts.append(
+            f"- {ds}, speed: **MISSED** — no timed DemP run reached 80 % unit sparsity "
+            f"(the sparsest {top:.2f})."
+        )
+    return lines
+
+
+def _ablation_section(R: dict, P: dict) -> list[str]:
+    ds, seeds = P["ablation"]["dataset"], P["ablation"]["seeds"]
+    g = _records(R, ds, seeds)
+    full = cell_name(DEFAULT_CELL)
+    variants = [f"demp-{a}" for a in ABLATIONS]
+    if not any(m in variants for m, _ in g):
+        return []
+    lines = [
+        f"### Ablation of the default recipe on {ds} (`{full}`), seeds "
+        f"{', '.join(map(str, seeds))}",
+        "",
+        "Each variant at full DemP's strengths: unit sparsity reached and accuracy (mean "
+        "± SE over the seeds done), and, below it, the variant's accuracy interpolated "
+        "at full DemP's sparsity with the verdict of full DemP against it. no-noise: "
+        "noise 0; no-schedule: regulariser and noise flat at their peak; flat-reg: the "
+        "regulariser flat, the noise on its one-cycle; flat-noise: the noise flat, the "
+        "regulariser on its one-cycle.",
+        "",
+        "| reg | full DemP | " + " | ".join(a for a in ABLATIONS) + " |",
+        "|---|---|" + "---|" * len(ABLATIONS),
+    ]
+    regs = [
+        r for r, a in zip(P["strengths"][ds][DEFAULT_CELL], P["aims"]) if a in P["ablation"]["aims"]
+    ]
+    curves = {m: _curve(g, m) for m in (full, *variants)}
+    for r in regs:
+        row = [f"{r:g}"]
+        recs = g.get((full, _knob(r)))
+        ref = (sparsity(recs)[0], accuracy(recs)) if recs else None
+        for m in (full, *variants):
+            v = g.get((m, _knob(r)))
+            if not v:
+                row.append("–")
                 continue
-            lines += [
-                f"Dead units vs {label} on {ds} (plain Adam, no pruning; dead = fired on no "
-                "held-out example at the end):",
-                "",
-                f"| {label} | seeds | dead fraction | test accuracy |",
-                "|---|---|---|---|",
-            ]
-            for (m, k), recs in sorted(gd.items(), key=lambda x: float(x[0][1])):
-                d, dsd = _stats([r["dead_fraction"] for r in recs])
-                acc, accs = _stats([r["test_accuracy"] for r in recs])
-                lines.append(f"| {k} | {len(recs)} | {_pm(d, dsd, '{:.3f}')} | {_pm(acc, accs)} |")
-                observed["dead"].setdefault(label, []).append((float(k), d, dsd))
-            lines.append("")
-        if plot and (observed["dead"] or observed["ablation"]):
-            _plot_observations(observed, ds, store)
-        figure = _figure(store, f"{ds}-observations")
-        if figure.exists():
-            lines += [f"![the paper's observations on {ds}](results/{figure.name})", ""]
-    lines += ["Goals (from the measured records only):", "", *verdicts, ""]
+            sp, acc = sparsity(v)[0], accuracy(v)
+            cell = f"{sp:.3f}: {acc[0]:.4f} ± {acc[1]:.4f} ({len(v)})"
+            if m != full and ref is not None:
+                at = _at(curves[m], ref[0])
+                cell += "<br>at DemP's sparsity: " + (
+                    "out of range" if at is None else f"{at[0]:.4f}, {verdict(ref[1], at)}"
+                )
+            row.append(cell)
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
+def _dead_section(R: dict, ds: str) -> list[str]:
+    lines = []
+    for exp, label in (
+        ("dead_lr", "learning rate"),
+        ("dead_reg", "L2 strength"),
+        ("dead_batch", "batch size"),
+    ):
+        gd = _group(R, exp, ds)
+        if not gd:
+            continue
+        lines += [
+            f"Dead units vs {label} on {ds} (plain Adam, no pruning; dead = fired on no "
+            "held-out example at the end):",
+            "",
+            f"| {label} | seeds | dead fraction | test accuracy |",
+            "|---|---|---|---|",
+        ]
+        for (m, k), recs in sorted(gd.items(), key=lambda x: float(x[0][1])):
+            d, dsd = _stats([r["dead_fraction"] for r in recs])
+            acc, accs = _stats([r["test_accuracy"] for r in recs])
+            lines.append(f"| {k} | {len(recs)} | {_pm(d, dsd, '{:.3f}')} | {_pm(acc, accs)} |")
+        lines.append("")
+    return lines
+
+
+def report(store, P: dict, cell, choice: str, plot: bool) -> str:
+    R = store.runs()
+    lines = []
+    for exp in PLAN:
+        planned = runs_of(P, [exp], DATASETS, cell)
+        done = sum(1 for r in planned if r[0] in R)
+        lines.append(f"- `{exp}`: {done} of {len(planned)} records done")
+    more = pending(P, PLAN, DATASETS, cell)
+    lines = [
+        f"Records of mode `{P['mode']}` (a record shared by two experiments counts in both):",
+        "",
+        *lines,
+        *([f"- and {more} DemP runs of `seeds` once the grid chooses the cell"] if more else []),
+        "",
+    ]
+    verdicts: list[str] = []
+    lines += _grid_section(R, P, choice, plot, store)
+    for ds in P["seeds"]["datasets"]:
+        lines += _comparison_section(R, P, ds, cell, plot, store, verdicts)
+        lines += _speed_section(R, ds, verdicts)
+    lines += _ablation_section(R, P)
+    for ds in P["datasets"]:
+        lines += _dead_section(R, ds)
+    if verdicts:
+        lines += ["Goals (from the measured records only):", "", *verdicts, ""]
     return "\n".join(lines)
 
 
-def _figure(store: Store, name: str) -> pathlib.Path:
+def _figure(store, name: str) -> pathlib.Path:
     """The path of a figure of the report, next to the results file."""
     return store.path.with_name(f"{store.path.stem}-{name}.png")
 
 
-def _plot(curves: dict, by_flops: dict, ds: str, store: Store) -> None:
-    """Accuracy against unit sparsity (with the seeds' spread) and, when the records
-    allow, against the fraction of FLOPs kept (means only)."""
+def _plot(curves: dict, title: str, store, name: str) -> None:
+    """Accuracy (± SE) against unit sparsity of every method in `curves`, method ->
+    [(sparsity, accuracy, SE)]."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 if by_flops else 1, figsize=(13 if by_flops else 7, 4.5))
-    axes = list(axes) if by_flops else [axes]
-    ax = axes[0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for m, pts in sorted(curves.items()):
-        pts = sorted(pts)
-        xs = [p[0] for p in pts]
-        ys = [p[1] for p in pts]
-        kw = dict(xerr=[p[2] for p in pts], yerr=[p[3] for p in pts], capsize=3)
+        if not pts:
+            continue
+        xs, ys, es = zip(*sorted(pts))
         if m == "dense":
-            ax.errorbar(xs, ys, fmt="k*", label="dense", markersize=10, **kw)
+            ax.errorbar(xs, ys, yerr=es, fmt="k*", label="dense", markersize=10, capsize=3)
         else:
+            demp = m.startswith("demp")
             ax.errorbar(
                 xs,
                 ys,
-                fmt="-o" if m == "demp" else "--.",
+                yerr=es,
+                fmt="-o" if demp else "--.",
                 label=m,
-                linewidth=2.5 if m == "demp" else 1,
-                **kw,
+                linewidth=2.2 if demp else 1,
+                capsize=3,
             )
     ax.set_xlabel("unit sparsity (fraction of units removed)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"DemP vs baselines: {ds} (mean ± sd over seeds)")
-    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    if by_flops:
-        ax = axes[1]
-        for m, pts in sorted(by_flops.items()):
-            pts = sorted(pts)
-            xs = [p[0] for p in pts]
-            ys = [p[1] for p in pts]
-            if m == "dense":
-                ax.plot(xs, ys, "k*", label="dense", markersize=10)
-            else:
-                ax.plot(
-                    xs,
-                    ys,
-                    "-o" if m == "demp" else "--.",
-                    label=m,
-                    linewidth=2.5 if m == "demp" else 1,
-                )
-        ax.set_xscale("log")
-        ax.set_xlabel("FLOPs of a forward pass kept (fraction of dense, log scale)")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(f"{ds}: accuracy vs size (means over seeds)")
-        ax.grid(alpha=0.3, which="both")
-    out = _figure(store, ds)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    log(f"wrote {out}")
-
-
-def _plot_observations(observed: dict, ds: str, store: Store) -> None:
-    """One panel per dead-unit experiment (dead fraction, mean ± sd over seeds, against
-    its knob) and one for the ablation (accuracy against unit sparsity, means)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = list(observed["dead"].items())
-    n = len(panels) + bool(observed["ablation"])
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
-    for ax, (label, pts) in zip(axes[0], panels):
-        pts = sorted(pts)
-        ax.errorbar(
-            [p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="-o", capsize=3
-        )
-        # L2 strengths include 0: a linear scale near it, logarithmic above.
-        if label == "L2 strength":
-            ax.set_xscale("symlog", linthresh=min((p[0] for p in pts if p[0] > 0), default=1))
-        else:
-            ax.set_xscale("log", base=2 if label == "batch size" else 10)
-        ax.set_ylim(0, max(0.05, 1.15 * max(p[1] + p[2] for p in pts)))
-        ax.set_xlabel(label)
-        ax.set_ylabel("dead fraction (no pruning)")
-        ax.set_title(f"{ds}: dead units vs {label}", fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-    if observed["ablation"]:
-        ax = axes[0][-1]
-        for name, pts in observed["ablation"].items():
-            pts = sorted(pts)
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                "-o" if name == "DemP" else "--.",
-                label=name,
-                linewidth=2.5 if name == "DemP" else 1,
-            )
-        ax.set_xlabel("unit sparsity")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(f"{ds}: ablation (means over seeds)", fontsize=10)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    out = _figure(store, f"{ds}-observations")
+    out = _figure(store, name)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
     log(f"wrote {out}")
 
 
-def write_readme(store: Store, table: str, command: str) -> None:
+def write_readme(store, table: str, command: str) -> bool:
+    """Write the README section from the plan's records; False (nothing written) while
+    no `grid` record of this plan exists, so the first plan's section stays."""
     R = store.runs()
+    if not any(k.startswith("train/") for k in R):
+        log(f"no record of this plan in {store.path}: README section {SECTION!r} left as is.")
+        return False
     m = machine()
-    dates = sorted(v["measured"][:10] for v in R.values()) or ["-"]
+    dates = sorted(v["measured"][:10] for v in R.values())
     commits = sorted({v["toolkit_commit"] for v in R.values()})
     when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     section = "\n".join(
         [
             SECTION,
             "",
-            "Issue 5: DemP against dense training and every structured-pruning baseline "
-            "(random, L1-norm, network slimming, SNAP, CroPS, early SNAP, early CroPS) "
-            "on MNIST-1D (MLP 1024-1024 with BatchNorm) and Fashion-MNIST (LeNet-5 with "
-            "BatchNorm), AdamW; unit sparsity = 1 − units kept / units at the start; "
-            "the paper's dead-unit observations and an ablation of DemP's noise and "
-            "one-cycle schedule. Built only from finished records; see the docstring "
-            "of `benchmarks/demp.py`.",
+            "Issue 21: DemP as its authors run it against dense training and the DemP "
+            "paper's baselines (random, SNAP and CroP-S ranking units globally in 5 "
+            "rounds, EarlySNAP and EarlyCroP-S at their adaptive prune time), every "
+            "method with one optimiser and schedule (AdamW 5e-3 one-cycle, weight decay "
+            "5e-4); first a 2x2 of DemP recipes on MNIST-1D, then the best one over 3 "
+            "seeds on MNIST-1D and Fashion-MNIST, the training wall clock against dense, "
+            "and an ablation of the default recipe. Accuracies carry their standard "
+            "error; a difference is called only beyond 2 SE. Built only from finished "
+            "records; see the docstring of `benchmarks/demp.py`. (The first plan's "
+            "records, old recipe, are in `benchmarks/results/demp.json`.)",
             "",
             f"Reproduce: `{command}` (results in `benchmarks/results/{store.path.name}`, "
             "resumable; the plots next to it).",
@@ -908,9 +1063,39 @@ def write_readme(store: Store, table: str, command: str) -> None:
     )
     replace_section(README, SECTION, section)
     log(f"Wrote section {SECTION!r} of {README}.")
+    return True
 
 
-# --------------------------------------------------------------------------------------
+def estimate(todo: list, R: dict, old: dict) -> tuple[float, str]:
+    """Seconds the runs `todo` should take on one process: per run, the mean wall time
+    of the finished records of the same data set and method family (dense, DemP, each
+    baseline) of this plan, else of the first plan's (`old`; another recipe and
+    optimiser), else of any of this data set; nan when nothing is known."""
+
+    def family(m):
+        return "demp" if m.startswith("demp") else m
+
+    def means(records):
+        out: dict = {}
+        for key, v in records.items():
+            parts = key.split("/")
+            out.setdefault((parts[1], family(parts[2])), []).append(v["wall_s"])
+            out.setdefault((parts[1], None), []).append(v["wall_s"])
+        return {k: statistics.fmean(v) for k, v in out.items()}
+
+    new, first = means(R), means(old)
+    total, sources = 0.0, set()
+    for key, exp, ds, m, *_ in todo:
+        for source, table in (("this plan", new), ("the first plan", first)):
+            t = table.get((ds, family(m)), table.get((ds, None)))
+            if t is not None:
+                break
+        else:
+            t, source = math.nan, "nothing"
+        # A `speed` run also trains dense once per seed and process.
+        total += t * (1.5 if exp == "speed" else 1) + 5
+        sources.add(source)
+    return total, ", ".join(sorted(sources))
 
 
 def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list[str]) -> list[str]:
@@ -924,6 +1109,7 @@ def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list
     args += ["--fashion-model", opts.fashion_model, "--threads", str(opts.threads)]
     args += ["--compile-ahead", str(opts.compile_ahead)]
     for flag, value in (
+        ("--demp-cell", opts.demp_cell),
         ("--methods", opts.methods),
         ("--seeds", opts.seeds),
         ("--fashion-root", opts.fashion_root),
@@ -950,7 +1136,12 @@ def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run (~2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smoke run (a few minutes)")
+    parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="run nothing; print the plan's runs per experiment and a time estimate",
+    )
     parser.add_argument(
         "--force",
         nargs="?",
@@ -965,12 +1156,23 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="run nothing; report the records"
     )
-    parser.add_argument("--experiments", default=",".join(EXPERIMENTS))
+    parser.add_argument(
+        "--experiments",
+        default=",".join(PLAN),
+        help=f"comma-separated, of {', '.join(EXPERIMENTS)} (default: {', '.join(PLAN)})",
+    )
+    parser.add_argument(
+        "--demp-cell",
+        default=None,
+        metavar="PENALTY,NOISE",
+        help="the DemP cell of `seeds` (e.g. bn_scale_l1,5e-5), instead of the grid's best",
+    )
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument(
         "--methods",
         default=None,
-        help="only these comma-separated methods (e.g. dense,random,demp; all by default)",
+        help="only these comma-separated methods (e.g. dense,snap,demp.bn_scale_l1.5e-05; "
+        "all by default)",
     )
     parser.add_argument(
         "--seeds",
@@ -1021,66 +1223,105 @@ def main(argv=None) -> int:
     for d in datasets:
         if d not in DATASETS:
             parser.error(f"unknown dataset {d!r}; choose from {DATASETS}")
+    pinned = None
+    if opts.demp_cell is not None:
+        penalty, _, noise = opts.demp_cell.partition(",")
+        try:
+            pinned = (penalty, float(noise))
+        except ValueError:
+            pinned = None
+        if pinned not in CELLS:
+            parser.error(
+                f"--demp-cell {opts.demp_cell!r}: choose one of "
+                + ", ".join(f"{p},{n:g}" for p, n in CELLS)
+            )
+    force = None if opts.force is None else [p for p in opts.force.split(",") if p]
+    store = Store(P["mode"], force)
+    cell, choice = best_cell(store.runs(), P, pinned)
+    every = runs_of(P, EXPERIMENTS, DATASETS, cell or DEFAULT_CELL)
     methods = None
     if opts.methods is not None:
         methods = {m for m in opts.methods.split(",") if m}
-        # The method names of every experiment's records (the dead_* and ablation
-        # experiments run their own: adam, l2, demp-no-noise, demp-no-schedule).
-        known = {r[3] for r in runs_of(P, EXPERIMENTS, DATASETS)}
+        known = {r[3] for r in runs_of(P, EXPERIMENTS, DATASETS, CELLS[0])} | {r[3] for r in every}
         for m in sorted(methods - known):
             parser.error(f"unknown method {m!r}; choose from {sorted(known)}")
-    force = None if opts.force is None else [p for p in opts.force.split(",") if p]
-    store = Store(P["mode"], force)
-    todo = [r for r in runs_of(P, experiments, datasets) if store.todo(r[0])]
-    if methods is not None:
-        todo = [r for r in todo if r[3] in methods]
+    seeds = None
     if opts.seeds is not None:
         try:
             seeds = {int(x) for x in opts.seeds.split(",") if x}
         except ValueError:
             parser.error(f"--seeds takes comma-separated integers, got {opts.seeds!r}")
-        for x in sorted(seeds - set(P["seeds"])):
-            parser.error(f"unknown seed {x}; the plan's seeds are {P['seeds']}")
-        todo = [r for r in todo if r[6] in seeds]
+        known_seeds = {r[6] for r in every}
+        for x in sorted(seeds - known_seeds):
+            parser.error(f"unknown seed {x}; the plan's seeds are {sorted(known_seeds)}")
+    shard = None
     if opts.shard is not None:
         try:
-            index, count = (int(x) for x in opts.shard.split("/"))
+            shard = tuple(int(x) for x in opts.shard.split("/"))
+            index, count = shard
         except ValueError:
             parser.error(f"--shard takes I/N (e.g. 0/2), got {opts.shard!r}")
         if not 0 <= index < count:
             parser.error(f"--shard {opts.shard}: I must be in [0, N)")
         if "speed" in experiments:
             parser.error("--shard: the `speed` experiment's timings need the machine alone")
-        # By a hash of the run's key, not its place in the list: shards started at
-        # different times (different runs already done) still split the runs exactly.
-        todo = [r for r in todo if zlib.crc32(r[0].encode()) % count == index]
+
+    def pick(cell):
+        """The planned runs still to do, after the filters of the command line."""
+        todo = [r for r in runs_of(P, experiments, datasets, cell) if store.todo(r[0])]
+        if methods is not None:
+            todo = [r for r in todo if r[3] in methods]
+        if seeds is not None:
+            todo = [r for r in todo if r[6] in seeds]
+        if shard is not None:
+            # By a hash of the run's key, not its place in the list: shards started at
+            # different times (different runs already done) still split the runs exactly.
+            todo = [r for r in todo if zlib.crc32(r[0].encode()) % shard[1] == shard[0]]
+        return todo
+
+    todo = pick(cell)
     if opts.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {opts.jobs}")
     if opts.jobs > 1 and opts.shard is not None:
         parser.error("--jobs starts its own shards: not with --shard")
-    started = time.perf_counter()
+    started, budget = time.perf_counter(), opts.max_minutes
+    if opts.plan_only:
+        log(f"DemP cell of `seeds`: {choice}")
+        return show_plan(P, store, cell)
     if opts.jobs > 1 and not opts.report_only:
         sharded = [e for e in experiments if e != "speed"]
-        if any(r[1] in sharded for r in todo):
-            failed = _run_shards(opts, sharded, datasets)
-            if failed:
-                log(f"shards failed: {', '.join(failed)}; see their output above")
-                return 1
+        # Twice if the shards' grid records choose the cell of `seeds`: its runs then.
+        for _ in range(2):
+            if any(r[1] in sharded for r in todo):
+                failed = _run_shards(opts, sharded, datasets)
+                if failed:
+                    log(f"shards failed: {', '.join(failed)}; see their output above")
+                    return 1
+            if cell is not None or best_cell(store.runs(), P, pinned)[0] is None:
+                break
+            if budget is not None:  # the second round's shards get what is left
+                opts.max_minutes = budget - (time.perf_counter() - started) / 60
+                if opts.max_minutes <= 0:
+                    break
+            cell, choice = best_cell(store.runs(), P, pinned)
+            todo = pick(cell)
+        opts.max_minutes = budget
         # The shards' records are in the file now: only `speed` is left to this process.
         todo = [r for r in todo if r[1] == "speed" and store.todo(r[0])]
     log(f"demp ({P['mode']}): results in {store.path}; {len(todo)} runs to do")
+    log(f"DemP cell of `seeds`: {choice}")
 
-    if not opts.report_only and todo:
-        start = started
-        loaded: dict = {}
-        warm: set = set()
-        dense_here: dict = {}  # `speed`: (dataset, seed) -> dense times in this process
-        per_run: list[float] = []
+    loaded: dict = {}
+    warm: set = set()
+    dense_here: dict = {}  # `speed`: (dataset, seed) -> dense times in this process
+
+    def execute(todo) -> bool:
+        """Run `todo` in order; False if `--max-minutes` stopped it."""
         for i, (key, exp, ds, m, knob, b, seed) in enumerate(todo):
-            elapsed = (time.perf_counter() - start) / 60
+            elapsed = (time.perf_counter() - started) / 60
             if opts.max_minutes is not None and elapsed > opts.max_minutes:
                 log(f"--max-minutes {opts.max_minutes} reached: {len(todo) - i} runs left")
-                break
+                return False
             if ds not in loaded:
                 kw = (
                     {"root": opts.fashion_root}
@@ -1125,33 +1366,77 @@ def main(argv=None) -> int:
             if exp == "speed":
                 rec.update(dense_here[(ds, seed)], load=[load, os.getloadavg()[0]])
             store.put(key, rec)
-            per_run.append(rec["wall_s"])
             log(
                 f"[{i + 1}/{len(todo)}] {key}: acc {rec['test_accuracy']:.4f}, unit sparsity "
                 f"{rec['unit_sparsity']:.3f}, dead {rec['dead_fraction']:.3f}, "
                 f"{rec['wall_s']:.1f} s"
             )
+        return True
+
+    if not opts.report_only and todo and execute(todo) and cell is None:
+        # The grid may have chosen the cell of `seeds` now: its runs, in this process.
+        cell, choice = best_cell(store.runs(), P, pinned)
+        if cell is not None:
+            log(f"DemP cell of `seeds`: {choice}")
+            execute(pick(cell))
 
     if opts.no_report:
         return 0
-    # What is left, and a rough time estimate from finished runs of the same kind.
-    R = store.runs()
-    left = [r for r in runs_of(P, EXPERIMENTS, DATASETS) if r[0] not in R]
-    if left:
-        est = 0.0
-        for key, exp, ds, m, *_ in left:
-            same = [v["wall_s"] for k, v in R.items() if k.split("/")[1] == ds]
-            est += statistics.fmean(same) + 5 if same else math.nan
-        log(
-            f"{len(left)} planned runs not done; estimated {est / 3600:.1f} h "
-            "(mean wall time of finished runs on the same data set; nan = none yet)"
-        )
-    table = report(store, P, experiments, datasets, plot=not opts.no_plot)
+    cell, choice = best_cell(store.runs(), P, pinned)
+    show_plan(P, store, cell, left_only=True)
+    table = report(store, P, cell, choice, plot=not opts.no_plot)
     print()
     print(table)
     if opts.readme:
         cmd = "python benchmarks/demp.py" + (" --quick" if opts.quick else "") + " --readme"
         write_readme(store, table, cmd)
+    return 0
+
+
+def show_plan(P: dict, store, cell, left_only: bool = False) -> int:
+    """Print the plan's runs per experiment (or, with `left_only`, only what is left)
+    and an estimate of the time left on one process."""
+    R = store.runs()
+    old = (
+        read_json(RESULTS / "demp.json", {"runs": {}}).get("runs", {})
+        if P["mode"] == "full"
+        else {}
+    )
+    every = runs_of(P, PLAN, DATASETS, cell)
+    more = pending(P, PLAN, DATASETS, cell)
+    if not left_only:
+        log(
+            f"The {P['mode']} plan: {len(every) + more} records"
+            + (f" ({more} pending the grid)" if more else "")
+            + ":"
+        )
+        owned: dict = {}
+        for r in every:
+            owned.setdefault(r[1], []).append(r)
+        for exp in PLAN:
+            alone = len(runs_of(P, [exp], DATASETS, cell))
+            extra = pending(P, [exp], DATASETS, cell)
+            log(
+                f"  {exp}: {alone + extra} runs"
+                + (f" ({extra} pending the grid)" if extra else "")
+                + f", {len(owned.get(exp, []))} not already in an experiment before it"
+            )
+    left = [r for r in every if r[0] not in R]
+    if not left and not more:
+        log("Every planned run is done.")
+        return 0
+    est, source = estimate(left, R, old)
+    per_run = est / len(left) if left else math.nan
+    hours = (est + more * per_run) / 3600
+    if math.isnan(hours):
+        when = "time unknown (no finished record of a data set to time it by)"
+    else:
+        when = (
+            f"about {hours:.1f} h on one process, about half with `--jobs 2` on two free "
+            "cores (from the mean wall time of finished records of the same data set and "
+            f"method, of {source})"
+        )
+    log(f"{len(left) + more} planned runs not done; {when}")
     return 0
 
 

@@ -50,19 +50,104 @@ def test_interp():
     assert demp._interp([(0.4, 0.6)], 0.41) is None
 
 
-def test_versus_classifies_every_baseline_point():
-    # DemP's curve is 0.85 at sparsity 0.4 (halfway between 0.9 and 0.8).
-    points = {
-        "demp": [(0.2, 0.9), (0.6, 0.8)],
-        "random": [(0.4, 0.84), (0.9, 0.5)],
-        "snap": [(0.4, 0.86), (0.4, 0.85)],
-    }
-    better, worse, outside = demp._versus(points)
-    assert better == ["random@0.40", "snap@0.40"]  # 0.84 and a tie at 0.85
-    assert worse == ["snap@0.40 (DemP 0.8500 < 0.8600)"]
-    assert outside == ["random@0.90"]
-    # Without DemP every baseline point is outside.
-    assert demp._versus({"l1norm": [(0.5, 0.8)]}) == ([], [], ["l1norm@0.50"])
+def test_accuracy_standard_error():
+    # One run: the binomial SE of its test set; 0.7 on 1000 examples is 1.45 points.
+    acc, se = demp.accuracy([{"test_accuracy": 0.7, "n_test": 1000}])
+    assert acc == 0.7 and se == pytest.approx((0.7 * 0.3 / 1000) ** 0.5)
+    assert se == pytest.approx(0.01449, abs=1e-5)
+    # Several seeds: the standard error of their mean.
+    acc, se = demp.accuracy([{"test_accuracy": a} for a in (0.6, 0.7, 0.8)])
+    assert acc == pytest.approx(0.7) and se == pytest.approx(0.1 / 3**0.5)
+    assert demp.sparsity([{"unit_sparsity": 0.8}]) == (0.8, 0.0)
+
+
+def test_verdict_calls_a_difference_only_beyond_two_standard_errors():
+    # 2 SE of the difference: 2 * hypot(0.03, 0.04) = 0.1.
+    assert demp.verdict((0.75, 0.03), (0.70, 0.04)).startswith("within 2 SE (+0.0500")
+    assert demp.verdict((0.80, 0.03), (0.6999, 0.04)).startswith("**DemP better**")
+    assert demp.verdict((0.5999, 0.03), (0.70, 0.04)).startswith("**DemP worse**")
+
+
+def test_interp_of_standard_errors():
+    curve = [(0.2, 0.9, 0.01), (0.6, 0.7, 0.03)]
+    acc, se = demp._at(curve, 0.4)
+    assert acc == pytest.approx(0.8) and se == pytest.approx(0.02)
+    assert demp._at(curve, 0.7) is None
+
+
+def _grid_records(P, accuracy_of):
+    """Seed-0 grid records of every DemP cell: sparsity = the aim, accuracy given."""
+    ds = P["grid"]["dataset"]
+    R = {}
+    for cell in demp.CELLS:
+        for reg, aim in zip(P["strengths"][ds][cell], P["aims"]):
+            key = f"train/{ds}/{demp.cell_name(cell)}/{reg:g}/seed=0"
+            R[key] = {"unit_sparsity": aim, "test_accuracy": accuracy_of(cell, aim)}
+    return R
+
+
+def test_best_cell_rule():
+    P = demp.plan(False, "lenet")
+    good = ("positive_l2", 5e-5)
+    R = _grid_records(P, lambda cell, aim: 0.7 if cell == good else 0.6)
+    assert demp.best_cell(R, P)[0] == good
+    # A cell whose curve misses the aims loses to one covering them, however accurate.
+    for reg in P["strengths"]["mnist1d"][good]:
+        R[f"train/mnist1d/{demp.cell_name(good)}/{reg:g}/seed=0"]["unit_sparsity"] = 0.3
+    assert demp.best_cell(R, P)[0] != good
+    # Missing grid records: no cell yet; --demp-cell pins one regardless.
+    del R[next(iter(R))]
+    assert demp.best_cell(R, P)[0] is None
+    assert demp.best_cell(R, P, good)[0] == good
+
+
+def test_plan_counts_and_shared_records():
+    P = demp.plan(False, "lenet")
+    grid = demp.runs_of(P, ["grid"], demp.DATASETS)
+    assert len(grid) == 4 * 3 + 1 + 5 * 3  # 4 cells x 3 strengths, dense, 5 baselines x 3
+    other = ("positive_l2", 3e-3)
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 177
+    # The default cell's seed-0 to seed-2 runs serve `seeds` and `ablation` alike.
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171
+    # Before the grid chooses the cell, the DemP runs of `seeds` are pending.
+    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 15
+    keys = [r[0] for r in demp.runs_of(P, demp.EXPERIMENTS, demp.DATASETS, other)]
+    assert len(keys) == len(set(keys))
+    seeds = demp.runs_of(P, ["seeds"], ["mnist1d"], other)
+    assert {r[0] for r in grid if r[3] in ("dense", "snap")} <= {r[0] for r in seeds}
+
+
+def test_ablation_variants_and_one_optimiser():
+    T = 100
+    full, opt = demp.make_method(demp.cell_name(demp.DEFAULT_CELL), 0.1, T)
+    assert (full.penalty, full.noise) == demp.DEFAULT_CELL
+    cell, _ = demp.make_method("demp.positive_l2.0.003", 0.3, T)
+    assert (cell.penalty, cell.noise, cell.reg) == ("positive_l2", 3e-3, 0.3)
+    s = {m: demp.make_method(f"demp-{m}", 0.1, T)[0].schedules(T) for m in demp.ABLATIONS}
+    assert float(s["no-noise"]["noise"](27)) == 0.0
+    for t in (0, 50, 99):
+        assert float(s["no-schedule"]["reg"](t)) == pytest.approx(0.1)
+        assert float(s["flat-reg"]["reg"](t)) == pytest.approx(0.1)
+        assert float(s["flat-noise"]["noise"](t)) == pytest.approx(5e-5)
+    ref = full.schedules(T)
+    for t in (0, 27, 95):
+        assert float(s["flat-reg"]["noise"](t)) == pytest.approx(float(ref["noise"](t)))
+        assert float(s["flat-noise"]["reg"](t)) == pytest.approx(float(ref["reg"](t)))
+    # Every method of a comparison gets the same optimiser and schedule.
+    for m, knob in (("dense", None), ("snap", 0.9), ("early-crops", 0.7), ("demp-no-noise", 1)):
+        assert demp.make_method(m, knob, T)[1].init.__qualname__ == opt.init.__qualname__
+
+
+def test_readme_keeps_the_old_section_without_new_records(results, monkeypatch, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Benchmarks\n\n{demp.SECTION}\n\nold numbers\n")
+    monkeypatch.setattr(demp, "README", readme)
+    store = demp.Store("full", None)
+    assert not demp.write_readme(store, "new table", "cmd")
+    assert "old numbers" in readme.read_text()
+    store.put("train/mnist1d/dense/-/seed=0", {"wall_s": 1.0})
+    assert demp.write_readme(store, "new table", "cmd")
+    assert "new table" in readme.read_text() and "old numbers" not in readme.read_text()
 
 
 @pytest.fixture
@@ -73,27 +158,27 @@ def results(tmp_path, monkeypatch):
 
 def test_store_writes_each_record_and_skips_it_after(results):
     store = demp.Store("quick", None)
-    assert store.path == results / "demp-quick.json"
-    assert store.todo("tradeoff/mnist1d/dense/-/seed=0")
-    store.put("tradeoff/mnist1d/dense/-/seed=0", {"test_accuracy": 0.5})
+    assert store.path == results / "demp-v2-quick.json"
+    assert store.todo("train/mnist1d/dense/-/seed=0")
+    store.put("train/mnist1d/dense/-/seed=0", {"test_accuracy": 0.5})
     # A fresh process (a restart) reads the record back and skips it.
     again = demp.Store("quick", None)
-    assert not again.todo("tradeoff/mnist1d/dense/-/seed=0")
-    assert again.todo("tradeoff/mnist1d/dense/-/seed=1")
-    rec = json.loads(store.path.read_text())["runs"]["tradeoff/mnist1d/dense/-/seed=0"]
+    assert not again.todo("train/mnist1d/dense/-/seed=0")
+    assert again.todo("train/mnist1d/dense/-/seed=1")
+    rec = json.loads(store.path.read_text())["runs"]["train/mnist1d/dense/-/seed=0"]
     assert rec["test_accuracy"] == 0.5
     assert {"measured", "toolkit_commit", "toolkit_tree", "host"} <= rec.keys()
     assert not list(results.glob(".demp.*"))  # no temporary file left behind
 
 
 def test_store_force_redoes_matching_records_once(results):
-    demp.Store("full", None).put("tradeoff/a/seed=0", {})
-    demp.Store("full", None).put("ablation/a/seed=0", {})
-    store = demp.Store("full", ["tradeoff"])
-    assert store.todo("tradeoff/a/seed=0") and not store.todo("ablation/a/seed=0")
-    store.put("tradeoff/a/seed=0", {})
-    assert not store.todo("tradeoff/a/seed=0")  # redone once, not again in this run
-    assert demp.Store("full", []).todo("ablation/a/seed=0")  # --force alone: everything
+    demp.Store("full", None).put("train/a/seed=0", {})
+    demp.Store("full", None).put("speed/a/seed=0", {})
+    store = demp.Store("full", ["train"])
+    assert store.todo("train/a/seed=0") and not store.todo("speed/a/seed=0")
+    store.put("train/a/seed=0", {})
+    assert not store.todo("train/a/seed=0")  # redone once, not again in this run
+    assert demp.Store("full", []).todo("speed/a/seed=0")  # --force alone: everything
 
 
 def _fake_run_one(calls, fail_on=None):
@@ -127,7 +212,7 @@ def test_main_resumes_an_interrupted_benchmark(results, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         demp.main(argv)
     assert calls[0][0] == 10  # the warm-up: 10 steps, not recorded
-    done = json.loads((results / "demp-quick.json").read_text())["runs"]
+    done = json.loads((results / "demp-v2-quick.json").read_text())["runs"]
     assert sorted(done) == sorted(planned[:2])
 
     # The restart runs only the two that are missing.
@@ -135,7 +220,7 @@ def test_main_resumes_an_interrupted_benchmark(results, monkeypatch):
     monkeypatch.setattr(demp, "run_one", _fake_run_one(calls))
     assert demp.main(argv) == 0
     assert [c[3] for c in calls[1:]] == [16, 128]  # dead_batch's two batch sizes
-    done = json.loads((results / "demp-quick.json").read_text())["runs"]
+    done = json.loads((results / "demp-v2-quick.json").read_text())["runs"]
     assert sorted(done) == sorted(planned)
 
     # Nothing left: no run, not even the warm-up.
@@ -162,25 +247,25 @@ def test_main_max_minutes_starts_no_run_after_the_budget(results, monkeypatch, c
     monkeypatch.setattr(demp, "run_one", run_one)
     argv = ["--quick", "--experiments", "dead_lr,dead_batch", "--no-plot", "--no-report"]
     assert demp.main([*argv, "--max-minutes", "0"]) == 0
-    assert calls == [] and not (results / "demp-quick.json").exists()
+    assert calls == [] and not (results / "demp-v2-quick.json").exists()
     # Runs start just after minute 0 and just after minute 2 (the warm-up and the first
     # run take a minute each); just after minute 3 the budget is spent.
     assert demp.main([*argv, "--max-minutes", "2.5"]) == 0
     assert len(calls) == 3  # warm-up + two runs
-    assert len(json.loads((results / "demp-quick.json").read_text())["runs"]) == 2
+    assert len(json.loads((results / "demp-v2-quick.json").read_text())["runs"]) == 2
     assert "--max-minutes 2.5 reached: 2 runs left" in capsys.readouterr().out
 
 
 def test_main_shards_split_the_runs_exactly(results, monkeypatch):
     monkeypatch.setattr(demp.tkdata, "load", lambda name, **kw: object())
     monkeypatch.setattr(demp, "run_one", _fake_run_one([]))
-    argv = ["--quick", "--experiments", "tradeoff", "--no-plot", "--no-report"]
+    argv = ["--quick", "--experiments", "grid", "--no-plot", "--no-report"]
     keys = []
     for i in range(3):
         monkeypatch.setattr(demp, "RESULTS", results / str(i))
         assert demp.main([*argv, "--shard", f"{i}/3"]) == 0
-        keys.append(set(json.loads((results / str(i) / "demp-quick.json").read_text())["runs"]))
-    planned = {r[0] for r in demp.runs_of(demp.plan(True, "lenet"), ["tradeoff"], ["mnist1d"])}
+        keys.append(set(json.loads((results / str(i) / "demp-v2-quick.json").read_text())["runs"]))
+    planned = {r[0] for r in demp.runs_of(demp.plan(True, "lenet"), ["grid"], ["mnist1d"])}
     assert keys[0] | keys[1] | keys[2] == planned
     assert sum(len(k) for k in keys) == len(planned)
     assert all(keys)  # 19 runs: every shard gets some
@@ -192,7 +277,8 @@ def test_main_shards_split_the_runs_exactly(results, monkeypatch):
         (["--shard", "2/2"], "I must be in"),
         (["--shard", "x"], "takes I/N"),
         (["--shard", "0/2", "--experiments", "speed"], "need the machine alone"),
-        (["--jobs", "2", "--shard", "0/2", "--experiments", "tradeoff"], "not with --shard"),
+        (["--jobs", "2", "--shard", "0/2", "--experiments", "grid"], "not with --shard"),
+        (["--demp-cell", "l1,5e-5"], "choose one of positive_l2,0.003"),
         (["--jobs", "0"], "--jobs must be >= 1"),
         (["--seeds", "7"], "unknown seed 7"),
         (["--methods", "magnitude"], "unknown method 'magnitude'"),
@@ -236,7 +322,7 @@ def test_jobs_names_every_failed_shard(results, monkeypatch, capsys, codes, fail
     monkeypatch.setattr(subprocess, "Popen", _FakeShard)
     argv = ["--jobs", "2", "--seeds", "1", "--max-minutes", "5", "--no-plot", "--no-report"]
     # An empty store: every run is to do, so `main` starts the shards.
-    code = demp.main([*argv, "--experiments", "tradeoff,ablation"])
+    code = demp.main([*argv, "--experiments", "grid,ablation"])
     out = capsys.readouterr().out
     if failed:
         assert code == 1 and f"shards failed: {', '.join(failed)};" in out
@@ -246,4 +332,46 @@ def test_jobs_names_every_failed_shard(results, monkeypatch, capsys, codes, fail
     assert first[first.index("--shard") + 1] == "0/2" and second[-1] == "1/2"
     for flag in ("--seeds=1", "--max-minutes=5.0", "--no-report"):
         assert flag in first
-    assert first[first.index("--experiments") + 1] == "tradeoff,ablation"
+    assert first[first.index("--experiments") + 1] == "grid,ablation"
+
+
+def test_report_tables_and_verdicts(results):
+    P = demp.plan(False, "lenet")
+    cell = demp.DEFAULT_CELL
+    store = demp.Store("full", None)
+    R = _grid_records(P, lambda c, aim: 0.8 - 0.1 * aim if c == cell else 0.5)
+    widths = {"hidden.0": 100, "hidden.1": 50}
+    base = {"n_test": 1000, "wall_s": 1.0, "widths": widths, "config": {"model": "mlp"}}
+    base["config"].update(widths=[1024, 1024], steps=6000, batch=128)
+    for key, v in R.items():
+        store.put(key, {**base, **v})
+    for seed in (0, 1, 2):
+        store.put(
+            f"train/mnist1d/dense/-/seed={seed}",
+            {**base, "unit_sparsity": 0.0, "test_accuracy": 0.75},
+        )
+        # SNAP well below DemP at 0.85, random just below it (within 2 SE).
+        for m, acc in (("snap", 0.6), ("random", 0.715)):
+            rec = {**base, "unit_sparsity": 0.85, "test_accuracy": acc + 0.001 * seed}
+            store.put(f"train/mnist1d/{m}/0.85/seed={seed}", rec)
+        if seed:
+            for reg, aim in zip(P["strengths"]["mnist1d"][cell], P["aims"]):
+                rec = {**base, "unit_sparsity": aim, "test_accuracy": 0.8 - 0.1 * aim + 0.01 * seed}
+                store.put(f"train/mnist1d/{demp.cell_name(cell)}/{reg:g}/seed={seed}", rec)
+    chosen, choice = demp.best_cell(store.runs(), P)
+    assert chosen == cell and "covers 3 of the 3" in choice
+    text = demp.report(store, P, chosen, choice, plot=False)
+    assert "### The 2x2 of DemP recipes on mnist1d (seed 0)" in text
+    assert (
+        "| snap | 0.85 | 0.850 | 0.6000 ± 0.0155 | "
+        "0.5000 (−) | 0.5000 (−) | 0.5000 (−) | 0.7150 (+) |" in text
+    )
+    row = next(line for line in text.splitlines() if line.startswith("| snap | 0.85 | 3 |"))
+    assert "**DemP better**" in row
+    row = next(line for line in text.splitlines() if line.startswith("| random | 0.85 | 3 |"))
+    assert "within 2 SE" in row
+    assert (
+        "mnist1d, DemP ≥ every baseline within noise at every matched sparsity ≥ 50 %: **MET**"
+        in text
+    )
+    assert "| 0.3 | 100.0 | 50.0 |" in text  # units left per layer
