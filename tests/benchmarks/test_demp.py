@@ -375,3 +375,32 @@ def test_report_tables_and_verdicts(results):
         in text
     )
     assert "| 0.3 | 100.0 | 50.0 |" in text  # units left per layer
+
+
+def test_jobs_runs_the_seeds_cell_once_the_grid_chose_it(results, monkeypatch):
+    P = demp.plan(True, "lenet")
+    rounds: list = []
+
+    class Shard:
+        def __init__(self, argv):
+            self.argv = argv
+            rounds.append(argv)
+            if len(rounds) <= 2:  # the first round's shards finish the grid
+                store = demp.Store("quick", None)
+                for key, *_ in demp.runs_of(P, ["grid"], ["mnist1d"]):
+                    store.put(key, {"unit_sparsity": 0.5, "test_accuracy": 0.5, "wall_s": 1.0})
+
+        def wait(self):
+            return 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Shard)
+    argv = ["--quick", "--jobs", "2", "--experiments", "grid,seeds", "--no-plot", "--no-report"]
+    assert demp.main([*argv, "--max-minutes", "30"]) == 0
+    assert len(rounds) == 4  # two shards, then two more for the seeds of the chosen cell
+    assert all("--max-minutes=30.0" in a for a in rounds[:2])
+    # The second round gets what is left of the budget.
+    left = [a for a in rounds[2] if a.startswith("--max-minutes=")]
+    assert len(left) == 1 and 29 < float(left[0].split("=")[1]) < 30
