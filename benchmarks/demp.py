@@ -1024,8 +1024,12 @@ def _plot(curves: dict, title: str, store, name: str) -> None:
 
 
 def write_readme(store, table: str, command: str) -> bool:
-    """Write the README section from the plan's records; False (nothing written) while
-    no `grid` record of this plan exists, so the first plan's section stays."""
+    """Write the README section from the full plan's records; False (nothing written)
+    for `--quick` and while no training record of the plan exists, so the first
+    plan's section stays until then."""
+    if store.path.name != f"{STEM}.json":
+        log(f"README section {SECTION!r} left as is: it shows the full plan's records only.")
+        return False
     R = store.runs()
     if not any(k.startswith("train/") for k in R):
         log(f"no record of this plan in {store.path}: README section {SECTION!r} left as is.")

@@ -146,6 +146,10 @@ def test_readme_keeps_the_old_section_without_new_records(results, monkeypatch, 
     assert not demp.write_readme(store, "new table", "cmd")
     assert "old numbers" in readme.read_text()
     store.put("train/mnist1d/dense/-/seed=0", {"wall_s": 1.0})
+    quick = demp.Store("quick", None)
+    quick.put("train/mnist1d/dense/-/seed=0", {"wall_s": 1.0})
+    assert not demp.write_readme(quick, "quick table", "cmd")  # a smoke run never
+    assert "old numbers" in readme.read_text()
     assert demp.write_readme(store, "new table", "cmd")
     assert "new table" in readme.read_text() and "old numbers" not in readme.read_text()
 
