@@ -35,11 +35,12 @@ _RUN = textwrap.dedent(
     from toolkit import data, nn, pruning
 
 
-    def run(mesh, **kwargs):
+    def run(mesh, method=None, **kwargs):
         model, state = eqx.nn.make_with_state(nn.MLP)(
             64, 10, (64, 64), batch_norm=True, key=jr.key(0, impl="rbg"), dtype=jnp.float64
         )
-        method = pruning.DemP(reg=0.3, noise=5e-3, prune_every=50)
+        if method is None:
+            method = pruning.DemP(reg=0.3, noise=5e-3, prune_every=50)
         settings = dict(
             optimiser=optax.adamw(5e-3, weight_decay=5e-4), steps=300, batch_size=64,
             key=jr.key(1, impl="rbg"), eval_every=100, progress=False, mesh=mesh,
@@ -71,6 +72,10 @@ _TWO_DEVICES = _RUN + textwrap.dedent(
     assert jax.device_count() == 2, jax.devices()
     mesh = Mesh(np.array(jax.devices()), ("data",))
     out = {"one": run(None), "two": run(mesh)}
+    # A baseline whose saliencies are gradients over the (split) batch: SNAP's global
+    # ranking in rounds, at initialisation.
+    snap = pruning.SNAP(sparsity=0.6)
+    out["snap_one"], out["snap_two"] = run(None, snap, steps=100), run(mesh, snap, steps=100)
     try:
         run(mesh, batch_size=63)
     except ValueError as e:
@@ -155,6 +160,11 @@ def test_two_devices_train_as_one(two_devices):
         "platform": "cpu",
     }
     assert two["replicated"] and two["devices"] == 2
+    # Every method decides on the global batch: SNAP's prune, uneven across the layers.
+    snap_one, snap_two = two_devices["snap_one"], two_devices["snap_two"]
+    assert len(snap_one["prunes"]) == 1
+    assert snap_one["widths"] != {"hidden.0": 26, "hidden.1": 26}  # global, not 60 % each
+    _same_run(snap_one, snap_two)
     assert not one["replicated"] or one["devices"] == 1
     assert "not a multiple of the 2 devices" in two_devices["error"]
     assert two_devices["cli_mesh"]["devices"] == 2 and two_devices["cli_status"] == 2

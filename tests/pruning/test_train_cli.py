@@ -2,6 +2,9 @@
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.random as jr
@@ -139,3 +142,27 @@ def test_train_devices_must_exist(capsys):
     err = capsys.readouterr().err
     assert f"argument --devices: {n} devices asked for, but JAX sees {n - 1}" in err
     assert "xla_force_host_platform_device_count" in err
+
+
+def test_train_distributed_options_are_checked(capsys):
+    argv = ["train", "--dataset", "digits", "--steps", "1", "--no-progress"]
+    for extra, message in [
+        (["--coordinator", "127.0.0.1:1"], "give --coordinator, --num-processes and"),
+        (
+            ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+            "--process-id: 2 is not below --num-processes 2",
+        ),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            _main([*argv, *extra])
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
+    # jax.distributed must start before anything uses a device: a fresh process.
+    out = subprocess.run(
+        [sys.executable, "-m", "toolkit", *argv, "--coordinator", "auto"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert out.returncode == 2, out.stderr
+    assert "'auto' found no cluster that JAX detects" in out.stderr

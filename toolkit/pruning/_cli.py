@@ -389,7 +389,8 @@ def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="run as one of several processes (hosts) joined by jax.distributed: the "
         "address of process 0, with --num-processes and --process-id; start the same "
-        "command in every process",
+        "command in every process. 'auto' on a cluster JAX detects (SLURM, Open MPI, "
+        "Cloud TPU), which sets all three itself",
     )
     p.add_argument("--num-processes", type=POSITIVE_INT, default=None, metavar="P")
     p.add_argument("--process-id", type=COUNT, default=None, metavar="I")
@@ -455,10 +456,25 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def init_distributed(ns: argparse.Namespace) -> None:
     """`jax.distributed.initialize` with `--coordinator`, `--num-processes` and
-    `--process-id`, if given (before anything else touches JAX's devices); on CPUs
-    with gloo collectives."""
+    `--process-id`, if given (before anything else touches JAX's devices); with
+    `--coordinator auto` alone, from the cluster's environment; on CPUs with gloo
+    collectives."""
     given = [getattr(ns, k, None) for k in ("coordinator", "num_processes", "process_id")]
     if all(v is None for v in given):
+        return
+    import jax
+
+    if given[0] == "auto" and given[1] is None and given[2] is None:
+        # SLURM, Open MPI, Cloud TPU, ...: JAX reads the cluster's own variables.
+        try:
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+            jax.distributed.initialize()
+        except ValueError as e:
+            raise InputError(
+                "argument --coordinator: 'auto' found no cluster that JAX detects (SLURM, "
+                f"Open MPI, Cloud TPU): {e} Give HOST:PORT, --num-processes and "
+                "--process-id."
+            ) from None
         return
     if any(v is None for v in given):
         raise InputError(
@@ -467,8 +483,6 @@ def init_distributed(ns: argparse.Namespace) -> None:
     coordinator, n, i = given
     if i >= n:
         raise InputError(f"argument --process-id: {i} is not below --num-processes {n}.")
-    import jax
-
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPUs only
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=n, process_id=i)
 
