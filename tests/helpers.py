@@ -1,3 +1,4 @@
+import json
 import os
 import socket
 import subprocess
@@ -85,9 +86,14 @@ def cost_gradient_error(ex, tr, name, eps):
 def fresh_process(code: str, env: dict[str, str], *argv: str) -> subprocess.Popen:
     """`python -c code *argv` in a new process on the CPU, with `env` added to ours
     (JAX reads XLA_FLAGS, and jax.distributed sets up, only when it starts)."""
+    return fresh_command(["-c", code, *argv], env)
+
+
+def fresh_command(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`python *argv` in a new process on the CPU, with `env` added to ours."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
     return subprocess.Popen(
-        [sys.executable, "-c", code, *argv],
+        [sys.executable, *argv],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -100,3 +106,21 @@ def free_port() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return str(s.getsockname()[1])
+
+
+def finish(processes: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """Wait for `processes` (killing any still running after `timeout` s); each must
+    exit with status 0. Returns the `(stdout, stderr)` of each."""
+    try:
+        outputs = [process.communicate(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+    return outputs
+
+
+def last_json(stdout: str):
+    """The JSON printed on the last line of `stdout`."""
+    return json.loads(stdout.strip().splitlines()[-1])

@@ -1,7 +1,6 @@
 """`control.plan_batch`: on one device, the compiled `jax.vmap(plan)`; on two (forced
 host devices, in a fresh process), the same costs and gradients, split over both."""
 
-import json
 import re
 import textwrap
 
@@ -14,7 +13,7 @@ from jax.sharding import Mesh
 
 from toolkit import control
 
-from ..helpers import free_port, fresh_process, tree_allclose
+from ..helpers import finish, free_port, fresh_process, last_json, tree_allclose
 
 
 # Without the interior-point fallback the program compiles in about half the time;
@@ -120,13 +119,8 @@ _TWO_DEVICES = textwrap.dedent(
 def two_devices() -> dict:
     # JAX reads XLA_FLAGS when it starts: two host devices need a fresh process.
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    process = fresh_process(_TWO_DEVICES, env)
-    try:
-        stdout, stderr = process.communicate(timeout=600)
-    finally:
-        process.kill()
-    assert process.returncode == 0, stderr
-    return json.loads(stdout.strip().splitlines()[-1])
+    ((stdout, _),) = finish([fresh_process(_TWO_DEVICES, env)], timeout=600)
+    return last_json(stdout)
 
 
 def test_two_devices_split_the_batch_and_match_the_vmap(two_devices):
@@ -188,14 +182,7 @@ def test_two_processes_split_the_batch(two_devices):
     # across them, and gives the single process's costs; an odd batch is padded.
     port = free_port()
     processes = [fresh_process(_PROCESS, {"XLA_FLAGS": ""}, port, str(i)) for i in range(2)]
-    try:
-        outputs = [process.communicate(timeout=600) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr
-    r = json.loads(outputs[0][0].strip().splitlines()[-1])
+    r = last_json(finish(processes, timeout=600)[0][0])
     assert r["local"] == [0, 8] and not r["fully_addressable"]
     np.testing.assert_allclose(r["cost"], two_devices["cost_ref"], rtol=0, atol=1e-10)
     np.testing.assert_allclose(r["odd"], two_devices["cost_ref"][:15], rtol=0, atol=1e-10)

@@ -2,9 +2,6 @@
 processes joined by jax.distributed, each against the one-device run."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import equinox as eqx
@@ -18,7 +15,7 @@ from jax.sharding import Mesh
 
 from toolkit import data, nn, pruning
 
-from ..helpers import free_port, fresh_process
+from ..helpers import finish, free_port, fresh_command, fresh_process, last_json
 
 
 # DemP on digits, float64, so that the runs on one and two devices differ only by the
@@ -138,13 +135,9 @@ def _same_run(a: dict, b: dict) -> None:
 @pytest.fixture(scope="module")
 def two_devices() -> dict:
     # JAX reads XLA_FLAGS when it starts: two host devices need a fresh process.
-    process = fresh_process(_TWO_DEVICES, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-    try:
-        stdout, stderr = process.communicate(timeout=900)
-    finally:
-        process.kill()
-    assert process.returncode == 0, stderr
-    return json.loads(stdout.strip().splitlines()[-1])
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    ((stdout, _),) = finish([fresh_process(_TWO_DEVICES, env)], timeout=900)
+    return last_json(stdout)
 
 
 def test_two_devices_train_as_one(two_devices):
@@ -180,16 +173,10 @@ def test_two_processes_train_as_one(two_devices, tmp_path):
     processes = [
         fresh_process(code, {"XLA_FLAGS": ""}, port, str(i), str(tmp_path)) for i in range(2)
     ]
-    try:
-        outputs = [process.communicate(timeout=900) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr
+    outputs = finish(processes, timeout=900)
     one = two_devices["one"]
     for stdout, _ in outputs:
-        r = json.loads(stdout.strip().splitlines()[-1])
+        r = last_json(stdout)
         assert r["resumed"]["mesh"]["processes"] == 2
         assert r["first"]["prunes"] == one["prunes"][: len(r["first"]["prunes"])]
         _same_run(one, r["resumed"])
@@ -239,23 +226,9 @@ def test_the_command_line_runs_as_two_processes(tmp_path):
     argv = ["-m", "toolkit", "train", "--dataset", "digits", "--widths", "16"]
     argv += ["--steps", "20", "--batch-size", "64", "--no-progress", "--plot", ""]
     argv += ["--json", str(log), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     processes = [
-        subprocess.Popen(
-            [sys.executable, *argv, "--process-id", str(i)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
+        fresh_command([*argv, "--process-id", str(i)], {"XLA_FLAGS": ""}) for i in range(2)
     ]
-    try:
-        outputs = [process.communicate(timeout=600) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr
+    outputs = finish(processes, timeout=600)
     assert json.loads(log.read_text())["mesh"]["processes"] == 2
     assert "wrote" in outputs[0][0] and "wrote" not in outputs[1][0]
