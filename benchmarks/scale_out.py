@@ -248,31 +248,18 @@ def measure(case: str, repeats: int, workload: str = "plan") -> dict:
         if p.returncode != 0:
             raise RuntimeError(f"{case} failed ({p.returncode}):\n{stderr[-3000:]}")
     per_process = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
-    if workload == "train":
-        return {
-            **per_process[0],
-            "per_process": per_process if len(per_process) > 1 else None,
-            "process_s": wall,
-            "steps": TRAIN_STEPS,
-            "batch": TRAIN_BATCH,
-            "xla_flags": flags,
-            "other_cores": other,
-            "when": now(),
-            "source": SOURCE,
-        }
-    return {
+    entry = {
         **per_process[0],
         "per_process": per_process if len(per_process) > 1 else None,
         "process_s": wall,
-        "batch": BATCH,
-        "N": N,
-        "mu": list(MU),
-        "repeats": repeats,
         "xla_flags": flags,
         "other_cores": other,
         "when": now(),
         "source": SOURCE,
     }
+    if workload == "train":
+        return {**entry, "steps": TRAIN_STEPS, "batch": TRAIN_BATCH}
+    return {**entry, "batch": BATCH, "N": N, "mu": list(MU), "repeats": repeats}
 
 
 def _cores(r: dict) -> str:

@@ -313,10 +313,11 @@ def train(
         raise ValueError(f"`stop_at` must be in [0, {total}], got {stop_at}.")
     optimiser = optax.adamw(1e-3) if optimiser is None else optimiser
 
-    parallel = None
+    parallel, mesh_record = None, None
     if mesh is not None:
         parallel = DataParallel(mesh)
         parallel.check_batch(batch_size)
+        mesh_record = parallel.describe()
         if parallel.size == 1:
             parallel = None  # nothing to split: the one-device path, without sharding
     writer = writes(parallel)
@@ -417,7 +418,7 @@ def train(
         "prunes": [],
         "compilations": {},
         "done": False,
-        "mesh": None if mesh is None else DataParallel(mesh).describe(),
+        "mesh": mesh_record,
     }
     losses: list = []
     previous_compiles: dict[str, int] = {}
@@ -444,7 +445,7 @@ def train(
         alive = all_alive(model)
         start = saved = header["step"]
         history = header["history"]
-        history["mesh"] = None if mesh is None else DataParallel(mesh).describe()
+        history["mesh"] = mesh_record
         losses = list(header["losses"])
         previous_compiles = history["compilations"]
         pending_header = header.get("pending")
