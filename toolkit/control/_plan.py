@@ -37,6 +37,10 @@ def plan(
     weights of a neural vector field) come from the implicit function theorem, one
     linear solve with the KKT Jacobian, never from unrolling the iterations.
     `jax.vmap` over `args` or `x0` works, and the solve is one compiled program.
+    Called eagerly, or under an eager `jax.grad`, `jax.jvp` or `jax.vjp`, the plan
+    runs as a few programs instead (its interior-point fallback compiled only when a
+    plan needs it), and a derivative differentiates only the KKT conditions at the
+    root, which compiles several times faster than differentiating the whole solve.
 
     That program holds no host callback, so JAX's persistent compilation cache can
     store it (see [`toolkit.enable_compilation_cache`][]): `args` are checked, and a

@@ -1,10 +1,17 @@
 """The pieces of a plan shared by its two ways of running.
 
-Under a user's `jax.jit`, `jax.vmap` or `jax.grad`, a plan is one program (`_plan`).
-Called eagerly, it runs in stages, each its own compiled program: the starting point,
-a semismooth Newton pass, and only if that pass fails, the interior-point fallback
-and a second Newton pass (the same program as the first). Most plans never compile
-the fallback, which is about half of the one-program plan's compile time.
+Under a user's `jax.jit` or `jax.vmap`, a plan is one program (`_plan`). Called
+eagerly, it runs in stages, each its own compiled program: the starting point, a
+semismooth Newton pass, and only if that pass fails, the interior-point fallback and a
+second Newton pass (the same program as the first). Most plans never compile the
+fallback, which is about half of the one-program plan's compile time.
+
+Under an eager `jax.grad`, `jax.jacfwd` or `jax.hessian` (autodiff, and nothing else,
+over concrete values) the stages find the root on the inputs' values, and one more
+program attaches the implicit derivative at that root: only the residual's
+linearisation and the KKT solve are differentiated, never the iterations or the
+fallback, so that program compiles several times faster than the one-program plan's
+derivative.
 """
 
 from typing import Any
@@ -18,7 +25,7 @@ from jaxtyping import Array, Bool, Int, PyTree
 
 from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
-from ._planner.fallback import freeze, interior_point_solve
+from ._planner.fallback import _AtRoot, freeze, interior_point_solve
 from ._planner.interior_point import push_into_box
 from ._planner.newton import KKTNewton
 from ._problem import OptimalControlProblem
@@ -31,11 +38,29 @@ from ._value import optimal_cost
 try:
     # Whether no JAX transformation is being traced; a closure over a traced value (a
     # problem built inside the user's `jax.grad`) leaves no tracer among the inputs.
-    from jax._src.core import trace_state_clean
-except ImportError:  # pragma: no cover - JAX moved it: always run as one program
+    from jax._src.core import EvalTrace, trace_ctx, trace_state_clean
+    from jax._src.interpreters.ad import JVPTrace, LinearizeTrace
+except ImportError:  # pragma: no cover - JAX moved them: always run as one program
 
     def trace_state_clean() -> bool:
         return False
+
+    def only_autodiff() -> bool:
+        return False
+
+else:
+
+    def only_autodiff() -> bool:
+        """Whether the transformations being traced are only forward- and reverse-mode
+        autodiff over concrete values (an eager `jax.grad`, `jax.jacfwd`, ...), so
+        that a value behind `stop_gradient` is concrete."""
+        try:
+            trace = trace_ctx.trace
+            while isinstance(trace, JVPTrace | LinearizeTrace):
+                trace = trace.parent_trace
+            return isinstance(trace, EvalTrace)
+        except AttributeError:  # pragma: no cover - JAX changed its traces
+            return False
 
 
 def starting_point(
@@ -81,9 +106,10 @@ def solution(
     w = sol.value
     z, lam = residual.split(w, problem)
     # Only roundoff can leave a converged z outside its box (planners whose iterates
-    # are not projected); remove it without touching the implicit derivative.
+    # are not projected); remove it without touching the implicit derivative (written
+    # so that the value is exactly the clipped z: z + (clip(z) - z) may round off).
     lo, hi = transcription.bounds(problem, args)
-    z = z + jax.lax.stop_gradient(jnp.clip(z, lo, hi) - z)
+    z = jax.lax.stop_gradient(jnp.clip(z, lo, hi)) + (z - jax.lax.stop_gradient(z))
     final = jax.lax.stop_gradient(residual(w, (problem, args)))
     kkt_norm = jnp.max(jnp.abs(final))
     finite = jnp.all(jnp.isfinite(final))
@@ -128,15 +154,18 @@ def can_run_in_stages(
     solver: AbstractPlanner, adjoint: optx.AbstractAdjoint | None, *trees: PyTree
 ) -> bool:
     """Whether a plan can run as separate programs: called outside any JAX
-    transformation, with nothing traced in its inputs, by the default planner with its
-    fallback and the implicit adjoint (whose derivative the stages do not need)."""
+    transformation but autodiff, with the values of its inputs concrete, by the
+    default planner with its fallback and the implicit adjoint (whose derivative needs
+    only the root)."""
     if not (isinstance(solver, KKTNewton) and solver.fallback_after > 0):
         return False
     if adjoint is not None and not isinstance(adjoint, optx.ImplicitAdjoint):
         return False
-    if not trace_state_clean():
+    if trace_state_clean():
+        return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+    if not only_autodiff():
         return False
-    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(freeze(trees)))
 
 
 @eqx.filter_jit
@@ -152,7 +181,7 @@ def _newton(
     args: PyTree[Any],
     w: Array,
     step_limit: Int[Array, ""],
-) -> tuple[Solution, Bool[Array, ""]]:
+) -> tuple[Solution, Bool[Array, ""], Array]:
     residual = KKTResidual(transcription)
     data = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
@@ -161,7 +190,31 @@ def _newton(
     )
     out = solution(problem, transcription, solver, residual, args, sol)
     # Successful exactly when the pass converged to a point within `atol` (`is_root`).
-    return out, out.result == RESULTS.successful
+    return out, out.result == RESULTS.successful, sol.value
+
+
+@eqx.filter_jit
+def _at_root(
+    problem: OptimalControlProblem,
+    transcription: AbstractTranscription,
+    solver: KKTNewton,
+    args: PyTree[Any],
+    w: Array,
+) -> Solution:
+    """The solution at the root `w`, with its implicit derivative w.r.t. everything in
+    `problem` and `args` (a root find that starts at the root and takes no step)."""
+    residual = KKTResidual(transcription)
+    linear_solver = linear_solver_of(solver, transcription)
+    root = optx.root_find(
+        residual,
+        _AtRoot(),
+        jax.lax.stop_gradient(w),
+        (problem, args),
+        max_steps=1,
+        adjoint=optx.ImplicitAdjoint(linear_solver),
+        throw=False,
+    )
+    return solution(problem, transcription, solver, residual, args, root)
 
 
 @eqx.filter_jit
@@ -190,20 +243,35 @@ def plan_in_stages(
 ) -> Solution:
     """What `_plan` computes with `solver`'s fallback, as separate programs: the
     interior-point stage is compiled and run only when the first Newton pass fails.
-    The outputs (values, outcome and statistics) are those of the one-program plan."""
+    The outputs (values, outcome and statistics) are those of the one-program plan.
+
+    Under autodiff the stages run on the inputs' values, and the solution at their
+    root is recomputed with its implicit derivative by one more program."""
+    if trace_state_clean():
+        return _stages(problem, transcription, solver, args, init)[0]
+    values = freeze((problem, args, init))
+    problem_value, args_value, init_value = values
+    sol, w = _stages(problem_value, transcription, solver, args_value, init_value)
+    at_root = _at_root(problem, transcription, solver, args, w)
+    return eqx.tree_at(lambda s: (s.result, s.stats), at_root, (sol.result, sol.stats))
+
+
+def _stages(problem, transcription, solver, args, init) -> tuple[Solution, Array]:
+    """The solution of the staged plan, and the root it found."""
     w0 = _start(problem, transcription, args, init)
-    limit = min(solver.fallback_after, solver.max_steps)
-    first, solved = _newton(problem, transcription, solver, args, w0, jnp.asarray(limit, jnp.int32))
+    limit = jnp.asarray(min(solver.fallback_after, solver.max_steps), jnp.int32)
+    first, solved, w = _newton(problem, transcription, solver, args, w0, limit)
     if bool(solved):
         # As the one-program plan reports a first pass that solves: what a finish from
         # the root would take (no backtracks, no regularised steps).
-        return _with_stats(first, first.stats["num_steps"], 0, False, finished_at_once=True)
+        steps = first.stats["num_steps"]
+        return _with_stats(first, steps, 0, False, finished_at_once=True), w
     w, interior_steps, restarted = _interior_point(problem, transcription, solver, args, w0)
-    second, _ = _newton(
-        problem, transcription, solver, args, w, jnp.asarray(solver.max_steps, jnp.int32)
-    )
+    limit = jnp.asarray(solver.max_steps, jnp.int32)
+    second, _, w = _newton(problem, transcription, solver, args, w, limit)
     steps = [first.stats["num_steps"], interior_steps, second.stats["num_steps"]]
-    return _with_stats(second, sum(np.asarray(n) for n in steps), interior_steps, restarted)
+    sol = _with_stats(second, sum(np.asarray(n) for n in steps), interior_steps, restarted)
+    return sol, w
 
 
 def _with_stats(sol, num_steps, interior_steps, restarted, finished_at_once=False):
