@@ -1,10 +1,40 @@
 import gc
+import os
+import subprocess
+import sys
 
-import jax
-import jax.random as jr
-import pytest
 
-import toolkit
+def _suite_xla_flags() -> str:
+    """The XLA flags the suite compiles with: XLA's cheaper CPU code generation
+    (`xla_cpu_use_fusion_emitters=false`), if this XLA knows the flag (XLA aborts on
+    unknown flags, so a fresh process tries it first; the answer is passed on to the
+    test workers in the environment)."""
+    if "TOOLKIT_TEST_XLA_FLAGS" not in os.environ:
+        flags = "--xla_cpu_use_fusion_emitters=false"
+        probe = subprocess.run(
+            [sys.executable, "-c", "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"],
+            env={**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"},
+            capture_output=True,
+        )
+        os.environ["TOOLKIT_TEST_XLA_FLAGS"] = flags if probe.returncode == 0 else ""
+    return os.environ["TOOLKIT_TEST_XLA_FLAGS"]
+
+
+# The suite checks what programs compute, not how fast they run: most of its time is
+# XLA compiling small programs that then run once, and XLA's optimisation passes take
+# half of that (measured: a test's CPU time 75 -> 33 s). Benchmarks, the slow set
+# (`-m slow`) and users compile with full optimisation; TOOLKIT_TEST_OPTIMISE=1 runs
+# the suite that way too. Set before JAX starts its backend; fresh processes that
+# tests start inherit it (`tests.helpers.fresh_command`).
+if os.environ.get("TOOLKIT_TEST_OPTIMISE") != "1":
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_suite_xla_flags()}".strip()
+
+import jax  # noqa: E402
+import jax.random as jr  # noqa: E402
+import pytest  # noqa: E402
+
+import toolkit  # noqa: E402
 
 
 jax.config.update("jax_enable_x64", True)

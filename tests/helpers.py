@@ -90,7 +90,11 @@ def fresh_process(code: str, env: dict[str, str], *argv: str) -> subprocess.Pope
 
 
 def fresh_command(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """`python *argv` in a new process on the CPU, with `env` added to ours."""
+    """`python *argv` in a new process on the CPU, with `env` added to ours; an
+    `XLA_FLAGS` of `env` comes after the suite's own (see tests/conftest.py)."""
+    if "XLA_FLAGS" in env:
+        suite = os.environ.get("TOOLKIT_TEST_XLA_FLAGS", "")
+        env = {**env, "XLA_FLAGS": f"{suite} {env['XLA_FLAGS']}".strip()}
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
     return subprocess.Popen(
         [sys.executable, *argv],

@@ -129,7 +129,9 @@ _PROCESS = textwrap.dedent(
 def _same_run(a: dict, b: dict) -> None:
     assert a["prunes"] == b["prunes"] and a["widths"] == b["widths"]
     np.testing.assert_allclose(a["accuracy"], b["accuracy"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(a["loss"][1:], b["loss"][1:], rtol=1e-10)
+    # The sums over the batch run in another order on two devices: after 300 noisy
+    # float64 steps the losses differ from the 10th digit on.
+    np.testing.assert_allclose(a["loss"][1:], b["loss"][1:], rtol=1e-8)
 
 
 @pytest.fixture(scope="module")
