@@ -47,7 +47,14 @@ def test_gradient_matches_finite_differences(vdp, transcription):
         assert relative_error(g_x0[i], fd) < 1e-5
 
 
-def test_single_shooting_gradient_matches_finite_differences():
-    ex = control.problems.get("cancer_treatment")
-    tr = control.SingleShooting(ex.N)
-    assert cost_gradient_error(ex, tr, "delta", 1e-5) < 1e-5
+@pytest.mark.parametrize(
+    "name, arg, N",
+    [
+        ("simple_case", "C", 20),
+        # Its plan needs the interior-point fallback: a minute more to compile.
+        pytest.param("cancer_treatment", "delta", 100, marks=pytest.mark.slow),
+    ],
+)
+def test_single_shooting_gradient_matches_finite_differences(name, arg, N):
+    ex = control.problems.get(name)
+    assert cost_gradient_error(ex, control.SingleShooting(N), arg, 1e-5) < 1e-5

@@ -4,6 +4,7 @@ import equinox as eqx
 import optimistix as optx
 from jaxtyping import PyTree
 
+from ._closures import hoist_traced_closures
 from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
 from ._planner.newton import KKTNewton
@@ -16,6 +17,7 @@ from ._stages import (
     plan_in_stages,
     solution,
     starting_point,
+    trace_state_clean,
 )
 from ._transcription.base import AbstractTranscription
 
@@ -72,6 +74,8 @@ def plan(
     """
     if problem.args_check is not None:
         args = problem.args_check(args)
+    if not trace_state_clean():
+        problem = hoist_traced_closures(problem, args)
     solver = solver.with_tolerance(problem.x0.dtype)
     if can_run_in_stages(solver, adjoint, problem, transcription, solver, args, init):
         sol = plan_in_stages(problem, transcription, solver, args, init)
