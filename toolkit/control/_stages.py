@@ -6,12 +6,12 @@ semismooth Newton pass, and only if that pass fails, the interior-point fallback
 second Newton pass (the same program as the first). Most plans never compile the
 fallback, which is about half of the one-program plan's compile time.
 
-Under an eager `jax.grad`, `jax.jacfwd` or `jax.hessian` (autodiff, and nothing else,
-over concrete values) the stages find the root on the inputs' values, and one more
-program attaches the implicit derivative at that root: only the residual's
-linearisation and the KKT solve are differentiated, never the iterations or the
-fallback, so that program compiles several times faster than the one-program plan's
-derivative.
+Under an eager `jax.grad`, `jax.jvp` or `jax.vjp` (autodiff, and nothing else, over
+concrete values; `jax.hessian` and `jax.jacfwd` add `vmap`) the stages find the root
+on the inputs' values, and one more program attaches the implicit derivative at that
+root: only the residual's linearisation and the KKT solve are differentiated, never
+the iterations or the fallback, so that program compiles several times faster than
+the one-program plan's derivative.
 """
 
 from typing import Any
@@ -25,7 +25,7 @@ from jaxtyping import Array, Bool, Int, PyTree
 
 from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
-from ._planner.fallback import _AtRoot, freeze, interior_point_solve
+from ._planner.fallback import attach_at_root, freeze, interior_point_solve
 from ._planner.interior_point import push_into_box
 from ._planner.newton import KKTNewton
 from ._problem import OptimalControlProblem
@@ -52,7 +52,7 @@ else:
 
     def only_autodiff() -> bool:
         """Whether the transformations being traced are only forward- and reverse-mode
-        autodiff over concrete values (an eager `jax.grad`, `jax.jacfwd`, ...), so
+        autodiff over concrete values (an eager `jax.grad`, `jax.jvp`, ...), so
         that a value behind `stop_gradient` is concrete."""
         try:
             trace = trace_ctx.trace
@@ -204,16 +204,8 @@ def _at_root(
     """The solution at the root `w`, with its implicit derivative w.r.t. everything in
     `problem` and `args` (a root find that starts at the root and takes no step)."""
     residual = KKTResidual(transcription)
-    linear_solver = linear_solver_of(solver, transcription)
-    root = optx.root_find(
-        residual,
-        _AtRoot(),
-        jax.lax.stop_gradient(w),
-        (problem, args),
-        max_steps=1,
-        adjoint=optx.ImplicitAdjoint(linear_solver),
-        throw=False,
-    )
+    adjoint = optx.ImplicitAdjoint(linear_solver_of(solver, transcription))
+    root = attach_at_root(residual, w, (problem, args), adjoint)
     return solution(problem, transcription, solver, residual, args, root)
 
 

@@ -145,6 +145,20 @@ class _AtRoot(optx.AbstractRootFinder):
         return y, aux, {}
 
 
+def attach_at_root(residual, root: Array, data, adjoint: optx.AbstractAdjoint) -> optx.Solution:
+    """A root find that starts at the known `root` and takes no step: it only carries
+    the implicit derivative of the root w.r.t. `data`."""
+    return optx.root_find(
+        residual,
+        _AtRoot(),
+        jax.lax.stop_gradient(root),
+        data,
+        max_steps=1,
+        adjoint=adjoint,
+        throw=False,
+    )
+
+
 def solve_in_passes(
     planner,
     solve: Callable[[Array, object, Array], optx.Solution],
@@ -214,15 +228,7 @@ def solve_in_passes(
     value, _, steps, interior_steps, restarted, result, backtracks, regularised, _ = (
         jax.lax.while_loop(not_done, attempt, init)
     )
-    final = optx.root_find(
-        residual,
-        _AtRoot(),
-        jax.lax.stop_gradient(value),
-        data,
-        max_steps=1,
-        adjoint=adjoint,
-        throw=False,
-    )
+    final = attach_at_root(residual, value, data, adjoint)
     stats = {
         "num_steps": steps,
         "max_steps": max_steps,
