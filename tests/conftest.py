@@ -28,7 +28,9 @@ def _suite_xla_flags() -> str:
 # tests start inherit it (`tests.helpers.fresh_command`).
 if os.environ.get("TOOLKIT_TEST_OPTIMISE") != "1":
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_suite_xla_flags()}".strip()
+    _flags = os.environ.get("XLA_FLAGS", "")
+    if _suite_xla_flags() not in _flags:  # test workers inherit the controller's
+        os.environ["XLA_FLAGS"] = f"{_flags} {_suite_xla_flags()}".strip()
 
 import jax  # noqa: E402
 import jax.random as jr  # noqa: E402
