@@ -49,6 +49,7 @@ def test_learn_hybrid_end_to_end_writes_json_and_plot(tmp_path, capsys):
         (["van_der_pol", "--steps", "-5"], "argument --steps: must be an integer >= 0"),
         (["van_der_pol", "--json", "{missing}/out.json"], "argument --json: folder .* not exist"),
         (["van_der_pol", "--model", "parametric", "--curriculum"], "--curriculum grows the segm"),
+        (["invasive_plant"], "invasive_plant has discrete-time dynamics"),
     ],
 )
 def test_learn_input_errors_are_one_line(argv, words, tmp_path, capsys):

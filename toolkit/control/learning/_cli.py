@@ -91,6 +91,14 @@ def _check(ns, ex) -> str | None:
     import equinox as eqx
     import jax
 
+    from ... import control
+
+    if isinstance(ex.problem.dynamics, control.DiscreteDynamics):
+        # The models are vector fields integrated in time; a discrete map is not one.
+        return (
+            f"{ex.name} has discrete-time dynamics (a map x_(k+1) = f(x_k, u_k)); learn "
+            "fits continuous-time vector fields: choose a continuous-time problem."
+        )
     if ns.N < 1:
         return f"--N must be >= 1, got {ns.N}."
     if ns.steps < 0 or ns.e2e_steps < 0:
