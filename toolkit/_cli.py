@@ -1,11 +1,10 @@
 import argparse
 import json
+import sys
 import time
 
 from ._cli_checks import check_outputs, InputError, POSITIVE_INT, reporting
 from ._compilation_cache import enable_compilation_cache
-from .control.learning import _cli as learning_cli
-from .pruning import _cli as pruning_cli
 
 
 def _plan(ns) -> int:
@@ -96,6 +95,8 @@ def _plan(ns) -> int:
 def _demo(ns) -> int:
     """DemP against dense training on an embedded data set, then one planned control
     problem: the two halves of toolkit in a few minutes on a CPU."""
+    from .pruning import _cli as pruning_cli
+
     print("== 1/2  pruning by dying neurons: DemP vs dense training ==", flush=True)
     rc = pruning_cli.demo(ns)
     print("\n== 2/2  planning: the cancer-treatment problem ==", flush=True)
@@ -109,6 +110,14 @@ def _demo(ns) -> int:
         plot=ns.plan_plot,
     )
     return max(rc, _plan(plan_ns))
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line, or None (e.g. `--help` alone)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return None
 
 
 def main(argv=None) -> int:
@@ -140,25 +149,40 @@ def main(argv=None) -> int:
     p.add_argument("--plot", default=None, help="write a plot of states and controls")
     p.add_argument("--debug", action="store_true", help="show the traceback of an input error")
     p.set_defaults(run=reporting(_plan), parser=p)
+    # Only the chosen command's module is imported (each pulls in its half of the
+    # library): `plan` does not wait for the pruning half's imports.
+    chosen = _command(sys.argv[1:] if argv is None else argv)
     p = sub.add_parser("train", help="train a network with DemP (or densely) on a data set")
-    pruning_cli.add_train_arguments(p)
-    p.set_defaults(run=pruning_cli.train)
+    if chosen in (None, "train"):
+        from .pruning import _cli as pruning_cli
+
+        pruning_cli.add_train_arguments(p)
+        p.set_defaults(run=pruning_cli.train)
     p = sub.add_parser("sweep", help="DemP at several strengths: accuracy vs parameters kept")
-    pruning_cli.add_sweep_arguments(p)
-    p.set_defaults(run=pruning_cli.sweep)
+    if chosen in (None, "sweep"):
+        from .pruning import _cli as pruning_cli
+
+        pruning_cli.add_sweep_arguments(p)
+        p.set_defaults(run=pruning_cli.sweep)
     p = sub.add_parser(
         "demo", help="DemP vs dense training on the embedded digits, then a planned problem"
     )
-    pruning_cli.add_demo_arguments(p)
-    p.add_argument(
-        "--plan-plot", default="demo_plan.png", help="plot of the planned control problem"
-    )
-    p.set_defaults(run=reporting(_demo), parser=p)
+    if chosen in (None, "demo"):
+        from .pruning import _cli as pruning_cli
+
+        pruning_cli.add_demo_arguments(p)
+        p.add_argument(
+            "--plan-plot", default="demo_plan.png", help="plot of the planned control problem"
+        )
+        p.set_defaults(run=reporting(_demo), parser=p)
     p = sub.add_parser(
         "learn", help="learn a problem's dynamics from data, then end to end through the planner"
     )
-    learning_cli.add_learn_arguments(p)
-    p.set_defaults(run=learning_cli.learn, parser=p)
+    if chosen in (None, "learn"):
+        from .control.learning import _cli as learning_cli
+
+        learning_cli.add_learn_arguments(p)
+        p.set_defaults(run=learning_cli.learn, parser=p)
     ns = parser.parse_args(argv)
     enable_compilation_cache()
     return ns.run(ns)

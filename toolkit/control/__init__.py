@@ -6,7 +6,10 @@ conditions are solved by optimistix as differentiable implicit layers
 (`BlockTridiagonal`).
 """
 
-from . import learning as learning, problems as problems
+import importlib
+from typing import TYPE_CHECKING
+
+from . import problems as problems
 from ._batch import plan_batch as plan_batch
 from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
 from ._indirect import (
@@ -36,3 +39,14 @@ from ._transcription.shooting import (
     SingleShooting as SingleShooting,
 )
 from ._transcription.trapezoidal import Trapezoidal as Trapezoidal
+
+
+if TYPE_CHECKING:
+    from . import learning as learning
+
+
+def __getattr__(name: str):
+    # `learning` (diffrax's solvers, optax) is imported on first use.
+    if name == "learning":
+        return importlib.import_module(".learning", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
