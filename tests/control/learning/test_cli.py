@@ -1,5 +1,6 @@
 """`python -m toolkit learn` on tiny settings."""
 
+import argparse
 import json
 import re
 
@@ -7,6 +8,7 @@ import jax
 import pytest
 
 from toolkit._cli import main
+from toolkit.control.learning import _cli as learning_cli
 
 
 @pytest.mark.slow  # about a minute, mostly compiling the gradient through the planner
@@ -112,12 +114,30 @@ def test_learn_reports_the_full_horizon_rollout_error_and_runs_the_curriculum(tm
     assert "curriculum: segments of 4, 5 sampling intervals" in out
 
 
-def test_learn_data_that_blew_up_is_one_line_with_status_1(capsys):
-    # bacteria's true system blows up (x -> -inf) under many random controls: the
-    # message says so rather than blaming the model.
+def test_learn_redraws_trajectories_that_blew_up(monkeypatch, capsys):
+    # bacteria's true system blows up (x -> -inf in finite time) under many random
+    # controls: those are drawn again, and learning runs on finite data; where the
+    # draws run out, one line says so rather than blaming the model (issue 26).
+    import diffrax
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    from toolkit import control
+    from toolkit.control import learning
+
+    ex = control.problems.get("bacteria")
+    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.01)
+    ns = argparse.Namespace(trajectories=24, noise=1e-3)
+    keys = tuple(jr.split(jr.key(0), 3))
+    ts = jnp.linspace(0.0, 1.0, 41)
+    data, drawn, blown_up = learning_cli._finite_data(learning, keys, ex, ts, sim, ns)
+    assert data.size == 24 and bool(jnp.all(jnp.isfinite(data.xs)))
+    assert drawn % 24 == 0 and drawn > 24 and 0 < blown_up <= drawn - 24
+    monkeypatch.setattr(learning_cli, "_DRAWS", 1)
     argv = ["learn", "bacteria", "--model", "neural_ode", "--method", "sysid", "--steps", "1"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
     assert "Traceback" not in err and last.startswith("python -m toolkit learn: error: ")
-    assert re.search(r"non-finite states: the true bacteria system blew up under \d+ of", last)
+    assert re.search(r"non-finite states: the true bacteria system blew up under \d+ of the", last)
+    assert re.search(r"leaving \d+ finite trajectories of the 24 needed", last)

@@ -127,6 +127,45 @@ def _check(ns, ex) -> str | None:
     return None
 
 
+_DRAWS = 8
+
+
+def _finite_data(learning, keys, ex, ts, sim, ns):
+    """`ns.trajectories` finite trajectories of the true system under random smooth
+    controls from scattered initial states; how many were drawn, and how many of those
+    blew up.
+
+    Some systems blow up under some controls (bacteria's x -> -inf in finite time
+    under a strong nutrient dose): those trajectories are replaced by fresh draws, up
+    to `_DRAWS` batches. If that is not enough, a clear error: every loss, and the
+    data's scaling, would be nan, and the message would blame the model."""
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    problem, n = ex.problem, ns.trajectories
+    spread = 0.3 * jnp.maximum(jnp.abs(problem.x0), 1.0)
+    kept = []
+    for draw in range(_DRAWS):
+        c_key, x_key, n_key = (k if draw == 0 else jr.fold_in(k, draw) for k in keys)
+        controls = learning.random_controls(c_key, problem, 20, batch=n, kind="smooth")
+        x0s = learning.initial_states(x_key, problem, n, spread)
+        batch = learning.generate(
+            n_key, problem, controls, ts, args=ex.args, x0s=x0s, noise_std=ns.noise, simulator=sim
+        )
+        finite = jnp.all(jnp.isfinite(batch.xs), axis=(1, 2))
+        kept.append(jax.tree_util.tree_map(lambda a: a[finite], batch))
+        good = sum(d.size for d in kept)
+        if good >= n:
+            data = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *kept)
+            return data, (draw + 1) * n, (draw + 1) * n - good
+    raise FloatingPointError(
+        f"the data hold non-finite states: the true {ex.name} system blew up under "
+        f"{_DRAWS * n - good} of the {_DRAWS * n} random controls from scattered initial "
+        f"states, leaving {good} finite trajectories of the {n} needed."
+    )
+
+
 @reporting
 def learn(ns: argparse.Namespace) -> int:
     import jax
@@ -175,22 +214,14 @@ def learn(ns: argparse.Namespace) -> int:
     )
 
     # 1. Data from the true dynamics.
-    controls = learning.random_controls(c_key, problem, 20, batch=ns.trajectories, kind="smooth")
-    spread = 0.3 * jnp.maximum(jnp.abs(problem.x0), 1.0)
-    x0s = learning.initial_states(x_key, problem, ns.trajectories, spread)
     ts = jnp.linspace(t0, t1, ns.samples, dtype=dtype)
-    data = learning.generate(
-        n_key, problem, controls, ts, args=true_args, x0s=x0s, noise_std=ns.noise, simulator=sim
-    )
+    data, drawn, blown_up = _finite_data(learning, (c_key, x_key, n_key), ex, ts, sim, ns)
     n_valid = max(ns.trajectories // 4, 1)
-    blown_up = int(jnp.sum(~jnp.all(jnp.isfinite(data.xs), axis=(1, 2))))
     if blown_up:
-        # Else every loss, and the data's scaling, is nan from the start, and the
-        # message would blame the model.
-        raise FloatingPointError(
-            f"the data hold non-finite states: the true {ex.name} system blew up under "
-            f"{blown_up} of the {ns.trajectories} random controls from scattered initial "
-            "states, and learning needs finite trajectories."
+        print(
+            f"data: the true {ex.name} system blew up under {blown_up} of {drawn} random "
+            "controls from scattered initial states; only finite trajectories are kept, "
+            "as an experiment records them"
         )
     train, valid = learning.split(data, ns.trajectories - n_valid)
     print(f"data: {train.size} training and {valid.size} held-out trajectories, noise {ns.noise}")
