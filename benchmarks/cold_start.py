@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 
+from _harness import log
 from _provenance import (
     machine,
     now,
@@ -63,10 +64,6 @@ CASES = {
     "cart_pole": ("cart_pole", "trapezoidal", None),
 }
 CLI = ["-m", "toolkit", "plan", "van_der_pol", "--N", "1000"]
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def _worker(case: str, mode: str) -> dict:

@@ -41,7 +41,8 @@ import casadi as ca
 import equinox as eqx
 import jax
 import numpy as np
-from _provenance import now, OtherLoad, read_json, replace_section, SOURCE, write_json_atomic
+from _harness import arguments, forced, log, Store
+from _provenance import OtherLoad, replace_section
 
 
 jax.config.update("jax_enable_x64", True)
@@ -75,53 +76,6 @@ REFERENCE_OPTIONS = {
 }
 SAME_OPTIMUM_RTOL = 1e-6  # |toolkit - IPOPT(tol 1e-8)| <= this * |cost|
 FD_EPS = 1e-5  # central difference step in mu
-
-
-# --------------------------------------------------------------------------------------
-# Results file: read, merge, write atomically.
-# --------------------------------------------------------------------------------------
-
-
-def _load() -> dict:
-    return read_json(OUTPUT)
-
-
-def _save(results: dict) -> None:
-    write_json_atomic(OUTPUT, results, ".control_vs_ipopt.")
-
-
-class Store:
-    """The entries of one mode ("full" or "quick"), written after every measurement."""
-
-    def __init__(self, mode: str, force: list[str] | None):
-        # force: None (skip finished entries), [] (re-measure all), or key prefixes.
-        self.mode, self.force = mode, force
-        self.forced: set[str] = set()  # keys re-measured in this run (with --force)
-
-    def entries(self) -> dict:
-        return _load().get(self.mode, {})
-
-    def get(self, key: str):
-        return self.entries().get(key)
-
-    def todo(self, key: str) -> bool:
-        if self.force is not None and key not in self.forced:
-            if not self.force or any(key.startswith(p) for p in self.force):
-                return True
-        return self.get(key) is None
-
-    def put(self, key: str, value: dict) -> None:
-        value = {
-            **value,
-            "measured": now(),
-            "toolkit_commit": SOURCE["commit"],
-            "toolkit_tree": SOURCE["tree"],
-        }
-        results = _load()  # merge with whatever is there now
-        results.setdefault(self.mode, {})[key] = value
-        results.setdefault("machine", {})[self.mode] = machine()
-        _save(results)
-        self.forced.add(key)
 
 
 def machine() -> dict:
@@ -294,10 +248,6 @@ def batch_plan(problem, transcription, solver, args):
 # --------------------------------------------------------------------------------------
 # Measurements.
 # --------------------------------------------------------------------------------------
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def _toolkit_entry(sol, cold: float) -> dict:
@@ -674,7 +624,8 @@ def report(
 
 
 def write_readme(store: Store, table: str, goals: list[str], command: str) -> None:
-    m = machine()
+    # The machine that measured the entries (recorded with them), not this one.
+    m = store.load()["machine"][store.section[0]]
     entries = store.entries().values()
     dates = sorted(e["measured"][:10] for e in entries)
     commits = sorted({e["toolkit_commit"] for e in entries})
@@ -719,19 +670,7 @@ def write_readme(store: Store, table: str, goals: list[str], command: str) -> No
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: N=100, 8 members")
-    parser.add_argument(
-        "--force",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PREFIXES",
-        help="re-measure finished entries: all, or those whose key starts with one of "
-        "these comma-separated prefixes (e.g. `--force solve,grad`)",
-    )
-    parser.add_argument(
-        "--readme", action="store_true", help="write the benchmarks/README.md section"
-    )
+    arguments(parser, example="solve,grad", quick="smoke run: N=100, 8 members")
     parser.add_argument(
         "--wait-quiet",
         type=float,
@@ -757,8 +696,9 @@ def main(argv=None) -> int:
         )
     if opts.batch_n:
         batch_Ns = [int(n) for n in opts.batch_n.split(",")]
-    force = None if opts.force is None else [p for p in opts.force.split(",") if p]
-    store = Store(mode, force)
+    store = Store(
+        OUTPUT, forced(opts), section=(mode,), machine=machine, machine_at=("machine", mode)
+    )
     ipopts = IpoptCache()
     jax.block_until_ready(jnp.ones(3) + 1)  # initialise the backend outside any timing
 

@@ -36,6 +36,7 @@ import sys
 import time
 
 import jax
+from _harness import log
 from _provenance import now, read_json, replace_section, SOURCE, write_json_atomic
 
 
@@ -75,10 +76,6 @@ FINE_N = 40  # the "asymptotic" fit uses N >= this
 # short in the cost at large N (cancer_treatment, Hermite-Simpson N >= 80: 6.7e-10
 # against IPOPT at tol 1e-12); a convergence study needs the cost to ~1e-13.
 ATOL = 1e-12
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def _output(mode: str) -> pathlib.Path:

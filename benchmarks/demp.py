@@ -67,8 +67,8 @@ ones compile in a second thread (`pruning.train(compile_ahead=)`); off by defaul
 """
 
 import argparse
+import collections
 import dataclasses
-import fcntl
 import gc
 import math
 import os
@@ -89,14 +89,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 import optax  # noqa: E402
-from _provenance import (  # noqa: E402
-    memory_maps,
-    now,
-    read_json,
-    replace_section,
-    SOURCE,
-    write_json_atomic,
-)
+from _harness import arguments, forced, host, log, Store  # noqa: E402
+from _provenance import memory_maps, now, read_json, replace_section  # noqa: E402
 
 from toolkit import data as tkdata, pruning  # noqa: E402
 from toolkit.pruning import _cli  # noqa: E402
@@ -207,44 +201,8 @@ def _aim_of(P: dict, ds: str, cell, reg: float) -> float | None:
     return P["aims"][regs.index(reg)] if reg in regs else None
 
 
-# Store: one JSON file per mode, rewritten atomically after every run.
+# Provenance: the machine.
 # --------------------------------------------------------------------------------------
-
-
-class Store:
-    def __init__(self, mode: str, force: list[str] | None):
-        self.path = RESULTS / (f"{STEM}.json" if mode == "full" else f"{STEM}-{mode}.json")
-        self.force = force
-        self.forced: set[str] = set()
-
-    def load(self) -> dict:
-        return read_json(self.path, {"runs": {}, "machine": {}})
-
-    def runs(self) -> dict:
-        return self.load().get("runs", {})
-
-    def todo(self, key: str) -> bool:
-        if self.force is not None and key not in self.forced:
-            if not self.force or any(key.startswith(p) for p in self.force):
-                return True
-        return key not in self.runs()
-
-    def put(self, key: str, value: dict) -> None:
-        # Read, add and write under a lock: `--shard` processes share the file.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            results = self.load()
-            results.setdefault("runs", {})[key] = {
-                **value,
-                "measured": now(),
-                "toolkit_commit": SOURCE["commit"],
-                "toolkit_tree": SOURCE["tree"],
-                "host": platform.node(),
-            }
-            results.setdefault("machine", {})[platform.node()] = machine()
-            write_json_atomic(self.path, results, ".demp.", indent=1)
-        self.forced.add(key)
 
 
 def machine() -> dict:
@@ -252,10 +210,6 @@ def machine() -> dict:
 
 
 MAX_MAPPINGS = 20_000
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -953,7 +907,7 @@ def _dead_section(R: dict, ds: str) -> list[str]:
 
 
 def report(store, P: dict, cell, choice: str, plot: bool) -> str:
-    R = store.runs()
+    R = store.entries()
     lines = []
     for exp in PLAN:
         planned = runs_of(P, [exp], DATASETS, cell)
@@ -1030,11 +984,13 @@ def write_readme(store, table: str, command: str) -> bool:
     if store.path.name != f"{STEM}.json":
         log(f"README section {SECTION!r} left as is: it shows the full plan's records only.")
         return False
-    R = store.runs()
+    R = store.entries()
     if not any(k.startswith("train/") for k in R):
         log(f"no record of this plan in {store.path}: README section {SECTION!r} left as is.")
         return False
-    m = machine()
+    # The machine that measured most of the records (recorded with them).
+    most = collections.Counter(v.get("host") for v in R.values()).most_common(1)[0][0]
+    m = store.load()["machine"].get(most) or machine()
     dates = sorted(v["measured"][:10] for v in R.values())
     commits = sorted({v["toolkit_commit"] for v in R.values()})
     when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
@@ -1140,22 +1096,11 @@ def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run (a few minutes)")
+    arguments(parser, example="train/mnist1d/snap", quick="smoke run (a few minutes)")
     parser.add_argument(
         "--plan-only",
         action="store_true",
         help="run nothing; print the plan's runs per experiment and a time estimate",
-    )
-    parser.add_argument(
-        "--force",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PREFIXES",
-        help="redo finished runs: all, or keys starting with these comma-separated prefixes",
-    )
-    parser.add_argument(
-        "--readme", action="store_true", help="write the benchmarks/README.md section"
     )
     parser.add_argument(
         "--report-only", action="store_true", help="run nothing; report the records"
@@ -1239,9 +1184,18 @@ def main(argv=None) -> int:
                 f"--demp-cell {opts.demp_cell!r}: choose one of "
                 + ", ".join(f"{p},{n:g}" for p, n in CELLS)
             )
-    force = None if opts.force is None else [p for p in opts.force.split(",") if p]
-    store = Store(P["mode"], force)
-    cell, choice = best_cell(store.runs(), P, pinned)
+    mode = P["mode"]
+    store = Store(
+        RESULTS / (f"{STEM}.json" if mode == "full" else f"{STEM}-{mode}.json"),
+        forced(opts),
+        section=("runs",),
+        machine=machine,
+        machine_at=("machine", platform.node()),
+        stamp=host,
+        lock=True,
+        indent=1,
+    )
+    cell, choice = best_cell(store.entries(), P, pinned)
     every = runs_of(P, EXPERIMENTS, DATASETS, cell or DEFAULT_CELL)
     methods = None
     if opts.methods is not None:
@@ -1301,13 +1255,13 @@ def main(argv=None) -> int:
                 if failed:
                     log(f"shards failed: {', '.join(failed)}; see their output above")
                     return 1
-            if cell is not None or best_cell(store.runs(), P, pinned)[0] is None:
+            if cell is not None or best_cell(store.entries(), P, pinned)[0] is None:
                 break
             if budget is not None:  # the second round's shards get what is left
                 opts.max_minutes = budget - (time.perf_counter() - started) / 60
                 if opts.max_minutes <= 0:
                     break
-            cell, choice = best_cell(store.runs(), P, pinned)
+            cell, choice = best_cell(store.entries(), P, pinned)
             todo = pick(cell)
         opts.max_minutes = budget
         # The shards' records are in the file now: only `speed` is left to this process.
@@ -1379,14 +1333,14 @@ def main(argv=None) -> int:
 
     if not opts.report_only and todo and execute(todo) and cell is None:
         # The grid may have chosen the cell of `seeds` now: its runs, in this process.
-        cell, choice = best_cell(store.runs(), P, pinned)
+        cell, choice = best_cell(store.entries(), P, pinned)
         if cell is not None:
             log(f"DemP cell of `seeds`: {choice}")
             execute(pick(cell))
 
     if opts.no_report:
         return 0
-    cell, choice = best_cell(store.runs(), P, pinned)
+    cell, choice = best_cell(store.entries(), P, pinned)
     show_plan(P, store, cell, left_only=True)
     table = report(store, P, cell, choice, plot=not opts.no_plot)
     print()
@@ -1400,7 +1354,7 @@ def main(argv=None) -> int:
 def show_plan(P: dict, store, cell, left_only: bool = False) -> int:
     """Print the plan's runs per experiment (or, with `left_only`, only what is left)
     and an estimate of the time left on one process."""
-    R = store.runs()
+    R = store.entries()
     old = (
         read_json(RESULTS / "demp.json", {"runs": {}}).get("runs", {})
         if P["mode"] == "full"

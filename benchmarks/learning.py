@@ -62,7 +62,8 @@ from typing import Any
 
 import _provenance
 import jax
-from _provenance import memory_maps, now, read_json, replace_section, SOURCE, write_json_atomic
+from _harness import arguments, forced, log, Store
+from _provenance import memory_maps, replace_section
 
 
 jax.config.update("jax_enable_x64", True)
@@ -144,42 +145,6 @@ QUICK = dict(
 # --------------------------------------------------------------------------------------
 
 
-class Store:
-    """The entries of one results file, written after every run."""
-
-    def __init__(self, path: pathlib.Path, force: list[str] | None):
-        self.path, self.force = path, force
-        self.forced: set[str] = set()
-
-    def load(self) -> dict:
-        return read_json(self.path)
-
-    def entries(self) -> dict:
-        return self.load().get("entries", {})
-
-    def get(self, key: str):
-        return self.entries().get(key)
-
-    def todo(self, key: str) -> bool:
-        if self.force is not None and key not in self.forced:
-            if not self.force or any(key.startswith(p) for p in self.force):
-                return True
-        return self.get(key) is None
-
-    def put(self, key: str, value: dict) -> None:
-        value = {
-            **value,
-            "measured": now(),
-            "toolkit_commit": SOURCE["commit"],
-            "toolkit_tree": SOURCE["tree"],
-        }
-        results = self.load()
-        results.setdefault("entries", {})[key] = value
-        results["machine"] = machine()
-        write_json_atomic(self.path, results, ".learning.", indent=1)
-        self.forced.add(key)
-
-
 def machine() -> dict:
     return _provenance.machine(
         equinox=eqx.__version__,
@@ -187,10 +152,6 @@ def machine() -> dict:
         diffrax=diffrax.__version__,
         optax=optax.__version__,
     )
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def fresh() -> None:
@@ -961,7 +922,7 @@ for _k in range(1, 101):
 
 
 def write_readme(store: Store, cfg: dict, table: str, command: str, quick: bool) -> None:
-    m = machine()
+    m = store.load()["machine"]  # the machine that measured the entries, not this one
     entries = list(store.entries().values())
     if not entries:
         log("No results to write.")
@@ -1024,23 +985,11 @@ def write_readme(store: Store, cfg: dict, table: str, command: str, quick: bool)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run, separate file")
-    parser.add_argument(
-        "--force",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PREFIXES",
-        help="re-measure finished entries: all, or those whose key starts with one of "
-        "these comma-separated prefixes (e.g. `--force gradient`)",
-    )
+    arguments(parser, example="gradient", quick="smoke run, separate file")
     parser.add_argument(
         "--only",
         default=None,
         help="comma-separated key prefixes to run (e.g. `learn/van_der_pol,gradient`)",
-    )
-    parser.add_argument(
-        "--readme", action="store_true", help="write the benchmarks/README.md section"
     )
     parser.add_argument("--no-run", action="store_true", help="report (and --readme) only")
     opts = parser.parse_args(argv)
@@ -1048,7 +997,11 @@ def main(argv=None) -> int:
     suffix = "-quick" if opts.quick else ""
     store = Store(
         RESULTS_DIR / f"learning{suffix}.json",
-        None if opts.force is None else [p for p in opts.force.split(",") if p],
+        forced(opts),
+        section=("entries",),
+        machine=machine,
+        machine_at=("machine",),
+        indent=1,
     )
     png = RESULTS_DIR / f"learning{suffix}.png"
     only = None if opts.only is None else [p for p in opts.only.split(",") if p]

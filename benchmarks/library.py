@@ -35,6 +35,7 @@ import sys
 import time
 
 import jax
+from _harness import log
 from _provenance import now, OtherLoad, read_json, replace_section, SOURCE, write_json_atomic
 
 
@@ -60,10 +61,6 @@ BEFORE = "## Pruning: toolkit vs Torch-Pruning"
 QUICK = ("invasive_plant", "mould_fungicide", "van_der_pol")
 IPOPT_OPTIONS = cvi.IPOPT_OPTIONS  # IPOPT's defaults: tol 1e-8, exact Hessian, MUMPS
 SAME_RTOL = 1e-6  # "same optimum": |cost - reference| <= SAME_RTOL * |reference|
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -66,14 +66,8 @@ import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torch_pruning as tp  # noqa: E402
-from _provenance import (  # noqa: E402
-    now,
-    OtherLoad,
-    read_json,
-    replace_section,
-    SOURCE,
-    write_json_atomic,
-)
+from _harness import arguments, forced, log, Store  # noqa: E402
+from _provenance import OtherLoad, replace_section  # noqa: E402
 
 from toolkit import nn as tknn, pruning  # noqa: E402
 
@@ -86,53 +80,6 @@ SECTION = "## Pruning: toolkit vs Torch-Pruning"
 WIDTHS = (64, 128, 256, 512)
 BLOCKS = (2, 2, 2, 2)
 CLASSES = 10
-
-
-# --------------------------------------------------------------------------------------
-# Results file: read, merge, write atomically.
-# --------------------------------------------------------------------------------------
-
-
-def _load() -> dict:
-    return read_json(OUTPUT)
-
-
-def _save(results: dict) -> None:
-    write_json_atomic(OUTPUT, results, ".prune.")
-
-
-class Store:
-    """The entries of one mode ("full" or "quick"), written after every measurement."""
-
-    def __init__(self, mode: str, force: list[str] | None):
-        self.mode, self.force = mode, force
-        self.forced: set[str] = set()
-
-    def entries(self) -> dict:
-        return _load().get(self.mode, {})
-
-    def get(self, key: str):
-        return self.entries().get(key)
-
-    def todo(self, key: str) -> bool:
-        if self.force is not None and key not in self.forced:
-            if not self.force or any(key.startswith(p) for p in self.force):
-                return True
-        return self.get(key) is None
-
-    def put(self, key: str, value: dict) -> None:
-        value = {
-            **value,
-            "measured": now(),
-            "cpu": machine()["cpu"],
-            "toolkit_commit": SOURCE["commit"],
-            "toolkit_tree": SOURCE["tree"],
-        }
-        results = _load()
-        results.setdefault(self.mode, {})[key] = value
-        results.setdefault("machine", {})[self.mode] = machine()
-        _save(results)
-        self.forced.add(key)
 
 
 def machine() -> dict:
@@ -184,10 +131,6 @@ def interleaved(
         name: {"median_s": statistics.median(ts), "min_s": min(ts), "repeats": len(ts)}
         for name, ts in times.items()
     }
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -616,7 +559,7 @@ def write_readme(store: Store, table: str, command: str) -> None:
             "threads made its step times several times slower and erratic).",
             "",
             f"Reproduce: `{command}` (results in `benchmarks/results/prune.json`, "
-            f"mode `{store.mode}`).",
+            f"mode `{store.section[0]}`).",
             "",
             f"Machine: {m['cpu']}, {m['cores']} cores (shared), JAX {m['jax']} "
             f"({m['jax_backend']}), equinox {m['equinox']}, optax {m['optax']}, PyTorch "
@@ -633,19 +576,7 @@ def write_readme(store: Store, table: str, command: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run (~2 minutes)")
-    parser.add_argument(
-        "--force",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PREFIXES",
-        help="re-measure finished entries: all, or those whose key starts with one of "
-        "these comma-separated prefixes (e.g. `--force step`)",
-    )
-    parser.add_argument(
-        "--readme", action="store_true", help="write the benchmarks/README.md section"
-    )
+    arguments(parser, example="step", quick="smoke run (~2 minutes)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -663,8 +594,14 @@ def main(argv=None) -> int:
     else:
         mode, ps = "full", [0.5, 0.8, 0.9]
         cfg = dict(batch=8, prune_rounds=7, prune_budget_s=30.0, step_rounds=7, step_budget_s=30.0)
-    force = None if opts.force is None else [p for p in opts.force.split(",") if p]
-    store = Store(mode, force)
+    store = Store(
+        OUTPUT,
+        forced(opts),
+        section=(mode,),
+        machine=machine,
+        machine_at=("machine", mode),
+        stamp=lambda: {"cpu": machine()["cpu"]},
+    )
     torch.manual_seed(0)
     jax.block_until_ready(jnp.ones(3) + 1)
 

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 
+from _harness import log
 from _provenance import (
     machine,
     now,
@@ -71,10 +72,6 @@ LABELS = {
     "two_host_devices": "2 forced host devices (1 process)",
     "two_processes": "2 processes, `jax.distributed` (1 device each)",
 }
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def _worker(repeats: int, port: str | None, process_id: int) -> dict:

@@ -1,0 +1,146 @@
+"""What the benchmark scripts in this folder share besides provenance: the resumable
+results store, the common command-line options, and the log line.
+
+A benchmark measures entries (a solve, a training run, ...) named by keys such as
+`solve/vdp/N=1000`. `Store` keeps the finished ones in a JSON file, rewritten
+atomically after each, so that a run that outlives a session is completed by the next
+one instead of started over: `todo(key)` is false for a finished entry unless
+`--force` names it. `arguments` adds the options every script takes (`--force`,
+`--readme`, and `--quick` where a script has a smoke mode) and `forced` reads
+`--force`.
+
+Like `_provenance`, this module imports nothing heavy: some scripts set `XLA_FLAGS`
+before they import jax.
+"""
+
+import argparse
+import fcntl
+import pathlib
+import platform
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+
+from _provenance import now, read_json, SOURCE, write_json_atomic
+
+
+def log(msg: str) -> None:
+    """A line of progress, with the time of day, at once (runs last hours)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def arguments(
+    parser: argparse.ArgumentParser, *, example: str, quick: str | None = None
+) -> argparse.ArgumentParser:
+    """Add `--force [PREFIXES]`, `--readme` and, if `quick` (its help) is given,
+    `--quick`. `example` is a key prefix shown in `--force`'s help."""
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument(
+        "--force",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PREFIXES",
+        help="redo finished entries: all, or those whose key starts with one of these "
+        f"comma-separated prefixes (e.g. `--force {example}`)",
+    )
+    parser.add_argument(
+        "--readme", action="store_true", help="write the benchmarks/README.md section"
+    )
+    return parser
+
+
+def forced(opts: argparse.Namespace) -> list[str] | None:
+    """`--force` as `Store` takes it: None (skip finished entries), [] (redo all), or
+    key prefixes."""
+    return None if opts.force is None else [p for p in opts.force.split(",") if p]
+
+
+class Store:
+    """The finished entries of one benchmark, in one JSON file, rewritten atomically
+    after every entry.
+
+    **Arguments:**
+
+    - `path`: the results file.
+    - `force`: what `forced` returns: None, [] (redo every entry once) or key prefixes.
+    - `section`: where the entries live in the file, e.g. `("full",)` or `("runs",)`.
+    - `machine`: the function that describes the machine (`_provenance.machine` with
+        the script's versions), stored at `machine_at` in the file with each entry.
+    - `machine_at`: where, e.g. `("machine", "full")`, or `("machine",)`.
+    - `stamp`: extra fields for each entry, a function of nothing (e.g. the host).
+    - `lock`: take a file lock around each read-add-write, for several processes
+        (`--shard`) writing one file.
+    - `indent`: of the JSON.
+    """
+
+    def __init__(
+        self,
+        path: pathlib.Path,
+        force: list[str] | None,
+        *,
+        section: tuple[str, ...],
+        machine: Callable[[], dict],
+        machine_at: tuple[str, ...],
+        stamp: Callable[[], dict] | None = None,
+        lock: bool = False,
+        indent: int = 2,
+    ):
+        self.path, self.force = path, force
+        self.section, self.machine, self.machine_at = section, machine, machine_at
+        self.stamp, self.lock, self.indent = stamp, lock, indent
+        self.forced: set[str] = set()  # keys redone by this run (with --force)
+
+    def load(self) -> dict:
+        """The whole file (an empty dict where there is none)."""
+        return read_json(self.path)
+
+    def entries(self) -> dict:
+        """The finished entries, by key."""
+        node = self.load()
+        for name in self.section:
+            node = node.get(name, {})
+        return node
+
+    def get(self, key: str) -> dict | None:
+        return self.entries().get(key)
+
+    def todo(self, key: str) -> bool:
+        """Whether to measure `key`: not finished, or named by `--force` and not yet
+        redone by this run."""
+        if self.force is not None and key not in self.forced:
+            if not self.force or any(key.startswith(p) for p in self.force):
+                return True
+        return self.get(key) is None
+
+    def put(self, key: str, value: dict) -> None:
+        """Record a finished entry, with when and by which toolkit code it was measured."""
+        value = {
+            **value,
+            "measured": now(),
+            "toolkit_commit": SOURCE["commit"],
+            "toolkit_tree": SOURCE["tree"],
+            **(self.stamp() if self.stamp is not None else {}),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        guard = open(self.path.with_name(self.path.name + ".lock"), "w") if self.lock else None
+        with guard if guard is not None else nullcontext():
+            if guard is not None:
+                fcntl.flock(guard, fcntl.LOCK_EX)
+            results = self.load()  # merge with whatever is there now
+            _set(results, (*self.section, key), value)
+            _set(results, self.machine_at, self.machine())
+            write_json_atomic(self.path, results, f".{self.path.stem}.", indent=self.indent)
+        self.forced.add(key)
+
+
+def host() -> dict:
+    """The `stamp` of entries that several machines may measure."""
+    return {"host": platform.node()}
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+    for name in path[:-1]:
+        tree = tree.setdefault(name, {})
+    tree[path[-1]] = value
