@@ -27,7 +27,7 @@ as each run finishes; finished runs are skipped on a re-run unless `--force`.
     python benchmarks/learning_library.py              # what is missing (hours)
     python benchmarks/learning_library.py --jobs 2     # two runs at a time, 1 thread each
     python benchmarks/learning_library.py --readme     # ... then write the README section
-    python benchmarks/learning_library.py --only bacteria --force
+    python benchmarks/learning_library.py --only bacteria --force bacteria/neural_ode
 """
 
 import argparse
@@ -41,7 +41,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from _provenance import machine, now, read_json, replace_section, ROOT, SOURCE, write_json_atomic
+from _harness import arguments, forced, log, Store
+from _provenance import machine, now, read_json, replace_section, ROOT, SOURCE
 
 
 RESULTS = ROOT / "benchmarks" / "results" / "learning_library.json"
@@ -144,25 +145,25 @@ def outcome(r: dict) -> str:
     return "refused"
 
 
+def store(ns) -> Store:
+    return Store(RESULTS, forced(ns), section=("runs",), machine=machine, machine_at=("machine",))
+
+
 def measure(ns) -> None:
-    names = problems()
-    store = read_json(RESULTS, {"runs": {}})
-    store.setdefault("machine", machine())
+    runs_store = store(ns)
     todo = [
         r
-        for r in runs(names)
-        if (ns.only is None or r[0] in ns.only) and (ns.force or key(*r) not in store["runs"])
+        for r in runs(problems())
+        if (ns.only is None or r[0] in ns.only) and runs_store.todo(key(*r))
     ]
-    print(f"{len(todo)} runs to do", flush=True)
+    log(f"{len(todo)} runs to do")
     lock = threading.Lock()
 
     def one(r):
         record = run(*r, threads=1 if ns.jobs > 1 else None)
         with lock:
-            store["runs"][key(*r)] = record
-            store["machine"] = machine()
-            write_json_atomic(RESULTS, store, prefix=".learning_library-")
-            print(f"{key(*r)}: {outcome(record)} in {record['wall_s']:.0f} s", flush=True)
+            runs_store.put(key(*r), record)
+            log(f"{key(*r)}: {outcome(record)} in {record['wall_s']:.0f} s")
 
     with ThreadPoolExecutor(max_workers=ns.jobs) as pool:
         list(pool.map(one, todo))
@@ -240,8 +241,7 @@ def report(store: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--force", action="store_true", help="re-run finished runs")
-    parser.add_argument("--readme", action="store_true", help="write the README section")
+    arguments(parser, example="bacteria/neural_ode")
     parser.add_argument("--report-only", action="store_true", help="run nothing")
     parser.add_argument("--only", nargs="+", default=None, metavar="PROBLEM")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
