@@ -330,9 +330,10 @@ class DemP(AbstractMethod):
     - `min_dead`: a prune before the last one is skipped unless the dead units are at
         least this fraction of the units left (the check still starts a new window).
         With [`toolkit.pruning.ExactWidths`][], every prune recompiles the training
-        and evaluation steps for the new shapes (seconds each; see benchmarks/README.md),
-        so small prunes can cost more than the smaller steps save; the default width buckets of [`toolkit.pruning.train`][]
-        recompile only when a bucket shrinks. 0 prunes whenever a unit is dead.
+        and evaluation steps for the new shapes (seconds each; see
+        benchmarks/README.md), so small prunes can cost more than the smaller steps
+        save; the default width buckets of [`toolkit.pruning.train`][] recompile only
+        when a bucket shrinks. 0 prunes whenever a unit is dead.
     - `span`: the fraction of training that the schedules span.
     - `pct_start`, `div_factor`, `final_div_factor`: the shape of the one-cycle
         schedules, as in [`toolkit.pruning.one_cycle`][].
