@@ -38,7 +38,13 @@ from ._model import (
 from ._mpc import ClosedLoop as ClosedLoop, mpc as mpc, open_loop as open_loop
 from ._rollout import rollout_error as rollout_error
 from ._scaling import Scaling as Scaling
-from ._simulate import evaluate as evaluate, simulate as simulate, Simulator as Simulator
+from ._simulate import (
+    AbstractSimulator as AbstractSimulator,
+    evaluate as evaluate,
+    FixedStepRK4 as FixedStepRK4,
+    simulate as simulate,
+    Simulator as Simulator,
+)
 from ._smoothness import ControlSmoothness as ControlSmoothness
 from ._sysid import (
     AbstractSysIdLoss as AbstractSysIdLoss,

@@ -8,7 +8,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from .._problem import OptimalControlProblem
 from ._controls import Controls
-from ._simulate import simulate, Simulator
+from ._simulate import AbstractSimulator, simulate, Simulator
 
 
 class Trajectories(eqx.Module):
@@ -47,7 +47,7 @@ def generate(
     args: PyTree[Any] = None,
     x0s: ArrayLike | None = None,
     noise_std: ArrayLike = 0.0,
-    simulator: Simulator = Simulator(),
+    simulator: AbstractSimulator = Simulator(),
 ) -> Trajectories:
     """Trajectories of a problem's (true) dynamics under a batch of controls, sampled
     at given times, with optional Gaussian observation noise.

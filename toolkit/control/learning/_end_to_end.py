@@ -20,7 +20,7 @@ from .._transcription.base import AbstractTranscription
 from ._controls import Controls
 from ._data import Trajectories
 from ._model import learned_problem, Model
-from ._simulate import evaluate, Simulator
+from ._simulate import AbstractSimulator, evaluate, Simulator
 from ._sysid import (
     _check_finite,
     _init,
@@ -59,7 +59,7 @@ class TrueCost(AbstractPlanLoss):
 
     problem: OptimalControlProblem
     args: PyTree[Any] = None
-    simulator: Simulator = Simulator()
+    simulator: AbstractSimulator = Simulator()
 
     def __call__(self, sol):
         return evaluate(

@@ -1,7 +1,6 @@
 from collections.abc import Callable
 from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,7 @@ from .._results import RESULTS
 from .._solution import Solution
 from .._transcription.base import AbstractTranscription
 from ._controls import Controls
-from ._simulate import _CostField, Simulator
+from ._simulate import _CostField, AbstractSimulator, Simulator
 
 
 class ClosedLoop(eqx.Module):
@@ -76,7 +75,7 @@ def _rollout(
     key: PRNGKeyArray,
     process_noise: Array,
     measurement_noise: Array,
-    simulator: Simulator,
+    simulator: AbstractSimulator,
 ) -> ClosedLoop:
     field = _CostField(plant, plant_args)
     nx = plant.nx
@@ -89,9 +88,7 @@ def _rollout(
         u0, u1, state, ok, num = policy(state, t, y)
         controls = Controls(ts=jnp.stack([t, t + dt]), values=jnp.stack([u0, u1]))
         y0 = jnp.concatenate([x, jnp.zeros((1,), x.dtype)])
-        sol = simulator.solve(field, y0, controls, t, t + dt, diffrax.SaveAt(t1=True))
-        assert sol.ys is not None
-        end = sol.ys[-1]
+        end = simulator.final(field, y0, controls, t, t + dt)
         x_next = end[:nx] + process_noise * jr.normal(proc_key, x.shape, x.dtype)
         if plant.x_bounds is not None:
             x_next = jnp.clip(x_next, *plant.x_bounds)
@@ -128,7 +125,7 @@ def mpc(
     key: PRNGKeyArray | None = None,
     process_noise: ArrayLike = 0.0,
     measurement_noise: ArrayLike = 0.0,
-    simulator: Simulator = Simulator(),
+    simulator: AbstractSimulator = Simulator(),
 ) -> ClosedLoop:
     """Receding-horizon model predictive control of a true system.
 
@@ -222,7 +219,7 @@ def open_loop(
     plant_args: PyTree[Any] = None,
     key: PRNGKeyArray | None = None,
     process_noise: ArrayLike = 0.0,
-    simulator: Simulator = Simulator(),
+    simulator: AbstractSimulator = Simulator(),
 ) -> ClosedLoop:
     """The plant under a fixed control signal, stepped exactly like
     [`toolkit.control.learning.mpc`][] (same steps, same noise for the same `key`),

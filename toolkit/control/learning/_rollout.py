@@ -5,12 +5,12 @@ from jaxtyping import Scalar
 
 from ._data import Trajectories
 from ._model import Model
-from ._simulate import simulate, Simulator
+from ._simulate import AbstractSimulator, simulate, Simulator
 
 
 @eqx.filter_jit
 def rollout_error(
-    model: Model, data: Trajectories, *, simulator: Simulator = Simulator()
+    model: Model, data: Trajectories, *, simulator: AbstractSimulator = Simulator()
 ) -> Scalar:
     """The relative RMS error of full-horizon rollouts: the model simulated over each
     trajectory's whole horizon, from its (known) initial state under its recorded

@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 from ._curriculum import SegmentCurriculum
 from ._data import Trajectories
 from ._model import Model, trainable
-from ._simulate import simulate, Simulator
+from ._simulate import AbstractSimulator, simulate, Simulator
 
 
 class AbstractSysIdLoss(eqx.Module):
@@ -26,7 +26,7 @@ class AbstractSysIdLoss(eqx.Module):
     (for least-squares solvers).
     """
 
-    simulator: eqx.AbstractVar[Simulator]
+    simulator: eqx.AbstractVar[AbstractSimulator]
     weights: eqx.AbstractVar[Float[Array, " nx"] | None]
 
     @abc.abstractmethod
@@ -60,7 +60,7 @@ class SingleShootingLoss(AbstractSysIdLoss):
         scale).
     """
 
-    simulator: Simulator = Simulator()
+    simulator: AbstractSimulator = Simulator()
     weights: Float[Array, " nx"] | None = None
 
     def residuals(self, model, data):
@@ -93,7 +93,7 @@ class MultipleShootingLoss(AbstractSysIdLoss):
     """
 
     segment: int = eqx.field(static=True, default=5)
-    simulator: Simulator = Simulator()
+    simulator: AbstractSimulator = Simulator()
     weights: Float[Array, " nx"] | None = None
 
     def __check_init__(self):
@@ -333,7 +333,9 @@ def fit_least_squares(
     another failure.
     """
     params, static = _partition(model, filter_spec)
-    loss = eqx.tree_at(lambda l: l.simulator.adjoint, loss, diffrax.ForwardMode())
+    if isinstance(loss.simulator, Simulator):
+        # Forward-mode Jacobians of diffrax's solve (FixedStepRK4's scan needs nothing).
+        loss = eqx.tree_at(lambda l: l.simulator.adjoint, loss, diffrax.ForwardMode())
     # The solve never throws itself: it returns its result and the check is made here,
     # so the compiled solve holds no host callback (JAX's persistent compilation cache
     # refuses those) and a non-finite solve gets its own message.
