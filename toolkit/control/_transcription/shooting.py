@@ -42,6 +42,23 @@ class _AbstractShooting(AbstractTranscription):
             dc = problem.running_cost(t, x, u, args)
             return jnp.concatenate([dx, dc[None]])
 
+        y0 = jnp.concatenate([x_k, jnp.zeros((1,), x_k.dtype)])
+        dt = h / self.substeps
+        fixed = isinstance(self.stepsize_controller, diffrax.ConstantStepSize)
+        if fixed and type(self.integrator) is RK4:
+            # The classical RK4 step written out: four evaluations of the vector field
+            # and a weighted sum. diffrax's generic Runge–Kutta step loops over the
+            # stages in a bounded while loop, whose forward-over-reverse derivative
+            # (the KKT Jacobian) is a much larger program to compile.
+            y = y0
+            for i in range(self.substeps):
+                t = t_k + i * dt
+                k1 = vector_field(t, y, None)
+                k2 = vector_field(t + dt / 2, y + (dt / 2) * k1, None)
+                k3 = vector_field(t + dt / 2, y + (dt / 2) * k2, None)
+                k4 = vector_field(t + dt, y + dt * k3, None)
+                y = y + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+            return y[:nx], y[nx]
         term = diffrax.ODETerm(vector_field)
         integrator = self.integrator
         if isinstance(integrator, diffrax.AbstractRungeKutta):
@@ -52,9 +69,7 @@ class _AbstractShooting(AbstractTranscription):
             integrator = eqx.tree_at(
                 lambda s: s.scan_kind, integrator, "bounded", is_leaf=lambda x: x is None
             )
-        y0 = jnp.concatenate([x_k, jnp.zeros((1,), x_k.dtype)])
-        dt = h / self.substeps
-        if isinstance(self.stepsize_controller, diffrax.ConstantStepSize):
+        if fixed:
             # Fixed steps are taken by hand: every autodiff mode (forward-over-reverse
             # for the KKT Jacobian included) passes straight through them.
             state = integrator.init(term, t_k, t_k + dt, y0, None)
