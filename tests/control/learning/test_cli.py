@@ -118,7 +118,6 @@ def test_learn_redraws_trajectories_that_blew_up(monkeypatch, capsys):
     # bacteria's true system blows up (x -> -inf in finite time) under many random
     # controls: those are drawn again, and learning runs on finite data; where the
     # draws run out, one line says so rather than blaming the model (issue 26).
-    import diffrax
     import jax.numpy as jnp
     import jax.random as jr
 
@@ -126,7 +125,7 @@ def test_learn_redraws_trajectories_that_blew_up(monkeypatch, capsys):
     from toolkit.control import learning
 
     ex = control.problems.get("bacteria")
-    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.01)
+    sim = learning.FixedStepRK4(3)
     ns = argparse.Namespace(trajectories=24, noise=1e-3)
     keys = tuple(jr.split(jr.key(0), 3))
     ts = jnp.linspace(0.0, 1.0, 41)

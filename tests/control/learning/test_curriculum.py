@@ -1,4 +1,3 @@
-import diffrax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
@@ -29,7 +28,7 @@ def test_the_curriculum_schedules_the_documented_lengths():
 
 def test_fit_with_the_curriculum_grows_the_segments_and_lowers_the_loss():
     ex = control.problems.get("simple_case")
-    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.05)
+    sim = learning.FixedStepRK4(3)
     controls = learning.random_controls(jr.key(0), ex.problem, 5, batch=3, kind="smooth")
     ts = jnp.linspace(0.0, 1.0, 9)
     data = learning.generate(jr.key(1), ex.problem, controls, ts, args=ex.args, simulator=sim)

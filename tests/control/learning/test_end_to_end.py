@@ -1,4 +1,3 @@
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,7 @@ from ...helpers import central_difference, relative_error
 
 
 # Fixed RK4 steps make the true-system cost a smooth function of the plan.
-RK4 = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.1)
+RK4 = learning.FixedStepRK4(5)
 TRANSCRIPTION = control.Trapezoidal(20)
 
 
@@ -87,7 +86,7 @@ def test_end_to_end_keeps_the_sysid_model_when_no_step_improves():
     # Issue 26: the selection starts from the initial (sysid) model, step 0, and
     # scores every model as it is reported, so no step can make it worse.
     ex = control.problems.get("simple_case")
-    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.05)
+    sim = learning.FixedStepRK4(2)
     # A hybrid with the true parameters and a zero MLP: the true model, as good as
     # system identification can make it.
     field = learning.init_neural_vector_field(
@@ -118,7 +117,7 @@ def test_end_to_end_keeps_the_sysid_model_when_no_step_improves():
 
 def _simple_case_parametric():
     ex = control.problems.get("simple_case")
-    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.05)
+    sim = learning.FixedStepRK4(2)
     # Only C enters the dynamics: it is the one array, so the one parameter learned.
     model = learning.Model(ex.problem.dynamics, {"A": 1.0, "B": 1.0, "C": jnp.array(3.0)})
     return ex, model, learning.TrueCost(ex.problem, ex.args, sim)

@@ -1,4 +1,3 @@
-import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +52,7 @@ def test_end_to_end_derivative_through_the_penalised_plan(simple):
     # The implicit derivative of the true cost of a penalised plan w.r.t. a model
     # parameter, against central differences.
     problem, args = simple.problem, simple.args
-    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.05)
+    sim = learning.FixedStepRK4(2)
     loss = learning.TrueCost(problem, args, sim)
     tr = learning.ControlSmoothness(control.Trapezoidal(10), 0.3)
     model = learning.Model(problem.dynamics, {"A": 1.0, "B": 1.0, "C": jnp.array(3.0)})

@@ -1,4 +1,3 @@
-import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
@@ -85,10 +84,10 @@ def vdp_data():
 
 
 # Fixed RK4 steps: fast to compile and to differentiate.
-RK4 = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.125)
+RK4 = learning.FixedStepRK4(2)
 
 
-@pytest.mark.slow  # ~1 min: trains two MLP vector fields through diffrax
+@pytest.mark.slow  # ~1 min: trains two MLP vector fields
 @pytest.mark.parametrize("hybrid", [False, True], ids=["neural", "hybrid"])
 def test_neural_ode_sysid_lowers_the_validation_loss(vdp_data, hybrid):
     ex, (train, valid) = vdp_data
@@ -126,13 +125,13 @@ def test_a_diverged_fit_stops_with_a_clear_error():
     # Issue 26: a planted divergence (a huge learning rate) stops at once with what to
     # change, rather than handing a NaN model on.
     ex = control.problems.get("simple_case")
-    sim = learning.Simulator(control.RK4(), diffrax.ConstantStepSize(), dt0=0.05)
+    sim = learning.FixedStepRK4(2)
     controls = learning.random_controls(jr.key(0), ex.problem, 5, batch=4, kind="smooth")
     ts = jnp.linspace(0.0, 1.0, 11)
     data = learning.generate(jr.key(1), ex.problem, controls, ts, args=ex.args, simulator=sim)
     model = learning.Model(learning.init_neural_vector_field(jr.key(2), ex.problem, width_size=4))
     loss = learning.SingleShootingLoss(sim)
-    with pytest.raises(FloatingPointError, match=r"diverged.*nan at step 1.*learning rate"):
+    with pytest.raises(FloatingPointError, match=r"diverged.*(nan|inf) at step 1.*learning rate"):
         learning.fit(model, data, loss=loss, optimiser=optax.adam(1e8), steps=5, eval_every=1)
 
 
