@@ -78,13 +78,23 @@ def test_fixed_step_rk4_steps_onto_the_control_nodes(kind):
         assert np.allclose(xs[:, 0], partial, rtol=0, atol=1e-13)
 
 
-def test_fixed_step_rk4_gradients_match_finite_differences_in_both_modes():
+SIM = learning.FixedStepRK4(3)
+
+
+@pytest.fixture(scope="module")
+def vdp():
+    """Van der Pol, 4 trajectories of 40 sampling intervals under random smooth
+    controls, simulated with `SIM`."""
     ex = control.problems.get("van_der_pol")
-    controls = learning.random_controls(jr.key(0), ex.problem, 8, batch=3, kind="smooth")
-    ts = jnp.linspace(0.0, 10.0, 21)
-    sim = learning.FixedStepRK4(3)
-    data = learning.generate(jr.key(1), ex.problem, controls, ts, args=ex.args, simulator=sim)
-    loss = learning.MultipleShootingLoss(segment=4, simulator=sim)
+    controls = learning.random_controls(jr.key(0), ex.problem, 10, batch=4, kind="smooth")
+    ts = jnp.linspace(0.0, 10.0, 41)
+    data = learning.generate(jr.key(1), ex.problem, controls, ts, args=ex.args, simulator=SIM)
+    return ex, controls, ts, data
+
+
+def test_fixed_step_rk4_gradients_match_finite_differences_in_both_modes(vdp):
+    ex, _, _, data = vdp
+    loss = learning.MultipleShootingLoss(segment=4, simulator=SIM)
 
     def f(mu):
         return loss(learning.Model(ex.problem.dynamics, {"mu": mu}), data)
@@ -96,22 +106,18 @@ def test_fixed_step_rk4_gradients_match_finite_differences_in_both_modes():
     assert np.isclose(float(g_fwd), float(g_rev), rtol=1e-12)
 
 
-def test_fixed_step_rk4_agrees_with_diffrax_and_fits_by_least_squares():
+def test_fixed_step_rk4_agrees_with_diffrax_and_fits_by_least_squares(vdp):
     # Multiple-shooting system identification of Van der Pol's mu (Levenberg-Marquardt,
     # forward-mode Jacobians through the scan): the data and the model share the
     # simulator, so the truth is recovered to the solver's tolerance.
-    ex = control.problems.get("van_der_pol")
-    controls = learning.random_controls(jr.key(0), ex.problem, 10, batch=4, kind="smooth")
-    ts = jnp.linspace(0.0, 10.0, 41)
-    sim = learning.FixedStepRK4(3)
-    data = learning.generate(jr.key(1), ex.problem, controls, ts, args=ex.args, simulator=sim)
+    ex, controls, ts, data = vdp
     tight = learning.Simulator(stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10))
     reference = learning.generate(
         jr.key(1), ex.problem, controls, ts, args=ex.args, simulator=tight
     )
     assert float(jnp.max(jnp.abs(data.xs - reference.xs))) < 1e-3
     guess = learning.Model(ex.problem.dynamics, {"mu": jnp.array(0.3)})
-    loss = learning.MultipleShootingLoss(segment=4, simulator=sim)
+    loss = learning.MultipleShootingLoss(segment=4, simulator=SIM)
     model, sol = learning.fit_least_squares(guess, data, loss=loss)
     assert sol.result == optx.RESULTS.successful
     assert abs(float(model.args["mu"]) - 1.0) < 1e-8
