@@ -209,6 +209,21 @@ def machine() -> dict:
     return _provenance.machine(equinox=eqx.__version__, optax=optax.__version__, threads=THREADS)
 
 
+def store_of(mode: str, force: list[str] | None) -> Store:
+    """The records of `mode` ("full" or "quick"), one file each, shared by `--shard`
+    processes (hence the lock), each record stamped with its host."""
+    return Store(
+        RESULTS / (f"{STEM}.json" if mode == "full" else f"{STEM}-{mode}.json"),
+        force,
+        section=("runs",),
+        machine=machine,
+        machine_at=("machine", platform.node()),
+        stamp=host,
+        lock=True,
+        indent=1,
+    )
+
+
 MAX_MAPPINGS = 20_000
 
 
@@ -1184,17 +1199,7 @@ def main(argv=None) -> int:
                 f"--demp-cell {opts.demp_cell!r}: choose one of "
                 + ", ".join(f"{p},{n:g}" for p, n in CELLS)
             )
-    mode = P["mode"]
-    store = Store(
-        RESULTS / (f"{STEM}.json" if mode == "full" else f"{STEM}-{mode}.json"),
-        forced(opts),
-        section=("runs",),
-        machine=machine,
-        machine_at=("machine", platform.node()),
-        stamp=host,
-        lock=True,
-        indent=1,
-    )
+    store = store_of(P["mode"], forced(opts))
     cell, choice = best_cell(store.entries(), P, pinned)
     every = runs_of(P, EXPERIMENTS, DATASETS, cell or DEFAULT_CELL)
     methods = None

@@ -142,11 +142,11 @@ def test_readme_keeps_the_old_section_without_new_records(results, monkeypatch, 
     readme = tmp_path / "README.md"
     readme.write_text(f"# Benchmarks\n\n{demp.SECTION}\n\nold numbers\n")
     monkeypatch.setattr(demp, "README", readme)
-    store = demp.Store("full", None)
+    store = demp.store_of("full", None)
     assert not demp.write_readme(store, "new table", "cmd")
     assert "old numbers" in readme.read_text()
     store.put("train/mnist1d/dense/-/seed=0", {"wall_s": 1.0})
-    quick = demp.Store("quick", None)
+    quick = demp.store_of("quick", None)
     quick.put("train/mnist1d/dense/-/seed=0", {"wall_s": 1.0})
     assert not demp.write_readme(quick, "quick table", "cmd")  # a smoke run never
     assert "old numbers" in readme.read_text()
@@ -161,28 +161,28 @@ def results(tmp_path, monkeypatch):
 
 
 def test_store_writes_each_record_and_skips_it_after(results):
-    store = demp.Store("quick", None)
+    store = demp.store_of("quick", None)
     assert store.path == results / "demp-v2-quick.json"
     assert store.todo("train/mnist1d/dense/-/seed=0")
     store.put("train/mnist1d/dense/-/seed=0", {"test_accuracy": 0.5})
     # A fresh process (a restart) reads the record back and skips it.
-    again = demp.Store("quick", None)
+    again = demp.store_of("quick", None)
     assert not again.todo("train/mnist1d/dense/-/seed=0")
     assert again.todo("train/mnist1d/dense/-/seed=1")
     rec = json.loads(store.path.read_text())["runs"]["train/mnist1d/dense/-/seed=0"]
     assert rec["test_accuracy"] == 0.5
     assert {"measured", "toolkit_commit", "toolkit_tree", "host"} <= rec.keys()
-    assert not list(results.glob(".demp.*"))  # no temporary file left behind
+    assert not list(results.glob(".demp*"))  # no temporary file left behind
 
 
 def test_store_force_redoes_matching_records_once(results):
-    demp.Store("full", None).put("train/a/seed=0", {})
-    demp.Store("full", None).put("speed/a/seed=0", {})
-    store = demp.Store("full", ["train"])
+    demp.store_of("full", None).put("train/a/seed=0", {})
+    demp.store_of("full", None).put("speed/a/seed=0", {})
+    store = demp.store_of("full", ["train"])
     assert store.todo("train/a/seed=0") and not store.todo("speed/a/seed=0")
     store.put("train/a/seed=0", {})
     assert not store.todo("train/a/seed=0")  # redone once, not again in this run
-    assert demp.Store("full", []).todo("speed/a/seed=0")  # --force alone: everything
+    assert demp.store_of("full", []).todo("speed/a/seed=0")  # --force alone: everything
 
 
 def _fake_run_one(calls, fail_on=None):
@@ -342,7 +342,7 @@ def test_jobs_names_every_failed_shard(results, monkeypatch, capsys, codes, fail
 def test_report_tables_and_verdicts(results):
     P = demp.plan(False, "lenet")
     cell = demp.DEFAULT_CELL
-    store = demp.Store("full", None)
+    store = demp.store_of("full", None)
     R = _grid_records(P, lambda c, aim: 0.8 - 0.1 * aim if c == cell else 0.5)
     widths = {"hidden.0": 100, "hidden.1": 50}
     base = {"n_test": 1000, "wall_s": 1.0, "widths": widths, "config": {"model": "mlp"}}
@@ -362,7 +362,7 @@ def test_report_tables_and_verdicts(results):
             for reg, aim in zip(P["strengths"]["mnist1d"][cell], P["aims"]):
                 rec = {**base, "unit_sparsity": aim, "test_accuracy": 0.8 - 0.1 * aim + 0.01 * seed}
                 store.put(f"train/mnist1d/{demp.cell_name(cell)}/{reg:g}/seed={seed}", rec)
-    chosen, choice = demp.best_cell(store.runs(), P)
+    chosen, choice = demp.best_cell(store.entries(), P)
     assert chosen == cell and "covers 3 of the 3" in choice
     text = demp.report(store, P, chosen, choice, plot=False)
     assert "### The 2x2 of DemP recipes on mnist1d (seed 0)" in text
@@ -390,7 +390,7 @@ def test_jobs_runs_the_seeds_cell_once_the_grid_chose_it(results, monkeypatch):
             self.argv = argv
             rounds.append(argv)
             if len(rounds) <= 2:  # the first round's shards finish the grid
-                store = demp.Store("quick", None)
+                store = demp.store_of("quick", None)
                 for key, *_ in demp.runs_of(P, ["grid"], ["mnist1d"]):
                     store.put(key, {"unit_sparsity": 0.5, "test_accuracy": 0.5, "wall_s": 1.0})
 
