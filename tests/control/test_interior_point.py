@@ -5,7 +5,7 @@ import optimistix as optx
 
 from toolkit import control
 from toolkit.control._kkt import KKTResidual
-from toolkit.control._planner.interior_point import push_into_box
+from toolkit.control._nlp import push_into_box
 
 
 def test_push_into_box_moves_every_bounded_unknown_inside():

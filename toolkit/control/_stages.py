@@ -24,9 +24,9 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree
 
 from ._kkt import KKTResidual
+from ._nlp import push_into_box
 from ._planner.base import AbstractPlanner
 from ._planner.fallback import attach_at_root, freeze, interior_point_solve
-from ._planner.interior_point import push_into_box
 from ._planner.newton import KKTNewton
 from ._problem import OptimalControlProblem
 from ._results import RESULTS

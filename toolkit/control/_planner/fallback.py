@@ -7,7 +7,8 @@ import lineax as lx
 import optimistix as optx
 from jaxtyping import Array
 
-from .interior_point import InteriorPoint, push_into_box
+from .._nlp import push_into_box
+from .interior_point import InteriorPoint
 
 
 def solve_with_fallback(

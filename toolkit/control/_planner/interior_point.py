@@ -9,6 +9,7 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree, Scalar
 from optimistix import RESULTS
 
+from .._nlp import bound_masks
 from .regularised_step import regularised_newton_step
 
 
@@ -34,28 +35,10 @@ class _InteriorPointState(eqx.Module):
     result: RESULTS
 
 
-def _masks(nlp) -> tuple[Bool[Array, "..."], Bool[Array, "..."]]:
-    free = nlp.primal_mask & (nlp.lower < nlp.upper)
-    return free & jnp.isfinite(nlp.lower), free & jnp.isfinite(nlp.upper)
-
-
 def _slacks(y, nlp, has_lower, has_upper):
     s_lower = jnp.where(has_lower, y - jnp.where(has_lower, nlp.lower, 0), 1.0)
     s_upper = jnp.where(has_upper, jnp.where(has_upper, nlp.upper, 0) - y, 1.0)
     return s_lower, s_upper
-
-
-def push_into_box(y: Array, nlp, kappa_1: float = 1e-2, kappa_2: float = 1e-2) -> Array:
-    """Move the primal unknowns strictly inside their bounds (as IPOPT does with its
-    starting point): at least min(κ₁ max(1, |bound|), κ₂ (hi - lo)) from each bound."""
-    has_lower, has_upper = _masks(nlp)
-    lo = jnp.where(has_lower, nlp.lower, 0)
-    hi = jnp.where(has_upper, nlp.upper, 0)
-    width = jnp.where(has_lower & has_upper, hi - lo, jnp.inf)
-    p_lower = jnp.minimum(kappa_1 * jnp.maximum(1, jnp.abs(lo)), kappa_2 * width)
-    p_upper = jnp.minimum(kappa_1 * jnp.maximum(1, jnp.abs(hi)), kappa_2 * width)
-    y = jnp.where(has_lower, jnp.maximum(y, lo + p_lower), y)
-    return jnp.where(has_upper, jnp.minimum(y, hi - p_upper), y)
 
 
 class InteriorPoint(optx.AbstractRootFinder):
@@ -102,7 +85,7 @@ class InteriorPoint(optx.AbstractRootFinder):
         """IPOPT's KKT error E_μ of the barrier problem, in the NLP's own units: the
         constraint rows of the residual are c / h, the stationarity rows are not
         scaled."""
-        has_lower, has_upper = _masks(nlp)
+        has_lower, has_upper = bound_masks(nlp)
         s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
         h = jnp.max(nlp.regularisation)
         stationarity = jnp.where(nlp.primal_mask, g - nu_lower + nu_upper, h * g)
@@ -117,7 +100,7 @@ class InteriorPoint(optx.AbstractRootFinder):
         nlp = options["nlp"]
         f, _ = fn(y, args)
         dtype = f.dtype
-        has_lower, has_upper = _masks(nlp)
+        has_lower, has_upper = bound_masks(nlp)
         s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
         mu = jnp.asarray(self.mu_init, dtype)
         nu_lower = jnp.where(has_lower, mu / s_lower, 0)
@@ -150,7 +133,7 @@ class InteriorPoint(optx.AbstractRootFinder):
 
     def step(self, fn, y, args, options, state: _InteriorPointState, tags):
         nlp = options["nlp"]
-        has_lower, has_upper = _masks(nlp)
+        has_lower, has_upper = bound_masks(nlp)
         mu = state.mu
         s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
         nu_lower, nu_upper = state.nu_lower, state.nu_upper

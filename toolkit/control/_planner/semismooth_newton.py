@@ -1,5 +1,4 @@
 from collections.abc import Callable
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -238,31 +237,6 @@ class SemismoothNewton(optx.AbstractRootFinder):
     def postprocess(self, fn, y, aux, args, options, state: _NewtonState, tags, result):
         del fn, args, options, tags, result
         return y, aux, {"backtracks": state.backtracks, "regularised_steps": state.regularised}
-
-
-class NLPInfo(eqx.Module):
-    """What [`toolkit.control.SemismoothNewton`][] needs to know of the nonlinear program
-    behind a KKT residual (passed as `options={"nlp": NLPInfo(...)}`).
-
-    **Fields:**
-
-    - `objective`: `(y, args) -> J`, the NLP objective at the primal part of `y`.
-    - `constraints`: `(y, args) -> c`, the (masked) equality constraints.
-    - `unprojected`: `(y, args) -> F`, the residual with the bounds ignored: bare
-        stationarity rows ∇_z L on the unknowns that are not fixed.
-    - `primal_mask`: boolean, shaped like `y`: which unknowns are primal.
-    - `regularisation`: shaped like `y`: the diagonal added, times δ, to the Jacobian
-        (positive on primal unknowns; its scale sets that of the curvature test).
-    - `lower`, `upper`: bounds shaped like `y` (±inf on multipliers).
-    """
-
-    objective: Callable[[Array, Any], Scalar]
-    constraints: Callable[[Array, Any], Array]
-    unprojected: Callable[[Array, Any], Array]
-    primal_mask: Array
-    regularisation: Array
-    lower: Array
-    upper: Array
 
 
 SemismoothNewton.__init__.__doc__ = """**Arguments:**
