@@ -15,7 +15,9 @@ on which the first trials failed or did worse than sysid).
 Recorded per run, from the command's `--json` and exit status: the true-system cost
 (learning.TrueCost: the plan's controls integrated through the true dynamics) of the
 true model's plan, of the sysid model's and of the end-to-end model's (each planned
-from the planner's default start, the measure by which end-to-end keeps its model),
+from the planner's default start, the measure by which end-to-end keeps its model;
+with a fixed final state xT it includes 100 x the squared miss of xT, and the miss
+itself is recorded),
 the full-horizon rollout error on held-out trajectories, failed end-to-end plans,
 the wall time, and for a run that did not finish its exit status and last line
 (a crash is a traceback; a clear one-line refusal is recorded as such).
@@ -123,6 +125,7 @@ def run(problem: str, model: str, seed: int, threads: int | None) -> dict:
                 plan_ok=log["plan_ok"],
                 rollout_error=log["rollout_error"],
                 e2e_failed=log["curves"].get("e2e_failed"),
+                terminal_miss=log.get("terminal_miss", {}),
                 e2e_kept=log["curves"].get("e2e_kept"),
                 sysid_valid=[log["curves"]["sysid_valid"][0], log["curves"]["sysid_valid"][-1]],
             )
@@ -173,6 +176,14 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+def _misses(r: dict) -> str:
+    """How far each plan ends from a fixed final state xT on the true system."""
+    m = r.get("terminal_miss") or {}
+    if not m:
+        return "–"
+    return " / ".join(f"{m[k]:.2g}" for k in ("true_model", "sysid", "end_to_end"))
+
+
 def report(store: dict) -> str:
     records = store.get("runs", {})
     lines = [
@@ -183,8 +194,10 @@ def report(store: dict) -> str:
         "library. True-system cost (lower is better) of the plan of the true model, of "
         "the model after system identification (sysid) and after end-to-end training "
         "(e2e), each planned from the planner's default start (the measure by which "
-        "e2e keeps its model); the held-out full-horizon rollout error (relative RMS) "
-        "after sysid and after e2e. `python benchmarks/learning_library.py` (resumable; "
+        "e2e keeps its model; where the problem fixes the final state xT, the cost "
+        "includes 100 x the squared miss of it on the true system, and the miss "
+        "max |x(t1) - xT| is shown); the held-out full-horizon rollout error (relative "
+        "RMS) after sysid and after e2e. `python benchmarks/learning_library.py` (resumable; "
         "results in `benchmarks/results/learning_library.json`; `--readme` writes this "
         "section).",
         "",
@@ -200,8 +213,9 @@ def report(store: dict) -> str:
         f"{', '.join(commits)}.",
         "",
         "| problem | model | seed | true model | sysid | e2e | e2e ≤ sysid | e2e vs true "
-        "| rollout sysid → e2e | failed e2e plans | wall | outcome |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rollout sysid → e2e | xT miss true / sysid / e2e | failed e2e plans | wall "
+        "| outcome |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     counts = {"ok": 0, "nan": 0, "crash": 0, "refused": 0}
     not_worse = within = judged = 0
@@ -212,7 +226,9 @@ def report(store: dict) -> str:
         head = f"| {r['problem']} | {r['model']} | {r['seed']} |"
         if o != "ok":
             why = r.get("message", "non-finite cost").replace("|", "\\|")
-            lines.append(f"{head} – | – | – | – | – | – | – | {r['wall_s']:.0f} s | {o}: {why} |")
+            lines.append(
+                f"{head} – | – | – | – | – | – | – | – | {r['wall_s']:.0f} s | {o}: {why} |"
+            )
             continue
         c, e = r["costs"], r["rollout_error"]
         judged += 1
@@ -223,7 +239,7 @@ def report(store: dict) -> str:
         lines.append(
             f"{head} {_fmt(c['true_model'])} | {_fmt(c['sysid'])} | {_fmt(c['end_to_end'])} "
             f"| {'yes' if ok_order else '**no**'} | {100 * gap:+.2f} % "
-            f"| {e['sysid']:.2e} → {e['end_to_end']:.2e} | {r['e2e_failed']} "
+            f"| {e['sysid']:.2e} → {e['end_to_end']:.2e} | {_misses(r)} | {r['e2e_failed']} "
             f"| {r['wall_s']:.0f} s | ok |"
         )
     lines += [

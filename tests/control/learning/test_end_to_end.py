@@ -151,3 +151,44 @@ def test_end_to_end_refuses_a_non_finite_model():
     model = eqx.tree_at(lambda m: m.args["C"], model, jnp.array(jnp.nan))
     with pytest.raises(FloatingPointError, match="needs a finite model.*diverge"):
         learning.fit_end_to_end(model, ex.problem, control.Trapezoidal(5), loss, args=ex.args)
+
+
+def _control_only(t, x, u, args):
+    return u
+
+
+def _effort(t, x, u, args):
+    return u[0] ** 2
+
+
+@pytest.mark.parametrize("xT", [None, 1.0])
+def test_true_cost_adds_the_weighted_miss_of_the_final_state(xT):
+    # x' = u, x(0) = 0 on [0, 1] with u = 0.5 held: x(1) = 0.5, integral of u² = 0.25;
+    # with xT = 1 the plan misses it by 0.5 on the true system.
+    problem = control.OptimalControlProblem(
+        dynamics=_control_only,
+        running_cost=_effort,
+        x0=jnp.array([0.0]),
+        t1=1.0,
+        u_bounds=(jnp.array([-jnp.inf]), jnp.array([jnp.inf])),
+        xT=None if xT is None else jnp.array([xT]),
+    )
+    plan = control.Solution(
+        cost=jnp.zeros(()),
+        ts=jnp.array([0.0, 0.5, 1.0]),
+        xs=jnp.zeros((3, 1)),
+        us=jnp.full((3, 1), 0.5),
+        costates=None,
+        multipliers=jnp.zeros((3, 1)),
+        bound_multipliers=jnp.zeros((3, 2)),
+        z=jnp.zeros((3, 2)),
+        result=control.RESULTS.successful,
+        stats={},
+    )
+    loss = learning.TrueCost(problem, simulator=learning.FixedStepRK4(1), terminal_weight=8.0)
+    if xT is None:
+        assert float(loss(plan)) == pytest.approx(0.25, abs=1e-14)
+        assert loss.terminal_miss(plan) is None
+    else:
+        assert float(loss(plan)) == pytest.approx(0.25 + 8.0 * 0.25, abs=1e-14)
+        assert float(loss.terminal_miss(plan)) == pytest.approx(0.5, abs=1e-14)

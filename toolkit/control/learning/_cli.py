@@ -460,6 +460,7 @@ def learn(ns: argparse.Namespace) -> int:
         before_name, after_name = "initial", "sysid"
 
     print(f"\nplans on {planner_name}, scored on the true system:")
+    misses: dict[str, float] = {}
     labels = {
         "true_model": "the true model's own plan",
         "initial": "the untrained model",
@@ -468,6 +469,11 @@ def learn(ns: argparse.Namespace) -> int:
     }
     for name in costs:
         flag = "" if ok[name] else "  [plan did not converge]"
+        miss = true_cost.terminal_miss(plans[name])
+        if miss is not None:
+            # The cost includes the weighted squared miss (learning.TrueCost).
+            misses[name] = float(miss)
+            flag = f"  (misses xT by {misses[name]:.3g} on the true system){flag}"
         print(f"  {labels[name]:<32} {costs[name]:.6g}{flag}")
     print(
         f"learned model before -> after: {costs[before_name]:.6g} -> {costs[after_name]:.6g} "
@@ -489,6 +495,7 @@ def learn(ns: argparse.Namespace) -> int:
             "curves": curves,
             "costs": costs,
             "plan_ok": ok,
+            "terminal_miss": misses,
             "before": costs[before_name],
             "after": costs[after_name],
             "true_model_cost": costs["true_model"],

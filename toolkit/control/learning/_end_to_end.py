@@ -20,7 +20,7 @@ from .._transcription.base import AbstractTranscription
 from ._controls import Controls
 from ._data import Trajectories
 from ._model import learned_problem, Model
-from ._simulate import AbstractSimulator, evaluate, Simulator
+from ._simulate import AbstractSimulator, cost_and_final_state, Simulator
 from ._sysid import (
     _check_finite,
     _init,
@@ -42,29 +42,49 @@ class AbstractPlanLoss(eqx.Module):
 
 class TrueCost(AbstractPlanLoss):
     """The true-system cost of a plan: its controls (linear between the plan's
-    nodes) applied to the true dynamics from the true `x0`, integrated with diffrax,
-    and scored with the true running and terminal costs
-    ([`toolkit.control.learning.evaluate`][]).
+    nodes) applied to the true dynamics from the true `x0`, integrated by
+    `simulator`, and scored with the true running and terminal costs
+    ([`toolkit.control.learning.evaluate`][]); where the problem fixes the final
+    state (`xT`), plus `terminal_weight` times the squared miss of it,
+    `|x(t1) - xT|²`.
 
     This is the decision-focused objective: a model is good when the plans made with
-    it are good on the real system, not when it predicts every state well.
+    it are good on the real system, not when it predicts every state well. The plan
+    meets `xT` for the model, not necessarily for the true system; without the miss
+    term, a model whose plans never reach the target (a cart-pole that does not swing
+    up: no effort, almost no cost) would score better than the truth.
 
     **Arguments:**
 
     - `problem`: the true [`toolkit.control.OptimalControlProblem`][].
     - `args`: its parameters.
-    - `simulator`: a [`toolkit.control.learning.Simulator`][]; fixed steps make the
-        loss a smooth function of the plan.
+    - `simulator`: a [`toolkit.control.learning.Simulator`][] or
+        [`toolkit.control.learning.FixedStepRK4`][]; fixed steps make the loss a
+        smooth function of the plan.
+    - `terminal_weight`: the weight of the squared miss of `xT` (ignored when the
+        problem has no `xT`); default 100.
     """
 
     problem: OptimalControlProblem
     args: PyTree[Any] = None
     simulator: AbstractSimulator = Simulator()
+    terminal_weight: float = 100.0
 
     def __call__(self, sol):
-        return evaluate(
-            self.problem, Controls.from_solution(sol), args=self.args, simulator=self.simulator
-        )
+        cost, x1 = self._cost_and_final_state(sol)
+        if self.problem.xT is None:
+            return cost
+        return cost + self.terminal_weight * jnp.sum((x1 - self.problem.xT) ** 2)
+
+    def terminal_miss(self, sol: Solution) -> Scalar | None:
+        """`max |x(t1) - xT|` of the plan on the true system; None without `xT`."""
+        if self.problem.xT is None:
+            return None
+        return jnp.max(jnp.abs(self._cost_and_final_state(sol)[1] - self.problem.xT))
+
+    def _cost_and_final_state(self, sol):
+        controls = Controls.from_solution(sol)
+        return cost_and_final_state(self.problem, controls, self.args, self.simulator)
 
 
 class Imitation(AbstractPlanLoss):

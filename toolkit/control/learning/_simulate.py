@@ -285,6 +285,17 @@ def evaluate(
 
     The scalar cost. State bounds are not checked.
     """
+    return cost_and_final_state(problem, controls, args, simulator)[0]
+
+
+def cost_and_final_state(
+    problem: OptimalControlProblem,
+    controls: Controls,
+    args: PyTree[Any],
+    simulator: AbstractSimulator,
+) -> tuple[Scalar, Float[Array, " nx"]]:
+    """What [`toolkit.control.learning.evaluate`][] computes, and the final state x(t1)
+    of the same integration."""
     nx = problem.nx
     field = _CostField(problem, args)
     y0 = jnp.concatenate([problem.x0, jnp.zeros((1,), problem.x0.dtype)])
@@ -292,4 +303,4 @@ def evaluate(
     cost = y1[nx]
     if problem.terminal_cost is not None:
         cost = cost + problem.terminal_cost(y1[:nx], args)
-    return cost
+    return cost, y1[:nx]
