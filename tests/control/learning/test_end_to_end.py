@@ -192,3 +192,34 @@ def test_true_cost_adds_the_weighted_miss_of_the_final_state(xT):
     else:
         assert float(loss(plan)) == pytest.approx(0.25 + 8.0 * 0.25, abs=1e-14)
         assert float(loss.terminal_miss(plan)) == pytest.approx(0.5, abs=1e-14)
+
+
+def test_end_to_end_backs_off_after_a_failed_plan_and_resumes():
+    # A model whose plans fail past a cliff (C > 3.5: non-finite dynamics). The step
+    # that lands there fails; left there, every later plan would fail the same way.
+    # Halving the last update brings it back to where plans converge.
+    ex = control.problems.get("simple_case")
+
+    def cliff(t, x, u, args):
+        return jnp.where(args["C"] > 3.5, jnp.nan, ex.problem.dynamics(t, x, u, args))
+
+    model = learning.Model(cliff, {"A": 1.0, "B": 1.0, "C": jnp.array(3.0)})
+    loss = learning.TrueCost(ex.problem, ex.args, learning.FixedStepRK4(2))
+    _, history = learning.fit_end_to_end(
+        model,
+        ex.problem,
+        control.Trapezoidal(5),
+        loss,
+        args=ex.args,
+        optimiser=optax.sgd(5.0),
+        steps=8,
+    )
+    ok = history["successful"]
+    assert ok[0] and not all(ok), ok
+    # A plan succeeds again after a failure (it may take more than one halving).
+    assert any(not ok[i] and ok[i + 1] for i in range(len(ok) - 1)), ok
+
+
+def test_backtrack_halves_the_last_update():
+    good, failed = {"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([3.0, -2.0])}
+    assert jnp.array_equal(learning._end_to_end.backtrack(good, failed)["a"], jnp.array([2.0, 0.0]))

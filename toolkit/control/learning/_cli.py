@@ -179,7 +179,13 @@ def learn(ns: argparse.Namespace) -> int:
 
     from ... import control
     from .. import learning
-    from ._end_to_end import _check_model, _check_step, _end_to_end_step, _selection_score
+    from ._end_to_end import (
+        _check_model,
+        _check_step,
+        _end_to_end_step,
+        _selection_score,
+        backtrack,
+    )
     from ._sysid import _check_finite, _init, _partition, _update
 
     if ns.problem not in control.problems.names():
@@ -409,6 +415,7 @@ def learn(ns: argparse.Namespace) -> int:
         curves["e2e_selection"], curves["e2e_kept"] = [best[0]], 0
         e2e_advice = f"lower --e2e-lr (now {ns.e2e_lr:g})"
         t = time.perf_counter()
+        last_good = None  # the last model whose plan succeeded
         bar = tqdm(range(ns.e2e_steps), desc=f"end to end ({ns.method})")
         for i in bar:
             before = params
@@ -436,10 +443,13 @@ def learn(ns: argparse.Namespace) -> int:
             step_history = {"loss": curves["e2e_loss"], "sysid": curves["e2e_sysid"]}
             _check_step(step_history, i, sol, ns.sysid_weight > 0, e2e_advice)
             if not success:
-                params = before  # a failed plan leaves the model unchanged
+                # No update; halfway back to the last model whose plan succeeded, or
+                # the same plan would fail at every later step.
+                if last_good is not None:
+                    params = backtrack(last_good, before)
                 curves["e2e_selection"].append(curves["e2e_selection"][-1])
                 continue
-            init = jax.lax.stop_gradient(sol)
+            init, last_good = jax.lax.stop_gradient(sol), before
             curves["e2e_selection"].append(selection(params))
             if curves["e2e_selection"][-1] < best[0]:
                 best = (curves["e2e_selection"][-1], params)

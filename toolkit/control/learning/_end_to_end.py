@@ -213,7 +213,9 @@ def fit_end_to_end(
 
     Every step plans with the current model (warm-started from the last plan when
     `warm_start`), differentiates through the plan implicitly, and updates the model.
-    A step whose plan fails leaves the model unchanged (it is counted in
+    A step whose plan fails takes no update and halves the last one (the model moves
+    halfway back to the last one whose plan succeeded), so that training resumes
+    where plans converge (it is counted in
     `history["failed"]`).
 
     **Arguments:**
@@ -268,8 +270,9 @@ def fit_end_to_end(
         score, _ = _selection_score(model, problem, transcription, loss, solver, args)
         history["selection"], history["kept"] = [score], 0
         best = (score, params)
-    init = None
+    init, last_good = None, None
     for i in range(steps):
+        current = params
         params, opt_state, value, sysid, sol, ok = _end_to_end_step(
             params,
             opt_state,
@@ -293,7 +296,9 @@ def fit_end_to_end(
         history["successful"].append(ok)
         _check_step(history, i, sol, data is not None, "lower the optimiser's learning rate")
         if ok:
-            init = jax.lax.stop_gradient(sol)
+            init, last_good = jax.lax.stop_gradient(sol), current
+        elif last_good is not None:
+            params = backtrack(last_good, params)
         if keep_best:
             score = history["selection"][-1]
             if ok:  # else the model is unchanged
@@ -307,6 +312,14 @@ def fit_end_to_end(
         params = best[1]
     history["failed"] = history["successful"].count(False)
     return eqx.combine(params, static), history
+
+
+def backtrack(last_good: PyTree, failed: PyTree) -> PyTree:
+    """Halfway back from parameters whose plan failed to the last ones whose plan
+    succeeded. Left where it failed, the model would fail again at every step (the
+    same plan from the same start); halving the last update brings it back to where
+    the plan converges."""
+    return jax.tree_util.tree_map(lambda g, f: g + 0.5 * (f - g), last_good, failed)
 
 
 def _check_step(
