@@ -223,3 +223,20 @@ def test_end_to_end_backs_off_after_a_failed_plan_and_resumes():
 def test_backtrack_halves_the_last_update():
     good, failed = {"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([3.0, -2.0])}
     assert jnp.array_equal(learning._end_to_end.backtrack(good, failed)["a"], jnp.array([2.0, 0.0]))
+
+
+def test_the_end_to_end_adjoint_solver_returns_zero_instead_of_raising():
+    # At a failed plan the KKT Jacobian may be singular: lineax would raise from
+    # inside the compiled end-to-end step (predator_prey did); the step discards that
+    # gradient anyway.
+    import lineax as lx
+
+    singular = lx.MatrixLinearOperator(jnp.array([[1.0, 2.0], [2.0, 4.0]]))
+    b = jnp.array([1.0, 0.0])
+    with pytest.raises(Exception, match="non-finite"):
+        lx.linear_solve(singular, b, lx.LU())
+    guarded = learning._end_to_end._ZeroIfNonFinite(lx.LU())
+    out = lx.linear_solve(singular, b, guarded)
+    assert jnp.array_equal(out.value, jnp.zeros(2))
+    regular = lx.MatrixLinearOperator(jnp.array([[2.0, 0.0], [0.0, 4.0]]))
+    assert jnp.allclose(lx.linear_solve(regular, b, guarded).value, jnp.array([0.5, 0.0]))

@@ -5,6 +5,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 import optax
 import optimistix as optx
@@ -16,6 +17,7 @@ from .._planner.newton import KKTNewton
 from .._problem import OptimalControlProblem
 from .._results import RESULTS
 from .._solution import Solution
+from .._stages import linear_solver_of
 from .._transcription.base import AbstractTranscription
 from ._controls import Controls
 from ._data import Trajectories
@@ -350,6 +352,33 @@ def _check_step(
 
 
 @eqx.filter_jit
+class _ZeroIfNonFinite(lx.AbstractLinearSolver):
+    """A linear solver whose non-finite solutions become zero, for the implicit
+    adjoint of an end-to-end step: at a plan that failed (not a root), the KKT
+    Jacobian may be singular, and lineax would raise from inside the compiled step.
+    Such a step's gradient is discarded anyway (its plan failed)."""
+
+    inner: lx.AbstractLinearSolver
+
+    def init(self, operator, options):
+        return self.inner.init(operator, options)
+
+    def compute(self, state, vector, options):
+        solution, result, stats = self.inner.compute(state, vector, options)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(solution)]))
+        solution = jax.tree.map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), solution)
+        return solution, result, stats
+
+    def transpose(self, state, options):
+        return self.inner.transpose(state, options)
+
+    def conj(self, state, options):
+        return self.inner.conj(state, options)
+
+    def assume_full_rank(self):
+        return self.inner.assume_full_rank()
+
+
 def _end_to_end_step(
     params,
     opt_state,
@@ -366,6 +395,9 @@ def _end_to_end_step(
     init,
     adjoint,
 ):
+    if adjoint is None:
+        adjoint = optx.ImplicitAdjoint(_ZeroIfNonFinite(linear_solver_of(solver, transcription)))
+
     def total(p):
         model = eqx.combine(p, static)
         value, sol = plan_loss(
