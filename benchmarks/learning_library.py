@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -72,8 +73,11 @@ def key(problem: str, model: str, seed: int) -> str:
 
 
 def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
+    """The exception of a traceback ("SomeError: message"; equinox ends its own with
+    debugging tips), or else the last line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", line)]
+    return errors[-1] if errors else (lines[-1] if lines else "")
 
 
 def run(problem: str, model: str, seed: int, threads: int | None) -> dict:
