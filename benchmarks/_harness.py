@@ -30,12 +30,23 @@ def log(msg: str) -> None:
 
 
 def arguments(
-    parser: argparse.ArgumentParser, *, example: str, quick: str | None = None
+    parser: argparse.ArgumentParser,
+    *,
+    example: str,
+    quick: str | None = None,
+    report_only: bool = False,
 ) -> argparse.ArgumentParser:
-    """Add `--force [PREFIXES]`, `--readme` and, if `quick` (its help) is given,
-    `--quick`. `example` is a key prefix shown in `--force`'s help."""
+    """Add `--force [PREFIXES]`, `--readme`, `--report-only` if `report_only`, and,
+    if `quick` (its help) is given, `--quick`. `example` is a key prefix shown in
+    `--force`'s help."""
     if quick is not None:
         parser.add_argument("--quick", action="store_true", help=quick)
+    if report_only:
+        parser.add_argument(
+            "--report-only",
+            action="store_true",
+            help="measure nothing: report the results file (with --readme, write it)",
+        )
     parser.add_argument(
         "--force",
         nargs="?",

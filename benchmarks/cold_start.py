@@ -19,11 +19,12 @@ within 5 s; with a warm cache the whole `plan` command within 3 s and within 0.3
 its empty-cache run.
 
 Results go to `benchmarks/results/cold_start.json`, written after every case; finished
-cases are skipped unless `--force`.
+cases are skipped unless `--force` names them (`--force` alone: all).
 
     python benchmarks/cold_start.py              # measure every missing case
-    python benchmarks/cold_start.py --cases vdp_trapezoidal_1000 --force
-    python benchmarks/cold_start.py --readme     # write the README section (JSON only)
+    python benchmarks/cold_start.py --cases vdp_trapezoidal_1000 --force vdp_trapezoidal_1000
+    python benchmarks/cold_start.py --readme     # ... and write the README section
+    python benchmarks/cold_start.py --report-only --readme   # from the JSON alone
 """
 
 import argparse
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from _harness import log
+from _harness import arguments, forced, log, Store
 from _provenance import (
     machine,
     now,
@@ -44,7 +45,6 @@ from _provenance import (
     read_json,
     replace_section,
     SOURCE,
-    write_json_atomic,
 )
 
 
@@ -291,8 +291,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=None, help=f"comma-separated subset of {list(CASES)}")
     parser.add_argument("--no-cli", action="store_true", help="skip the whole-command timing")
-    parser.add_argument("--force", action="store_true", help="re-measure finished cases")
-    parser.add_argument("--readme", action="store_true", help="write the README section only")
+    arguments(parser, example="vdp_trapezoidal_1000", report_only=True)
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.worker:
@@ -302,27 +301,24 @@ def main(argv=None) -> int:
     for case in cases:
         if case not in CASES:
             parser.error(f"unknown case {case!r}; choose from {list(CASES)}")
-    if not opts.readme:
-        results = read_json(RESULTS)
+    if not opts.report_only:
+        force = forced(opts)
+        store = Store(RESULTS, force, section=("cases",), machine=machine, machine_at=("machine",))
         for case in cases:
-            if case in results.get("cases", {}) and not opts.force:
+            if not store.todo(case):
                 continue
             log(f"{case} ...")
             entry = measure(case)
-            results = read_json(RESULTS)
-            results.setdefault("cases", {})[case] = entry
-            results["machine"] = machine()
-            write_json_atomic(RESULTS, results, prefix=".cold_start-")
+            store.put(case, entry)
             log(
                 f"  first call {entry['empty']['first_call_s']:.2f} s empty cache, "
                 f"{entry['warm']['first_call_s']:.2f} s warm cache; warm solve "
                 f"{entry['empty']['warm_solve_s'] * 1e3:.2f} ms"
             )
-        if not opts.no_cli and ("cli" not in results or opts.force):
+        whole = Store(RESULTS, force, section=(), machine=machine, machine_at=("machine",))
+        if not opts.no_cli and whole.todo("cli"):
             log(f"python {' '.join(CLI)} ...")
-            results = read_json(RESULTS)
-            results["cli"] = measure_cli()
-            write_json_atomic(RESULTS, results, prefix=".cold_start-")
+            whole.put("cli", measure_cli())
     results = read_json(RESULTS)
     text, notes = table(results)
     print(text)
