@@ -17,12 +17,14 @@ without bound relaxation, `toolkit/control/problems/reference_optima.json`): a
 planner that fails, or reaches another local optimum, is reported as such.
 
 Results go to `benchmarks/results/library.json` (`--quick`: `library-quick.json`),
-written after every problem; finished problems are skipped unless `--force`.
+written after every problem; finished problems are skipped unless `--force` names them
+(`--force` alone: all).
 
     python benchmarks/library.py                 # measure every missing problem
     python benchmarks/library.py --quick         # smoke run: three problems
-    python benchmarks/library.py --problems seir,glucose --force
-    python benchmarks/library.py --readme        # write the README section (JSON only)
+    python benchmarks/library.py --problems seir,glucose --force seir,glucose
+    python benchmarks/library.py --readme        # ... and write the README section
+    python benchmarks/library.py --report-only --readme   # from the JSON alone
 """
 
 import argparse
@@ -35,8 +37,8 @@ import sys
 import time
 
 import jax
-from _harness import log
-from _provenance import now, OtherLoad, read_json, replace_section, SOURCE, write_json_atomic
+from _harness import arguments, forced, log, Store
+from _provenance import now, OtherLoad, read_json, replace_section, SOURCE
 
 
 jax.config.update("jax_enable_x64", True)
@@ -70,14 +72,6 @@ SAME_RTOL = 1e-6  # "same optimum": |cost - reference| <= SAME_RTOL * |reference
 
 def _load(mode: str) -> dict:
     return read_json(OUTPUTS[mode])
-
-
-def _put(mode: str, name: str, entry: dict) -> None:
-    path = OUTPUTS[mode]
-    results = _load(mode)  # merge with whatever is there now
-    results.setdefault("problems", {})[name] = entry
-    results["machine"] = cvi.machine()
-    write_json_atomic(path, results, ".library.")
 
 
 # --------------------------------------------------------------------------------------
@@ -351,14 +345,9 @@ def write_readme(results: dict, names: list[str]) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {', '.join(QUICK)}")
+    quick = f"smoke run: {', '.join(QUICK)}"
+    arguments(parser, example="seir,glucose", quick=quick, report_only=True)
     parser.add_argument("--problems", default=None, help="comma-separated subset")
-    parser.add_argument("--force", action="store_true", help="re-measure finished problems")
-    parser.add_argument(
-        "--readme",
-        action="store_true",
-        help="write the README section from the results file (measures nothing)",
-    )
     parser.add_argument(
         "--wait-quiet",
         type=float,
@@ -375,22 +364,25 @@ def main(argv=None) -> int:
             if name not in library:
                 parser.error(f"unknown problem {name!r}; the library has {library}")
 
-    if opts.readme:
-        if opts.quick:
-            parser.error("--readme writes the full run's section; run it without --quick")
-        write_readme(_load(mode), library)
-        return 0
-
-    jax.block_until_ready(jnp.ones(3) + 1)  # initialise the backend outside any timing
-    log(f"library ({mode}): results in {OUTPUTS[mode]}")
-    for name in names:
-        if name in _load(mode).get("problems", {}) and not opts.force:
-            continue
+    if opts.readme and opts.quick:
+        parser.error("--readme writes the full run's section; run it without --quick")
+    store = Store(
+        OUTPUTS[mode],
+        forced(opts),
+        section=("problems",),
+        machine=cvi.machine,
+        machine_at=("machine",),
+    )
+    todo = [] if opts.report_only else [n for n in names if store.todo(n)]
+    if todo:
+        jax.block_until_ready(jnp.ones(3) + 1)  # initialise the backend outside any timing
+        log(f"library ({mode}): results in {OUTPUTS[mode]}")
+    for name in todo:
         if opts.wait_quiet > 0:
             cvi.wait_quiet(opts.wait_quiet)
         log(f"{name} ...")
         entry = measure(name, opts.quick)
-        _put(mode, name, entry)
+        store.put(name, entry)
         tk, ip = entry["toolkit"], entry["IPOPT"]
         log(
             f"  toolkit {tk['cost']:.12g} ({tk['result']}, {tk['iterations']} it, cold "
@@ -410,6 +402,8 @@ def main(argv=None) -> int:
     print()
     for n in notes:
         print(n)
+    if opts.readme:
+        write_readme(_load(mode), library)
     return 0
 
 
