@@ -24,11 +24,12 @@ trainer's own step time (compilation, evaluation and prunes excluded), the media
 its evaluations after the first.
 
 Results go to `benchmarks/results/scale_out.json`, written after every case; finished
-cases are skipped unless `--force`.
+cases are skipped unless `--force` names them (`--force` alone: all).
 
     python benchmarks/scale_out.py              # measure every missing case
-    python benchmarks/scale_out.py --cases one_device --force
-    python benchmarks/scale_out.py --readme     # write the README section (JSON only)
+    python benchmarks/scale_out.py --cases one_device --force one_device
+    python benchmarks/scale_out.py --readme     # ... and write the README section
+    python benchmarks/scale_out.py --report-only --readme   # from the JSON alone
 """
 
 import argparse
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import time
 
-from _harness import log
+from _harness import arguments, forced, log, Store
 from _provenance import (
     machine,
     now,
@@ -49,7 +50,6 @@ from _provenance import (
     read_json,
     replace_section,
     SOURCE,
-    write_json_atomic,
 )
 
 
@@ -422,8 +422,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=None, help=f"comma-separated subset of {list(CASES)}")
     parser.add_argument("--repeats", type=int, default=5, help="warm calls (median)")
-    parser.add_argument("--force", action="store_true", help="re-measure finished cases")
-    parser.add_argument("--readme", action="store_true", help="write the README section only")
+    arguments(parser, example="one_device", report_only=True)
     parser.add_argument(
         "--workload", default="both", choices=["plan", "train", "both"], help="what to measure"
     )
@@ -443,19 +442,18 @@ def main(argv=None) -> int:
         if case not in CASES:
             parser.error(f"unknown case {case!r}; choose from {list(CASES)}")
     workloads = ["plan", "train"] if opts.workload == "both" else [opts.workload]
-    if not opts.readme:
+    if not opts.report_only:
         for workload in workloads:
             key = "cases" if workload == "plan" else "training"
+            store = Store(
+                RESULTS, forced(opts), section=(key,), machine=machine, machine_at=("machine",)
+            )
             for case in cases:
-                results = read_json(RESULTS)
-                if case in results.get(key, {}) and not opts.force:
+                if not store.todo(case):
                     continue
                 log(f"{workload}: {case} ...")
                 entry = measure(case, opts.repeats, workload)
-                results = read_json(RESULTS)
-                results.setdefault(key, {})[case] = entry
-                results["machine"] = machine()
-                write_json_atomic(RESULTS, results, prefix=".scale_out-")
+                store.put(case, entry)
                 if workload == "plan":
                     log(
                         f"  first call {entry['first_call_s']:.2f} s, warm "
