@@ -2,6 +2,8 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
+import optimistix as optx
 import pytest
 
 from toolkit import control
@@ -315,3 +317,41 @@ def test_final_state_on_the_edge_of_the_state_box():
         # Node N is fixed by x(1) = 0, not bounded: roundoff may leave it at -1e-16.
         assert float(jnp.min(sol.xs[:-1, 0])) >= 0.0
         assert jnp.allclose(sol.xs[-1], 0.0, atol=1e-10)
+
+
+class _Doubled(lx.AbstractLinearSolver):
+    """Twice the inner solver's solution: a visible mark on a derivative."""
+
+    inner: lx.AbstractLinearSolver
+
+    def init(self, operator, options):
+        return self.inner.init(operator, options)
+
+    def compute(self, state, vector, options):
+        solution, result, stats = self.inner.compute(state, vector, options)
+        return jax.tree.map(lambda x: 2 * x, solution), result, stats
+
+    def transpose(self, state, options):
+        return self.inner.transpose(state, options)
+
+    def conj(self, state, options):
+        return self.inner.conj(state, options)
+
+    def assume_full_rank(self):
+        return self.inner.assume_full_rank()
+
+
+def test_an_eager_gradient_uses_the_given_implicit_adjoint(vdp):
+    # The staged plan attaches the derivative with the caller's adjoint, as the
+    # one-program plan does: a solver that doubles its solutions doubles dz/dargs.
+    tr = control.Trapezoidal(10)
+    doubled = optx.ImplicitAdjoint(_Doubled(tr.linear_solver()))
+
+    def control_at(args, adjoint):
+        return control.plan(vdp.problem, tr, args=args, adjoint=adjoint).us[3, 0]
+
+    plain = jax.grad(control_at)(vdp.args, None)
+    twice = jax.grad(control_at)(vdp.args, doubled)
+    assert float(plain["mu"]) != 0.0
+    assert tree_allclose(twice, jax.tree.map(lambda g: 2 * g, plain), rtol=1e-12)
+    assert tree_allclose(jax.jit(jax.grad(control_at), static_argnums=1)(vdp.args, doubled), twice)

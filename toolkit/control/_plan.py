@@ -78,7 +78,7 @@ def plan(
         problem = hoist_traced_closures(problem, args)
     solver = solver.with_tolerance(problem.x0.dtype)
     if can_run_in_stages(solver, adjoint, problem, transcription, solver, args, init):
-        sol = plan_in_stages(problem, transcription, solver, args, init)
+        sol = plan_in_stages(problem, transcription, solver, args, init, adjoint)
     else:
         sol = _plan(problem, transcription, solver, args, init, adjoint)
     if throw:

@@ -200,11 +200,14 @@ def _at_root(
     solver: KKTNewton,
     args: PyTree[Any],
     w: Array,
+    adjoint: optx.ImplicitAdjoint | None,
 ) -> Solution:
     """The solution at the root `w`, with its implicit derivative w.r.t. everything in
-    `problem` and `args` (a root find that starts at the root and takes no step)."""
+    `problem` and `args` (a root find that starts at the root and takes no step), by
+    `adjoint` (default: the implicit adjoint with the planner's linear solver)."""
     residual = KKTResidual(transcription)
-    adjoint = optx.ImplicitAdjoint(linear_solver_of(solver, transcription))
+    if adjoint is None:
+        adjoint = optx.ImplicitAdjoint(linear_solver_of(solver, transcription))
     root = attach_at_root(residual, w, (problem, args), adjoint)
     return solution(problem, transcription, solver, residual, args, root)
 
@@ -232,6 +235,7 @@ def plan_in_stages(
     solver: KKTNewton,
     args: PyTree[Any],
     init: Solution | None,
+    adjoint: optx.ImplicitAdjoint | None = None,
 ) -> Solution:
     """What `_plan` computes with `solver`'s fallback, as separate programs: the
     interior-point stage is compiled and run only when the first Newton pass fails.
@@ -244,7 +248,7 @@ def plan_in_stages(
     values = freeze((problem, args, init))
     problem_value, args_value, init_value = values
     sol, w = _stages(problem_value, transcription, solver, args_value, init_value)
-    at_root = _at_root(problem, transcription, solver, args, w)
+    at_root = _at_root(problem, transcription, solver, args, w, adjoint)
     return eqx.tree_at(lambda s: (s.result, s.stats), at_root, (sol.result, sol.stats))
 
 
