@@ -240,3 +240,14 @@ def test_the_end_to_end_adjoint_solver_returns_zero_instead_of_raising():
     assert jnp.array_equal(out.value, jnp.zeros(2))
     regular = lx.MatrixLinearOperator(jnp.array([[2.0, 0.0], [0.0, 4.0]]))
     assert jnp.allclose(lx.linear_solve(regular, b, guarded).value, jnp.array([0.5, 0.0]))
+
+    class Refusing(lx.LU):
+        # A solver that reports its own failure (as a singular block pivot would).
+        def compute(self, state, vector, options):
+            solution, _, stats = super().compute(state, vector, options)
+            return solution, lx.RESULTS.singular, stats
+
+    with pytest.raises(Exception, match="singular|non-finite"):
+        lx.linear_solve(regular, b, Refusing())
+    guarded = learning._end_to_end._ZeroIfNonFinite(Refusing())
+    assert jnp.array_equal(lx.linear_solve(regular, b, guarded).value, jnp.zeros(2))

@@ -353,7 +353,7 @@ def _check_step(
 
 @eqx.filter_jit
 class _ZeroIfNonFinite(lx.AbstractLinearSolver):
-    """A linear solver whose non-finite solutions become zero, for the implicit
+    """A linear solver whose failed or non-finite solutions become zero, for the implicit
     adjoint of an end-to-end step: at a plan that failed (not a root), the KKT
     Jacobian may be singular, and lineax would raise from inside the compiled step.
     Such a step's gradient is discarded anyway (its plan failed)."""
@@ -366,8 +366,10 @@ class _ZeroIfNonFinite(lx.AbstractLinearSolver):
     def compute(self, state, vector, options):
         solution, result, stats = self.inner.compute(state, vector, options)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(solution)]))
-        solution = jax.tree.map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), solution)
-        return solution, result, stats
+        # A failure the inner solver reports itself (a singular pivot) as well.
+        bad = jnp.invert(finite) | (result != lx.RESULTS.successful)
+        solution = jax.tree.map(lambda x: jnp.where(bad, jnp.zeros_like(x), x), solution)
+        return solution, lx.RESULTS.where(bad, lx.RESULTS.successful, result), stats
 
     def transpose(self, state, options):
         return self.inner.transpose(state, options)
