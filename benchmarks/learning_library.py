@@ -141,14 +141,17 @@ def run(problem: str, model: str, seed: int, threads: int | None) -> dict:
 
 
 def outcome(r: dict) -> str:
-    """ok / refused (a one-line error, status 1) / crash (a traceback, a timeout, or a
-    non-finite cost)."""
+    """ok / nan (a non-finite cost) / diverged (training stopped at a non-finite loss,
+    in one line) / refused (another one-line error) / crash (a traceback, a
+    timeout)."""
     if "costs" in r:
         values = [r["costs"].get(k) for k in ("true_model", "sysid", "end_to_end")]
         finite = all(isinstance(v, float) and v == v and abs(v) != float("inf") for v in values)
         return "ok" if finite else "nan"
     if r["exit_status"] == "timeout" or r.get("traceback"):
         return "crash"
+    if "diverged" in r.get("message", ""):
+        return "diverged"  # stopped at once, with what to change: no model learned
     return "refused"
 
 
@@ -221,7 +224,7 @@ def report(store: dict) -> str:
         "| outcome |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    counts = {"ok": 0, "nan": 0, "crash": 0, "refused": 0}
+    counts = {"ok": 0, "nan": 0, "diverged": 0, "crash": 0, "refused": 0}
     not_worse = within = judged = 0
     for k in sorted(records, key=lambda k: (records[k]["seed"], records[k]["model"], k)):
         r = records[k]
@@ -255,13 +258,29 @@ def report(store: dict) -> str:
     )
     lines += [
         "",
-        f"- Runs: {len(records)}; finished {counts['ok']}, non-finite {counts['nan']}, "
-        f"crashed {counts['crash']}, refused with a one-line reason {counts['refused']} "
-        "(goal: 0 crashes, 0 non-finite).",
+        f"- Runs: {len(records)} of the {len(runs(problems()))} planned; finished "
+        f"{counts['ok']}, non-finite {counts['nan']}, diverged in training (stopped "
+        f"with its one-line error) {counts['diverged']}, crashed {counts['crash']}, "
+        f"refused with a one-line reason {counts['refused']} (goal: 0 crashes, 0 "
+        "non-finite).",
         f"- e2e ≤ sysid: {not_worse} of {judged} (goal: all).",
         f"- e2e within 5 % of the true model's plan (cost above it by at most 5 % of "
         f"its magnitude): {within} of {judged} (goal: at least 2/3).",
     ]
+    unsolved = sorted(
+        {r["problem"] for r in records.values() if not r.get("plan_ok", {}).get("true_model", True)}
+    )
+    if unsolved:
+        lines.append(
+            f"- The planner did not converge with the true model on {', '.join(unsolved)} "
+            "(N = 30): the true model's cost there is that of an unconverged plan, and the "
+            "comparison with it says little."
+        )
+    lines.append(
+        "- The true-system cost counts no violation of state bounds (a drug budget kept "
+        "as a state, say): a plan that meets them for the model may break them on the "
+        "true system and look cheaper."
+    )
     if drift:
         lines.append(
             "- The true model's own plan, applied open loop to the true system, misses "
