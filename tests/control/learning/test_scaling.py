@@ -103,3 +103,30 @@ def test_scaling_refuses_wrong_shapes_and_non_positive_scales():
     )
     with pytest.raises(FloatingPointError, match="non-finite states"):
         learning.Scaling.from_data(blown_up)
+
+
+def test_a_proportional_states_term_is_the_plain_term_times_the_state_over_its_mean():
+    scaling = learning.Scaling(
+        x_shift=jnp.array([4.0, -2.0]),
+        x_scale=jnp.array([2.0, 0.5]),
+        u_shift=jnp.array([0.0]),
+        u_scale=jnp.array([1.0]),
+        out_scale=jnp.array([3.0, 0.2]),
+    )
+    plain = _perturbed_field(scaling)
+    scaled = learning.NeuralVectorField(
+        2, 1, width_size=8, scaling=scaling, proportional=(True, False), key=jr.key(0)
+    )
+    scaled = eqx.tree_at(lambda f: f.mlp, scaled, plain.mlp)
+    x, u = jnp.array([3.0, -1.9]), jnp.array([2.5])
+    base = plain(0.0, x, u, None)
+    assert float(jnp.min(jnp.abs(base))) > 0
+    np.testing.assert_allclose(scaled(0.0, x, u, None), base * jnp.array([3.0 / 4.0, 1.0]))
+    # At a zero state the network adds nothing to its derivative: a positive state
+    # cannot be pushed through zero by the correction.
+    at_zero = scaled(0.0, jnp.array([0.0, -1.9]), u, None)
+    assert float(at_zero[0]) == 0.0 and float(at_zero[1]) != 0.0
+    with pytest.raises(ValueError, match="positive `scaling.x_shift`"):
+        learning.NeuralVectorField(2, 1, scaling=scaling, proportional=(False, True), key=jr.key(0))
+    with pytest.raises(ValueError, match="`proportional` has 1 entries"):
+        learning.NeuralVectorField(2, 1, scaling=scaling, proportional=(True,), key=jr.key(0))

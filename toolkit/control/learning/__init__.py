@@ -27,6 +27,11 @@ from ._end_to_end import (
     plan_loss as plan_loss,
     TrueCost as TrueCost,
 )
+from ._log_scaled import (
+    log_scaled as log_scaled,
+    LogScaled as LogScaled,
+    resolve as resolve,
+)
 from ._model import (
     init_neural_vector_field as init_neural_vector_field,
     learned_problem as learned_problem,
@@ -36,6 +41,7 @@ from ._model import (
     trainable as trainable,
 )
 from ._mpc import ClosedLoop as ClosedLoop, mpc as mpc, open_loop as open_loop
+from ._optimiser import split_optimiser as split_optimiser
 from ._rollout import rollout_error as rollout_error
 from ._scaling import Scaling as Scaling
 from ._simulate import (

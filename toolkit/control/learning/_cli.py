@@ -56,6 +56,13 @@ def add_learn_arguments(p: argparse.ArgumentParser) -> None:
         help="hybrid/parametric: the model's parameters start at (1 - perturb) x the true ones",
     )
     p.add_argument("--lr", type=POSITIVE, default=1e-2, help="sysid learning rate (cosine decay)")
+    p.add_argument(
+        "--args-lr",
+        type=POSITIVE,
+        default=1e-3,
+        help="hybrid: sysid learning rate of the known part's parameters, which are "
+        "learned on a log scale (learning.log_scaled, learning.split_optimiser)",
+    )
     p.add_argument("--e2e-lr", type=POSITIVE, default=1e-3, help="end-to-end learning rate")
     p.add_argument(
         "--sysid-weight",
@@ -250,6 +257,11 @@ def learn(ns: argparse.Namespace) -> int:
         )
         model = learning.Model(field)
     elif ns.model == "hybrid":
+        # States non-negative throughout the data, up to the observation noise, get a
+        # correction that vanishes with them: the known dynamics may be undefined or
+        # unstable below zero (tumour's log(p / q), predator_prey's extinct pest; issue
+        # 26).
+        nonnegative = (jnp.min(train.xs, axis=(0, 1)) >= -5 * ns.noise) & (data_scaling.x_shift > 0)
         field = learning.init_neural_vector_field(
             m_key,
             problem,
@@ -257,21 +269,27 @@ def learn(ns: argparse.Namespace) -> int:
             depth=2,
             known=problem.dynamics,
             scaling=data_scaling,
+            proportional=[bool(p) for p in nonnegative],
         )
-        model = learning.Model(field, perturbed(true_args))
+        # The known part's parameters are learned on a log scale: Adam's steps of about
+        # the learning rate would otherwise carry hiv_treatment's 2.4e-5 infection
+        # rate out of range at once and blow the dynamics up (issue 26).
+        model = learning.Model(field, learning.log_scaled(perturbed(true_args)))
     else:
         model = learning.Model(problem.dynamics, perturbed(true_args))
     initial = model
     if ns.model == "hybrid":
         # The fresh hybrid's MLP outputs exactly zero: with the true parameters it *is*
         # the truth, and shares the learned model's structure (one planner compile).
-        truth = eqx.tree_at(lambda m: m.args, initial, true_args)
+        truth = eqx.tree_at(lambda m: m.args, initial, learning.log_scaled(true_args))
     else:
         truth = learning.Model(problem.dynamics, true_args)
     sysid_loss = learning.MultipleShootingLoss(segment=4, simulator=sim, weights=1.0 / scale)
 
     # 3. System identification.
     lower_lr = f"lower --lr (now {ns.lr:g})"
+    if ns.model == "hybrid":
+        lower_lr += f" or --args-lr (now {ns.args_lr:g})"
     if ns.model == "parametric":
         scaling = "start the parameters nearer the true ones (a smaller --perturb)"
     else:
@@ -309,8 +327,14 @@ def learn(ns: argparse.Namespace) -> int:
                 )
     else:
         params, static = _partition(model, None)
-        schedule = optax.cosine_decay_schedule(ns.lr, max(ns.steps, 1), alpha=0.05)
-        optimiser = optax.adam(schedule)
+
+        def adam(lr):
+            return optax.adam(optax.cosine_decay_schedule(lr, max(ns.steps, 1), alpha=0.05))
+
+        if ns.model == "hybrid":
+            optimiser = learning.split_optimiser(dynamics=adam(ns.lr), args=adam(ns.args_lr))
+        else:
+            optimiser = adam(ns.lr)
         opt_state = _init(optimiser, params)
 
         losses = [sysid_loss] * ns.steps
@@ -537,7 +561,7 @@ def _plot(path, ex, learning, sim, valid, sysid_model, model, plans, costs, labe
     one = jax.tree_util.tree_map(lambda a: a[0], valid)
     ax = axes[0, 0]
     pred = learning.simulate(
-        model.dynamics, one.x0s, one.controls, one.ts, args=model.args, simulator=sim
+        model.dynamics, one.x0s, one.controls, one.ts, args=model.resolved_args, simulator=sim
     )
     true = learning.simulate(
         problem.dynamics, one.x0s, one.controls, one.ts, args=ex.args, simulator=sim

@@ -1,4 +1,4 @@
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -8,6 +8,7 @@ import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Scalar
 
 from .._problem import OptimalControlProblem
+from ._log_scaled import LogScaled, resolve
 from ._scaling import Scaling
 
 
@@ -25,7 +26,9 @@ class Model(eqx.Module):
     - `dynamics`: `f(t, x, u, args) -> dx/dt`; a plain function (e.g. a library
         problem's `problem.dynamics`) or an `eqx.Module` such as
         [`toolkit.control.learning.NeuralVectorField`][].
-    - `args`: the parameters passed to `dynamics`.
+    - `args`: the parameters passed to `dynamics`; any
+        [`toolkit.control.learning.LogScaled`][] among them (see
+        [`toolkit.control.learning.log_scaled`][]) is passed as its value.
 
     Examples: parametric `Model(problem.dynamics, {"mu": jnp.array(0.5)})`; neural
     `Model(NeuralVectorField(nx, nu, key=key))`; hybrid
@@ -36,7 +39,13 @@ class Model(eqx.Module):
     args: PyTree[Any] = None
 
     def __call__(self, t: Scalar, x: Float[Array, " nx"], u: Float[Array, " nu"]) -> Array:
-        return self.dynamics(t, x, u, self.args)
+        return self.dynamics(t, x, u, self.resolved_args)
+
+    @property
+    def resolved_args(self) -> PyTree[Any]:
+        """The parameters as `dynamics` receives them (`LogScaled` leaves replaced by
+        their values)."""
+        return resolve(self.args)
 
 
 class NeuralVectorField(eqx.Module):
@@ -48,6 +57,14 @@ class NeuralVectorField(eqx.Module):
     inputs and outputs and are not learned. The last layer starts at zero, so that
     a fresh hybrid model is exactly its known part.
 
+    The network's term in the derivative of a state marked `proportional` is
+    multiplied by `x_i / x_shift_i`: it vanishes with the state, so that a positive
+    state (a population, a volume) stays positive, as the known part's own terms
+    usually keep it. A hybrid model needs this where its known part is undefined
+    below zero (tumour's `log(p / q)`): an additive correction of the typical size
+    of `q'` drives a trajectory whose `q` has decayed near zero negative at the
+    first training step.
+
     **Arguments:**
 
     - `nx`, `nu`: the state and control sizes.
@@ -58,6 +75,9 @@ class NeuralVectorField(eqx.Module):
         Newton steps and implicit derivatives see a smooth vector field).
     - `scaling`: a [`toolkit.control.learning.Scaling`][], e.g.
         `Scaling.from_data(train)`; default none (`Scaling.identity(nx, nu)`).
+    - `proportional`: `nx` booleans, the states whose term is proportional to the
+        state (above); each needs `x_shift_i > 0` (the mean of positive data, as
+        `Scaling.from_data` sets it). Default none.
     - `key`: a PRNG key for the initial weights.
     - `dtype`: default the default float type.
     """
@@ -65,6 +85,7 @@ class NeuralVectorField(eqx.Module):
     mlp: eqx.nn.MLP
     known: Callable[[Scalar, Array, Array, PyTree[Any]], Array] | None
     scaling: Scaling
+    proportional: tuple[bool, ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -76,6 +97,7 @@ class NeuralVectorField(eqx.Module):
         known: Callable[[Scalar, Array, Array, PyTree[Any]], Array] | None = None,
         activation: Callable[[Array], Array] = jax.nn.softplus,
         scaling: Scaling | None = None,
+        proportional: Sequence[bool] | None = None,
         key: PRNGKeyArray,
         dtype=None,
     ):
@@ -98,6 +120,18 @@ class NeuralVectorField(eqx.Module):
                 f"and nu = {nu}."
             )
         self.scaling = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), scaling)
+        proportional = (False,) * nx if proportional is None else tuple(map(bool, proportional))
+        if len(proportional) != nx:
+            raise ValueError(f"`proportional` has {len(proportional)} entries, nx = {nx}.")
+        shift = self.scaling.x_shift
+        if not isinstance(shift, jax.core.Tracer):
+            bad = [i for i, p in enumerate(proportional) if p and not float(shift[i]) > 0]
+            if bad:
+                raise ValueError(
+                    f"`proportional` states {bad} need a positive `scaling.x_shift` (their "
+                    f"reference size), got {[float(shift[i]) for i in bad]}."
+                )
+        self.proportional = proportional
 
     @property
     def x_shift(self):
@@ -121,6 +155,10 @@ class NeuralVectorField(eqx.Module):
 
     def __call__(self, t: Scalar, x: Array, u: Array, args: PyTree[Any]) -> Array:
         out = self.scaling.outputs(self.mlp(self.scaling.inputs(x, u)))
+        if any(self.proportional):
+            mask = jnp.array(self.proportional)
+            reference = jnp.where(mask, jax.lax.stop_gradient(self.scaling.x_shift), 1.0)
+            out = jnp.where(mask, out * x / reference, out)
         if self.known is not None:
             out = out + self.known(t, x, u, args)
         return out
@@ -136,6 +174,7 @@ def init_neural_vector_field(
     scaling: Scaling | None = None,
     x_scale: ArrayLike | None = None,
     out_scale: ArrayLike = 1.0,
+    proportional: Sequence[bool] | None = None,
 ) -> NeuralVectorField:
     """A [`toolkit.control.learning.NeuralVectorField`][] sized for `problem`.
 
@@ -144,7 +183,7 @@ def init_neural_vector_field(
     - `key`: a PRNG key for the initial weights.
     - `problem`: the [`toolkit.control.OptimalControlProblem`][] whose sizes (and
         boxes) are used.
-    - `width_size`, `depth`, `known`: as in
+    - `width_size`, `depth`, `known`, `proportional`: as in
         [`toolkit.control.learning.NeuralVectorField`][].
     - `scaling`: a [`toolkit.control.learning.Scaling`][]; with data, prefer
         `Scaling.from_data(train)`, which suits states spanning orders of magnitude.
@@ -168,6 +207,7 @@ def init_neural_vector_field(
         depth=depth,
         known=known,
         scaling=scaling,
+        proportional=proportional,
         key=key,
         dtype=problem.x0.dtype,
     )
@@ -197,16 +237,21 @@ def learned_problem(problem: OptimalControlProblem, model: Model) -> OptimalCont
 def trainable(model: Model) -> Model:
     """The filter (a pytree of bools shaped like `model`) of what is learned: its
     floating-point arrays, less the [`toolkit.control.learning.Scaling`][] of neural
-    vector fields, which is frozen."""
+    vector fields and the references of [`toolkit.control.learning.LogScaled`][]
+    parameters, which are frozen."""
 
     def spec(x):
+        if isinstance(x, LogScaled):
+            return LogScaled(False, eqx.is_inexact_array(x.log_ratio))
         if isinstance(x, NeuralVectorField):
             s = jax.tree_util.tree_map(eqx.is_inexact_array, x)
             frozen = jax.tree_util.tree_map(lambda _: False, s.scaling)
             return eqx.tree_at(lambda v: v.scaling, s, frozen)
         return eqx.is_inexact_array(x)
 
-    return jax.tree_util.tree_map(spec, model, is_leaf=lambda x: isinstance(x, NeuralVectorField))
+    return jax.tree_util.tree_map(
+        spec, model, is_leaf=lambda x: isinstance(x, (NeuralVectorField, LogScaled))
+    )
 
 
 def random_direction(key: PRNGKeyArray, model: Model) -> Model:

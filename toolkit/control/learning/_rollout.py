@@ -41,7 +41,9 @@ def rollout_error(
     """
 
     def one(ts, x0, controls):
-        return simulate(model.dynamics, x0, controls, ts, args=model.args, simulator=simulator)
+        return simulate(
+            model.dynamics, x0, controls, ts, args=model.resolved_args, simulator=simulator
+        )
 
     pred = jax.vmap(one)(data.ts, data.x0s, data.controls)[:, 1:]
     xs = data.xs[:, 1:]

@@ -66,7 +66,7 @@ class SingleShootingLoss(AbstractSysIdLoss):
     def residuals(self, model, data):
         def one(ts, xs, x0, controls):
             pred = simulate(
-                model.dynamics, x0, controls, ts, args=model.args, simulator=self.simulator
+                model.dynamics, x0, controls, ts, args=model.resolved_args, simulator=self.simulator
             )
             return pred[1:] - xs[1:]
 
@@ -115,7 +115,12 @@ class MultipleShootingLoss(AbstractSysIdLoss):
 
             def seg(t, xstart):
                 return simulate(
-                    model.dynamics, xstart, controls, t, args=model.args, simulator=self.simulator
+                    model.dynamics,
+                    xstart,
+                    controls,
+                    t,
+                    args=model.resolved_args,
+                    simulator=self.simulator,
                 )
 
             pred = jax.vmap(seg)(ts[idx], starts)
