@@ -145,6 +145,31 @@ def test_a_failed_plan_during_end_to_end_training_is_counted_and_skipped():
     assert history["selection"] == [float("inf")] * 4 and history["kept"] == 0
 
 
+def test_end_to_end_starts_from_init_and_reports_each_step():
+    # The learn CLI's loop: the first plan warm-started from a given plan, progress
+    # reported after every step. With one Newton step allowed, only a plan that
+    # starts at its root converges: the first one does, from `init`; the rest start
+    # from the last plan of a model that has moved since, and fail.
+    ex, model, loss = _simple_case_parametric()
+    transcription = control.Trapezoidal(5)
+    _, root = learning.plan_loss(model, ex.problem, transcription, loss, args=ex.args)
+    seen = []
+    _, history = learning.fit_end_to_end(
+        model,
+        ex.problem,
+        transcription,
+        loss,
+        control.KKTNewton(max_steps=1, fallback_after=0),
+        args=ex.args,
+        optimiser=optax.adam(0.1),
+        steps=3,
+        init=root,
+        callback=lambda i, h: seen.append((i, list(h["successful"]))),
+    )
+    assert history["successful"][0]
+    assert seen == [(i, history["successful"][: i + 1]) for i in range(3)]
+
+
 def test_end_to_end_refuses_a_non_finite_model():
     # Issue 26: a NaN model (a diverged sysid) stops before any plan, saying why.
     ex, model, loss = _simple_case_parametric()

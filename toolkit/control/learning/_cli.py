@@ -186,13 +186,6 @@ def learn(ns: argparse.Namespace) -> int:
 
     from ... import control
     from .. import learning
-    from ._end_to_end import (
-        _check_model,
-        _check_step,
-        _end_to_end_step,
-        _selection_score,
-        backtrack,
-    )
     from ._sysid import _check_finite, _init, _partition, _update
 
     if ns.problem not in control.problems.names():
@@ -418,68 +411,42 @@ def learn(ns: argparse.Namespace) -> int:
             plan_loss = true_cost
         else:
             plan_loss = learning.Imitation(plans["true_model"].xs, plans["true_model"].us)
-        params, static = _partition(model, None)
-        optimiser = optax.adam(ns.e2e_lr)
-        opt_state = _init(optimiser, params)
-        weight = jnp.asarray(ns.sysid_weight, dtype)
-        curves["e2e_loss"], curves["e2e_sysid"], curves["e2e_successful"] = [], [], []
         # Warm start from a plan of the same structure as every later one (one compile).
-        init = jax.lax.stop_gradient(plans["sysid"] if ok["sysid"] else plans["true_model"])
-        _check_model(params)
-        # Keep the best model by the measure it is reported with (a plan from the
-        # planner's default start), starting from the sysid model (step 0), so that
-        # end to end is never worse than sysid on it (issue 26).
-        solver = control.KKTNewton()
+        init = plans["sysid"] if ok["sysid"] else plans["true_model"]
+        bar = tqdm(total=ns.e2e_steps, desc=f"end to end ({ns.method})")
 
-        def selection(params):
-            m = eqx.combine(params, static)
-            return _selection_score(m, problem, transcription, plan_loss, solver, true_args)[0]
+        def progress(i, history):
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", ok=history["successful"][-1])
+            bar.update(1)
 
-        best = (selection(params), params)
-        curves["e2e_selection"], curves["e2e_kept"] = [best[0]], 0
-        e2e_advice = f"lower --e2e-lr (now {ns.e2e_lr:g})"
         t = time.perf_counter()
-        last_good = None  # the last model whose plan succeeded
-        bar = tqdm(range(ns.e2e_steps), desc=f"end to end ({ns.method})")
-        for i in bar:
-            before = params
-            params, opt_state, value, sysid, sol, success = _end_to_end_step(
-                params,
-                opt_state,
-                static,
+        try:
+            # Keeps the best model by the measure it is reported with (a plan from the
+            # planner's default start), starting from the sysid model (step 0), so that
+            # end to end is never worse than sysid on it (issue 26).
+            model, history = learning.fit_end_to_end(
+                model,
                 problem,
                 transcription,
                 plan_loss,
-                solver,
-                true_args,
-                optimiser,
-                train if ns.sysid_weight > 0 else None,  # no sysid term to compile
-                sysid_loss,
-                weight,
-                init,
-                None,
+                control.KKTNewton(),
+                args=true_args,
+                optimiser=optax.adam(ns.e2e_lr),
+                steps=ns.e2e_steps,
+                data=train if ns.sysid_weight > 0 else None,  # no sysid term to compile
+                sysid_loss=sysid_loss,
+                sysid_weight=ns.sysid_weight,
+                keep_best=True,
+                init=init,
+                callback=progress,
             )
-            success = bool(success)
-            curves["e2e_loss"].append(float(value))
-            curves["e2e_sysid"].append(float(sysid))
-            curves["e2e_successful"].append(success)
-            bar.set_postfix(loss=f"{float(value):.4g}", ok=success)
-            step_history = {"loss": curves["e2e_loss"], "sysid": curves["e2e_sysid"]}
-            _check_step(step_history, i, sol, ns.sysid_weight > 0, e2e_advice)
-            if not success:
-                # No update; halfway back to the last model whose plan succeeded, or
-                # the same plan would fail at every later step.
-                if last_good is not None:
-                    params = backtrack(last_good, before)
-                curves["e2e_selection"].append(curves["e2e_selection"][-1])
-                continue
-            init, last_good = jax.lax.stop_gradient(sol), before
-            curves["e2e_selection"].append(selection(params))
-            if curves["e2e_selection"][-1] < best[0]:
-                best = (curves["e2e_selection"][-1], params)
-                curves["e2e_kept"] = i + 1
-        params = best[1]  # the best model (noisy landscape), the sysid one if none is better
-        model = eqx.combine(params, static)
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{e} (here: --e2e-lr, now {ns.e2e_lr:g})") from None
+        finally:
+            bar.close()
+        curves["e2e_loss"], curves["e2e_sysid"] = history["loss"], history["sysid"]
+        curves["e2e_successful"] = history["successful"]
+        curves["e2e_selection"], curves["e2e_kept"] = history["selection"], history["kept"]
         curves["e2e_failed"] = curves["e2e_successful"].count(False)
         print(
             f"end to end: {time.perf_counter() - t:.1f} s, {curves['e2e_failed']} failed plans, "

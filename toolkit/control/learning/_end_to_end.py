@@ -1,5 +1,6 @@
 import abc
 import math
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
@@ -209,6 +210,8 @@ def fit_end_to_end(
     adjoint: optx.AbstractAdjoint | None = None,
     filter_spec: PyTree[bool] | None = None,
     keep_best: bool = False,
+    init: Solution | None = None,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> tuple[Model, dict[str, Any]]:
     """Train a model end to end through the planner: minimise
     `loss(plan(model)) + sysid_weight * sysid_loss(model, data)` with optax.
@@ -244,6 +247,11 @@ def fit_end_to_end(
         (without the sysid term). A failed plan scores `inf`, and ties keep the
         earlier model, so the model returned is never worse than the initial one on
         that measure. This costs one more plan, without derivatives, per step.
+    - `init`: the warm start of the first plan (e.g. the initial model's plan; a
+        plan of the same structure as the later ones saves a compile); default the
+        planner's start.
+    - `callback`: called after each step as `callback(step, history)`, with the
+        history so far (e.g. to show progress); its return value is ignored.
 
     **Returns:**
 
@@ -272,7 +280,8 @@ def fit_end_to_end(
         score, _ = _selection_score(model, problem, transcription, loss, solver, args)
         history["selection"], history["kept"] = [score], 0
         best = (score, params)
-    init, last_good = None, None
+    last_good = None
+    init = None if init is None else jax.lax.stop_gradient(init)
     for i in range(steps):
         current = params
         params, opt_state, value, sysid, sol, ok = _end_to_end_step(
@@ -310,6 +319,8 @@ def fit_end_to_end(
             if score < best[0]:
                 best = (score, params)
                 history["kept"] = i + 1
+        if callback is not None:
+            callback(i, history)
     if keep_best:
         params = best[1]
     history["failed"] = history["successful"].count(False)
