@@ -82,17 +82,19 @@ def test_outputs_are_checked_before_training(argv, option, tmp_path, capsys):
 
 def test_plan_imports_only_the_control_half():
     # `import toolkit.control` and the `plan` command import neither the pruning half
-    # nor `control.learning` (diffrax's adjoints, optax): they are imported on use.
+    # nor `control.learning` (optax) nor diffrax (the shooting transcriptions): they are
+    # imported on use.
     code = (
         "import sys, toolkit\n"
         "from toolkit._cli import main\n"
         "assert main(['plan', '--list']) == 0\n"
         "heavy = ['toolkit.pruning', 'toolkit.nn', 'toolkit.data', 'toolkit.control.learning',"
-        " 'optax']\n"
+        " 'optax', 'diffrax']\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
-        "print(toolkit.pruning.prune.__name__, toolkit.control.learning.fit.__name__)\n"
+        "print(toolkit.pruning.prune.__name__, toolkit.control.learning.fit.__name__,"
+        " toolkit.control.MultipleShooting.__name__)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
     assert lines[-2] == "[]", out.stdout
-    assert lines[-1] == "prune fit"
+    assert lines[-1] == "prune fit MultipleShooting"

@@ -32,13 +32,16 @@ def _plan(ns) -> int:
     if key is None:
         discrete = isinstance(ex.problem.dynamics, control.DiscreteDynamics)
         key = "discrete" if discrete else "trapezoidal"
-    transcription = {
-        "trapezoidal": control.Trapezoidal,
-        "hermite_simpson": control.HermiteSimpson,
-        "multiple_shooting": control.MultipleShooting,
-        "single_shooting": control.SingleShooting,
-        "discrete": control.Discrete,
-    }[key](N)
+    transcription = getattr(
+        control,
+        {
+            "trapezoidal": "Trapezoidal",
+            "hermite_simpson": "HermiteSimpson",
+            "multiple_shooting": "MultipleShooting",  # imports diffrax on use
+            "single_shooting": "SingleShooting",
+            "discrete": "Discrete",
+        }[key],
+    )(N)
     solver = {"newton": control.KKTNewton, "least_squares": control.KKTLeastSquares}[ns.method]()
     try:
         transcription.check(ex.problem)

@@ -17,7 +17,6 @@ from ._indirect import (
     indirect as indirect,
     IndirectSolution as IndirectSolution,
 )
-from ._integrators import RK4 as RK4
 from ._plan import plan as plan
 from ._planner.base import AbstractPlanner as AbstractPlanner
 from ._planner.interior_point import InteriorPoint as InteriorPoint
@@ -34,19 +33,35 @@ from ._transcription.discrete import (
     DiscreteDynamics as DiscreteDynamics,
 )
 from ._transcription.hermite_simpson import HermiteSimpson as HermiteSimpson
-from ._transcription.shooting import (
-    MultipleShooting as MultipleShooting,
-    SingleShooting as SingleShooting,
-)
 from ._transcription.trapezoidal import Trapezoidal as Trapezoidal
 
 
 if TYPE_CHECKING:
     from . import learning as learning
+    from ._integrators import RK4 as RK4
+    from ._transcription.shooting import (
+        MultipleShooting as MultipleShooting,
+        SingleShooting as SingleShooting,
+    )
+
+# What needs diffrax (the shooting transcriptions and their RK4; `learning`, with
+# optax too) is imported on first use: a plan on a collocation transcription does not
+# wait for it.
+_LAZY = {
+    "learning": (".learning", None),
+    "RK4": ("._integrators", "RK4"),
+    "MultipleShooting": ("._transcription.shooting", "MultipleShooting"),
+    "SingleShooting": ("._transcription.shooting", "SingleShooting"),
+}
 
 
 def __getattr__(name: str):
-    # `learning` (diffrax's solvers, optax) is imported on first use.
-    if name == "learning":
-        return importlib.import_module(".learning", __name__)
+    if name in _LAZY:
+        module_name, attribute = _LAZY[name]
+        module = importlib.import_module(module_name, __name__)
+        return module if attribute is None else getattr(module, attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
