@@ -40,6 +40,7 @@ as each run finishes; finished runs are skipped on a re-run unless `--force`.
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import re
@@ -262,6 +263,11 @@ def report(store: dict) -> str:
             f"| {e['sysid']:.2e} → {e['end_to_end']:.2e} | {_misses(r)} | {r['e2e_failed']} "
             f"| {r['wall_s']:.0f} s | ok |"
         )
+    unstable = sorted(
+        f"{r['problem']}/{r['model']}/seed={r['seed']}"
+        for r in records.values()
+        if outcome(r) == "ok" and not math.isfinite(r["rollout_error"]["end_to_end"])
+    )
     drift = sorted(
         {
             f"{r['problem']} ({r['terminal_miss']['true_model']:.2g})"
@@ -280,6 +286,20 @@ def report(store: dict) -> str:
         f"- e2e within 5 % of the true model's plan (cost above it by at most 5 % of "
         f"its magnitude): {within} of {judged} (goal: at least 2/3).",
     ]
+    if unstable:
+        note = (
+            f"- The e2e model's held-out rollout is non-finite on {', '.join(unstable)}: "
+            "it blows up under a held-out control; the plan's true-system cost, which "
+            "selects the model, does not see it."
+        )
+        if any(u.startswith("bacteria/") for u in unstable):
+            note += (
+                " bacteria's true system blows up itself under most random controls "
+                "(x' = r x + A u x - B u² e^(-x) runs to -inf in finite time once x < 0; "
+                "`learn` redraws its data until it has finite trajectories), so a model a "
+                "little off diverges on held-out controls near that edge."
+            )
+        lines.append(note)
     unsolved = sorted(
         {r["problem"] for r in records.values() if not r.get("plan_ok", {}).get("true_model", True)}
     )
