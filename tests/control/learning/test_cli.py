@@ -140,3 +140,11 @@ def test_learn_redraws_trajectories_that_blew_up(monkeypatch, capsys):
     assert "Traceback" not in err and last.startswith("python -m toolkit learn: error: ")
     assert re.search(r"non-finite states: the true bacteria system blew up under \d+ of the", last)
     assert re.search(r"leaving \d+ finite trajectories of the 24 needed", last)
+
+
+def test_learn_says_what_a_non_finite_rollout_error_means():
+    from toolkit.control.learning._cli import _blew_up
+
+    assert _blew_up(0.12) == ""
+    for bad in (float("nan"), float("inf")):
+        assert "blows up under a held-out control" in _blew_up(bad)

@@ -5,6 +5,7 @@ train the model end to end through the planner (the recipe of
 import argparse
 import dataclasses
 import json
+import math
 import time
 from typing import Any
 
@@ -389,6 +390,7 @@ def learn(ns: argparse.Namespace) -> int:
         f"sysid: {sysid_s:.1f} s, held-out multiple-shooting loss "
         f"{curves['sysid_valid'][0]:.3e} -> {curves['sysid_valid'][-1]:.3e}, full-horizon "
         f"rollout error (relative RMS) {rollout['initial']:.3e} -> {rollout['sysid']:.3e}"
+        + _blew_up(rollout["sysid"])
     )
 
     # 4. Plans, scored on the true system.
@@ -455,7 +457,10 @@ def learn(ns: argparse.Namespace) -> int:
         # With --method e2e, the plan that selected the model: the same plan, cost.
         plans["end_to_end"], costs["end_to_end"], ok["end_to_end"] = score(model)
         rollout["end_to_end"] = float(learning.rollout_error(model, valid, simulator=sim))
-        print(f"end to end: full-horizon rollout error {rollout['end_to_end']:.3e}")
+        print(
+            f"end to end: full-horizon rollout error {rollout['end_to_end']:.3e}"
+            + _blew_up(rollout["end_to_end"])
+        )
         before_name, after_name = "sysid", "end_to_end"
     else:
         before_name, after_name = "initial", "sysid"
@@ -513,6 +518,16 @@ def learn(ns: argparse.Namespace) -> int:
         _plot(ns.plot, ex, learning, sim, valid, sysid_model, model, plans, costs, labels)
         print(f"wrote {ns.plot}")
     return 0 if ok[after_name] else 1
+
+
+def _blew_up(error: float) -> str:
+    """What a non-finite rollout error means, for the printed line."""
+    if math.isfinite(error):
+        return ""
+    return (
+        " (the model's rollout blows up under a held-out control: it is not trustworthy "
+        "off the plans it was trained and selected on)"
+    )
 
 
 def _plot(path, ex, learning, sim, valid, sysid_model, model, plans, costs, labels):
