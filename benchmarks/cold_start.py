@@ -135,7 +135,7 @@ def _worker(case: str, mode: str) -> dict:
                 out["lower_s"] += lower
                 out["compile_s"] += compile_
             if name == "newton":
-                _, solved = compiled(*inputs)
+                _, solved, _ = compiled(*inputs)
                 out["fallback_needed"] = not bool(solved)
         return out
 
