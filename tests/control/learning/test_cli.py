@@ -148,3 +148,11 @@ def test_learn_says_what_a_non_finite_rollout_error_means():
     assert _blew_up(0.12) == ""
     for bad in (float("nan"), float("inf")):
         assert "blows up under a held-out control" in _blew_up(bad)
+
+
+def test_learn_suggests_the_problems_own_grid_when_the_true_plan_fails():
+    from toolkit.control.learning._cli import _unconverged_truth
+
+    coarse = _unconverged_truth("Trapezoidal(30)", 30, 100)
+    assert "Trapezoidal(30)" in coarse and "--N 100 (the problem's own)" in coarse
+    assert "--N" not in _unconverged_truth("Trapezoidal(100)", 100, 100)

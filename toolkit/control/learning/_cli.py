@@ -405,7 +405,7 @@ def learn(ns: argparse.Namespace) -> int:
     for name, m in (("true_model", truth), ("initial", initial), ("sysid", sysid_model)):
         plans[name], costs[name], ok[name] = score(m)
     if not ok["true_model"]:
-        print("warning: the planner did not converge with the true model")
+        print(_unconverged_truth(planner_name, ns.N, ex.N))
 
     # 5. End to end through control.plan.
     if ns.method in ("e2e", "imitation"):
@@ -518,6 +518,17 @@ def learn(ns: argparse.Namespace) -> int:
         _plot(ns.plot, ex, learning, sim, valid, sysid_model, model, plans, costs, labels)
         print(f"wrote {ns.plot}")
     return 0 if ok[after_name] else 1
+
+
+def _unconverged_truth(planner_name: str, N: int, library_N: int) -> str:
+    """The warning when the true model's own plan does not converge: on a grid coarser
+    than the problem's own, the transcribed problem may be close to infeasible
+    (predator_prey at N = 30)."""
+    finer = f"; try a finer grid, e.g. --N {library_N} (the problem's own)" if library_N > N else ""
+    return (
+        f"warning: the planner did not converge with the true model on {planner_name}"
+        f"{finer}: scores against it compare unconverged plans"
+    )
 
 
 def _blew_up(error: float) -> str:
