@@ -5,6 +5,13 @@ import jax.numpy as jnp
 import lineax as lx
 
 
+def solve_failed(solution, result: lx.RESULTS):
+    """Whether a lineax solve failed: its solver reported a failure (a singular
+    pivot), or its solution is not finite."""
+    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(solution)]))
+    return (result != lx.RESULTS.successful) | jnp.invert(finite)
+
+
 class ShiftOnFailure(lx.AbstractLinearSolver):
     """Solve `A x = b` with `inner`; where that fails (a singular pivot, a non-finite
     solution), solve `(A + delta I) x = b` instead.
@@ -38,9 +45,7 @@ class ShiftOnFailure(lx.AbstractLinearSolver):
         x, result, stats = self.inner.compute(inner_state, vector, options)
         if operator.in_structure() != operator.out_structure():
             return x, result, stats  # not square (Levenberg–Marquardt's stacked system)
-        failed = (result != lx.RESULTS.successful) | jnp.invert(
-            jnp.all(jnp.asarray([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(x)]))
-        )
+        failed = solve_failed(x, result)
 
         def shifted(carry):
             shift = lx.IdentityLinearOperator(operator.in_structure(), operator.out_structure())

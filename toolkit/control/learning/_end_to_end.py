@@ -15,6 +15,7 @@ from jaxtyping import Array, Float, PyTree, Scalar
 from .._plan import plan
 from .._planner.base import AbstractPlanner
 from .._planner.newton import KKTNewton
+from .._planner.shift_on_failure import solve_failed
 from .._problem import OptimalControlProblem
 from .._results import RESULTS
 from .._solution import Solution
@@ -376,9 +377,7 @@ class _ZeroIfNonFinite(lx.AbstractLinearSolver):
 
     def compute(self, state, vector, options):
         solution, result, stats = self.inner.compute(state, vector, options)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(solution)]))
-        # A failure the inner solver reports itself (a singular pivot) as well.
-        bad = jnp.invert(finite) | (result != lx.RESULTS.successful)
+        bad = solve_failed(solution, result)
         solution = jax.tree.map(lambda x: jnp.where(bad, jnp.zeros_like(x), x), solution)
         return solution, lx.RESULTS.where(bad, lx.RESULTS.successful, result), stats
 
