@@ -7,6 +7,7 @@ from ._compilation_cache import (
     default_cache_dir as default_cache_dir,
     enable_compilation_cache as enable_compilation_cache,
 )
+from ._jit import compiler_options as compiler_options
 
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@ import optimistix as optx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Float, PyTree
 
+from .._jit import filter_jit
 from ._plan import _plan
 from ._planner.base import AbstractPlanner
 from ._planner.newton import KKTNewton
@@ -149,7 +150,7 @@ def _vmapped(problem, transcription, solver, adjoint, args_batch, x0_batch) -> S
     )
 
 
-_vmap_plan = eqx.filter_jit(_vmapped)
+_vmap_plan = filter_jit(_vmapped)
 
 
 def _sharded_plan(
@@ -181,7 +182,7 @@ def _sharded_plan(
     return sol
 
 
-@eqx.filter_jit
+@filter_jit
 def _partitioned(dynamic, static, batch, split: NamedSharding) -> Solution:
     # One program over the whole batch, split along its axis by XLA's partitioner:
     # each device runs the vmapped plan on its slice; the devices only agree, at each

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, PyTree, Scalar
 
+from .._jit import filter_jit
 from ._problem import OptimalControlProblem
 from ._results import raise_if_failed, RESULTS
 from ._transcription.base import default_controls, grid
@@ -252,7 +253,7 @@ def _is_concrete(tree) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
 
 
-@eqx.filter_jit
+@filter_jit
 def _initial_hessian(problem, args, N: int):
     ts = grid(problem, N)
     us = jnp.broadcast_to(default_controls(problem), (N + 1, problem.nu))
@@ -330,7 +331,7 @@ def indirect(
     return sol
 
 
-@eqx.filter_jit
+@filter_jit
 def _solve(problem, sweep: ForwardBackwardSweep, args, us0) -> IndirectSolution:
     N = sweep.N
     ts = grid(problem, N)

@@ -1,9 +1,9 @@
 from typing import Any
 
-import equinox as eqx
 import optimistix as optx
 from jaxtyping import PyTree
 
+from .._jit import filter_jit
 from ._closures import hoist_traced_closures
 from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
@@ -86,7 +86,7 @@ def plan(
     return sol
 
 
-@eqx.filter_jit
+@filter_jit
 def _plan(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,

@@ -23,6 +23,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree
 
+from .._jit import filter_jit
 from ._kkt import KKTResidual
 from ._nlp import push_into_box
 from ._planner.base import AbstractPlanner
@@ -168,12 +169,12 @@ def can_run_in_stages(
     return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(freeze(trees)))
 
 
-@eqx.filter_jit
+@filter_jit
 def _start(problem, transcription, args, init) -> Array:
     return starting_point(problem, transcription, KKTResidual(transcription), args, init)
 
 
-@eqx.filter_jit
+@filter_jit
 def _newton(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
@@ -193,7 +194,7 @@ def _newton(
     return out, out.result == RESULTS.successful, sol.value
 
 
-@eqx.filter_jit
+@filter_jit
 def _at_root(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
@@ -212,7 +213,7 @@ def _at_root(
     return solution(problem, transcription, solver, residual, args, root)
 
 
-@eqx.filter_jit
+@filter_jit
 def _interior_point(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
+from .._jit import filter_jit
 from ..nn import AbstractNetwork
 from ._dead import DeadUnits
 from ._layout import Layout, resolve
@@ -104,7 +105,7 @@ def record_activity(activity: Activity, preactivations: dict[str, tuple[Array, .
     return Activity(examples, active, peak, layout)
 
 
-@eqx.filter_jit
+@filter_jit
 def update_activity(
     activity: Activity,
     model: AbstractNetwork,

@@ -11,6 +11,7 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._jit import filter_jit
 from ..nn import AbstractNetwork
 from ._baseline_scores import gate_hvp, gate_loss, ones_gates, slice_norms, slots_of
 from ._dead import dead_from_masks, DeadUnits
@@ -279,13 +280,13 @@ def _dtype(model):
 
 # Module-level and jitted, so that repeated scoring of same-shaped networks compiles
 # once.
-@eqx.filter_jit
+@filter_jit
 def _gate_grad(model, state, batch):
     fn = gate_loss(eqx.nn.inference_mode(model), state, batch, classification_loss)
     return jax.grad(fn)(ones_gates(model, _dtype(model)))
 
 
-@eqx.filter_jit
+@filter_jit
 def _gate_hg(model, state, batch):
     fn = gate_loss(eqx.nn.inference_mode(model), state, batch, classification_loss)
     gates = ones_gates(model, _dtype(model))

@@ -4,8 +4,9 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.tree_util as jtu
+
+from .._jit import jit
 
 
 class FlatStep:
@@ -55,7 +56,7 @@ class FlatStep:
                     )
                 return new_leaves, out
 
-            self._fns[key] = jax.jit(fn)
+            self._fns[key] = jit(fn)
         return leaves, self._fns[key], join
 
     def lower(self, carry: tuple, *args) -> Any:

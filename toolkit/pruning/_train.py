@@ -19,6 +19,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._jit import filter_jit
 from ..nn import AbstractNetwork
 from ._activity import init_activity, record_activity
 from ._ahead import CompileAhead, prune_activity
@@ -370,7 +371,7 @@ def train(
         model = eqx.apply_updates(model, hold(updates, mask))
         return model, state, (inner, outer), record_activity(activity, pre), alive, ce
 
-    @eqx.filter_jit
+    @filter_jit
     def eval_step(model, state, xs, ys, valid):
         compiles["eval_step"] += 1
         model = eqx.nn.inference_mode(model)

@@ -19,6 +19,7 @@ from ..._cli_checks import (
     POSITIVE_INT,
     reporting,
 )
+from ..._jit import filter_jit
 
 
 MODELS = ("neural_ode", "hybrid", "parametric")
@@ -295,16 +296,16 @@ def learn(ns: argparse.Namespace) -> int:
     curves: dict[str, Any] = {}
     t = time.perf_counter()
     if ns.model == "parametric":
-        before_train = float(eqx.filter_jit(sysid_loss)(model, train))
-        before_valid = float(eqx.filter_jit(sysid_loss)(model, valid))
+        before_train = float(filter_jit(sysid_loss)(model, train))
+        before_valid = float(filter_jit(sysid_loss)(model, valid))
         with tqdm(total=1, desc="sysid (Levenberg-Marquardt)") as bar:
             model, lm = learning.fit_least_squares(
                 model, train, loss=sysid_loss, max_steps=max(ns.steps, 1), throw=False
             )
             bar.update(1)
         curves["sysid_step"] = [0, int(lm.stats["num_steps"])]
-        curves["sysid_train"] = [before_train, float(eqx.filter_jit(sysid_loss)(model, train))]
-        curves["sysid_valid"] = [before_valid, float(eqx.filter_jit(sysid_loss)(model, valid))]
+        curves["sysid_train"] = [before_train, float(filter_jit(sysid_loss)(model, train))]
+        curves["sysid_valid"] = [before_valid, float(filter_jit(sysid_loss)(model, valid))]
         for name, values in (
             ("training", curves["sysid_train"]),
             ("held-out", curves["sysid_valid"]),
@@ -339,7 +340,7 @@ def learn(ns: argparse.Namespace) -> int:
             lengths = ", ".join(map(str, curriculum.lengths(ns.samples - 1)))
             print(f"curriculum: segments of {lengths} sampling intervals")
 
-        @eqx.filter_jit
+        @filter_jit
         def step(params, opt_state, loss):
             value, grads = eqx.filter_value_and_grad(lambda p: loss(eqx.combine(p, static), train))(
                 params
@@ -347,7 +348,7 @@ def learn(ns: argparse.Namespace) -> int:
             params, opt_state = _update(optimiser, grads, opt_state, params)
             return params, opt_state, value
 
-        @eqx.filter_jit
+        @filter_jit
         def loss_on(params, which):
             return sysid_loss(eqx.combine(params, static), which)
 

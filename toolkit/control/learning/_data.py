@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
+from ..._jit import filter_jit
 from .._problem import OptimalControlProblem
 from ._controls import Controls
 from ._simulate import AbstractSimulator, simulate, Simulator
@@ -92,7 +93,7 @@ def generate(
     return _generate(key, problem, controls, ts, args, x0s, std, simulator)
 
 
-@eqx.filter_jit
+@filter_jit
 def _generate(key, problem, controls, ts, args, x0s, std, simulator):
     xs = jax.vmap(
         lambda x0, c: simulate(problem.dynamics, x0, c, ts, args=args, simulator=simulator)

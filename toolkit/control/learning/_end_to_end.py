@@ -12,6 +12,7 @@ import optax
 import optimistix as optx
 from jaxtyping import Array, Float, PyTree, Scalar
 
+from ..._jit import filter_jit
 from .._plan import plan
 from .._planner.base import AbstractPlanner
 from .._planner.newton import KKTNewton
@@ -363,7 +364,7 @@ def _check_step(
         )
 
 
-@eqx.filter_jit
+@filter_jit
 class _ZeroIfNonFinite(lx.AbstractLinearSolver):
     """A linear solver whose failed or non-finite solutions become zero, for the implicit
     adjoint of an end-to-end step: at a plan that failed (not a root), the KKT

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree, Scalar
 
+from ..._jit import filter_jit
 from .._plan import plan
 from .._planner.base import AbstractPlanner
 from .._planner.newton import KKTNewton
@@ -111,7 +112,7 @@ def _rollout(
     )
 
 
-@eqx.filter_jit
+@filter_jit
 def mpc(
     plant: OptimalControlProblem,
     problem: OptimalControlProblem,
@@ -209,7 +210,7 @@ def mpc(
     )
 
 
-@eqx.filter_jit
+@filter_jit
 def open_loop(
     plant: OptimalControlProblem,
     controls: Controls,

@@ -1,14 +1,14 @@
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Scalar
 
+from ..._jit import filter_jit
 from ._data import Trajectories
 from ._model import Model
 from ._simulate import AbstractSimulator, simulate, Simulator
 
 
-@eqx.filter_jit
+@filter_jit
 def rollout_error(
     model: Model, data: Trajectories, *, simulator: AbstractSimulator = Simulator()
 ) -> Scalar:

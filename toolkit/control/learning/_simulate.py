@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree, Scalar
 
+from ..._jit import filter_jit
 from .._problem import OptimalControlProblem
 from ._controls import Controls
 
@@ -221,7 +222,7 @@ class _CostField(eqx.Module):
         return jnp.concatenate([dx, dc[None]])
 
 
-@eqx.filter_jit
+@filter_jit
 def simulate(
     dynamics: Callable[[Scalar, Array, Array, PyTree[Any]], Array],
     x0: Float[Array, " nx"],
@@ -255,7 +256,7 @@ def simulate(
     return simulator.states(_ControlledField(dynamics, args), x0, controls, t0, ts)
 
 
-@eqx.filter_jit
+@filter_jit
 def evaluate(
     problem: OptimalControlProblem,
     controls: Controls,

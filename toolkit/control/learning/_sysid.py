@@ -12,6 +12,7 @@ import optax
 import optimistix as optx
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
+from ..._jit import filter_jit
 from ._curriculum import SegmentCurriculum
 from ._data import Trajectories
 from ._model import Model, trainable
@@ -215,7 +216,7 @@ def fit(
     params, static = _partition(model, filter_spec)
     opt_state = _init(optimiser, params)
 
-    @eqx.filter_jit
+    @filter_jit
     def step(params, opt_state, batch, loss):
         def f(p):
             return loss(eqx.combine(p, static), batch)
@@ -224,7 +225,7 @@ def fit(
         params, opt_state = _update(optimiser, grads, opt_state, params)
         return params, opt_state, value
 
-    @eqx.filter_jit
+    @filter_jit
     def evaluate(params, batch, which):
         return which(eqx.combine(params, static), batch)
 
@@ -370,7 +371,7 @@ class _Residuals(eqx.Module):
         return self.loss.residuals(eqx.combine(params, self.static), data)
 
 
-@eqx.filter_jit
+@filter_jit
 def _least_squares(residuals, solver, params, data, max_steps, throw):
     return optx.least_squares(
         residuals, solver, params, args=data, max_steps=max_steps, throw=throw

@@ -1,0 +1,50 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import toolkit
+from toolkit import _jit
+
+
+def test_options_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv(_jit.ENV, "off")
+    assert toolkit.compiler_options() == {}
+    monkeypatch.delenv(_jit.ENV)
+    # This XLA knows the option (the suite's conftest passes the same one in XLA_FLAGS).
+    assert toolkit.compiler_options() == {"xla_cpu_use_fusion_emitters": False}
+    toolkit.compiler_options()["xla_cpu_use_fusion_emitters"] = True  # a copy
+    assert toolkit.compiler_options() == {"xla_cpu_use_fusion_emitters": False}
+
+
+def test_top_level_calls_compile_with_the_options_and_nested_calls_without():
+    calls = []
+
+    @_jit.filter_jit
+    def f(x, n: int):
+        calls.append(n)
+        return jnp.sin(x) * n
+
+    x = jnp.linspace(0.0, 1.0, 5)
+    expected = np.sin(np.linspace(0.0, 1.0, 5)) * 3
+    np.testing.assert_allclose(f(x, 3), expected, rtol=1e-6)
+    assert f._top is not f._nested  # compiled with the options
+    # JAX refuses compile options on a nested jit: inside a user's transformation the
+    # call must be part of their program.
+    np.testing.assert_allclose(jax.jit(f, static_argnums=1)(x, 3), expected, rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(f, in_axes=(0, None))(x, 3), expected, rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(lambda x: f(x, 3).sum())(x), 3 * np.cos(x), rtol=1e-6)
+    with pytest.raises(ValueError, match="top-level"):
+        jax.jit(lambda x: jax.jit(jnp.sin, compiler_options=toolkit.compiler_options())(x))(x)
+
+
+def test_unknown_options_are_not_passed(monkeypatch):
+    monkeypatch.setattr(_jit, "_OPTIONS", {"xla_no_such_option_anywhere": True})
+    _jit._supported.cache_clear()
+    try:
+        assert toolkit.compiler_options() == {}
+        f = _jit.filter_jit(lambda x: x + 1)
+        assert float(f(1.0)) == 2.0
+        assert f._top is f._nested
+    finally:
+        _jit._supported.cache_clear()

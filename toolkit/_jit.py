@@ -1,0 +1,119 @@
+"""toolkit's compiled functions: `eqx.filter_jit` with XLA options that halve the
+time XLA's CPU compiler takes, at the same run time."""
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+
+
+try:
+    from jax._src.core import trace_state_clean
+except ImportError:  # pragma: no cover - JAX moved it: never pass options
+
+    def trace_state_clean() -> bool:
+        return False
+
+
+ENV = "TOOLKIT_COMPILER_OPTIONS"
+# XLA:CPU's MLIR fusion emitters spend 30-45 % of a plan's compile time in codegen
+# that its older elemental emitters skip, for no measured change in run time
+# (benchmarks/cold_start.py). The option only exists while XLA keeps both emitters.
+_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+
+
+@functools.cache
+def _supported() -> bool:
+    try:
+        jax.jit(lambda x: x, compiler_options=_OPTIONS).lower(0.0).compile()
+    except Exception:  # this XLA does not know the options
+        return False
+    return True
+
+
+def compiler_options() -> dict[str, Any]:
+    """The XLA compile options of toolkit's own compiled functions (planning, training
+    and evaluation steps).
+
+    They switch XLA's CPU backend to its older fusion emitters, which compile a plan in
+    about 0.6x the time at the same run time. Pass them to your own top-level
+    `jax.jit(..., compiler_options=toolkit.compiler_options())` for the same saving.
+    Set `TOOLKIT_COMPILER_OPTIONS=off` to use XLA's defaults everywhere.
+
+    **Returns:**
+
+    A new dict; empty if switched off, or if this version of XLA does not know the
+    options (checked once per process by compiling an identity).
+    """
+    if os.environ.get(ENV, "").strip().lower() in ("0", "off", "false", "no", "none"):
+        return {}
+    return dict(_OPTIONS) if _supported() else {}
+
+
+class _FilterJit:
+    def __init__(self, fn: Callable, jitkwargs: dict[str, Any]):
+        functools.update_wrapper(self, fn)
+        self._fn = fn
+        self._jitkwargs = jitkwargs
+        self._nested = eqx.filter_jit(fn, **jitkwargs)
+        self._top: Callable | None = None
+
+    def _top_level(self) -> Callable:
+        if self._top is None:
+            options = compiler_options()
+            self._top = (
+                eqx.filter_jit(self._fn, compiler_options=options, **self._jitkwargs)
+                if options
+                else self._nested
+            )
+        return self._top
+
+    def __call__(self, *args, **kwargs):
+        # JAX accepts compile options only on a top-level jit: inside a user's
+        # transformation the call is part of their program, compiled with theirs.
+        if not trace_state_clean():
+            return self._nested(*args, **kwargs)
+        return self._top_level()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # `lower`, ... of the top-level compiled function.
+        if name.startswith("__") or name in ("_fn", "_jitkwargs", "_nested", "_top"):
+            raise AttributeError(name)
+        return getattr(self._top_level(), name)
+
+
+def filter_jit(fn: Callable | None = None, **jitkwargs) -> Callable:
+    """`eqx.filter_jit(fn, **jitkwargs)`, compiled with [`toolkit.compiler_options`][]
+    when called at the top level (not inside another transformation).
+
+    **Arguments:**
+
+    - `fn`: the function; omitted, a decorator is returned.
+    - `jitkwargs`: passed on to `eqx.filter_jit` (e.g. `donate`).
+
+    **Returns:**
+
+    The compiled function.
+    """
+    if fn is None:
+        return functools.partial(filter_jit, **jitkwargs)
+    return _FilterJit(fn, jitkwargs)
+
+
+def jit(fn: Callable, **jitkwargs) -> Callable:
+    """`jax.jit(fn, **jitkwargs)` with [`toolkit.compiler_options`][], for functions
+    only ever called at the top level.
+
+    **Arguments:**
+
+    - `fn`: the function.
+    - `jitkwargs`: passed on to `jax.jit`.
+
+    **Returns:**
+
+    The compiled function.
+    """
+    return jax.jit(fn, compiler_options=compiler_options() or None, **jitkwargs)
