@@ -28,6 +28,7 @@ cases are skipped unless `--force` names them (`--force` alone: all).
 """
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -94,13 +95,15 @@ def _worker(case: str, mode: str) -> dict:
         # says whether this case needs it).
         w0 = _stages._start(ex.problem, transcription, ex.args, None)
         limit = jax.numpy.asarray(solver.fallback_after, jax.numpy.int32)
+        # Compiled as the library compiles its stages (`toolkit.compiler_options`).
+        jit = functools.partial(jax.jit, compiler_options=toolkit.compiler_options() or None)
         programs = {
             "start": (
-                jax.jit(lambda args: _stages._start(ex.problem, transcription, args, None)),
+                jit(lambda args: _stages._start(ex.problem, transcription, args, None)),
                 (ex.args,),
             ),
             "newton": (
-                jax.jit(
+                jit(
                     lambda args, w, n: _stages._newton(
                         ex.problem, transcription, solver, args, w, n
                     )
@@ -108,7 +111,7 @@ def _worker(case: str, mode: str) -> dict:
                 (ex.args, w0, limit),
             ),
             "fallback": (
-                jax.jit(
+                jit(
                     lambda args, w: _stages._interior_point(
                         ex.problem, transcription, solver, args, w
                     )
