@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from . import problems as problems
 from ._batch import plan_batch as plan_batch
 from ._block_tridiagonal import BlockTridiagonal as BlockTridiagonal
+from ._discrete_dynamics import DiscreteDynamics as DiscreteDynamics
 from ._indirect import (
     ForwardBackwardSweep as ForwardBackwardSweep,
     indirect as indirect,
@@ -28,10 +29,7 @@ from ._problem import OptimalControlProblem as OptimalControlProblem
 from ._results import RESULTS as RESULTS
 from ._solution import Solution as Solution
 from ._transcription.base import AbstractTranscription as AbstractTranscription
-from ._transcription.discrete import (
-    Discrete as Discrete,
-    DiscreteDynamics as DiscreteDynamics,
-)
+from ._transcription.discrete import Discrete as Discrete
 from ._transcription.hermite_simpson import HermiteSimpson as HermiteSimpson
 from ._transcription.trapezoidal import Trapezoidal as Trapezoidal
 

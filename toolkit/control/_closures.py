@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
+from ._discrete_dynamics import DiscreteDynamics
 from ._problem import OptimalControlProblem
-from ._transcription.discrete import DiscreteDynamics
 
 
 class _Hoisted(eqx.Module):

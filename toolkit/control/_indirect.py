@@ -7,10 +7,10 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, PyTree, Scalar
 
 from .._jit import filter_jit
+from ._discrete_dynamics import DiscreteDynamics
 from ._problem import OptimalControlProblem
 from ._results import raise_if_failed, RESULTS
 from ._transcription.base import default_controls, grid
-from ._transcription.discrete import DiscreteDynamics
 
 
 class ForwardBackwardSweep(eqx.Module):

@@ -8,6 +8,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float, PyTree, Scalar
 
+from .._discrete_dynamics import DiscreteDynamics
 from .._problem import OptimalControlProblem
 
 
@@ -91,8 +92,6 @@ class AbstractTranscription(eqx.Module):
         The transcriptions of continuous-time dynamics refuse a discrete-time map
         (dynamics wrapped in [`toolkit.control.DiscreteDynamics`][]).
         """
-        from .discrete import DiscreteDynamics  # discrete.py imports this module
-
         if isinstance(problem.dynamics, DiscreteDynamics):
             raise ValueError(
                 f"`{type(self).__name__}` transcribes continuous-time dynamics "
@@ -151,8 +150,6 @@ def simulated_states(
     A guess that satisfies the dynamics, unlike the straight line, whose linearisation
     can be violently unstable (predator_prey: P' = (N - 1) P about the constant N = 10
     grows 2.6-fold per trapezoidal step, and Newton's steps are of size 1e8)."""
-    from .discrete import DiscreteDynamics  # discrete.py imports this module
-
     u = default_controls(problem)
     ts = grid(problem, N)
     if isinstance(problem.dynamics, DiscreteDynamics):

@@ -1,7 +1,7 @@
 import jax.numpy as jnp
 
+from .._discrete_dynamics import DiscreteDynamics
 from .._problem import OptimalControlProblem
-from .._transcription.discrete import DiscreteDynamics
 from ._example import Example, register
 
 
