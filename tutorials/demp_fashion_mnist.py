@@ -136,6 +136,8 @@ def plot(results, path, title):
     left.set_xlabel("parameters kept (%)")
     left.set_ylabel("test accuracy")
     left.set_xscale("log")
+    # Ticks at 1, 2, 3, 5 x 10^k: the kept fractions often span less than a decade.
+    left.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 3, 5)))
     left.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.legend()
