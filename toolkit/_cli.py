@@ -1,5 +1,6 @@
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -49,12 +50,19 @@ def _plan(ns) -> int:
         raise InputError(f"argument --transcription: {e}") from None
     print(f"planning {ex.name} ({ex.description}) with {key}, N={N}, {ns.method} ...")
     print("  compiling and solving ...", flush=True)
+    from .control._stored import plan_library_problem
+
+    # With the compilation cache on, the plan's compiled stages are stored too, and the
+    # next process loads them without tracing.
+    cache = jax.config.jax_compilation_cache_dir
+    store = cache and getattr(ns, "store", True)
+    folder = os.path.join(cache, "plans") if store else None
     t = time.perf_counter()
-    sol = control.plan(ex.problem, transcription, solver, args=ex.args, throw=False)
+    sol = plan_library_problem(ex.name, transcription, solver, folder=folder)
     sol.cost.block_until_ready()
     cold = time.perf_counter() - t
     t = time.perf_counter()
-    sol = control.plan(ex.problem, transcription, solver, args=ex.args, throw=False)
+    sol = plan_library_problem(ex.name, transcription, solver, folder=folder)
     sol.cost.block_until_ready()
     warm = time.perf_counter() - t
     message = control.RESULTS[sol.result] or "converged"
@@ -111,6 +119,9 @@ def _demo(ns) -> int:
         N=None,
         json=None,
         plot=ns.plan_plot,
+        # Not from stored programs: XLA:CPU may leave kernels the training's programs
+        # share with the plan's out of a stored copy (see control/_stored.py).
+        store=False,
     )
     return max(rc, _plan(plan_ns))
 

@@ -253,19 +253,24 @@ def plan_in_stages(
     return eqx.tree_at(lambda s: (s.result, s.stats), at_root, (sol.result, sol.stats))
 
 
-def _stages(problem, transcription, solver, args, init) -> tuple[Solution, Array]:
-    """The solution of the staged plan, and the root it found."""
-    w0 = _start(problem, transcription, args, init)
+def _direct(stage, *args):
+    return stage(*args)
+
+
+def _stages(problem, transcription, solver, args, init, run=_direct) -> tuple[Solution, Array]:
+    """The solution of the staged plan, and the root it found. `run(stage, *args)`
+    calls each compiled stage (`stage(*args)`, or a stored executable of it)."""
+    w0 = run(_start, problem, transcription, args, init)
     limit = jnp.asarray(min(solver.fallback_after, solver.max_steps), jnp.int32)
-    first, solved, w = _newton(problem, transcription, solver, args, w0, limit)
+    first, solved, w = run(_newton, problem, transcription, solver, args, w0, limit)
     if bool(solved):
         # As the one-program plan reports a first pass that solves: what a finish from
         # the root would take (no backtracks, no regularised steps).
         steps = first.stats["num_steps"]
         return _with_stats(first, steps, 0, False, finished_at_once=True), w
-    w, interior_steps, restarted = _interior_point(problem, transcription, solver, args, w0)
+    w, interior_steps, restarted = run(_interior_point, problem, transcription, solver, args, w0)
     limit = jnp.asarray(solver.max_steps, jnp.int32)
-    second, _, w = _newton(problem, transcription, solver, args, w, limit)
+    second, _, w = run(_newton, problem, transcription, solver, args, w, limit)
     steps = [first.stats["num_steps"], interior_steps, second.stats["num_steps"]]
     sol = _with_stats(second, sum(np.asarray(n) for n in steps), interior_steps, restarted)
     return sol, w
