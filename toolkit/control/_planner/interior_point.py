@@ -10,7 +10,8 @@ from jaxtyping import Array, Bool, Int, PyTree, Scalar
 from optimistix import RESULTS
 
 from .._nlp import bound_masks
-from .regularised_step import regularised_newton_step
+from .backtracking import halving_search
+from .regularised_step import next_shift, regularised_newton_step
 
 
 _FILTER_SIZE = 16
@@ -203,21 +204,14 @@ class InteriorPoint(optx.AbstractRootFinder):
             )
             return ok & jnp.isfinite(phi_t) & jnp.isfinite(theta_t), f_type & armijo
 
-        def ls_cond(carry):
-            _, _, k, accepted, _ = carry
-            return jnp.invert(accepted) & (k < self.max_backtracks)
-
-        def ls_body(carry):
-            alpha, _, k, _, _ = carry
-            alpha = alpha / 2
+        def trial(alpha, out):
             y_t = y + alpha * dy
             ok, armijo_step = accept(alpha, y_t)
-            return alpha, y_t, k + 1, ok, armijo_step
+            return ok, (y_t, armijo_step)
 
-        # The step to α_max is the loop's first pass (α = 2 α_max / 2, k = -1 → 0), so
-        # the trial and its acceptance test are traced once.
-        init = (2 * alpha_max, y, jnp.array(-1), jnp.array(False), jnp.array(False))
-        _, y_t, k, accepted, armijo_step = lax.while_loop(ls_cond, ls_body, init)
+        _, k, accepted, (y_t, armijo_step) = halving_search(
+            trial, alpha_max, self.max_backtracks, (y, jnp.array(False))
+        )
         moved = solved & accepted
 
         # An h-type step (one accepted by the filter rather than by Armijo) adds the
@@ -288,9 +282,7 @@ class InteriorPoint(optx.AbstractRootFinder):
         filter_phi = jnp.where(decrease, jnp.inf, filter_phi)
 
         f_new, aux = fn(y_new, args)
-        decayed = jnp.where(delta / 10 < self.delta_init, 0.0, delta / 10)
-        delta = jnp.where(moved, decayed, jnp.maximum(10 * delta, self.delta_init))
-        delta = jnp.minimum(delta, self.delta_max)
+        delta = next_shift(delta, moved, self)
         delta = jnp.where(restart, 0.0, delta)
         filter_theta = jnp.where(restart, jnp.inf, filter_theta)
         filter_phi = jnp.where(restart, jnp.inf, filter_phi)

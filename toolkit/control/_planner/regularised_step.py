@@ -61,3 +61,12 @@ def regularised_newton_step(
 
     init = (jnp.zeros_like(f), jnp.array(False), delta, jnp.array(-1))
     return lax.while_loop(cond, body, init)
+
+
+def next_shift(delta: Scalar, moved: Bool[Array, ""], solver) -> Scalar:
+    """The curvature shift for the next iteration: a tenth of `delta` after a step
+    that moved (zero once below `solver.delta_init`), ten times it (at least
+    `delta_init`) after a failed search, never above `solver.delta_max`."""
+    decayed = jnp.where(delta / 10 < solver.delta_init, 0.0, delta / 10)
+    delta = jnp.where(moved, decayed, jnp.maximum(10 * delta, solver.delta_init))
+    return jnp.minimum(delta, solver.delta_max)

@@ -2,14 +2,14 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
-import jax.lax as lax
 import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree, Scalar
 from optimistix import RESULTS
 
-from .regularised_step import regularised_newton_step
+from .backtracking import halving_search
+from .regularised_step import next_shift, regularised_newton_step
 
 
 class _NewtonState(eqx.Module):
@@ -161,27 +161,17 @@ class SemismoothNewton(optx.AbstractRootFinder):
                 by_residual = m <= (1 - 2 * self.sigma * alpha) * merit_f
                 return jnp.isfinite(m) & jnp.isfinite(J_t) & (by_filter | by_residual)
 
-        def trial(alpha):
+        def trial(alpha, out):
+            nonfinite = out[3]
             y_t = project(y + alpha * dy)
             f_t, aux_t = fn(y_t, args)
-            return y_t, f_t, aux_t
-
-        def ls_cond(carry):
-            alpha, y_t, f_t, _, k, accepted, _ = carry
-            return jnp.invert(accepted) & (k < self.max_backtracks)
-
-        def ls_body(carry):
-            alpha, _, _, _, k, _, nonfinite = carry
-            alpha = alpha / 2
-            y_t, f_t, aux_t = trial(alpha)
             nonfinite = nonfinite | jnp.invert(jnp.isfinite(_merit(f_t)))
-            return alpha, y_t, f_t, aux_t, k + 1, accept(alpha, y_t, f_t), nonfinite
+            return accept(alpha, y_t, f_t), (y_t, f_t, aux_t, nonfinite)
 
-        # The full step is the loop's first pass (α = 2/2, k = -1 → 0), so the trial
-        # and its acceptance test are traced once.
-        alpha0 = jnp.full((), 2.0, f.dtype)
-        init = (alpha0, y, f, aux, jnp.array(-1), jnp.array(False), jnp.array(False))
-        _, y_t, f_t, aux_t, k, accepted, nonfinite = lax.while_loop(ls_cond, ls_body, init)
+        alpha0 = jnp.full((), 1.0, f.dtype)
+        _, k, accepted, (y_t, f_t, aux_t, nonfinite) = halving_search(
+            trial, alpha0, self.max_backtracks, (y, f, aux, jnp.array(False))
+        )
 
         moved = solved & accepted
         nonfinite_search = solved & jnp.invert(accepted) & nonfinite
@@ -202,9 +192,7 @@ class SemismoothNewton(optx.AbstractRootFinder):
             stalled = nonfinite_search & (delta >= self.delta_max)
             result = RESULTS.where(stalled, RESULTS.nonfinite, RESULTS.successful)
             # The shift decays after a successful step and grows after a failed one.
-            decayed = jnp.where(delta / 10 < self.delta_init, 0.0, delta / 10)
-            delta = jnp.where(moved, decayed, jnp.maximum(10 * delta, self.delta_init))
-            delta = jnp.minimum(delta, self.delta_max)
+            delta = next_shift(delta, moved, self)
         new_state = _NewtonState(
             f=f_new,
             theta_max=theta_max,

@@ -1,0 +1,48 @@
+"""The backtracking loop shared by the semismooth Newton and interior-point root
+finders; each brings its own trial point and acceptance test."""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax.lax as lax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int, PyTree, Scalar
+
+
+def halving_search(
+    trial: Callable[[Scalar, PyTree[Any]], tuple[Bool[Array, ""], PyTree[Any]]],
+    alpha: Scalar,
+    max_backtracks: int,
+    out: PyTree[Any],
+) -> tuple[Scalar, Int[Array, ""], Bool[Array, ""], PyTree[Any]]:
+    """Try the step lengths `alpha`, `alpha / 2`, `alpha / 4`, ... until `trial`
+    accepts one, with at most `max_backtracks` halvings.
+
+    **Arguments:**
+
+    - `trial`: `trial(alpha, out) -> (accepted, out)`, given the previous trial's
+        `out` (to accumulate over the trials).
+    - `alpha`: the first step length.
+    - `max_backtracks`: the most halvings.
+    - `out`: the `out` before the first trial (its structure is every trial's).
+
+    **Returns:**
+
+    `(alpha, k, accepted, out)`: the last step length tried, the halvings it took
+    (0 when the first was accepted), whether it was accepted, and its `out`.
+    """
+
+    def cond(carry):
+        _, k, accepted, _ = carry
+        return jnp.invert(accepted) & (k < max_backtracks)
+
+    def body(carry):
+        alpha, k, _, out = carry
+        alpha = alpha / 2
+        accepted, out = trial(alpha, out)
+        return alpha, k + 1, accepted, out
+
+    # The first step length is the loop's first pass (2 alpha / 2, k = -1 -> 0), so the
+    # trial and its acceptance test are traced once.
+    init = (2 * alpha, jnp.array(-1), jnp.array(False), out)
+    return lax.while_loop(cond, body, init)
