@@ -1,5 +1,5 @@
-"""toolkit's compiled functions: `eqx.filter_jit` with XLA options that halve the
-time XLA's CPU compiler takes, at the same run time."""
+"""toolkit's compiled functions: `eqx.filter_jit` with XLA options that cut the time
+XLA's CPU compiler takes, at the same run time."""
 
 import functools
 import os
@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - JAX moved it: never pass options
 
 
 ENV = "TOOLKIT_COMPILER_OPTIONS"
-# XLA:CPU's MLIR fusion emitters spend 30-45 % of a plan's compile time in codegen
+# XLA:CPU's MLIR fusion emitters spend a large part of a plan's compile time in codegen
 # that its older elemental emitters skip, for no measured change in run time
 # (benchmarks/cold_start.py). The option only exists while XLA keeps both emitters.
 _OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
@@ -38,8 +38,9 @@ def compiler_options() -> dict[str, Any]:
     """The XLA compile options of toolkit's own compiled functions (planning, training
     and evaluation steps).
 
-    They switch XLA's CPU backend to its older fusion emitters, which compile a plan in
-    about 0.6x the time at the same run time. Pass them to your own top-level
+    They switch XLA's CPU backend to its older fusion emitters, which compile a plan
+    markedly faster at the same run time (measured in benchmarks/README.md, "Cold
+    start"). Pass them to your own top-level
     `jax.jit(..., compiler_options=toolkit.compiler_options())` for the same saving.
     Set `TOOLKIT_COMPILER_OPTIONS=off` to use XLA's defaults everywhere.
 

@@ -1,9 +1,10 @@
 """Plans of the library's problems from compiled programs kept on disk.
 
 JAX's persistent cache saves XLA's compile, but its key is the lowered program, so a
-new process still traces and lowers every stage of a plan (about 2 s for van_der_pol
-at N = 1000, most of a warm `python -m toolkit plan`). A problem of the library is
-known by its name: with the source of toolkit and the versions of its dependencies,
+new process still traces and lowers every stage of a plan, most of a warm
+`python -m toolkit plan` (benchmarks/README.md, "Cold start"). A problem of the
+library is known by its name: with the source of toolkit and the versions of its
+dependencies,
 the name, the transcription, the planner and the shapes of the inputs determine each
 stage's program, so it can be stored and loaded without tracing it. A problem of
 your own can close over anything, and goes through `control.plan`.
