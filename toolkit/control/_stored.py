@@ -4,10 +4,9 @@ JAX's persistent cache saves XLA's compile, but its key is the lowered program, 
 new process still traces and lowers every stage of a plan, most of a warm
 `python -m toolkit plan` (benchmarks/README.md, "Cold start"). A problem of the
 library is known by its name: with the source of toolkit and the versions of its
-dependencies,
-the name, the transcription, the planner and the shapes of the inputs determine each
-stage's program, so it can be stored and loaded without tracing it. A problem of
-your own can close over anything, and goes through `control.plan`.
+dependencies, the name, the transcription, the planner and the shapes of the inputs
+determine each stage's program, so it can be stored and loaded without tracing it. A
+problem of your own can close over anything, and goes through `control.plan`.
 
 `python -m toolkit plan` stores its programs next to JAX's cache (`<cache>/plans`).
 Store from a process that has compiled nothing else: XLA:CPU reuses kernels it
