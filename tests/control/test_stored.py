@@ -128,3 +128,11 @@ def test_the_environment_names_what_the_programs_depend_on():
     for part in ("jax=", "jaxlib=", "equinox=", "optimistix=", "x64="):
         assert part in env
     assert jax.devices()[0].platform in env
+
+
+def test_an_unwritable_folder_plans_without_storing(tmp_path, reference):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    sol = _stored.plan_library_problem("van_der_pol", TR, folder=blocker / "plans")
+    _assert_same(sol, reference)
+    assert list(tmp_path.iterdir()) == [blocker]

@@ -77,12 +77,15 @@ def environment() -> str:
 class ExecutableStore:
     """Runs a plan's compiled stages (`_stages`' `run`) from executables stored in
     `folder`, under keys made of `identity`, the stage, the input shapes and
-    [`environment`][]; a missing entry is compiled and stored, a corrupt one compiled
+    `environment()`; a missing entry is compiled and stored, a corrupt one compiled
     again (with a warning)."""
 
     def __init__(self, folder: pathlib.Path, identity: str):
         self.folder = pathlib.Path(folder)
         self.identity = identity
+
+    def _path(self, key: str) -> pathlib.Path:
+        return self.folder / f"{key}.pkl"
 
     def _key(self, stage, leaves) -> str:
         signature = [(tuple(x.shape), str(x.dtype)) for x in leaves]
@@ -94,8 +97,7 @@ class ExecutableStore:
         leaves, treedef = jax.tree.flatten(dynamic)
         key = self._key(stage, leaves)
         if key not in _IN_MEMORY:
-            path = self.folder / f"{key}.pkl"
-            existed = path.exists()
+            existed = self._path(key).exists()
             loaded = self._load(key, leaves)
             if loaded is not None:
                 try:  # an executable that loads but does not run is compiled again
@@ -114,19 +116,18 @@ class ExecutableStore:
         return _rebuild(template, executable(*leaves))
 
     def _warn(self, key: str, e: Exception) -> None:
-        (self.folder / f"{key}.pkl").unlink(missing_ok=True)
+        self._path(key).unlink(missing_ok=True)
         warnings.warn(
-            f"toolkit: the stored plan program {str(self.folder / (key + '.pkl'))!r} could "
+            f"toolkit: the stored plan program {str(self._path(key))!r} could "
             f"not be loaded ({type(e).__name__}: {e}); compiling it again.",
             stacklevel=4,
         )
 
     def _load(self, key: str, leaves: list) -> tuple[Any, Any] | None:
-        path = self.folder / f"{key}.pkl"
-        if not path.exists():
+        if not self._path(key).exists():
             return None
         try:
-            payload, num_outputs, template = pickle.loads(path.read_bytes())
+            payload, num_outputs, template = pickle.loads(self._path(key).read_bytes())
             executable = serialize_executable.deserialize_and_load(
                 payload,
                 jax.tree.structure((tuple(leaves), {})),
@@ -156,15 +157,19 @@ class ExecutableStore:
         template = eqx.combine(jax.tree.unflatten(box["treedef"], placeholders), box["static"])
         if not store:
             return executable, template
+        temporary = None
         try:
             payload, _, _ = serialize_executable.serialize(executable)
             data = pickle.dumps((payload, len(placeholders), template))
             self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.folder, delete=False) as f:
+            with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".tmp", delete=False) as f:
+                temporary = pathlib.Path(f.name)
                 f.write(data)
-            os.replace(f.name, self.folder / f"{key}.pkl")
+            temporary.replace(self._path(key))
         except (OSError, ValueError, NotImplementedError, pickle.PicklingError):
-            pass  # not storable here (a read-only folder, constants): compiled anyway
+            # Not storable here (a full or read-only folder, constants): compiled anyway.
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
         return executable, template
 
 
