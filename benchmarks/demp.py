@@ -2,13 +2,13 @@
 three seeds of the best one (issue 21; the records of the first plan, issue 5, stay in
 `benchmarks/results/demp.json`).
 
-Networks (built by `toolkit.pruning._cli.build_model`, with BatchNorm): MNIST-1D, an MLP
+Networks (built by `toolkit.pruning.recipes.model`, with BatchNorm): MNIST-1D, an MLP
 with hidden widths 1024, 1024 (6000 steps of 128); Fashion-MNIST, the LeNet-5 ConvNet
 (`--fashion-model vgg` for the small VGG; 4680 steps of 128). Every method of a
 comparison trains with one optimiser and schedule, the one `python -m toolkit train`
-builds (`_cli.build_optimiser`: AdamW, learning rate 5e-3 on a one-cycle schedule,
+builds (`recipes.optimiser`: AdamW, learning rate 5e-3 on a one-cycle schedule,
 weight decay 5e-4), as the DemP paper compares its methods; methods are built by
-`_cli.build_method` with the CLI's defaults (DemP: prune every T/16, evaluation-mode
+`recipes.method` with the CLI's defaults (DemP: prune every T/16, evaluation-mode
 snapshot dead test; SNAP and CroP-S: global ranking in 5 rounds; EarlySNAP /
 EarlyCroP-S: adaptive prune time). Unit sparsity = 1 - units kept / units at the start.
 
@@ -93,7 +93,7 @@ from _harness import arguments, forced, host, log, Store  # noqa: E402
 from _provenance import memory_maps, now, read_json, replace_section  # noqa: E402
 
 from toolkit import data as tkdata, pruning  # noqa: E402
-from toolkit.pruning import _cli  # noqa: E402
+from toolkit.pruning import recipes  # noqa: E402
 
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -255,16 +255,6 @@ class ConstantL2(pruning.AbstractMethod):
         return {}
 
 
-def _namespace(**overrides) -> argparse.Namespace:
-    """The defaults of `python -m toolkit train`, for `_cli.build_*`."""
-    p = argparse.ArgumentParser()
-    _cli.add_method_arguments(p)
-    ns = p.parse_args([])
-    for k, v in overrides.items():
-        setattr(ns, k, v)
-    return ns
-
-
 def _flat(peak, total_steps):
     return optax.constant_schedule(peak)
 
@@ -276,14 +266,13 @@ def make_method(method: str, knob: float | None, steps: int):
         return ConstantL2(reg=knob), optax.adam(1e-3)
     if method == "adam":  # dead_lr / dead_batch: plain Adam
         return pruning.Dense(), optax.adam(1e-3 if knob is None else knob)
-    ns = _namespace()
-    optimiser = _cli.build_optimiser(ns, steps, "demp" if method.startswith("demp") else method)
+    optimiser = recipes.optimiser(steps)
     cell = cell_of(method)
     if cell is not None:
-        ns.penalty, ns.noise = cell
-        return _cli.build_method(ns, "demp", reg=knob), optimiser
+        penalty, noise = cell
+        return recipes.method("demp", reg=knob, penalty=penalty, noise=noise), optimiser
     if method.startswith("demp-"):  # an ablation of the default recipe
-        demp = _cli.build_method(ns, "demp", reg=knob)
+        demp = recipes.method("demp", reg=knob)
         flat = dict(span=1.0, div_factor=1.0, final_div_factor=1.0)
         variant = {
             "demp-no-noise": dict(noise=0.0),
@@ -294,8 +283,8 @@ def make_method(method: str, knob: float | None, steps: int):
         }[method]
         return dataclasses.replace(demp, **variant), optimiser
     if method == "dense":
-        return _cli.build_method(ns, "dense"), optimiser
-    return _cli.build_method(ns, method, sparsity=knob), optimiser
+        return recipes.method("dense"), optimiser
+    return recipes.method(method, sparsity=knob), optimiser
 
 
 def run_one(
@@ -309,7 +298,7 @@ def run_one(
 ) -> dict:
     batch = cfg["batch"] if batch is None else batch
     init_key, train_key = jr.split(jr.key(seed, impl="rbg"))
-    model, state = _cli.build_model(
+    model, state = recipes.model(
         cfg["model"],
         dataset.shape,
         dataset.num_classes,

@@ -21,6 +21,7 @@ has trained the BatchNorm scales), [`toolkit.pruning.SNAP`][] and
 [`toolkit.pruning.early_time`][] passes).
 """
 
+from . import recipes as recipes
 from ._activity import (
     Activity as Activity,
     dead_from as dead_from,

@@ -14,7 +14,6 @@ an internal error always does.
 import argparse
 import functools
 import json
-import math
 import os
 import time
 from typing import Any
@@ -33,67 +32,15 @@ from .._cli_checks import (
     reporting,
     SPARSITY,
 )
+from . import recipes
 
 
 DATASETS = ("digits", "mnist1d", "fashion_mnist", "cifar10")
-MODELS = ("mlp", "lenet", "vgg", "resnet")
+MODELS, BASELINES = recipes.MODELS, recipes.BASELINES
 
 
-def build_model(
-    name: str,
-    shape: tuple[int, ...],
-    num_classes: int,
-    *,
-    widths: tuple[int, ...] | None = None,
-    batch_norm: bool | None = None,
-    key,
-    dtype=None,
-):
-    """A `toolkit.nn` network for examples of `shape` and `num_classes` classes.
-
-    `"mlp"`: `nn.MLP` with hidden `widths` (default 300, 100); `"lenet"`: `nn.ConvNet`
-    (LeNet-5 layout, hidden `widths` default 120, 84); `"vgg"`: `nn.VGG` (`"vgg11"`
-    for 32×32 images, `"small"` otherwise); `"resnet"`: `nn.ResNet` (ResNet-18 layout;
-    `widths` are the stages' channels). `batch_norm` defaults to off for the MLP and
-    LeNet, on for VGG and ResNet. Returns `(model, state)`.
-    """
-    import equinox as eqx
-
-    from .. import nn
-
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; choose one of {MODELS}.")
-    if name == "mlp":
-        bn = bool(batch_norm)
-        return eqx.nn.make_with_state(nn.MLP)(
-            math.prod(shape), num_classes, widths or (300, 100), bn, key=key, dtype=dtype
-        )
-    if len(shape) != 3:
-        raise ValueError(
-            f"model {name!r} needs images shaped (channels, height, width), but the data set's "
-            f"examples are shaped {shape}: use `--model mlp`."
-        )
-    channels, size = shape[0], shape[1:]
-    if name == "lenet":
-        return eqx.nn.make_with_state(nn.ConvNet)(
-            channels,
-            num_classes,
-            size,
-            hidden=widths or (120, 84),
-            batch_norm=bool(batch_norm),
-            key=key,
-            dtype=dtype,
-        )
-    bn = True if batch_norm is None else batch_norm
-    if name == "vgg":
-        config = "vgg11" if min(size) >= 32 else "small"
-        return eqx.nn.make_with_state(nn.VGG)(
-            channels, num_classes, size, config, batch_norm=bn, key=key, dtype=dtype
-        )
-    stages = widths or (64, 128, 256, 512)
-    return eqx.nn.make_with_state(nn.ResNet)(
-        channels, num_classes, (2,) * len(stages), stages, bn, key=key, dtype=dtype
-    )
+# The network of a run (the recipe, under the name the benchmarks use).
+build_model = recipes.model
 
 
 # The settings that do not change a run: left out of the log's `config.settings`
@@ -142,34 +89,20 @@ def _show(option: str, value) -> str:
     return f"{option} {value}"
 
 
-# The structured-pruning baselines (`toolkit.pruning._baselines`), by CLI name.
-BASELINES = ("random", "l1norm", "slimming", "snap", "crops", "early-snap", "early-crops")
-
-
-def build_baseline(ns: argparse.Namespace, name: str, sparsity: float | None = None):
-    from . import _baselines as b, _early as e
-
-    sparsity = ns.sparsity if sparsity is None else sparsity
-    at = {} if ns.prune_at is None else {"at_step": ns.prune_at}
-    ranked = {}
-    if getattr(ns, "ranking", None) is not None:
-        ranked["ranking"] = ns.ranking
-    if getattr(ns, "prune_steps", None) is not None:
-        ranked["steps"] = ns.prune_steps
-    if name == "random":
-        return b.RandomStructured(sparsity, **at, **ranked)
-    if name == "l1norm":
-        return b.L1Norm(sparsity, **at, **ranked)
-    if name == "slimming":
-        return b.NetworkSlimming(sparsity, reg=ns.slimming_reg, **at, **ranked)
-    if name in ("snap", "crops"):
-        if ns.prune_at:
-            raise ValueError(f"`--method {name}` prunes at initialisation; use early-{name}.")
-        return (b.SNAP if name == "snap" else b.CroPS)(sparsity, **ranked)
-    if name in ("early-snap", "early-crops"):
-        latest = {} if ns.prune_at is None else {"latest": max(ns.prune_at, 1)}
-        return (e.EarlySNAP if name == "early-snap" else e.EarlyCroPS)(sparsity, **latest, **ranked)
-    raise ValueError(f"unknown method {name!r}.")
+def _recipe_settings(ns: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of `recipes.method` that the command line's `ns` sets."""
+    return dict(
+        noise=ns.noise,
+        penalty=ns.penalty,
+        prune_every=ns.prune_every,
+        dead_test=getattr(ns, "dead_test", "snapshot"),
+        min_dead=ns.min_dead,
+        sparsity=ns.sparsity,
+        prune_at=ns.prune_at,
+        ranking=getattr(ns, "ranking", None),
+        prune_steps=getattr(ns, "prune_steps", None),
+        slimming_reg=ns.slimming_reg,
+    )
 
 
 def build_method(
@@ -178,55 +111,32 @@ def build_method(
     reg: float | None = None,
     sparsity: float | None = None,
 ):
-    from ._method import DemP, Dense
-
-    if (name or ns.method) == "dense":
-        return Dense()
-    if (name or ns.method) in BASELINES:
-        return build_baseline(ns, name or ns.method, sparsity)
-    from ._dead_test import EvalSnapshot, TrainingWindow
-
-    reg = ns.reg if reg is None else reg
-    test = getattr(ns, "dead_test", "snapshot")
-    return DemP(
-        reg=reg,
-        noise=ns.noise,
-        penalty=ns.penalty,
-        prune_every=ns.prune_every,
-        dead_test=EvalSnapshot() if test == "snapshot" else TrainingWindow(),
-        min_dead=ns.min_dead,
-    )
+    """The method of a run (`recipes.method`) from the command line's `ns`; `name`,
+    `reg` and `sparsity` override `ns`'s."""
+    settings = _recipe_settings(ns)
+    if sparsity is not None:
+        settings["sparsity"] = sparsity
+    reg = getattr(ns, "reg", None) if reg is None else reg  # `sweep` has `--regs`
+    if reg is not None:
+        settings["reg"] = reg
+    return recipes.method(name or ns.method, **settings)
 
 
 def build_buckets(ns: argparse.Namespace):
-    from ._buckets import ExactWidths, WidthBuckets
-
-    ratio = getattr(ns, "width_buckets", 2.0)
-    return ExactWidths() if ratio == 0 else WidthBuckets(ratio)
+    """The width buckets of a run (`recipes.buckets`) from the command line's `ns`."""
+    return recipes.buckets(getattr(ns, "width_buckets", 2.0))
 
 
 def build_optimiser(ns: argparse.Namespace, steps: int, method: str):
-    """The optimiser of a run, the same for every `method`. The defaults are those of
-    the DemP reference code's final runs, for every method alike
-    (github.com/SimonDufLab/Maxwell_demon,
-    `source/mila_cluster_scripts/controlling_overfitting.sh`, `info=vgg16_adamw`:
-    `optimizer=adamw wd_param=0.0005 lr=0.005 lr_schedule=one_cycle`, the schedule
-    being `optax.cosine_onecycle_schedule(training_steps, lr)`, which ends at
-    `lr / 2.5e5`)."""
-    import optax
-
-    from ._method import one_cycle
-
-    lr = ns.lr if ns.lr is not None else (5e-3 if ns.optimiser == "adamw" else 0.1)
-    schedule = getattr(ns, "lr_schedule", "one-cycle")
-    if schedule == "cosine":
-        lr = optax.cosine_decay_schedule(lr, steps)
-    elif schedule == "one-cycle":
-        lr = one_cycle(lr, steps, span=1.0)
-    wd = 5e-4 if ns.weight_decay is None else ns.weight_decay
-    if ns.optimiser == "sgd":
-        return optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=ns.momentum))
-    return optax.adamw(lr, weight_decay=wd)
+    """The optimiser of a run (`recipes.optimiser`), the same for every `method`."""
+    return recipes.optimiser(
+        steps,
+        name=ns.optimiser,
+        lr=ns.lr,
+        schedule=getattr(ns, "lr_schedule", "one-cycle"),
+        weight_decay=ns.weight_decay,
+        momentum=ns.momentum,
+    )
 
 
 def add_method_arguments(p: argparse.ArgumentParser) -> None:
