@@ -28,7 +28,6 @@ cases are skipped unless `--force` names them (`--force` alone: all).
 """
 
 import argparse
-import functools
 import json
 import os
 import pathlib
@@ -96,7 +95,8 @@ def _worker(case: str, mode: str) -> dict:
         w0 = _stages._start(ex.problem, transcription, ex.args, None)
         limit = jax.numpy.asarray(solver.fallback_after, jax.numpy.int32)
         # Compiled as the library compiles its stages (`toolkit.compiler_options`).
-        jit = functools.partial(jax.jit, compiler_options=toolkit.compiler_options() or None)
+        from toolkit._jit import jit
+
         programs = {
             "start": (
                 jit(lambda args: _stages._start(ex.problem, transcription, args, None)),

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from jax.experimental import serialize_executable
 
-from .._jit import compiler_options
+from .._jit import compiler_options, jit
 from ._plan import plan
 from ._planner.base import AbstractPlanner
 from ._planner.newton import KKTNewton
@@ -148,9 +148,8 @@ class ExecutableStore:
             return outputs
 
         flat.__name__ = flat.__qualname__ = f"stored{stage.__qualname__}"
-        options = compiler_options() or None
         with _persistent_cache_off():
-            executable = jax.jit(flat, compiler_options=options).lower(*leaves).compile()
+            executable = jit(flat).lower(*leaves).compile()
         # The outputs' structure, with a 0-d placeholder for each array.
         shapes = executable.out_info
         placeholders = [np.zeros((), s.dtype) for s in shapes]
