@@ -40,8 +40,10 @@ def solve_with_fallback(
     atol, max_steps = planner.atol, planner.max_steps
     if planner.fallback_after <= 0 and not interior_point_first:
         return solve(w0, data, max_steps, adjoint)
-    nlp = residual.nlp_info(*data)
     frozen = freeze(data)
+    # From frozen data: a tangent reaching the loops below would make JAX trace their
+    # derivatives, only for the implicit derivative to replace them.
+    nlp = residual.nlp_info(*frozen)
     w0 = jax.lax.stop_gradient(w0)
     if interior_point_first:
         first_value, first_steps, solved = w0, jnp.asarray(0, jnp.int32), jnp.asarray(False)
@@ -177,10 +179,13 @@ def solve_in_passes(
     by a root find that starts at the root and takes no step.
     """
     atol, max_steps = planner.atol, planner.max_steps
-    nlp = residual.nlp_info(*data)
     frozen = freeze(data)
+    # From frozen data: a tangent reaching the loops below would make JAX trace their
+    # derivatives, only for the implicit derivative to replace them.
+    nlp = residual.nlp_info(*frozen)
     w0 = jax.lax.stop_gradient(w0)
-    zero = jnp.array(0)
+    # Typed as the body returns them: a weakly typed start makes JAX trace the body twice.
+    no_steps, none = jnp.zeros((), jnp.int32), jnp.zeros((), int)
 
     def not_done(carry):
         return jnp.invert(carry[-1])
@@ -218,12 +223,12 @@ def solve_in_passes(
     init = (
         w0,
         jnp.asarray(False),
-        zero,
-        jnp.asarray(0, jnp.int32),
+        no_steps,
+        no_steps,
         jnp.asarray(False),
         optx.RESULTS.successful,
-        zero,
-        zero,
+        none,
+        none,
         jnp.asarray(False),
     )
     value, _, steps, interior_steps, restarted, result, backtracks, regularised, _ = (

@@ -3,7 +3,7 @@ import optimistix as optx
 from jaxtyping import Array, Int
 
 from .base import AbstractPlanner
-from .fallback import solve_in_passes, solve_with_fallback
+from .fallback import freeze, solve_in_passes, solve_with_fallback
 from .semismooth_newton import SemismoothNewton
 
 
@@ -54,7 +54,7 @@ class KKTNewton(AbstractPlanner):
         """One semismooth Newton solve from `w0`, without the fallback, stopping after
         `step_limit` iterations (an array: one compiled program serves every limit)
         or `max_steps` (default `self.max_steps`)."""
-        options = {"nlp": residual.nlp_info(*data)}
+        options = {"nlp": residual.nlp_info(*freeze(data))}
         if step_limit is not None:
             options["step_limit"] = step_limit
         newton = SemismoothNewton(
