@@ -399,11 +399,11 @@ _VICTIM = textwrap.dedent(
     """
     import os, signal, sys
     from toolkit._cli import main
-    from toolkit.pruning import _train
+    from toolkit.pruning._train_data import TrainingData
 
     kill_at, mode, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     passed = False
-    host_batch, replace = _train._Data.host_batch, os.replace
+    host_batch, replace = TrainingData.host_batch, os.replace
 
     def killing_host_batch(self, step):
         global passed
@@ -418,7 +418,7 @@ _VICTIM = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return replace(src, dst)
 
-    _train._Data.host_batch = killing_host_batch
+    TrainingData.host_batch = killing_host_batch
     os.replace = killing_replace
     sys.exit(main(argv))
     """

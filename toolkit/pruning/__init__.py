@@ -83,4 +83,6 @@ from ._parallel import DataParallel as DataParallel
 from ._plot import plot_histories as plot_histories, plot_tradeoff as plot_tradeoff
 from ._prune import prune as prune
 from ._ranking import iterative_sparsities as iterative_sparsities
-from ._train import classification_loss as classification_loss, train as train
+from ._train import train as train
+from ._train_state import TrainState as TrainState
+from ._train_step import classification_loss as classification_loss

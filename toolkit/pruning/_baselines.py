@@ -25,7 +25,7 @@ from ._ranking import (
     select_iteratively,
     units_to_remove as units_to_remove,
 )
-from ._train import classification_loss
+from ._train_step import classification_loss
 
 
 def check_ranked(sparsity: float, ranking: str, steps: int) -> None:

@@ -84,3 +84,27 @@ class DataParallel:
 def writes(parallel: "DataParallel | None") -> bool:
     """Whether this process writes logs and checkpoints: process 0 only."""
     return parallel is None or jax.process_index() == 0
+
+
+class Placement:
+    """Where a training run puts its arrays: on the default device, or over the
+    devices of a [`toolkit.pruning.DataParallel`][] mesh (`None` for the former)."""
+
+    def __init__(self, parallel: DataParallel | None):
+        self.parallel = parallel
+
+    def batch(self, *arrays: Any) -> tuple[jax.Array, ...]:
+        """Host arrays of one batch, on the device or split over the mesh."""
+        if self.parallel is None:
+            return tuple(jax.numpy.asarray(a) for a in arrays)
+        return self.parallel.batch(*arrays)
+
+    def replicate(self, tree: PyTree) -> PyTree:
+        """`tree` with its arrays on every device of the mesh (unchanged without one)."""
+        return tree if self.parallel is None else self.parallel.replicate(tree)
+
+    def alive(self, alive: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """The host masks of the units not masked, as arrays of the steps' carry."""
+        if self.parallel is None:
+            return {k: jax.device_put(v) for k, v in alive.items()}
+        return self.parallel.replicate(dict(alive))
