@@ -29,7 +29,12 @@ _RUN = textwrap.dedent(
     import jax.random as jr
     import optax
 
+    import toolkit
     from toolkit import data, nn, pruning
+
+    # As the suite's own process: the programs this script compiles come from, and go
+    # to, the persistent cache (a configuration, so before `jax.distributed` starts).
+    toolkit.enable_compilation_cache()
 
 
     def run(mesh, method=None, **kwargs):
