@@ -14,6 +14,8 @@ same NLP:
   x_{k+1}, and FATROP's dynamics must be explicit: its stage control is the next
   node, v_k = (x_{k+1}, u_{k+1}), with s_{k+1} = v_k and the defect an equality path
   constraint of stage k (the same NLP, its node variables written twice).
+- `hermite_simpson`: `control.HermiteSimpson(N)` (compressed, midpoint controls m_k),
+  written as the trapezoidal one with v_k = (m_k, x_{k+1}, u_{k+1}).
 
 FATROP: `nlpsol('fatrop')` with `structure_detection='auto'` (CasADi 3.6+), default
 tolerances; IPOPT: exact Hessian, MUMPS, tol 1e-8, on the identical stage-wise NLP.
@@ -51,7 +53,11 @@ SECTION = "## Control: toolkit vs FATROP"
 BEFORE = "## Cold start: compilation and the persistent cache"
 T1, MU = 10.0, 1.0
 SAME_OPTIMUM_RTOL = 1e-6
-TRANSCRIPTIONS = {"trapezoidal": control.Trapezoidal, "multiple_shooting": control.MultipleShooting}
+TRANSCRIPTIONS = {
+    "trapezoidal": control.Trapezoidal,
+    "hermite_simpson": control.HermiteSimpson,
+    "multiple_shooting": control.MultipleShooting,
+}
 
 
 def _vdp():
@@ -90,7 +96,7 @@ class StageWise:
         h = T1 / N
         mu = ca.SX.sym("mu")
         s = [ca.SX.sym(f"s{k}", 3) for k in range(N + 1)]
-        nv = 1 if transcription == "multiple_shooting" else 3
+        nv = {"multiple_shooting": 1, "trapezoidal": 3, "hermite_simpson": 4}[transcription]
         v = [ca.SX.sym(f"v{k}", nv) for k in range(N)]
         rk4, vdp = _rk4(h), _vdp()
         w, lbw, ubw, w0 = [], [], [], []
@@ -113,13 +119,26 @@ class StageWise:
             if k == N:
                 break
             w.append(v[k])
-            lbw += [-np.inf] * nv
-            ubw += [np.inf] * nv
+            if transcription == "hermite_simpson":  # the midpoint control comes first
+                lbw += [U_LO] + [-np.inf] * 3
+                ubw += [U_HI] + [np.inf] * 3
+            else:
+                lbw += [-np.inf] * nv
+                ubw += [np.inf] * nv
             if transcription == "multiple_shooting":
                 w0 += [U_GUESS]
                 x_next, cost = rk4(s[k][:2], s[k][2], v[k], mu)
                 J += cost
                 constrain(s[k + 1] - ca.vertcat(x_next, v[k]), [0.0] * 3, [0.0] * 3)
+            elif transcription == "hermite_simpson":
+                w0 += [U_GUESS, *X0, U_GUESS]
+                m, x1, u1 = v[k][0], v[k][1:3], v[k][3]
+                f0, L0 = vdp(s[k][:2], s[k][2], mu)
+                f1, L1 = vdp(x1, u1, mu)
+                fm, Lm = vdp((s[k][:2] + x1) / 2 + h / 8 * (f0 - f1), m, mu)
+                J += h / 6 * (L0 + 4 * Lm + L1)
+                constrain(s[k + 1] - v[k][1:], [0.0] * 3, [0.0] * 3)
+                constrain(x1 - s[k][:2] - h / 6 * (f0 + 4 * fm + f1), [0.0] * 2, [0.0] * 2)
             else:
                 w0 += [*X0, U_GUESS]
                 f0, L0 = vdp(s[k][:2], s[k][2], mu)

@@ -20,18 +20,22 @@ finally:
     sys.path.remove(str(_BENCHMARKS))
 
 
-@pytest.mark.parametrize("name", ["trapezoidal", "multiple_shooting"])
+@pytest.mark.parametrize("name", ["trapezoidal", "hermite_simpson", "multiple_shooting"])
 def test_the_stage_wise_nlp_is_the_transcriptions(name):
     N = 6
     ex = control.problems.get("van_der_pol")
     assert float(ex.args["mu"]) == fatrop.MU and float(ex.problem.t1) == fatrop.T1
-    z = np.random.default_rng(0).normal(size=(N + 1, 3))
+    # toolkit's unknowns: rows (x_k, u_k), and Hermite–Simpson's midpoint control m_k.
+    z = np.random.default_rng(0).normal(size=(N + 1, 4 if name == "hermite_simpson" else 3))
     z[0, :2] = fatrop.X0
     w = []
     for k in range(N + 1):
-        w += list(z[k])
-        if k < N:  # the stage control: the next control, or the whole next node
-            w += list(z[k + 1, 2:] if name == "multiple_shooting" else z[k + 1])
+        w += list(z[k, :3])
+        if k < N:  # the stage control: the next control, or (m_k and) the next node
+            if name == "multiple_shooting":
+                w += [z[k + 1, 2]]
+            else:
+                w += list(z[k, 3:]) + list(z[k + 1, :3])
     stage_wise = fatrop.StageWise(name, N)
     nlp = stage_wise.nlp
     J, g = ca.Function("nlp", [nlp["x"], nlp["p"]], [nlp["f"], nlp["g"]])(w, fatrop.MU)
