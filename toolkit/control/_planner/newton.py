@@ -25,7 +25,7 @@ class KKTNewton(AbstractPlanner):
     max_steps: int = 100
     linear_solver: lx.AbstractLinearSolver | None = None
     max_backtracks: int = 30
-    fallback_after: int = 30
+    fallback_after: int = 10
     interior_point_steps: int = 300
 
     def solve(self, residual, w0, data, linear_solver, adjoint):
@@ -86,6 +86,8 @@ KKTNewton.__init__.__doc__ = """**Arguments:**
     the transcription's own choice (block-tridiagonal for the banded ones).
 - `max_backtracks`: step halvings allowed in the line search.
 - `fallback_after`: semismooth Newton iterations before falling back to the
-    interior-point method; 0 disables the fallback.
+    interior-point method; 0 disables the fallback. On the problem library,
+    semismooth Newton either converges in a few iterations or stalls (see
+    benchmarks/README.md): the default falls back soon after, with a margin.
 - `interior_point_steps`: the most iterations of the interior-point method.
 """
