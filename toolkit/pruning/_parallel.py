@@ -10,6 +10,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import PyTree
 
+from ._buckets import on_device
+
 
 class DataParallel:
     """Where [`toolkit.pruning.train`][] puts its arrays on a 1-D `mesh`.
@@ -106,5 +108,5 @@ class Placement:
     def alive(self, alive: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         """The host masks of the units not masked, as arrays of the steps' carry."""
         if self.parallel is None:
-            return {k: jax.device_put(v) for k, v in alive.items()}
+            return on_device(alive)
         return self.parallel.replicate(dict(alive))
