@@ -74,6 +74,8 @@ _TWO_DEVICES = _RUN + textwrap.dedent(
     assert jax.device_count() == 2, jax.devices()
     mesh = Mesh(np.array(jax.devices()), ("data",))
     out = {"one": run(None), "two": run(mesh)}
+    # Two CPU devices of one process share XLA's thread pool: the steps run one at a time.
+    out["one_at_a_time"] = pruning.DataParallel(mesh).one_launch_at_a_time
     # A baseline whose saliencies are gradients over the (split) batch: SNAP's global
     # ranking in rounds, at initialisation.
     snap = pruning.SNAP(sparsity=0.6)
@@ -159,7 +161,7 @@ def test_two_devices_train_as_one(two_devices):
         "processes": 1,
         "platform": "cpu",
     }
-    assert two["replicated"] and two["devices"] == 2
+    assert two["replicated"] and two["devices"] == 2 and two_devices["one_at_a_time"]
     # Every method decides on the global batch: SNAP's prune, uneven across the layers.
     snap_one, snap_two = two_devices["snap_one"], two_devices["snap_two"]
     assert len(snap_one["prunes"]) == 1
@@ -214,6 +216,7 @@ def test_a_mesh_of_one_device_is_the_plain_run():
     for a, b in zip(jax.tree.leaves(plain[:2]), jax.tree.leaves(meshed[:2])):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     assert meshed[2]["mesh"]["devices"] == 1 and plain[2]["mesh"] is None
+    assert not pruning.DataParallel(mesh).one_launch_at_a_time
     with pytest.raises(ValueError, match="1-D jax.sharding.Mesh"):
         pruning.train(
             model,

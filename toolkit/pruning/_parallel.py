@@ -26,6 +26,11 @@ class DataParallel:
     each process computes the same global batch (from the same key) and places its
     own devices' slices of it.
 
+    `one_launch_at_a_time` is true when this process drives several CPU devices
+    (`--xla_force_host_platform_device_count`): `train` then waits for each step
+    before it dispatches the next, since XLA:CPU can deadlock with two such
+    programs in flight.
+
     **Arguments:**
 
     - `mesh`: a 1-D `jax.sharding.Mesh`.
@@ -43,6 +48,14 @@ class DataParallel:
         (self.axis,) = mesh.axis_names
         self.split = NamedSharding(mesh, P(self.axis))
         self.replicated = NamedSharding(mesh, P())
+        # XLA:CPU runs every local device's share of a program on one thread pool with
+        # a thread per core. With two launches in flight, each thread can end up
+        # waiting in a collective for a device that has no thread left, and XLA aborts
+        # the process after 40 s (2 devices on 2 cores: within 200 steps, while one
+        # launch at a time ran 3000). So on such a mesh each step finishes before the
+        # next is dispatched.
+        local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+        self.one_launch_at_a_time = len(local) > 1 and local[0].platform == "cpu"
 
     def describe(self) -> dict[str, Any]:
         """The mesh, for the training log."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import jax.tree_util as jtu
@@ -310,6 +311,8 @@ def _steps(run: Run, ts: TrainState, progress) -> TrainState:
             xs, ys = run.placement.batch(xs, ys)
         before, tic = run.compiles["train_step"], run.timer.elapsed()
         leaves, ce = step_fn(leaves, xs, ys, np.int32(t), run.augment_key)
+        if run.parallel is not None and run.parallel.one_launch_at_a_time:
+            jax.block_until_ready((leaves, ce))
         if run.compiles["train_step"] != before:
             run.timer.compile += run.timer.elapsed() - tic
         run.timer.steps += 1
