@@ -10,6 +10,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Float, PyTree
 
 from .._jit import filter_jit
+from .._mesh import one_launch_at_a_time
 from ._plan import _plan
 from ._planner.base import AbstractPlanner
 from ._planner.newton import KKTNewton
@@ -177,6 +178,8 @@ def _sharded_plan(
     dynamic, static = eqx.partition((problem, transcription, solver, adjoint), eqx.is_array)
     dynamic = jax.device_put(dynamic, NamedSharding(mesh, P()))
     sol = _partitioned(dynamic, static, batch, split)
+    if one_launch_at_a_time(mesh):
+        jax.block_until_ready(sol)
     if pad:
         sol = jax.tree.map(lambda a: a[:size], sol)
     return sol

@@ -10,6 +10,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import PyTree
 
+from .._mesh import one_launch_at_a_time
 from ._buckets import on_device
 
 
@@ -48,14 +49,7 @@ class DataParallel:
         (self.axis,) = mesh.axis_names
         self.split = NamedSharding(mesh, P(self.axis))
         self.replicated = NamedSharding(mesh, P())
-        # XLA:CPU runs every local device's share of a program on one thread pool with
-        # a thread per core. With two launches in flight, each thread can end up
-        # waiting in a collective for a device that has no thread left, and XLA aborts
-        # the process after 40 s (2 devices on 2 cores: within 200 steps, while one
-        # launch at a time ran 3000). So on such a mesh each step finishes before the
-        # next is dispatched.
-        local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
-        self.one_launch_at_a_time = len(local) > 1 and local[0].platform == "cpu"
+        self.one_launch_at_a_time = one_launch_at_a_time(mesh)
 
     def describe(self) -> dict[str, Any]:
         """The mesh, for the training log."""
