@@ -111,11 +111,7 @@ def _worker(case: str, mode: str) -> dict:
                 (ex.args, w0, limit),
             ),
             "fallback": (
-                jit(
-                    lambda args, w: _stages._interior_point(
-                        ex.problem, transcription, solver, args, w
-                    )
-                ),
+                jit(lambda args, w: _stages._rescue(ex.problem, transcription, solver, args, w)),
                 (ex.args, w0),
             ),
         }

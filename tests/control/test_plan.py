@@ -233,10 +233,10 @@ def test_an_eager_plan_in_stages_equals_the_one_program_plan(vdp):
 
 
 def test_an_eager_plan_compiles_no_fallback_it_does_not_need(vdp, monkeypatch):
-    def interior_point_stage(*args, **kwargs):
+    def rescue_stage(*args, **kwargs):
         raise AssertionError("the interior-point stage ran")
 
-    monkeypatch.setattr(stages, "_interior_point", interior_point_stage)
+    monkeypatch.setattr(stages, "_rescue", rescue_stage)
     sol = control.plan(vdp.problem, control.Trapezoidal(100), args=vdp.args)
     assert sol.result == control.RESULTS.successful
     assert int(sol.stats["interior_point_steps"]) == 0

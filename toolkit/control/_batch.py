@@ -13,7 +13,7 @@ from .._jit import filter_jit
 from .._mesh import one_launch_at_a_time
 from ._plan import _plan
 from ._planner.base import AbstractPlanner
-from ._planner.newton import KKTNewton
+from ._planner.presets import KKTNewton
 from ._problem import OptimalControlProblem
 from ._results import raise_if_failed, RESULTS
 from ._solution import Solution

@@ -7,7 +7,7 @@ from .._jit import filter_jit
 from ._closures import hoist_traced_closures
 from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
-from ._planner.newton import KKTNewton
+from ._planner.presets import KKTNewton
 from ._problem import OptimalControlProblem
 from ._results import raise_if_failed
 from ._solution import Solution

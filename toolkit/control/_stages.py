@@ -25,10 +25,10 @@ from jaxtyping import Array, Bool, Int, PyTree
 
 from .._jit import filter_jit
 from ._kkt import KKTResidual
-from ._nlp import push_into_box
-from ._planner.base import AbstractPlanner
-from ._planner.fallback import attach_at_root, freeze, interior_point_solve
-from ._planner.newton import KKTNewton
+from ._planner.at_root import attach_at_root
+from ._planner.base import AbstractLimitedPlanner, AbstractPlanner
+from ._planner.fallback import Fallback
+from ._planner.frozen import freeze
 from ._problem import OptimalControlProblem
 from ._results import RESULTS
 from ._solution import Solution
@@ -155,10 +155,16 @@ def can_run_in_stages(
     solver: AbstractPlanner, adjoint: optx.AbstractAdjoint | None, *trees: PyTree
 ) -> bool:
     """Whether a plan can run as separate programs: called outside any JAX
-    transformation but autodiff, with the values of its inputs concrete, by the
-    default planner with its fallback and the implicit adjoint (whose derivative needs
-    only the root)."""
-    if not (isinstance(solver, KKTNewton) and solver.fallback_after > 0):
+    transformation but autodiff, with the values of its inputs concrete, by a
+    [`toolkit.control.Fallback`][] whose first method takes its budget as an array
+    (the default planner's) and the implicit adjoint (whose derivative needs only the
+    root)."""
+    fallback = solver.composition()
+    if not (
+        isinstance(fallback, Fallback)
+        and isinstance(fallback.first, AbstractLimitedPlanner)
+        and fallback.after > 0
+    ):
         return False
     if adjoint is not None and not isinstance(adjoint, optx.ImplicitAdjoint):
         return False
@@ -178,7 +184,7 @@ def _start(problem, transcription, args, init) -> Array:
 def _newton(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
-    solver: KKTNewton,
+    solver: AbstractPlanner,
     args: PyTree[Any],
     w: Array,
     step_limit: Int[Array, ""],
@@ -186,7 +192,8 @@ def _newton(
     residual = KKTResidual(transcription)
     data = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
-    sol = solver.newton_pass(
+    first = solver.composition().first
+    sol = first.limited(
         residual, w, data, linear_solver, step_limit, optx.ImplicitAdjoint(linear_solver)
     )
     out = solution(problem, transcription, solver, residual, args, sol)
@@ -198,7 +205,7 @@ def _newton(
 def _at_root(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
-    solver: KKTNewton,
+    solver: AbstractPlanner,
     args: PyTree[Any],
     w: Array,
     adjoint: optx.ImplicitAdjoint | None,
@@ -214,26 +221,24 @@ def _at_root(
 
 
 @filter_jit
-def _interior_point(
+def _rescue(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
-    solver: KKTNewton,
+    solver: AbstractPlanner,
     args: PyTree[Any],
     w0: Array,
 ) -> tuple[Array, Int[Array, ""], Bool[Array, ""]]:
     residual = KKTResidual(transcription)
     data = freeze((problem, args))
-    nlp = residual.nlp_info(*data)
     linear_solver = linear_solver_of(solver, transcription)
-    start = push_into_box(w0, nlp)
     adjoint = optx.ImplicitAdjoint(linear_solver)
-    return interior_point_solve(solver, residual, start, data, nlp, linear_solver, adjoint)
+    return solver.composition().rescue_from(residual, w0, data, linear_solver, adjoint)
 
 
 def plan_in_stages(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
-    solver: KKTNewton,
+    solver: AbstractPlanner,
     args: PyTree[Any],
     init: Solution | None,
     adjoint: optx.ImplicitAdjoint | None = None,
@@ -261,15 +266,16 @@ def _stages(problem, transcription, solver, args, init, run=_direct) -> tuple[So
     """The solution of the staged plan, and the root it found. `run(stage, *args)`
     calls each compiled stage (`stage(*args)`, or a stored executable of it)."""
     w0 = run(_start, problem, transcription, args, init)
-    limit = jnp.asarray(min(solver.fallback_after, solver.max_steps), jnp.int32)
+    fallback = solver.composition()
+    limit = jnp.asarray(min(fallback.after, fallback.max_steps), jnp.int32)
     first, solved, w = run(_newton, problem, transcription, solver, args, w0, limit)
     if bool(solved):
         # As the one-program plan reports a first pass that solves: what a finish from
         # the root would take (no backtracks, no regularised steps).
         steps = first.stats["num_steps"]
         return _with_stats(first, steps, 0, False, finished_at_once=True), w
-    w, interior_steps, restarted = run(_interior_point, problem, transcription, solver, args, w0)
-    limit = jnp.asarray(solver.max_steps, jnp.int32)
+    w, interior_steps, restarted = run(_rescue, problem, transcription, solver, args, w0)
+    limit = jnp.asarray(fallback.max_steps, jnp.int32)
     second, _, w = run(_newton, problem, transcription, solver, args, w, limit)
     steps = [first.stats["num_steps"], interior_steps, second.stats["num_steps"]]
     sol = _with_stats(second, sum(np.asarray(n) for n in steps), interior_steps, restarted)

@@ -34,7 +34,7 @@ from jax.experimental import serialize_executable
 from .._jit import compiler_options, jit
 from ._plan import plan
 from ._planner.base import AbstractPlanner
-from ._planner.newton import KKTNewton
+from ._planner.presets import KKTNewton
 from ._solution import Solution
 from ._stages import _stages, can_run_in_stages
 from ._transcription.base import AbstractTranscription

@@ -6,20 +6,25 @@ import equinox as eqx
 import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
-from jaxtyping import Array, PyTree
+from jaxtyping import Array, Int, PyTree
 
 from .._kkt import KKTResidual
 from .._problem import OptimalControlProblem
 
 
 class AbstractPlanner(eqx.Module):
-    """Solves the KKT conditions of a transcription, as an implicit layer."""
+    """Solves the KKT conditions of a transcription, as an implicit layer.
+
+    A planner is one method ([`toolkit.control.Newton`][],
+    [`toolkit.control.BarrierPath`][], [`toolkit.control.GaussNewton`][]) or a
+    composition of them ([`toolkit.control.Fallback`][]);
+    [`toolkit.control.KKTNewton`][] and [`toolkit.control.KKTLeastSquares`][] are
+    presets of such compositions.
+    """
 
     atol: eqx.AbstractVar[float | None]
     max_steps: eqx.AbstractVar[int]
     linear_solver: eqx.AbstractVar[lx.AbstractLinearSolver | None]
-    fallback_after: eqx.AbstractVar[int]
-    interior_point_steps: eqx.AbstractVar[int]
 
     @abc.abstractmethod
     def solve(
@@ -39,6 +44,28 @@ class AbstractPlanner(eqx.Module):
         if self.atol is not None:
             return self
         return dataclasses.replace(self, atol=default_atol(dtype))
+
+    def composition(self) -> "AbstractPlanner":
+        """The strategy objects this planner runs: itself, or for a preset the
+        composition it stands for."""
+        return self
+
+
+class AbstractLimitedPlanner(AbstractPlanner):
+    """A planner whose iteration budget can be an array: one compiled solve serves
+    every budget (a first attempt and a finish, say)."""
+
+    @abc.abstractmethod
+    def limited(
+        self,
+        residual: KKTResidual,
+        w0: Array,
+        data: tuple[OptimalControlProblem, PyTree[Any]],
+        linear_solver: lx.AbstractLinearSolver,
+        step_limit: Int[Array, ""] | None,
+        adjoint: optx.AbstractAdjoint,
+    ) -> optx.Solution:
+        """`solve`, stopping after `step_limit` iterations (at most `max_steps`)."""
 
 
 def default_atol(dtype) -> float:

@@ -47,9 +47,9 @@ class InteriorPoint(optx.AbstractRootFinder):
     program with box bounds (a root finder for `optimistix.root_find`), after IPOPT
     (Wächter & Biegler 2006).
 
-    It needs the `options` that [`toolkit.control.KKTNewton`][] passes
+    It needs the `options` that [`toolkit.control.BarrierPath`][] passes
     (`{"nlp": NLPInfo(...)}`), and an initial point strictly inside the box
-    ([`toolkit.control.KKTNewton`][] moves it there). The bounds are replaced by
+    ([`toolkit.control.BarrierPath`][] moves it there). The bounds are replaced by
     barrier terms -μ Σ log(z_i - lo_i) (and likewise for upper bounds) whose
     multipliers ν are iterated with the primal unknowns, with IPOPT's default
     constants (μ₀ = 0.1, in the NLP's own units). Each iteration takes one
@@ -341,6 +341,5 @@ InteriorPoint.__init__.__doc__ = """**Arguments:**
 - `sigma_armijo`: the Armijo constant.
 - `restart_after`: failed line searches in a row after which the method starts once
     more from `options["restart"]`, where the caller gives one
-    ([`toolkit.control.KKTNewton`][] gives the guess whose states the default controls
-    produce).
+    ([`toolkit.control.BarrierPath`][] does, from its [`toolkit.control.Restart`][]).
 """

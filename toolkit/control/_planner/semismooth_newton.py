@@ -39,7 +39,7 @@ class SemismoothNewton(optx.AbstractRootFinder):
     Each iteration solves J p = F(y), with J an element of the generalised Jacobian of
     the (piecewise smooth) residual, and backtracks along y - α p.
 
-    Used with the `options` that [`toolkit.control.KKTNewton`][] passes (the NLP's
+    Used with the `options` that [`toolkit.control.Newton`][] passes (the NLP's
     objective and constraints, the primal/dual layout and the bounds), it is a
     line-search SQP method in the manner of IPOPT:
 

@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, PyTree, Scalar
 from ..._jit import filter_jit
 from .._plan import plan
 from .._planner.base import AbstractPlanner
-from .._planner.newton import KKTNewton
+from .._planner.presets import KKTNewton
 from .._planner.shift_on_failure import solve_failed
 from .._problem import OptimalControlProblem
 from .._results import RESULTS

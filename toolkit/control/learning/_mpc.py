@@ -10,7 +10,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, PyTree, 
 from ..._jit import filter_jit
 from .._plan import plan
 from .._planner.base import AbstractPlanner
-from .._planner.newton import KKTNewton
+from .._planner.presets import KKTNewton
 from .._problem import OptimalControlProblem
 from .._results import RESULTS
 from .._solution import Solution

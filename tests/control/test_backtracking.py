@@ -1,0 +1,35 @@
+"""The backtracking loop shared by the root finders, on hand-computed cases."""
+
+import jax
+import jax.numpy as jnp
+
+from toolkit.control._planner.backtracking import halving_search
+
+
+def _search(accept_below, alpha=1.0, max_backtracks=30):
+    # `out` counts the trials and keeps the step lengths tried.
+    def trial(a, out):
+        count, tried = out
+        return a <= accept_below, (count + 1, tried.at[count].set(a))
+
+    return jax.jit(halving_search, static_argnums=(0, 2))(
+        trial, jnp.asarray(alpha), max_backtracks, (jnp.array(0), jnp.full(8, jnp.nan))
+    )
+
+
+def test_the_first_acceptable_halving_is_taken():
+    alpha, k, accepted, (count, tried) = _search(0.3)
+    # 1 and 0.5 rejected, 0.25 accepted: two halvings, three trials, in that order.
+    assert float(alpha) == 0.25 and int(k) == 2 and bool(accepted) and int(count) == 3
+    assert tried[:3].tolist() == [1.0, 0.5, 0.25]
+
+
+def test_a_full_step_takes_no_halving():
+    alpha, k, accepted, (count, _) = _search(2.0, alpha=0.8)
+    assert float(alpha) == 0.8 and int(k) == 0 and bool(accepted) and int(count) == 1
+
+
+def test_the_search_gives_up_after_its_halvings():
+    alpha, k, accepted, (count, _) = _search(-1.0, max_backtracks=5)
+    assert int(k) == 5 and not bool(accepted) and int(count) == 6
+    assert float(alpha) == 2.0**-5

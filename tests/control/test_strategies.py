@@ -1,0 +1,108 @@
+"""The planner's strategy objects on their own and composed (`Newton`, `BarrierPath`,
+`GaussNewton`, `Restart`, `Fallback`), and the presets as their compositions."""
+
+import jax.numpy as jnp
+import optimistix as optx
+import pytest
+
+from toolkit import control
+from toolkit.control._kkt import KKTResidual
+from toolkit.control._stages import can_run_in_stages
+
+
+def test_the_presets_are_compositions_of_strategy_objects():
+    assert control.KKTNewton().composition() == control.Fallback(
+        control.Newton(), control.BarrierPath(), after=10
+    )
+    assert control.KKTNewton(max_steps=7, fallback_after=0).composition() == control.Newton(
+        max_steps=7
+    )
+    assert control.KKTLeastSquares().composition() == control.Fallback(
+        control.GaussNewton(), control.BarrierPath(), after=0
+    )
+    assert (
+        control.KKTLeastSquares(interior_point_first=False, fallback_after=0).composition()
+        == control.GaussNewton()
+    )
+    settings = control.KKTNewton(atol=1e-7, interior_point_steps=50).composition()
+    assert settings.rescue == control.BarrierPath(atol=1e-7, max_steps=50)
+
+
+def test_a_fallback_checks_what_it_composes():
+    inner = control.Fallback(control.Newton(), control.BarrierPath())
+    with pytest.raises(TypeError, match="nest a Fallback as `rescue`"):
+        control.Fallback(inner, control.BarrierPath())
+    with pytest.raises(ValueError, match="`after` must be >= 0"):
+        control.Fallback(control.Newton(), control.BarrierPath(), after=-1)
+
+
+def test_the_rescue_takes_the_first_methods_tolerance():
+    fallback = control.Fallback(control.Newton(atol=1e-7), control.BarrierPath())
+    assert fallback.with_tolerance(jnp.float64).rescue.atol == 1e-7
+    set_apart = control.Fallback(control.Newton(), control.BarrierPath(atol=1e-6))
+    tolerant = set_apart.with_tolerance(jnp.float32)
+    assert (tolerant.atol, tolerant.rescue.atol) == (1e-4, 1e-6)
+    nested = control.Fallback(
+        control.GaussNewton(), control.Fallback(control.Newton(), control.BarrierPath())
+    )
+    assert nested.with_tolerance(jnp.float64).rescue.rescue.atol == 1e-9
+
+
+def test_a_composed_fallback_rescues_a_stall():
+    # From the default guess semismooth Newton alone stalls on the pendulum swing-up;
+    # a Fallback to the barrier path, composed by hand, is the preset's plan exactly.
+    ex = control.problems.get("pendulum")
+    tr = control.Trapezoidal(ex.N)
+    alone = control.plan(ex.problem, tr, control.Newton(), args=ex.args, throw=False)
+    assert alone.result != control.RESULTS.successful
+    composed = control.Fallback(control.Newton(), control.BarrierPath(), after=10)
+    sol = control.plan(ex.problem, tr, composed, args=ex.args)
+    assert sol.result == control.RESULTS.successful
+    assert int(sol.stats["interior_point_steps"]) > 0
+    reference = control.problems.reference_optima()["pendulum"]["trapezoidal"]["cost"]
+    assert abs(float(sol.cost) - reference) <= 1e-6 * abs(reference)
+    preset = control.plan(ex.problem, tr, control.KKTNewton(), args=ex.args)
+    assert float(preset.cost) == float(sol.cost)
+    assert int(preset.stats["num_steps"]) == int(sol.stats["num_steps"])
+
+
+def test_restart_moves_a_stuck_barrier_path():
+    # predator_prey from the straight-line guess: every line search of the barrier
+    # method fails; with `Restart` it starts once more from the simulated guess and
+    # reaches IPOPT's optimum, without it it gives up.
+    ex = control.problems.get("predator_prey")
+    tr = control.Trapezoidal(ex.N)
+    residual = KKTResidual(tr)
+    data = (ex.problem, ex.args)
+    w0 = residual.initial_guess(*data)
+    adjoint = optx.ImplicitAdjoint(tr.linear_solver())
+
+    def solve(planner):
+        return planner.solve(residual, w0, data, tr.linear_solver(), adjoint)
+
+    stuck = solve(control.BarrierPath(atol=1e-9, max_steps=100, restart=None))
+    assert stuck.result != optx.RESULTS.successful and not bool(stuck.stats["restarted"])
+    sol = solve(control.BarrierPath(atol=1e-9, max_steps=100, restart=control.Restart()))
+    assert sol.result == optx.RESULTS.successful and bool(sol.stats["restarted"])
+    z, _ = residual.split(sol.value, ex.problem)
+    reference = control.problems.reference_optima()["predator_prey"]["trapezoidal"]["cost"]
+    assert abs(float(tr.objective(z, *data)) - reference) <= 1e-6 * reference
+    # Stuck for longer than the budget allows: no restart.
+    late = solve(control.BarrierPath(atol=1e-9, max_steps=100, restart=control.Restart(500)))
+    assert not bool(late.stats["restarted"])
+
+
+def test_which_compositions_run_in_stages():
+    vdp = control.problems.get("van_der_pol")
+
+    def staged(solver):
+        return can_run_in_stages(solver, None, vdp.problem, vdp.args)
+
+    assert staged(control.KKTNewton())
+    assert staged(control.Fallback(control.Newton(), control.BarrierPath()))
+    # Without a budget as an array (Gauss-Newton), or without a first attempt, the
+    # plan is one program.
+    assert not staged(control.KKTLeastSquares())
+    assert not staged(control.Fallback(control.GaussNewton(), control.BarrierPath(), after=5))
+    assert not staged(control.Fallback(control.Newton(), control.BarrierPath(), after=0))
+    assert not staged(control.Newton())

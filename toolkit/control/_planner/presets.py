@@ -1,0 +1,133 @@
+"""The default planners: presets of a composition of strategy objects, with the
+settings a user most often changes as their own fields."""
+
+import lineax as lx
+import optimistix as optx
+
+from .barrier import BarrierPath
+from .base import AbstractPlanner
+from .fallback import Fallback
+from .gauss_newton import GaussNewton
+from .newton import Newton
+
+
+class KKTNewton(AbstractPlanner):
+    """Solve the KKT conditions as a root-finding problem by semismooth Newton,
+    rescued by the interior-point method, and differentiate through the solution with
+    `optimistix.ImplicitAdjoint`: the preset
+
+        Fallback(Newton(...), BarrierPath(...), after=fallback_after)
+
+    (see [`toolkit.control.Fallback`][], [`toolkit.control.Newton`][] and
+    [`toolkit.control.BarrierPath`][]), or `Newton(...)` alone with
+    `fallback_after=0`.
+
+    Semismooth Newton converges fast from a good guess but its active-set steps can
+    stall far from the solution (a pendulum swing-up against a torque limit, from a
+    straight-line guess). If it has not converged after `fallback_after` iterations,
+    the solve restarts from the initial guess with the
+    [`toolkit.control.InteriorPoint`][] method, which follows the smooth barrier path
+    to near the solution, and semismooth Newton then finishes from there. Only the
+    last solve carries the implicit derivative.
+    """
+
+    atol: float | None = None
+    max_steps: int = 100
+    linear_solver: lx.AbstractLinearSolver | None = None
+    max_backtracks: int = 30
+    fallback_after: int = 10
+    interior_point_steps: int = 300
+
+    def composition(self) -> AbstractPlanner:
+        newton = Newton(self.atol, self.max_steps, self.linear_solver, self.max_backtracks)
+        if self.fallback_after <= 0:
+            return newton
+        rescue = BarrierPath(self.atol, self.interior_point_steps, self.linear_solver)
+        return Fallback(newton, rescue, after=self.fallback_after)
+
+    def solve(self, residual, w0, data, linear_solver, adjoint):
+        return self.composition().solve(residual, w0, data, linear_solver, adjoint)
+
+
+KKTNewton.__init__.__doc__ = """**Arguments:**
+
+- `atol`: converged when the max-norm of the (1/h-scaled) KKT residual is at most
+    this. Default `None`: follows the problem's dtype, 1e-9 in float64 and 1e-4 in
+    float32.
+- `max_steps`: semismooth Newton iterations of the final solve before giving up
+    (reported in `result`).
+- `linear_solver`: a lineax solver for the Newton and adjoint systems; by default
+    the transcription's own choice (block-tridiagonal for the banded ones).
+- `max_backtracks`: step halvings allowed in the line search.
+- `fallback_after`: semismooth Newton iterations before falling back to the
+    interior-point method; 0 disables the fallback. On the problem library,
+    semismooth Newton either converges in a few iterations or stalls (see
+    benchmarks/README.md): the default falls back soon after, with a margin.
+- `interior_point_steps`: the most iterations of the interior-point method.
+"""
+
+
+class KKTLeastSquares(AbstractPlanner):
+    """Pose the KKT conditions F(w) = 0 as the least-squares problem min ½‖F(w)‖² and
+    solve it by a Gauss–Newton-family method ([`toolkit.control.GaussNewton`][]),
+    started on the interior-point path: the preset
+
+        Fallback(GaussNewton(...), BarrierPath(...), after=0)
+
+    or with `interior_point_first=False`, `Fallback(..., after=fallback_after)` (and
+    `GaussNewton(...)` alone if `fallback_after=0`).
+
+    Gauss–Newton on ‖F‖² does not see the sign of the curvature of the Lagrangian:
+    every KKT point is a zero of F, saddle points included. From the default guess of
+    cart-pole swing-up on multiple shooting it stops at one (cost 59.1088, one
+    negative eigenvalue of the reduced Hessian, against IPOPT's minimum 58.8082). So
+    by default the solve starts on the [`toolkit.control.InteriorPoint`][] path, whose
+    steps pass the inertia-free curvature test (positive curvature along each step, a
+    heuristic for, not a proof of, a minimum, as in IPOPT), and Gauss–Newton finishes
+    from there. That finish can take tens of steps (Van der Pol at N = 4000: 47 after
+    14 interior-point steps): the first full step from the interior point raises
+    ‖F‖, and a least-squares solve, which only accepts decrease, then creeps in its
+    trust region.
+    """
+
+    atol: float | None = None
+    max_steps: int = 200
+    linear_solver: lx.AbstractLinearSolver | None = None
+    descent: optx.AbstractDescent = optx.DoglegDescent()
+    search: optx.AbstractSearch = optx.ClassicalTrustRegion()
+    rtol: float = 1e-13
+    fallback_after: int = 60
+    interior_point_steps: int = 300
+    interior_point_first: bool = True
+
+    def composition(self) -> AbstractPlanner:
+        gauss_newton = GaussNewton(
+            self.atol, self.max_steps, self.linear_solver, self.descent, self.search, self.rtol
+        )
+        after = 0 if self.interior_point_first else self.fallback_after
+        if after <= 0 and not self.interior_point_first:
+            return gauss_newton
+        rescue = BarrierPath(self.atol, self.interior_point_steps, self.linear_solver)
+        return Fallback(gauss_newton, rescue, after=after)
+
+    def solve(self, residual, w0, data, linear_solver, adjoint):
+        return self.composition().solve(residual, w0, data, linear_solver, adjoint)
+
+
+KKTLeastSquares.__init__.__doc__ = """**Arguments:**
+
+- `atol`: the solution is accepted when the max-norm of the KKT residual is at most
+    this (checked after the solve). Default `None`: follows the problem's dtype, 1e-9
+    in float64 and 1e-4 in float32.
+- `max_steps`: iterations before giving up.
+- `linear_solver`: lineax solver for the steps and the adjoint; by default the
+    transcription's own. It replaces the descent's own `linear_solver`.
+- `descent`: an optimistix descent (default `optx.DoglegDescent()`).
+- `search`: an optimistix search (default `optx.ClassicalTrustRegion()`).
+- `rtol`: relative tolerance of optimistix's step-size termination test.
+- `fallback_after`: with `interior_point_first=False`, iterations before falling
+    back to the interior-point method; 0 disables the fallback.
+- `interior_point_steps`: the most iterations of the interior-point method.
+- `interior_point_first`: start on the interior-point path and finish with the
+    least-squares method (default), rather than start with the least-squares method.
+"""
