@@ -180,15 +180,10 @@ def learn(ns: argparse.Namespace) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import equinox as eqx
-    import jax.numpy as jnp
     import jax.random as jr
-    import optax
-    from tqdm.auto import tqdm
 
     from ... import control
     from .. import learning
-    from ._sysid import _check_finite, _init, _partition, _update
 
     if ns.problem not in control.problems.names():
         raise InputError(
@@ -201,9 +196,6 @@ def learn(ns: argparse.Namespace) -> int:
     if reason is not None:
         raise InputError(reason)
 
-    problem, true_args = ex.problem, ex.args
-    dtype = problem.x0.dtype
-    t0, t1 = float(problem.t0), float(problem.t1)
     # Fixed RK4 steps for everything differentiated many times (as in the tutorial):
     # 3 between samples (120 over the 40 sampling intervals), 3 between the nodes of
     # a plan's controls, in a lax.scan that compiles and runs several times faster
@@ -214,173 +206,22 @@ def learn(ns: argparse.Namespace) -> int:
     if ns.smoothness > 0:
         transcription = learning.ControlSmoothness(transcription, ns.smoothness)
         planner_name += f" + control smoothness {ns.smoothness:g}"
-    key = jr.key(ns.seed)
-    c_key, x_key, n_key, m_key = jr.split(key, 4)
-
+    c_key, x_key, n_key, m_key = jr.split(jr.key(ns.seed), 4)
     print(
         f"learning {ex.name} ({ex.description}): model {ns.model}, method {ns.method}, "
         f"{planner_name}, seed {ns.seed}",
         flush=True,
     )
 
-    # 1. Data from the true dynamics.
-    ts = jnp.linspace(t0, t1, ns.samples, dtype=dtype)
-    data, drawn, blown_up = _finite_data(learning, (c_key, x_key, n_key), ex, ts, sim, ns)
-    n_valid = max(ns.trajectories // 4, 1)
-    if blown_up:
-        print(
-            f"data: the true {ex.name} system blew up under {blown_up} of {drawn} random "
-            "controls from scattered initial states; only finite trajectories are kept, "
-            "as an experiment records them"
-        )
-    train, valid = learning.split(data, ns.trajectories - n_valid)
-    print(f"data: {train.size} training and {valid.size} held-out trajectories, noise {ns.noise}")
-
-    # 2. The model.
-    def perturbed(args):
-        return jax.tree_util.tree_map(
-            lambda a: (1.0 - ns.perturb) * a if eqx.is_inexact_array(a) else a, args
-        )
-
-    scale = jnp.maximum(jnp.max(jnp.abs(data.xs), axis=(0, 1)), 1e-3)
-    # The MLP's inputs and outputs scaled by the training data's statistics, so that
-    # states spanning orders of magnitude all reach it at order one (issue 26).
-    data_scaling = learning.Scaling.from_data(train)
-    if ns.model == "neural_ode":
-        field = learning.init_neural_vector_field(
-            m_key, problem, width_size=ns.width, depth=2, scaling=data_scaling
-        )
-        model = learning.Model(field)
-    elif ns.model == "hybrid":
-        # States non-negative throughout the data, up to the observation noise, get a
-        # correction that vanishes with them: the known dynamics may be undefined or
-        # unstable below zero (tumour's log(p / q), predator_prey's extinct pest; issue
-        # 26).
-        nonnegative = (jnp.min(train.xs, axis=(0, 1)) >= -5 * ns.noise) & (data_scaling.x_shift > 0)
-        field = learning.init_neural_vector_field(
-            m_key,
-            problem,
-            width_size=ns.width,
-            depth=2,
-            known=problem.dynamics,
-            scaling=data_scaling,
-            proportional=[bool(p) for p in nonnegative],
-        )
-        # The known part's parameters are learned on a log scale: Adam's steps of about
-        # the learning rate would otherwise carry hiv_treatment's 2.4e-5 infection
-        # rate out of range at once and blow the dynamics up (issue 26).
-        model = learning.Model(field, learning.log_scaled(perturbed(true_args)))
-    else:
-        model = learning.Model(problem.dynamics, perturbed(true_args))
-    initial = model
-    if ns.model == "hybrid":
-        # The fresh hybrid's MLP outputs exactly zero: with the true parameters it *is*
-        # the truth, and shares the learned model's structure (one planner compile).
-        truth = eqx.tree_at(lambda m: m.args, initial, learning.log_scaled(true_args))
-    else:
-        truth = learning.Model(problem.dynamics, true_args)
-    sysid_loss = learning.MultipleShootingLoss(segment=4, simulator=sim, weights=1.0 / scale)
-
-    # 3. System identification.
-    lower_lr = f"lower --lr (now {ns.lr:g})"
-    if ns.model == "hybrid":
-        lower_lr += f" or --args-lr (now {ns.args_lr:g})"
-    if ns.model == "parametric":
-        scaling = "start the parameters nearer the true ones (a smaller --perturb)"
-    else:
-        scaling = (
-            "try another model: the MLP's inputs and outputs are already scaled by the "
-            "training data's statistics (--model parametric learns the problem's own "
-            "parameters)"
-        )
+    train, valid, data = _data(ns, ex, learning, (c_key, x_key, n_key), sim)
+    initial, truth, sysid_loss = _models(ns, ex, learning, train, data, m_key, sim)
     curves: dict[str, Any] = {}
     t = time.perf_counter()
     if ns.model == "parametric":
-        before_train = float(filter_jit(sysid_loss)(model, train))
-        before_valid = float(filter_jit(sysid_loss)(model, valid))
-        with tqdm(total=1, desc="sysid (Levenberg-Marquardt)") as bar:
-            model, lm = learning.fit_least_squares(
-                model, train, loss=sysid_loss, max_steps=max(ns.steps, 1), throw=False
-            )
-            bar.update(1)
-        curves["sysid_step"] = [0, int(lm.stats["num_steps"])]
-        curves["sysid_train"] = [before_train, float(filter_jit(sysid_loss)(model, train))]
-        curves["sysid_valid"] = [before_valid, float(filter_jit(sysid_loss)(model, valid))]
-        for name, values in (
-            ("training", curves["sysid_train"]),
-            ("held-out", curves["sysid_valid"]),
-        ):
-            for step, value in zip(curves["sysid_step"], values):
-                _check_finite(
-                    "system identification",
-                    f"the {name} loss",
-                    value,
-                    step,
-                    None,
-                    lower_lr,
-                    scaling,
-                )
+        sysid_model = _sysid_least_squares(ns, initial, train, valid, sysid_loss, curves)
     else:
-        params, static = _partition(model, None)
-
-        def adam(lr):
-            return optax.adam(optax.cosine_decay_schedule(lr, max(ns.steps, 1), alpha=0.05))
-
-        if ns.model == "hybrid":
-            optimiser = learning.split_optimiser(dynamics=adam(ns.lr), args=adam(ns.args_lr))
-        else:
-            optimiser = adam(ns.lr)
-        opt_state = _init(optimiser, params)
-
-        losses = [sysid_loss] * ns.steps
-        if ns.curriculum:
-            curriculum = learning.SegmentCurriculum(first=sysid_loss.segment)
-            curves["sysid_segment"] = curriculum.schedule(ns.steps, ns.samples - 1)
-            losses = [dataclasses.replace(sysid_loss, segment=n) for n in curves["sysid_segment"]]
-            lengths = ", ".join(map(str, curriculum.lengths(ns.samples - 1)))
-            print(f"curriculum: segments of {lengths} sampling intervals")
-
-        @filter_jit
-        def step(params, opt_state, loss):
-            value, grads = eqx.filter_value_and_grad(lambda p: loss(eqx.combine(p, static), train))(
-                params
-            )
-            params, opt_state = _update(optimiser, grads, opt_state, params)
-            return params, opt_state, value
-
-        @filter_jit
-        def loss_on(params, which):
-            return sysid_loss(eqx.combine(params, static), which)
-
-        def record(i, train_loss):
-            # The losses are on the host here: checked at once, before a NaN model
-            # reaches end-to-end training (issue 26).
-            last = curves["sysid_step"][-1] if curves["sysid_step"] else None
-            curves["sysid_step"].append(i)
-            curves["sysid_train"].append(train_loss)
-            curves["sysid_valid"].append(float(loss_on(params, valid)))
-            for name, values in (("training", "sysid_train"), ("held-out", "sysid_valid")):
-                value = curves[values][-1]
-                _check_finite(
-                    "system identification", f"the {name} loss", value, i, last, lower_lr, scaling
-                )
-
-        eval_every = max(ns.steps // 20, 1)
-        curves["sysid_step"], curves["sysid_train"], curves["sysid_valid"] = [], [], []
-        bar = tqdm(range(ns.steps), desc="sysid (Adam)")
-        for i in bar:
-            new, opt_state, value = step(params, opt_state, losses[i])
-            if i % eval_every == 0:
-                # The curves are of the 4-interval segments throughout, comparable
-                # across the curriculum's stages.
-                record(i, float(value) if not ns.curriculum else float(loss_on(params, train)))
-                v = curves["sysid_valid"][-1]
-                bar.set_postfix(train=f"{float(value):.2e}", valid=f"{v:.2e}")
-            params = new
-        record(ns.steps, float(loss_on(params, train)))
-        model = eqx.combine(params, static)
+        sysid_model = _sysid_adam(ns, initial, train, valid, sysid_loss, curves)
     sysid_s = time.perf_counter() - t
-    sysid_model = model
     # The segment loss restarts from the data every few samples; a plan predicts the
     # whole horizon, so that error is reported too.
     rollout = {
@@ -394,13 +235,12 @@ def learn(ns: argparse.Namespace) -> int:
         + _blew_up(rollout["sysid"])
     )
 
-    # 4. Plans, scored on the true system.
-    true_cost = learning.TrueCost(problem, true_args, sim)
+    # Plans, scored on the true system.
+    true_cost = learning.TrueCost(ex.problem, ex.args, sim)
 
     def score(m):
-        value, sol = learning.plan_loss(m, problem, transcription, true_cost, args=true_args)
-        ok = bool(sol.result == control.RESULTS.successful)
-        return sol, float(value), ok
+        value, sol = learning.plan_loss(m, ex.problem, transcription, true_cost, args=ex.args)
+        return sol, float(value), bool(sol.result == control.RESULTS.successful)
 
     plans, costs, ok = {}, {}, {}
     for name, m in (("true_model", truth), ("initial", initial), ("sysid", sysid_model)):
@@ -408,52 +248,10 @@ def learn(ns: argparse.Namespace) -> int:
     if not ok["true_model"]:
         print(_unconverged_truth(planner_name, ns.N, ex.N))
 
-    # 5. End to end through control.plan.
+    model = sysid_model
     if ns.method in ("e2e", "imitation"):
-        if ns.method == "e2e":
-            plan_loss = true_cost
-        else:
-            plan_loss = learning.Imitation(plans["true_model"].xs, plans["true_model"].us)
-        # Warm start from a plan of the same structure as every later one (one compile).
-        init = plans["sysid"] if ok["sysid"] else plans["true_model"]
-        bar = tqdm(total=ns.e2e_steps, desc=f"end to end ({ns.method})")
-
-        def progress(i, history):
-            bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", ok=history["successful"][-1])
-            bar.update(1)
-
-        t = time.perf_counter()
-        try:
-            # Keeps the best model by the measure it is reported with (a plan from the
-            # planner's default start), starting from the sysid model (step 0), so that
-            # end to end is never worse than sysid on it (issue 26).
-            model, history = learning.fit_end_to_end(
-                model,
-                problem,
-                transcription,
-                plan_loss,
-                control.KKTNewton(),
-                args=true_args,
-                optimiser=optax.adam(ns.e2e_lr),
-                steps=ns.e2e_steps,
-                data=train if ns.sysid_weight > 0 else None,  # no sysid term to compile
-                sysid_loss=sysid_loss,
-                sysid_weight=ns.sysid_weight,
-                keep_best=True,
-                init=init,
-                callback=progress,
-            )
-        except FloatingPointError as e:
-            raise FloatingPointError(f"{e} (here: --e2e-lr, now {ns.e2e_lr:g})") from None
-        finally:
-            bar.close()
-        curves["e2e_loss"], curves["e2e_sysid"] = history["loss"], history["sysid"]
-        curves["e2e_successful"] = history["successful"]
-        curves["e2e_selection"], curves["e2e_kept"] = history["selection"], history["kept"]
-        curves["e2e_failed"] = curves["e2e_successful"].count(False)
-        print(
-            f"end to end: {time.perf_counter() - t:.1f} s, {curves['e2e_failed']} failed plans, "
-            f"kept the model of step {curves['e2e_kept']} (0: the sysid model)"
+        model = _end_to_end(
+            ns, ex, transcription, sysid_model, (train, sysid_loss), true_cost, plans, ok, curves
         )
         # With --method e2e, the plan that selected the model: the same plan, cost.
         plans["end_to_end"], costs["end_to_end"], ok["end_to_end"] = score(model)
@@ -466,14 +264,303 @@ def learn(ns: argparse.Namespace) -> int:
     else:
         before_name, after_name = "initial", "sysid"
 
-    print(f"\nplans on {planner_name}, scored on the true system:")
-    misses: dict[str, float] = {}
     labels = {
         "true_model": "the true model's own plan",
         "initial": "the untrained model",
         "sysid": "after system identification",
         "end_to_end": f"after end-to-end ({ns.method})",
     }
+    misses = _report(planner_name, true_cost, plans, costs, ok, labels)
+    print(
+        f"learned model before -> after: {costs[before_name]:.6g} -> {costs[after_name]:.6g} "
+        f"(true model: {costs['true_model']:.6g})"
+    )
+    if ns.json:
+        chosen = (costs[before_name], costs[after_name])
+        _write_json(ns, ex, curves, plans, costs, ok, misses, rollout, chosen)
+    if ns.plot:
+        _plot(ns.plot, ex, learning, sim, valid, sysid_model, model, plans, costs, labels)
+        print(f"wrote {ns.plot}")
+    return 0 if ok[after_name] else 1
+
+
+def _write_json(ns, ex, curves, plans, costs, ok, misses, rollout, chosen):
+    """The run's record in `ns.json`; `chosen` is the learned model's cost before and
+    after the last stage."""
+    out = {
+        "problem": ex.name,
+        "model": ns.model,
+        "method": ns.method,
+        "N": ns.N,
+        "smoothness": ns.smoothness,
+        "seed": ns.seed,
+        "noise": ns.noise,
+        "trajectories": ns.trajectories,
+        "steps": ns.steps,
+        "e2e_steps": ns.e2e_steps if ns.method != "sysid" else 0,
+        "curves": curves,
+        "costs": costs,
+        "plan_ok": ok,
+        "terminal_miss": misses,
+        "before": chosen[0],
+        "after": chosen[1],
+        "true_model_cost": costs["true_model"],
+        "rollout_error": rollout,
+        "plans": {
+            name: {"ts": s.ts.tolist(), "xs": s.xs.tolist(), "us": s.us.tolist()}
+            for name, s in plans.items()
+        },
+    }
+    with open(ns.json, "w") as f:
+        json.dump(out, f, indent=1)
+    print(f"wrote {ns.json}")
+
+
+def _data(ns, ex, learning, keys, sim):
+    """The training and held-out trajectories of the true system, and all of them."""
+    import jax.numpy as jnp
+
+    problem = ex.problem
+    ts = jnp.linspace(float(problem.t0), float(problem.t1), ns.samples, dtype=problem.x0.dtype)
+    data, drawn, blown_up = _finite_data(learning, keys, ex, ts, sim, ns)
+    n_valid = max(ns.trajectories // 4, 1)
+    if blown_up:
+        print(
+            f"data: the true {ex.name} system blew up under {blown_up} of {drawn} random "
+            "controls from scattered initial states; only finite trajectories are kept, "
+            "as an experiment records them"
+        )
+    train, valid = learning.split(data, ns.trajectories - n_valid)
+    print(f"data: {train.size} training and {valid.size} held-out trajectories, noise {ns.noise}")
+    return train, valid, data
+
+
+def _models(ns, ex, learning, train, data, key, sim):
+    """The untrained model of `ns.model`, the true model in the same structure (one
+    planner compile for both), and the system-identification loss."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    problem, true_args = ex.problem, ex.args
+
+    def perturbed(args):
+        return jax.tree_util.tree_map(
+            lambda a: (1.0 - ns.perturb) * a if eqx.is_inexact_array(a) else a, args
+        )
+
+    scale = jnp.maximum(jnp.max(jnp.abs(data.xs), axis=(0, 1)), 1e-3)
+    # The MLP's inputs and outputs scaled by the training data's statistics, so that
+    # states spanning orders of magnitude all reach it at order one (issue 26).
+    data_scaling = learning.Scaling.from_data(train)
+    if ns.model == "neural_ode":
+        field = learning.init_neural_vector_field(
+            key, problem, width_size=ns.width, depth=2, scaling=data_scaling
+        )
+        model = learning.Model(field)
+    elif ns.model == "hybrid":
+        # States non-negative throughout the data, up to the observation noise, get a
+        # correction that vanishes with them: the known dynamics may be undefined or
+        # unstable below zero (tumour's log(p / q), predator_prey's extinct pest; issue
+        # 26).
+        nonnegative = (jnp.min(train.xs, axis=(0, 1)) >= -5 * ns.noise) & (data_scaling.x_shift > 0)
+        field = learning.init_neural_vector_field(
+            key,
+            problem,
+            width_size=ns.width,
+            depth=2,
+            known=problem.dynamics,
+            scaling=data_scaling,
+            proportional=[bool(p) for p in nonnegative],
+        )
+        # The known part's parameters are learned on a log scale: Adam's steps of about
+        # the learning rate would otherwise carry hiv_treatment's 2.4e-5 infection
+        # rate out of range at once and blow the dynamics up (issue 26).
+        model = learning.Model(field, learning.log_scaled(perturbed(true_args)))
+    else:
+        model = learning.Model(problem.dynamics, perturbed(true_args))
+    if ns.model == "hybrid":
+        # The fresh hybrid's MLP outputs exactly zero: with the true parameters it *is*
+        # the truth, and shares the learned model's structure (one planner compile).
+        truth = eqx.tree_at(lambda m: m.args, model, learning.log_scaled(true_args))
+    else:
+        truth = learning.Model(problem.dynamics, true_args)
+    sysid_loss = learning.MultipleShootingLoss(segment=4, simulator=sim, weights=1.0 / scale)
+    return model, truth, sysid_loss
+
+
+def _advice(ns) -> tuple[str, str]:
+    """What to change when system identification blows up: the learning rates, and
+    the scaling or the model."""
+    lower_lr = f"lower --lr (now {ns.lr:g})"
+    if ns.model == "hybrid":
+        lower_lr += f" or --args-lr (now {ns.args_lr:g})"
+    if ns.model == "parametric":
+        return lower_lr, "start the parameters nearer the true ones (a smaller --perturb)"
+    return lower_lr, (
+        "try another model: the MLP's inputs and outputs are already scaled by the "
+        "training data's statistics (--model parametric learns the problem's own "
+        "parameters)"
+    )
+
+
+def _sysid_least_squares(ns, model, train, valid, sysid_loss, curves):
+    """The parametric model fitted by Levenberg-Marquardt; its curves in `curves`."""
+    from tqdm.auto import tqdm
+
+    from .. import learning
+    from ._sysid import _check_finite
+
+    loss = filter_jit(sysid_loss)
+    before_train, before_valid = float(loss(model, train)), float(loss(model, valid))
+    with tqdm(total=1, desc="sysid (Levenberg-Marquardt)") as bar:
+        model, lm = learning.fit_least_squares(
+            model, train, loss=sysid_loss, max_steps=max(ns.steps, 1), throw=False
+        )
+        bar.update(1)
+    curves["sysid_step"] = [0, int(lm.stats["num_steps"])]
+    curves["sysid_train"] = [before_train, float(loss(model, train))]
+    curves["sysid_valid"] = [before_valid, float(loss(model, valid))]
+    for name, values in (("training", curves["sysid_train"]), ("held-out", curves["sysid_valid"])):
+        for step, value in zip(curves["sysid_step"], values):
+            _check_finite(
+                "system identification", f"the {name} loss", value, step, None, *_advice(ns)
+            )
+    return model
+
+
+def _sysid_adam(ns, model, train, valid, sysid_loss, curves):
+    """The model trained by Adam on the multiple-shooting loss (with the segments'
+    curriculum under `--curriculum`); its curves in `curves`."""
+    import equinox as eqx
+    import optax
+    from tqdm.auto import tqdm
+
+    from .. import learning
+    from ._sysid import _check_finite, _init, _partition, _update
+
+    params, static = _partition(model, None)
+
+    def adam(lr):
+        return optax.adam(optax.cosine_decay_schedule(lr, max(ns.steps, 1), alpha=0.05))
+
+    if ns.model == "hybrid":
+        optimiser = learning.split_optimiser(dynamics=adam(ns.lr), args=adam(ns.args_lr))
+    else:
+        optimiser = adam(ns.lr)
+    opt_state = _init(optimiser, params)
+
+    losses = [sysid_loss] * ns.steps
+    if ns.curriculum:
+        curriculum = learning.SegmentCurriculum(first=sysid_loss.segment)
+        curves["sysid_segment"] = curriculum.schedule(ns.steps, ns.samples - 1)
+        losses = [dataclasses.replace(sysid_loss, segment=n) for n in curves["sysid_segment"]]
+        lengths = ", ".join(map(str, curriculum.lengths(ns.samples - 1)))
+        print(f"curriculum: segments of {lengths} sampling intervals")
+
+    @filter_jit
+    def step(params, opt_state, loss):
+        value, grads = eqx.filter_value_and_grad(lambda p: loss(eqx.combine(p, static), train))(
+            params
+        )
+        params, opt_state = _update(optimiser, grads, opt_state, params)
+        return params, opt_state, value
+
+    @filter_jit
+    def loss_on(params, which):
+        return sysid_loss(eqx.combine(params, static), which)
+
+    def record(i, params, train_loss):
+        # The losses are on the host here: checked at once, before a NaN model
+        # reaches end-to-end training (issue 26).
+        last = curves["sysid_step"][-1] if curves["sysid_step"] else None
+        curves["sysid_step"].append(i)
+        curves["sysid_train"].append(train_loss)
+        curves["sysid_valid"].append(float(loss_on(params, valid)))
+        for name, values in (("training", "sysid_train"), ("held-out", "sysid_valid")):
+            value = curves[values][-1]
+            _check_finite("system identification", f"the {name} loss", value, i, last, *_advice(ns))
+
+    eval_every = max(ns.steps // 20, 1)
+    curves["sysid_step"], curves["sysid_train"], curves["sysid_valid"] = [], [], []
+    bar = tqdm(range(ns.steps), desc="sysid (Adam)")
+    for i in bar:
+        new, opt_state, value = step(params, opt_state, losses[i])
+        if i % eval_every == 0:
+            # The curves are of the 4-interval segments throughout, comparable across
+            # the curriculum's stages.
+            train_loss = float(value) if not ns.curriculum else float(loss_on(params, train))
+            record(i, params, train_loss)
+            v = curves["sysid_valid"][-1]
+            bar.set_postfix(train=f"{float(value):.2e}", valid=f"{v:.2e}")
+        params = new
+    record(ns.steps, params, float(loss_on(params, train)))
+    return eqx.combine(params, static)
+
+
+def _end_to_end(ns, ex, transcription, model, sysid, true_cost, plans, ok, curves):
+    """`model` trained end to end through `control.plan` (`--method e2e`: on
+    `true_cost`, or `imitation`), keeping the best; `sysid` is `(train, sysid_loss)`
+    for the system-identification term. Its curves in `curves`."""
+    import optax
+    from tqdm.auto import tqdm
+
+    from ... import control
+    from .. import learning
+
+    train, sysid_loss = sysid
+    if ns.method == "e2e":
+        plan_loss = true_cost
+    else:
+        plan_loss = learning.Imitation(plans["true_model"].xs, plans["true_model"].us)
+    # Warm start from a plan of the same structure as every later one (one compile).
+    init = plans["sysid"] if ok["sysid"] else plans["true_model"]
+    bar = tqdm(total=ns.e2e_steps, desc=f"end to end ({ns.method})")
+
+    def progress(i, history):
+        bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", ok=history["successful"][-1])
+        bar.update(1)
+
+    t = time.perf_counter()
+    try:
+        # Keeps the best model by the measure it is reported with (a plan from the
+        # planner's default start), starting from the sysid model (step 0), so that end
+        # to end is never worse than sysid on it (issue 26).
+        model, history = learning.fit_end_to_end(
+            model,
+            ex.problem,
+            transcription,
+            plan_loss,
+            control.KKTNewton(),
+            args=ex.args,
+            optimiser=optax.adam(ns.e2e_lr),
+            steps=ns.e2e_steps,
+            data=train if ns.sysid_weight > 0 else None,  # no sysid term to compile
+            sysid_loss=sysid_loss,
+            sysid_weight=ns.sysid_weight,
+            keep_best=True,
+            init=init,
+            callback=progress,
+        )
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{e} (here: --e2e-lr, now {ns.e2e_lr:g})") from None
+    finally:
+        bar.close()
+    curves["e2e_loss"], curves["e2e_sysid"] = history["loss"], history["sysid"]
+    curves["e2e_successful"] = history["successful"]
+    curves["e2e_selection"], curves["e2e_kept"] = history["selection"], history["kept"]
+    curves["e2e_failed"] = curves["e2e_successful"].count(False)
+    print(
+        f"end to end: {time.perf_counter() - t:.1f} s, {curves['e2e_failed']} failed plans, "
+        f"kept the model of step {curves['e2e_kept']} (0: the sysid model)"
+    )
+    return model
+
+
+def _report(planner_name, true_cost, plans, costs, ok, labels) -> dict[str, float]:
+    """Print each plan's cost on the true system; returns the terminal misses."""
+    print(f"\nplans on {planner_name}, scored on the true system:")
+    misses: dict[str, float] = {}
     for name in costs:
         flag = "" if ok[name] else "  [plan did not converge]"
         miss = true_cost.terminal_miss(plans[name])
@@ -482,43 +569,7 @@ def learn(ns: argparse.Namespace) -> int:
             misses[name] = float(miss)
             flag = f"  (misses xT by {misses[name]:.3g} on the true system){flag}"
         print(f"  {labels[name]:<32} {costs[name]:.6g}{flag}")
-    print(
-        f"learned model before -> after: {costs[before_name]:.6g} -> {costs[after_name]:.6g} "
-        f"(true model: {costs['true_model']:.6g})"
-    )
-
-    if ns.json:
-        out = {
-            "problem": ex.name,
-            "model": ns.model,
-            "method": ns.method,
-            "N": ns.N,
-            "smoothness": ns.smoothness,
-            "seed": ns.seed,
-            "noise": ns.noise,
-            "trajectories": ns.trajectories,
-            "steps": ns.steps,
-            "e2e_steps": ns.e2e_steps if ns.method != "sysid" else 0,
-            "curves": curves,
-            "costs": costs,
-            "plan_ok": ok,
-            "terminal_miss": misses,
-            "before": costs[before_name],
-            "after": costs[after_name],
-            "true_model_cost": costs["true_model"],
-            "rollout_error": rollout,
-            "plans": {
-                name: {"ts": s.ts.tolist(), "xs": s.xs.tolist(), "us": s.us.tolist()}
-                for name, s in plans.items()
-            },
-        }
-        with open(ns.json, "w") as f:
-            json.dump(out, f, indent=1)
-        print(f"wrote {ns.json}")
-    if ns.plot:
-        _plot(ns.plot, ex, learning, sim, valid, sysid_model, model, plans, costs, labels)
-        print(f"wrote {ns.plot}")
-    return 0 if ok[after_name] else 1
+    return misses
 
 
 def _unconverged_truth(planner_name: str, N: int, library_N: int) -> str:
