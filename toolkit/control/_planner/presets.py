@@ -49,22 +49,15 @@ class KKTNewton(AbstractPlanner):
         return self.composition().solve(residual, w0, data, linear_solver, adjoint)
 
 
-KKTNewton.__init__.__doc__ = """**Arguments:**
-
-- `atol`: converged when the max-norm of the (1/h-scaled) KKT residual is at most
-    this. Default `None`: follows the problem's dtype, 1e-9 in float64 and 1e-4 in
-    float32.
-- `max_steps`: semismooth Newton iterations of the final solve before giving up
-    (reported in `result`).
-- `linear_solver`: a lineax solver for the Newton and adjoint systems; by default
-    the transcription's own choice (block-tridiagonal for the banded ones).
-- `max_backtracks`: step halvings allowed in the line search.
-- `fallback_after`: semismooth Newton iterations before falling back to the
+KKTNewton.__init__.__doc__ = (
+    Newton.__init__.__doc__
+    + """- `fallback_after`: semismooth Newton iterations before falling back to the
     interior-point method; 0 disables the fallback. On the problem library,
     semismooth Newton either converges in a few iterations or stalls (see
     benchmarks/README.md): the default falls back soon after, with a margin.
 - `interior_point_steps`: the most iterations of the interior-point method.
 """
+)
 
 
 class KKTLeastSquares(AbstractPlanner):
@@ -114,20 +107,12 @@ class KKTLeastSquares(AbstractPlanner):
         return self.composition().solve(residual, w0, data, linear_solver, adjoint)
 
 
-KKTLeastSquares.__init__.__doc__ = """**Arguments:**
-
-- `atol`: the solution is accepted when the max-norm of the KKT residual is at most
-    this (checked after the solve). Default `None`: follows the problem's dtype, 1e-9
-    in float64 and 1e-4 in float32.
-- `max_steps`: iterations before giving up.
-- `linear_solver`: lineax solver for the steps and the adjoint; by default the
-    transcription's own. It replaces the descent's own `linear_solver`.
-- `descent`: an optimistix descent (default `optx.DoglegDescent()`).
-- `search`: an optimistix search (default `optx.ClassicalTrustRegion()`).
-- `rtol`: relative tolerance of optimistix's step-size termination test.
-- `fallback_after`: with `interior_point_first=False`, iterations before falling
+KKTLeastSquares.__init__.__doc__ = (
+    GaussNewton.__init__.__doc__
+    + """- `fallback_after`: with `interior_point_first=False`, iterations before falling
     back to the interior-point method; 0 disables the fallback.
 - `interior_point_steps`: the most iterations of the interior-point method.
 - `interior_point_first`: start on the interior-point path and finish with the
     least-squares method (default), rather than start with the least-squares method.
 """
+)
