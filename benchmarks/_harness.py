@@ -6,8 +6,8 @@ A benchmark measures entries (a solve, a training run, ...) named by keys such a
 atomically after each, so that a run that outlives a session is completed by the next
 one instead of started over: `todo(key)` is false for a finished entry unless
 `--force` names it. `arguments` adds the options every script takes (`--force`,
-`--readme`, and `--quick` where a script has a smoke mode) and `forced` reads
-`--force`.
+`--readme`, `--quick` where a script has a smoke mode, `--wait-quiet` where it times)
+and `forced` reads `--force`; `wait_quiet` waits for the machine to go idle.
 
 Like `_provenance`, this module imports nothing heavy: some scripts set `XLA_FLAGS`
 before they import jax.
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
-from _provenance import now, read_json, SOURCE, write_json_atomic
+from _provenance import now, OtherLoad, read_json, SOURCE, write_json_atomic
 
 
 def log(msg: str) -> None:
@@ -35,10 +35,12 @@ def arguments(
     example: str,
     quick: str | None = None,
     report_only: bool = False,
+    wait_quiet: float | None = None,
 ) -> argparse.ArgumentParser:
-    """Add `--force [PREFIXES]`, `--readme`, `--report-only` if `report_only`, and,
-    if `quick` (its help) is given, `--quick`. `example` is a key prefix shown in
-    `--force`'s help."""
+    """Add `--force [PREFIXES]`, `--readme`, `--report-only` if `report_only`, if
+    `quick` (its help) is given, `--quick`, and if `wait_quiet` (its default, in
+    seconds) is given, `--wait-quiet`. `example` is a key prefix shown in `--force`'s
+    help."""
     if quick is not None:
         parser.add_argument("--quick", action="store_true", help=quick)
     if report_only:
@@ -59,7 +61,31 @@ def arguments(
     parser.add_argument(
         "--readme", action="store_true", help="write the benchmarks/README.md section"
     )
+    if wait_quiet is not None:
+        parser.add_argument(
+            "--wait-quiet",
+            type=float,
+            default=wait_quiet,
+            help="seconds to wait, before each measurement, for other processes to go "
+            f"idle (default {wait_quiet:g}; 0: do not wait)",
+        )
     return parser
+
+
+def wait_quiet(max_wait_s: float, threshold: float = 0.5) -> None:
+    """Wait (at most `max_wait_s`) until other processes use under `threshold` cores."""
+    deadline = time.perf_counter() + max_wait_s
+    while True:
+        with OtherLoad() as other:
+            time.sleep(2.0)
+        if other.cores is None or other.cores < threshold:
+            return
+        if time.perf_counter() >= deadline:
+            log(
+                f"  (machine still busy: other processes use {other.cores} cores; measuring anyway)"
+            )
+            return
+        log(f"  (other processes use {other.cores} cores; waiting for quiet)")
 
 
 def forced(opts: argparse.Namespace) -> list[str] | None:

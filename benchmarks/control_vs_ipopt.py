@@ -41,7 +41,7 @@ import casadi as ca
 import equinox as eqx
 import jax
 import numpy as np
-from _harness import arguments, forced, log, Store
+from _harness import arguments, forced, log, Store, wait_quiet
 from _provenance import OtherLoad, replace_section
 
 
@@ -120,22 +120,6 @@ def interleaved(
         }
         for name, ts in times.items()
     }
-
-
-def wait_quiet(max_wait_s: float, threshold: float = 0.5) -> None:
-    """Wait (at most `max_wait_s`) until other processes use under `threshold` cores."""
-    deadline = time.perf_counter() + max_wait_s
-    while True:
-        with OtherLoad() as other:
-            time.sleep(2.0)
-        if other.cores is None or other.cores < threshold:
-            return
-        if time.perf_counter() >= deadline:
-            log(
-                f"  (machine still busy: other processes use {other.cores} cores; measuring anyway)"
-            )
-            return
-        log(f"  (other processes use {other.cores} cores; waiting for quiet)")
 
 
 # --------------------------------------------------------------------------------------
@@ -670,13 +654,7 @@ def write_readme(store: Store, table: str, goals: list[str], command: str) -> No
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments(parser, example="solve,grad", quick="smoke run: N=100, 8 members")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=60.0,
-        help="seconds to wait, before each measurement, for other processes to go idle",
-    )
+    arguments(parser, example="solve,grad", quick="smoke run: N=100, 8 members", wait_quiet=60.0)
     parser.add_argument(
         "--batch-n",
         default=None,

@@ -39,9 +39,9 @@ import casadi as ca
 import equinox as eqx
 import jax
 import numpy as np
-from _harness import arguments, forced, log, Store
+from _harness import arguments, forced, log, Store, wait_quiet
 from _provenance import replace_section
-from control_vs_ipopt import interleaved, machine, timed, U_GUESS, U_HI, U_LO, wait_quiet, X0
+from control_vs_ipopt import interleaved, machine, timed, U_GUESS, U_HI, U_LO, X0
 
 from toolkit import control  # after control_vs_ipopt, which switches on float64
 
@@ -272,8 +272,12 @@ def write_readme(store: Store, table: str, goals: list[str]) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments(parser, example="trapezoidal,multiple_shooting/N=1000", quick="smoke run: N=100")
-    parser.add_argument("--wait-quiet", type=float, default=60.0)
+    arguments(
+        parser,
+        example="trapezoidal,multiple_shooting/N=1000",
+        quick="smoke run: N=100",
+        wait_quiet=60.0,
+    )
     opts = parser.parse_args(argv)
     mode, Ns = ("quick", [100]) if opts.quick else ("full", [100, 1000, 4000])
     store = Store(

@@ -37,7 +37,7 @@ import sys
 import time
 
 import jax
-from _harness import arguments, forced, log, Store
+from _harness import arguments, forced, log, Store, wait_quiet
 from _provenance import now, OtherLoad, read_json, replace_section, SOURCE
 
 
@@ -346,14 +346,8 @@ def write_readme(results: dict, names: list[str]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     quick = f"smoke run: {', '.join(QUICK)}"
-    arguments(parser, example="seir,glucose", quick=quick, report_only=True)
+    arguments(parser, example="seir,glucose", quick=quick, report_only=True, wait_quiet=10.0)
     parser.add_argument("--problems", default=None, help="comma-separated subset")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=10.0,
-        help="seconds to wait, before each problem, for other processes to go idle",
-    )
     opts = parser.parse_args(argv)
     mode = "quick" if opts.quick else "full"
     library = problems.names()
@@ -379,7 +373,7 @@ def main(argv=None) -> int:
         log(f"library ({mode}): results in {OUTPUTS[mode]}")
     for name in todo:
         if opts.wait_quiet > 0:
-            cvi.wait_quiet(opts.wait_quiet)
+            wait_quiet(opts.wait_quiet)
         log(f"{name} ...")
         entry = measure(name, opts.quick)
         store.put(name, entry)
