@@ -25,6 +25,7 @@ from jaxtyping import Array, Bool, Int, PyTree
 
 from .._jit import filter_jit
 from ._kkt import KKTResidual
+from ._nlp import push_into_box
 from ._planner.at_root import attach_at_root
 from ._planner.base import AbstractLimitedPlanner, AbstractPlanner
 from ._planner.fallback import Fallback
@@ -232,7 +233,10 @@ def _rescue(
     data = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
     adjoint = optx.ImplicitAdjoint(linear_solver)
-    return solver.composition().rescue_from(residual, w0, data, linear_solver, adjoint)
+    # As the one-program plan starts its rescue: from the guess inside the box, whatever
+    # the rescue (a barrier path would move it there itself).
+    start = push_into_box(w0, residual.nlp_info(*data))
+    return solver.composition().rescue_from(residual, start, data, linear_solver, adjoint)
 
 
 def plan_in_stages(
