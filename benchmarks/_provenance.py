@@ -108,6 +108,47 @@ def machine(**versions) -> dict:
     }
 
 
+def machine_line(m: dict, *, shared: str = "", versions: dict[str, str] | None = None) -> str:
+    """The README's "Machine: ..." sentence for the machine record `m` (see `machine`).
+
+    `shared` follows the core count (e.g. " (shared with other jobs)"); `versions` maps
+    a printed name to the key of `m` holding its version (e.g. `{"CasADi": "casadi"}`),
+    printed between JAX and Python in that order. A key `m` lacks prints as "?"."""
+    backend = f" ({m['jax_backend']})" if "jax_backend" in m else ""
+    others = "".join(f", {name} {m.get(key, '?')}" for name, key in (versions or {}).items())
+    return (
+        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores{shared}, "
+        f"JAX {m.get('jax', '?')}{backend}{others}, Python {m.get('python', '?')}."
+    )
+
+
+def measured_line(entries) -> str:
+    """The README's "Measured <dates> on toolkit commit(s) ..." sentence for results
+    records: each holds `measured` (ISO time), `toolkit_commit` and `toolkit_tree` (as
+    `_harness.Store.put` writes them) or `when` and `source` (`{"commit", "tree"}`)."""
+    entries = list(entries)
+    if not entries:
+        return "Nothing measured yet."
+    dates, commits, trees = set(), set(), set()
+    for e in entries:
+        source = e.get("source", {})
+        dates.add((e.get("measured") or e.get("when") or "?")[:10])
+        commits.add(e.get("toolkit_commit") or source.get("commit", "?"))
+        trees.add(e.get("toolkit_tree") or source.get("tree", "?"))
+    dates = sorted(dates)
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    several = len(trees) > 1
+    return (
+        f"Measured {when} on toolkit commit{'s' if len(commits) > 1 else ''} "
+        f"{', '.join(sorted(commits))} (source tree hash {', '.join(sorted(trees))}"
+        + (
+            "; the entries come from different versions of the toolkit source)."
+            if several
+            else ")."
+        )
+    )
+
+
 def read_json(path: pathlib.Path, default: dict | None = None) -> dict:
     """The JSON in `path`, or `default` (an empty dict if None) where there is no file."""
     if path.exists():

@@ -40,6 +40,8 @@ import time
 from _harness import arguments, forced, log, Store
 from _provenance import (
     machine,
+    machine_line,
+    measured_line,
     now,
     OtherLoad,
     read_json,
@@ -265,8 +267,6 @@ def write_readme(results: dict) -> None:
     entries = [*results.get("cases", {}).values()]
     if "cli" in results:
         entries.append(results["cli"])
-    commits = sorted({e["source"]["commit"] for e in entries})
-    whens = sorted(e["when"] for e in entries)
     m = results.get("machine", {})
     section = "\n".join(
         [
@@ -280,10 +280,13 @@ def write_readme(results: dict) -> None:
             "`python benchmarks/cold_start.py` (results in "
             "`benchmarks/results/cold_start.json`; `--readme` writes this section).",
             "",
-            f"Machine: {m.get('cpu')}, {m.get('cores')} cores (shared with other jobs: "
-            f"the last column says how many other cores were busy), JAX {m.get('jax')}, "
-            f"Python {m.get('python')}. Measured {whens[0] if whens else '—'} to "
-            f"{whens[-1] if whens else '—'} on toolkit commit {', '.join(commits)}.",
+            machine_line(
+                m,
+                shared=" (shared with other jobs: the last column says how many other "
+                "cores were busy)",
+            )
+            + " "
+            + measured_line(entries),
             "",
             text,
             "",

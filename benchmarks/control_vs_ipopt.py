@@ -42,7 +42,7 @@ import equinox as eqx
 import jax
 import numpy as np
 from _harness import arguments, forced, log, Store, wait_quiet
-from _provenance import OtherLoad, replace_section
+from _provenance import machine_line, measured_line, OtherLoad, replace_section
 
 
 jax.config.update("jax_enable_x64", True)
@@ -611,19 +611,6 @@ def write_readme(store: Store, table: str, goals: list[str], command: str) -> No
     # The machine that measured the entries (recorded with them), not this one.
     m = store.load()["machine"][store.section[0]]
     entries = store.entries().values()
-    dates = sorted(e["measured"][:10] for e in entries)
-    commits = sorted({e["toolkit_commit"] for e in entries})
-    trees = sorted({e.get("toolkit_tree", "?") for e in entries})
-    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
-    provenance = (
-        f"Measured {when} on toolkit commit {', '.join(commits)} "
-        f"(source tree hash {', '.join(trees)}"
-        + (
-            "; the entries come from runs on different versions of the toolkit source)."
-            if len(trees) > 1
-            else ")."
-        )
-    )
     section = "\n".join(
         [
             SECTION,
@@ -637,9 +624,9 @@ def write_readme(store: Store, table: str, goals: list[str], command: str) -> No
             "",
             f"Reproduce: `{command}` (results in `benchmarks/results/control_vs_ipopt.json`).",
             "",
-            f"Machine: {m['cpu']}, {m['cores']} cores, JAX {m['jax']} "
-            f"({m['jax_backend']}), CasADi {m['casadi']}, equinox {m['equinox']}, "
-            f"Python {m['python']}. {provenance}",
+            machine_line(m, versions={"CasADi": "casadi", "equinox": "equinox"})
+            + " "
+            + measured_line(entries),
             "",
             table,
             "Goals:",

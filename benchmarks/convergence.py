@@ -11,7 +11,7 @@ times smaller than at N = 320). Two checks of the reference, both reported:
 - Richardson: J_R = J_ref + (J_ref - J_{ref/2}) / 15 (from Hermite-Simpson at
     N_ref / 2 too); |J_R - J_ref| estimates the reference's own error.
 - IPOPT: every J_N (and J_ref) is also computed by IPOPT (tol 1e-12, no bound
-    relaxation) on the identical NLP (`benchmarks/reference_optima.py`), so that a
+    relaxation) on the identical NLP (`toolkit/control/problems/_ipopt_reference.py`), so that a
     solve that reached another local optimum, or a loose tolerance, shows.
 
 The observed order is minus the least-squares slope of log error against log N,
@@ -37,7 +37,15 @@ import time
 
 import jax
 from _harness import log
-from _provenance import now, read_json, replace_section, SOURCE, write_json_atomic
+from _provenance import (
+    machine_line,
+    measured_line,
+    now,
+    read_json,
+    replace_section,
+    SOURCE,
+    write_json_atomic,
+)
 
 
 jax.config.update("jax_enable_x64", True)
@@ -45,11 +53,11 @@ jax.config.update("jax_enable_x64", True)
 import control_vs_ipopt as cvi  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import reference_optima as ro  # noqa: E402
 
 import toolkit  # noqa: E402
 from toolkit import control  # noqa: E402
 from toolkit.control import problems  # noqa: E402
+from toolkit.control.problems import _ipopt_reference as ro  # noqa: E402
 
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -375,9 +383,6 @@ def write_readme(results: dict, settings: dict) -> None:
         return
     m = results["machine"]
     entries = [e for p in P.values() for e in p.values()]
-    dates = sorted(e["measured"][:10] for e in entries)
-    commits = sorted({e["toolkit_commit"] for e in entries})
-    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     text, notes = report(results, settings)
     section = "\n".join(
         [
@@ -409,10 +414,14 @@ def write_readme(results: dict, settings: dict) -> None:
             "`benchmarks/results/convergence.json`, plot "
             "`benchmarks/results/convergence.png`).",
             "",
-            f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs; this "
-            "study times nothing, so the load does not affect its numbers), JAX "
-            f"{m['jax']} ({m['jax_backend']}), CasADi {m['casadi']}, Python "
-            f"{m['python']}. Measured {when} on toolkit commit {', '.join(commits)}.",
+            machine_line(
+                m,
+                shared=" (shared with other jobs; this study times nothing, so the load "
+                "does not affect its numbers)",
+                versions={"CasADi": "casadi"},
+            )
+            + " "
+            + measured_line(entries),
             "",
             "![Optimal cost error vs N](results/convergence.png)",
             "",

@@ -90,7 +90,14 @@ import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 import optax  # noqa: E402
 from _harness import arguments, forced, host, log, Store  # noqa: E402
-from _provenance import memory_maps, now, read_json, replace_section  # noqa: E402
+from _provenance import (  # noqa: E402
+    machine_line,
+    measured_line,
+    memory_maps,
+    now,
+    read_json,
+    replace_section,
+)
 
 from toolkit import data as tkdata, pruning  # noqa: E402
 from toolkit.pruning import recipes  # noqa: E402
@@ -1013,9 +1020,6 @@ def write_readme(store, table: str, command: str) -> bool:
     # The machine that measured most of the records (recorded with them).
     most = collections.Counter(v.get("host") for v in R.values()).most_common(1)[0][0]
     m = store.load()["machine"].get(most) or machine()
-    dates = sorted(v["measured"][:10] for v in R.values())
-    commits = sorted({v["toolkit_commit"] for v in R.values()})
-    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     section = "\n".join(
         [
             SECTION,
@@ -1034,11 +1038,10 @@ def write_readme(store, table: str, command: str) -> bool:
             f"Reproduce: `{command}` (results in `benchmarks/results/{store.path.name}`, "
             "resumable; the plots next to it).",
             "",
-            f"Machine: {m['cpu']}, {m['cores']} cores (shared), JAX {m['jax']} "
-            f"({m['jax_backend']}, {m['threads']} thread(s)), equinox {m['equinox']}, optax "
-            f"{m['optax']}, Python {m['python']}. Measured {when} on toolkit commit(s) "
-            f"{', '.join(commits)}. Runs ran one after another on a shared machine: "
-            "wall-clock ratios are noisy.",
+            machine_line(m, shared=" (shared)", versions={"equinox": "equinox", "optax": "optax"})
+            + f" XLA on {m['threads']} thread(s). "
+            + measured_line(R.values())
+            + " Runs ran one after another on a shared machine: wall-clock ratios are noisy.",
             "",
             table,
         ]

@@ -40,7 +40,7 @@ import equinox as eqx
 import jax
 import numpy as np
 from _harness import arguments, forced, log, Store, wait_quiet
-from _provenance import replace_section
+from _provenance import machine_line, measured_line, replace_section
 from control_vs_ipopt import interleaved, machine, timed, U_GUESS, U_HI, U_LO, X0
 
 from toolkit import control  # after control_vs_ipopt, which switches on float64
@@ -234,9 +234,6 @@ def report(store: Store, cases: list[tuple[str, int]]) -> tuple[str, list[str]]:
 def write_readme(store: Store, table: str, goals: list[str]) -> None:
     m = store.load()["machine"][store.section[0]]
     entries = store.entries().values()
-    dates = sorted(e["measured"][:10] for e in entries)
-    commits = sorted({e["toolkit_commit"] for e in entries})
-    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     section = "\n".join(
         [
             SECTION,
@@ -255,9 +252,7 @@ def write_readme(store: Store, table: str, goals: list[str]) -> None:
             "Reproduce: `python benchmarks/fatrop.py --readme` (results in "
             "`benchmarks/results/fatrop.json`).",
             "",
-            f"Machine: {m['cpu']}, {m['cores']} cores, JAX {m['jax']}, CasADi "
-            f"{m['casadi']}, Python {m['python']}. Measured {when} on toolkit commit "
-            f"{', '.join(commits)}.",
+            machine_line(m, versions={"CasADi": "casadi"}) + " " + measured_line(entries),
             "",
             table,
             "Goals:",

@@ -63,7 +63,7 @@ from typing import Any
 import _provenance
 import jax
 from _harness import arguments, forced, log, Store
-from _provenance import memory_maps, replace_section
+from _provenance import machine_line, measured_line, memory_maps, replace_section
 
 
 jax.config.update("jax_enable_x64", True)
@@ -526,15 +526,13 @@ class _UnrolledNewton(control.AbstractPlanner):
     atol: float = 1e-9
     max_steps: int = 10
     linear_solver: lx.AbstractLinearSolver | None = None
-    fallback_after: int = 0
-    interior_point_steps: int = 0
 
-    def solve(self, residual, w0, data, linear_solver, adjoint):
+    def solve(self, residual, w0, problem_args, linear_solver, adjoint):
         return optx.root_find(
             residual,
             _PlainNewton(rtol=0.0, atol=self.atol, linear_solver=linear_solver),
             w0,
-            data,
+            problem_args,
             max_steps=self.max_steps,
             adjoint=adjoint,
             throw=False,
@@ -927,10 +925,6 @@ def write_readme(store: Store, cfg: dict, table: str, command: str, quick: bool)
     if not entries:
         log("No results to write.")
         return
-    dates = sorted(e["measured"][:10] for e in entries)
-    commits = sorted({e["toolkit_commit"] for e in entries})
-    trees = sorted({e.get("toolkit_tree", "?") for e in entries})
-    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     expected = [f"learn/{n}/seed={s}" for n in PROBLEMS for s in cfg["seeds"]] + [
         f"gradient/{v}" for v in grad_variants(cfg)
     ]
@@ -968,11 +962,13 @@ def write_readme(store: Store, cfg: dict, table: str, command: str, quick: bool)
             f"`benchmarks/results/{store.path.name}`; `benchmarks/learning.py` says how "
             "every number is measured).",
             "",
-            f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs), JAX "
-            f"{m['jax']} ({m['jax_backend']}), equinox {m['equinox']}, optimistix "
-            f"{m['optimistix']}, diffrax {m['diffrax']}, optax {m['optax']}, Python "
-            f"{m['python']}. Measured {when} on toolkit commit {', '.join(commits)} "
-            f"(source tree hash {', '.join(trees)})."
+            machine_line(
+                m,
+                shared=" (shared with other jobs)",
+                versions={k: k for k in ("equinox", "optimistix", "diffrax", "optax")},
+            )
+            + " "
+            + measured_line(entries)
             + (" **Quick smoke-run settings; not representative.**" if quick else ""),
             "",
             *([f"**Missing (not run):** {', '.join(missing)}.", ""] if missing else []),

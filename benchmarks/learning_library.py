@@ -52,7 +52,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from _harness import arguments, forced, log, Store
-from _provenance import machine, now, read_json, replace_section, ROOT, SOURCE
+from _provenance import (
+    machine,
+    machine_line,
+    measured_line,
+    now,
+    read_json,
+    replace_section,
+    ROOT,
+    SOURCE,
+)
 
 
 RESULTS = ROOT / "benchmarks" / "results" / "learning_library.json"
@@ -226,12 +235,8 @@ def report(store: dict) -> str:
     if not records:
         return "\n".join(lines + ["No runs yet.", ""])
     m = store.get("machine", {})
-    whens = sorted(r["when"] for r in records.values())
-    commits = sorted({r["source"]["commit"] for r in records.values()})
     lines += [
-        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, JAX {m.get('jax', '?')}, "
-        f"Python {m.get('python', '?')}. Runs {whens[0]} to {whens[-1]}, toolkit commit(s) "
-        f"{', '.join(commits)}.",
+        machine_line(m) + " " + measured_line(records.values()),
         "",
         "| problem | model | seed | true model | sysid | e2e | e2e ≤ sysid | e2e vs true "
         "| rollout sysid → e2e | xT miss true / sysid / e2e | failed e2e plans | wall "

@@ -3,7 +3,7 @@
 Every problem of `toolkit.control.problems` at its default N, with its default
 transcription (`Trapezoidal`; `Discrete` for a discrete-time problem) and the default
 planner (`KKTNewton()`), against IPOPT on the identical NLP from the identical default
-guess. The CasADi side is `benchmarks/reference_optima.py`'s independent
+guess. The CasADi side is `toolkit/control/problems/_ipopt_reference.py`'s independent
 re-implementation of each problem (cross-checked against the toolkit's JAX functions
 before anything is timed) and its transcriptions; IPOPT runs with its defaults (exact
 Hessian, MUMPS, tol 1e-8, bounds relaxed by 1e-8), its solver built once per problem
@@ -38,17 +38,25 @@ import time
 
 import jax
 from _harness import arguments, forced, log, Store, wait_quiet
-from _provenance import now, OtherLoad, read_json, replace_section, SOURCE
+from _provenance import (
+    machine_line,
+    measured_line,
+    now,
+    OtherLoad,
+    read_json,
+    replace_section,
+    SOURCE,
+)
 
 
 jax.config.update("jax_enable_x64", True)
 
 import control_vs_ipopt as cvi  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import reference_optima as ro  # noqa: E402
 
 from toolkit import control  # noqa: E402
 from toolkit.control import problems  # noqa: E402
+from toolkit.control.problems import _ipopt_reference as ro  # noqa: E402
 
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -300,10 +308,6 @@ def write_readme(results: dict, names: list[str]) -> None:
         log("No results yet: nothing written.")
         return
     m = results["machine"]
-    dates = sorted(e["measured"][:10] for e in P.values())
-    commits = sorted({e["toolkit_commit"] for e in P.values()})
-    trees = sorted({e["toolkit_tree"] for e in P.values()})
-    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     text, notes = table(results, names, "full")
     section = "\n".join(
         [
@@ -312,7 +316,7 @@ def write_readme(results: dict, names: list[str]) -> None:
             "Every library problem at its default N, with its default transcription "
             "(trapezoidal; `Discrete` for invasive_plant) and the default planner "
             "`KKTNewton()`, against IPOPT on the identical NLP (the CasADi "
-            "re-implementation of `benchmarks/reference_optima.py`, cross-checked "
+            "re-implementation of `toolkit/control/problems/_ipopt_reference.py`, cross-checked "
             "against the toolkit's functions), both from the same default initial "
             "guess, float64. IPOPT with its defaults (exact Hessian, MUMPS, tol 1e-8), "
             "solver built once per problem (warm = solve alone). Warm = median of "
@@ -329,10 +333,13 @@ def write_readme(results: dict, names: list[str]) -> None:
             "Reproduce: `python benchmarks/library.py && python benchmarks/library.py "
             "--readme` (results in `benchmarks/results/library.json`).",
             "",
-            f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs), JAX "
-            f"{m['jax']} ({m['jax_backend']}), CasADi {m['casadi']}, equinox "
-            f"{m['equinox']}, Python {m['python']}. Measured {when} on toolkit commit "
-            f"{', '.join(commits)} (source tree hash {', '.join(trees)}).",
+            machine_line(
+                m,
+                shared=" (shared with other jobs)",
+                versions={"CasADi": "casadi", "equinox": "equinox"},
+            )
+            + " "
+            + measured_line(P.values()),
             "",
             text,
             "",

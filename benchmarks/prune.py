@@ -67,7 +67,12 @@ import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torch_pruning as tp  # noqa: E402
 from _harness import arguments, forced, log, Store  # noqa: E402
-from _provenance import OtherLoad, replace_section  # noqa: E402
+from _provenance import (  # noqa: E402
+    machine_line,
+    measured_line,
+    OtherLoad,
+    replace_section,
+)
 
 from toolkit import nn as tknn, pruning  # noqa: E402
 
@@ -531,10 +536,6 @@ def report(store: Store, ps: list[float], cfg: dict) -> str:
 def write_readme(store: Store, table: str, command: str) -> None:
     m = machine()
     entries = store.entries().values()
-    dates = sorted(e["measured"][:10] for e in entries)
-    commits = sorted({e["toolkit_commit"] for e in entries})
-    trees = sorted({e.get("toolkit_tree", "?") for e in entries})
-    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     # The machine block describes this run's machine; entries kept from an earlier run
     # on another one say so.
     elsewhere = sorted(k for k, e in store.entries().items() if e.get("cpu") != m["cpu"])
@@ -561,11 +562,19 @@ def write_readme(store: Store, table: str, command: str) -> None:
             f"Reproduce: `{command}` (results in `benchmarks/results/prune.json`, "
             f"mode `{store.section[0]}`).",
             "",
-            f"Machine: {m['cpu']}, {m['cores']} cores (shared), JAX {m['jax']} "
-            f"({m['jax_backend']}), equinox {m['equinox']}, optax {m['optax']}, PyTorch "
-            f"{m['torch']} ({m['torch_threads']} threads), Torch-Pruning "
-            f"{m['torch_pruning']}, Python {m['python']}. Measured {when} on toolkit "
-            f"commit {', '.join(commits)} (source tree hash {', '.join(trees)}).{mixed}",
+            machine_line(
+                m,
+                shared=" (shared)",
+                versions={
+                    "equinox": "equinox",
+                    "optax": "optax",
+                    "PyTorch": "torch",
+                    "Torch-Pruning": "torch_pruning",
+                },
+            )
+            + " "
+            + measured_line(entries)
+            + mixed,
             "",
             table,
         ]

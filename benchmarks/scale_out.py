@@ -45,6 +45,8 @@ import time
 from _harness import arguments, forced, log, Store
 from _provenance import (
     machine,
+    machine_line,
+    measured_line,
     now,
     OtherLoad,
     read_json,
@@ -349,8 +351,6 @@ def _notes(results: dict) -> list[str]:
 
 def write_readme(results: dict) -> None:
     entries = [*results.get("cases", {}).values(), *results.get("training", {}).values()]
-    commits = sorted({e["source"]["commit"] for e in entries})
-    whens = sorted(e["when"] for e in entries)
     repeats = sorted({e["repeats"] for e in results.get("cases", {}).values()})
     m = results.get("machine", {})
     section = "\n".join(
@@ -370,11 +370,13 @@ def write_readme(results: dict) -> None:
             "`python benchmarks/scale_out.py` (results in "
             "`benchmarks/results/scale_out.json`; `--readme` writes this section).",
             "",
-            f"Machine: {m.get('cpu')}, {m.get('cores')} cores (shared with other jobs: "
-            f"the last column says how many other cores were busy), JAX {m.get('jax')}, "
-            f"Python {m.get('python')}, XLA's default threading. Measured "
-            f"{whens[0] if whens else '—'} to {whens[-1] if whens else '—'} on toolkit "
-            f"commit {', '.join(commits)}.",
+            machine_line(
+                m,
+                shared=" (shared with other jobs: the last column says how many other "
+                "cores were busy)",
+            )
+            + " XLA's default threading. "
+            + measured_line(entries),
             "",
             table(results),
             "",

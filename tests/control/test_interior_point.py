@@ -26,18 +26,18 @@ def test_interior_point_reaches_the_ipopt_optimum_to_its_tolerance():
     ex = control.problems.get("pendulum")
     tr = control.Trapezoidal(ex.N)
     residual = KKTResidual(tr)
-    data = (ex.problem, ex.args)
-    nlp = residual.nlp_info(*data)
-    w0 = push_into_box(residual.initial_guess(*data), nlp)
+    problem_args = (ex.problem, ex.args)
+    nlp = residual.nlp_info(*problem_args)
+    w0 = push_into_box(residual.initial_guess(*problem_args), nlp)
     solver = control.InteriorPoint(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
     sol = optx.root_find(
-        residual, solver, w0, data, options={"nlp": nlp}, max_steps=100, throw=False
+        residual, solver, w0, problem_args, options={"nlp": nlp}, max_steps=100, throw=False
     )
     assert sol.result == optx.RESULTS.successful
     z, _ = residual.split(sol.value, ex.problem)
-    lo, hi = tr.bounds(*data)
+    lo, hi = tr.bounds(*problem_args)
     assert bool(jnp.all((z >= lo) & (z <= hi)))
-    cost = tr.objective(z, *data)
+    cost = tr.objective(z, *problem_args)
     reference = control.problems.reference_optima()["pendulum"]["trapezoidal"]["cost"]
     # KKT error 1e-8 (IPOPT's default tolerance) leaves the cost within ~1e-8.
     assert abs(float(cost) - reference) <= 1e-6 * reference
@@ -51,15 +51,15 @@ def test_stuck_interior_point_restarts_from_the_simulated_guess():
     ex = control.problems.get("predator_prey")
     tr = control.Trapezoidal(ex.N)
     residual = KKTResidual(tr)
-    data = (ex.problem, ex.args)
-    nlp = residual.nlp_info(*data)
-    w0 = push_into_box(residual.initial_guess(*data), nlp)
-    restart = push_into_box(residual.initial_guess(*data, simulate=True), nlp)
+    problem_args = (ex.problem, ex.args)
+    nlp = residual.nlp_info(*problem_args)
+    w0 = push_into_box(residual.initial_guess(*problem_args), nlp)
+    restart = push_into_box(residual.initial_guess(*problem_args, simulate=True), nlp)
     solver = control.InteriorPoint(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
 
     def solve(options):
         return optx.root_find(
-            residual, solver, w0, data, options=options, max_steps=100, throw=False
+            residual, solver, w0, problem_args, options=options, max_steps=100, throw=False
         )
 
     stuck = solve({"nlp": nlp})
@@ -69,6 +69,6 @@ def test_stuck_interior_point_restarts_from_the_simulated_guess():
     assert sol.result == optx.RESULTS.successful
     assert bool(sol.stats["restarted"])
     z, _ = residual.split(sol.value, ex.problem)
-    cost = tr.objective(z, *data)
+    cost = tr.objective(z, *problem_args)
     reference = control.problems.reference_optima()["predator_prey"]["trapezoidal"]["cost"]
     assert abs(float(cost) - reference) <= 1e-6 * reference

@@ -12,7 +12,8 @@ from toolkit.control import _plan as plan_module, _stages as stages
 from ..helpers import central_difference, cost_gradient_error, relative_error, tree_allclose
 
 
-# IPOPT (tol 1e-12) on the identical trapezoidal transcription (benchmarks/reference_optima.py).
+# IPOPT (tol 1e-12) on the identical trapezoidal transcription
+# (toolkit/control/problems/_ipopt_reference.py).
 VDP_TRAPEZOIDAL_100 = 2.8822830588600
 
 PLANNERS = (control.KKTNewton(), control.KKTLeastSquares())

@@ -1,5 +1,5 @@
 """Every library problem against its CasADi + IPOPT optimum on the identical
-transcription (`benchmarks/reference_optima.py` writes the references)."""
+transcription (`toolkit/control/problems/_ipopt_reference.py` writes the references)."""
 
 import jax
 import jax.numpy as jnp

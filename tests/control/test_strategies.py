@@ -73,12 +73,12 @@ def test_restart_moves_a_stuck_barrier_path():
     ex = control.problems.get("predator_prey")
     tr = control.Trapezoidal(ex.N)
     residual = KKTResidual(tr)
-    data = (ex.problem, ex.args)
-    w0 = residual.initial_guess(*data)
+    problem_args = (ex.problem, ex.args)
+    w0 = residual.initial_guess(*problem_args)
     adjoint = optx.ImplicitAdjoint(tr.linear_solver())
 
     def solve(planner):
-        return planner.solve(residual, w0, data, tr.linear_solver(), adjoint)
+        return planner.solve(residual, w0, problem_args, tr.linear_solver(), adjoint)
 
     stuck = solve(control.BarrierPath(atol=1e-9, max_steps=100, restart=None))
     assert stuck.result != optx.RESULTS.successful and not bool(stuck.stats["restarted"])
@@ -86,7 +86,7 @@ def test_restart_moves_a_stuck_barrier_path():
     assert sol.result == optx.RESULTS.successful and bool(sol.stats["restarted"])
     z, _ = residual.split(sol.value, ex.problem)
     reference = control.problems.reference_optima()["predator_prey"]["trapezoidal"]["cost"]
-    assert abs(float(tr.objective(z, *data)) - reference) <= 1e-6 * reference
+    assert abs(float(tr.objective(z, *problem_args)) - reference) <= 1e-6 * reference
     # Stuck for longer than the budget allows: no restart.
     late = solve(control.BarrierPath(atol=1e-9, max_steps=100, restart=control.Restart(500)))
     assert not bool(late.stats["restarted"])

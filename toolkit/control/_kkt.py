@@ -62,20 +62,20 @@ class KKTResidual(eqx.Module):
         return jax.grad(lagrangian, has_aux=True)(z)
 
     def __call__(
-        self, w: Float[Array, "M+1 b"], data: tuple[OptimalControlProblem, PyTree[Any]]
+        self, w: Float[Array, "M+1 b"], problem_args: tuple[OptimalControlProblem, PyTree[Any]]
     ) -> Float[Array, "M+1 b"]:
-        return self._rows(w, data, project=True)
+        return self._rows(w, problem_args, project=True)
 
     def unprojected(
-        self, w: Float[Array, "M+1 b"], data: tuple[OptimalControlProblem, PyTree[Any]]
+        self, w: Float[Array, "M+1 b"], problem_args: tuple[OptimalControlProblem, PyTree[Any]]
     ) -> Float[Array, "M+1 b"]:
         """The residual with bare stationarity rows g = ∇_z L on the unknowns that are
         not fixed (the rows an interior-point step linearises); the other rows are as
         in `__call__`."""
-        return self._rows(w, data, project=False)
+        return self._rows(w, problem_args, project=False)
 
-    def _rows(self, w, data, *, project):
-        problem, args = data
+    def _rows(self, w, problem_args, *, project):
+        problem, args = problem_args
         tr = self.transcription
         z, lam = self.split(w, problem)
         lo, hi = tr.bounds(problem, args)
@@ -104,12 +104,12 @@ class KKTResidual(eqx.Module):
         lo, hi = tr.bounds(problem, args)
         inf = jnp.full((M, bc), jnp.inf, dtype)
 
-        def objective(w, data):
-            problem, args = data
+        def objective(w, problem_args):
+            problem, args = problem_args
             return tr.objective(self.split(w, problem)[0], problem, args)
 
-        def constraints(w, data):
-            problem, args = data
+        def constraints(w, problem_args):
+            problem, args = problem_args
             c = tr.constraints(self.split(w, problem)[0], problem, args)
             return jnp.where(mask, c, 0)
 

@@ -191,11 +191,11 @@ def _newton(
     step_limit: Int[Array, ""],
 ) -> tuple[Solution, Bool[Array, ""], Array]:
     residual = KKTResidual(transcription)
-    data = freeze((problem, args))
+    problem_args = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
     first = solver.composition().first
     sol = first.limited(
-        residual, w, data, linear_solver, step_limit, optx.ImplicitAdjoint(linear_solver)
+        residual, w, problem_args, linear_solver, step_limit, optx.ImplicitAdjoint(linear_solver)
     )
     out = solution(problem, transcription, solver, residual, args, sol)
     # Successful exactly when the pass converged to a point within `atol` (`is_root`).
@@ -230,13 +230,13 @@ def _rescue(
     w0: Array,
 ) -> tuple[Array, Int[Array, ""], Bool[Array, ""]]:
     residual = KKTResidual(transcription)
-    data = freeze((problem, args))
+    problem_args = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
     adjoint = optx.ImplicitAdjoint(linear_solver)
     # As the one-program plan starts its rescue: from the guess inside the box, whatever
     # the rescue (a barrier path would move it there itself).
-    start = push_into_box(w0, residual.nlp_info(*data))
-    return solver.composition().rescue_from(residual, start, data, linear_solver, adjoint)
+    start = push_into_box(w0, residual.nlp_info(*problem_args))
+    return solver.composition().rescue_from(residual, start, problem_args, linear_solver, adjoint)
 
 
 def plan_in_stages(

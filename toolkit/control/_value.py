@@ -12,7 +12,7 @@ from ._problem import OptimalControlProblem
 def optimal_cost(
     z: Float[Array, "M bz"],
     lam: Float[Array, "M bc"],
-    data: tuple[OptimalControlProblem, PyTree[Any]],
+    problem_args: tuple[OptimalControlProblem, PyTree[Any]],
     *,
     residual,
 ) -> Scalar:
@@ -34,26 +34,26 @@ def optimal_cost(
     **Arguments:**
 
     - `z`, `lam`: the NLP's unknowns and constraint multipliers at the solution.
-    - `data`: `(problem, args)`.
+    - `problem_args`: `(problem, args)`.
     - `residual`: the [`toolkit.control._kkt.KKTResidual`][] of the transcription.
 
     **Returns:**
 
     The objective, a scalar.
     """
-    problem, args = data
+    problem, args = problem_args
     return residual.transcription.objective(z, problem, args)
 
 
 @optimal_cost.def_jvp
 def _optimal_cost_jvp(primals, tangents, *, residual):
-    z, lam, data = primals
+    z, lam, problem_args = primals
     _, _, t_data = tangents
-    out = optimal_cost(z, lam, data, residual=residual)
+    out = optimal_cost(z, lam, problem_args, residual=residual)
     if t_data is None:
         return out, jnp.zeros_like(out)
     tr = residual.transcription
-    problem, args = data
+    problem, args = problem_args
     g, _ = residual.stationarity(z, lam, problem, args)
     lo, hi = tr.bounds(problem, args)
     # The active set as the projection in the KKT residual reads it.
@@ -62,8 +62,8 @@ def _optimal_cost_jvp(primals, tangents, *, residual):
     at_hi = (v >= hi) & ~at_lo
     mask = tr.constraint_mask(problem)
 
-    def lagrangian(data):
-        problem, args = data
+    def lagrangian(problem_args):
+        problem, args = problem_args
         J, c = tr.objective_and_constraints(z, problem, args)
         lo, hi = tr.bounds(problem, args)
         bound = jnp.where(at_lo, lo, jnp.where(at_hi, hi, 0))
@@ -73,7 +73,7 @@ def _optimal_cost_jvp(primals, tangents, *, residual):
             + jnp.sum(jnp.where(at_lo | at_hi, g * bound, 0))
         )
 
-    dynamic, static = eqx.partition(data, eqx.is_inexact_array)
+    dynamic, static = eqx.partition(problem_args, eqx.is_inexact_array)
     t_dynamic = jax.tree_util.tree_map(
         lambda p, t: None if p is None else (jnp.zeros_like(p) if t is None else t),
         dynamic,

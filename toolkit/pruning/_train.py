@@ -163,19 +163,9 @@ def train(
     written).
     """
     method = Dense() if method is None else method
-    total, per_epoch, eval_every, checkpoint_every = _checked(
-        model,
-        dataset,
-        method,
-        steps,
-        epochs,
-        batch_size,
-        eval_batch_size,
-        eval_every,
-        checkpoint_every,
-        buckets,
-        compile_ahead,
-        stop_at,
+    _check_kinds(model, method, buckets, batch_size, eval_batch_size, compile_ahead)
+    total, per_epoch, eval_every, checkpoint_every = _length(
+        dataset.num_train, batch_size, steps, epochs, eval_every, checkpoint_every, stop_at
     )
     optimiser = optax.adamw(1e-3) if optimiser is None else optimiser
     parallel, mesh_record = _data_parallel(mesh, batch_size)
@@ -374,55 +364,43 @@ def _config(
     }
 
 
-def _checked(
-    model,
-    dataset,
-    method,
-    steps,
-    epochs,
-    batch_size,
-    eval_batch_size,
-    eval_every,
-    checkpoint_every,
-    buckets,
-    compile_ahead,
-    stop_at,
+def _check_kinds(model, method, buckets, batch_size, eval_batch_size, compile_ahead) -> None:
+    """A `ValueError` naming the first argument of the wrong kind."""
+    kinds = (
+        ("method", method, AbstractMethod, "toolkit.pruning.AbstractMethod"),
+        ("model", model, AbstractNetwork, "toolkit.nn network"),
+        ("buckets", buckets, AbstractBuckets, "toolkit.pruning.AbstractBuckets"),
+    )
+    for name, value, kind, what in kinds:
+        if not isinstance(value, kind):
+            raise ValueError(f"`{name}` must be a {what}, got {type(value).__name__}.")
+    for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+    if not isinstance(compile_ahead, int) or compile_ahead < 0:
+        raise ValueError(f"`compile_ahead` must be an int >= 0, got {compile_ahead!r}.")
+
+
+def _length(
+    num_train, batch_size, steps, epochs, eval_every, checkpoint_every, stop_at
 ) -> tuple[int, int, int, int]:
     """`(total steps, steps per epoch, eval_every, checkpoint_every)`, or a
     `ValueError` that names the first inconsistent argument."""
-    if not isinstance(method, AbstractMethod):
-        raise ValueError(
-            f"`method` must be a toolkit.pruning.AbstractMethod, got {type(method).__name__}."
-        )
-    if not isinstance(model, AbstractNetwork):
-        raise ValueError(f"`model` must be a toolkit.nn network, got {type(model).__name__}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
-    per_epoch = dataset.num_train // batch_size
+    per_epoch = num_train // batch_size
     if per_epoch < 1:
-        raise ValueError(
-            f"`batch_size`={batch_size} exceeds the {dataset.num_train} training examples."
-        )
+        raise ValueError(f"`batch_size`={batch_size} exceeds the {num_train} training examples.")
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of `steps` and `epochs`.")
     for name, value in (("steps", steps), ("epochs", epochs)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
             raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
     total = int(steps) if steps is not None else int(epochs) * per_epoch
-    if not isinstance(eval_batch_size, int) or eval_batch_size < 1:
-        raise ValueError(f"`eval_batch_size` must be a positive int, got {eval_batch_size!r}.")
     eval_every = per_epoch if eval_every is None else int(eval_every)
     if eval_every < 1:
         raise ValueError(f"`eval_every` must be positive, got {eval_every}.")
     checkpoint_every = eval_every if checkpoint_every is None else int(checkpoint_every)
     if checkpoint_every < 1:
         raise ValueError(f"`checkpoint_every` must be positive, got {checkpoint_every}.")
-    if not isinstance(buckets, AbstractBuckets):
-        raise ValueError(
-            f"`buckets` must be a toolkit.pruning.AbstractBuckets, got {type(buckets).__name__}."
-        )
-    if not isinstance(compile_ahead, int) or compile_ahead < 0:
-        raise ValueError(f"`compile_ahead` must be an int >= 0, got {compile_ahead!r}.")
     if stop_at is not None and not 0 <= stop_at <= total:
         raise ValueError(f"`stop_at` must be in [0, {total}], got {stop_at}.")
     return total, per_epoch, eval_every, checkpoint_every

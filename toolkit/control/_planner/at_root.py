@@ -8,9 +8,9 @@ import optimistix as optx
 from jaxtyping import Array
 
 
-def is_root(residual, sol: optx.Solution, data, atol) -> Array:
+def is_root(residual, sol: optx.Solution, problem_args, atol) -> Array:
     """Whether `sol` converged to a point whose residual is within `atol`."""
-    found = jnp.max(jnp.abs(residual(sol.value, data))) <= atol
+    found = jnp.max(jnp.abs(residual(sol.value, problem_args))) <= atol
     return (sol.result == optx.RESULTS.successful) & found
 
 
@@ -35,14 +35,16 @@ class _AtRoot(optx.AbstractRootFinder):
         return y, aux, {}
 
 
-def attach_at_root(residual, root: Array, data, adjoint: optx.AbstractAdjoint) -> optx.Solution:
+def attach_at_root(
+    residual, root: Array, problem_args, adjoint: optx.AbstractAdjoint
+) -> optx.Solution:
     """A root find that starts at the known `root` and takes no step: it only carries
-    the implicit derivative of the root w.r.t. `data`."""
+    the implicit derivative of the root w.r.t. `problem_args`."""
     return optx.root_find(
         residual,
         _AtRoot(),
         jax.lax.stop_gradient(root),
-        data,
+        problem_args,
         max_steps=1,
         adjoint=adjoint,
         throw=False,

@@ -25,8 +25,8 @@ class BarrierPath(AbstractPlanner):
     restart: Restart | None = Restart()
     tol: float | None = None
 
-    def solve(self, residual, w0, data, linear_solver, adjoint):
-        frozen = freeze(data)
+    def solve(self, residual, w0, problem_args, linear_solver, adjoint):
+        frozen = freeze(problem_args)
         nlp = residual.nlp_info(*frozen)
         options = {"nlp": nlp}
         restart = {}
@@ -44,7 +44,7 @@ class BarrierPath(AbstractPlanner):
             residual,
             method,
             push_into_box(w0, nlp),
-            data,
+            problem_args,
             options=options,
             max_steps=self.max_steps,
             adjoint=adjoint,

@@ -31,11 +31,11 @@ class AbstractPlanner(eqx.Module):
         self,
         residual: KKTResidual,
         w0: Array,
-        data: tuple[OptimalControlProblem, PyTree[Any]],
+        problem_args: tuple[OptimalControlProblem, PyTree[Any]],
         linear_solver: lx.AbstractLinearSolver,
         adjoint: optx.AbstractAdjoint,
     ) -> optx.Solution:
-        """Solve `residual(w, data) = 0` from `w0`, differentiably w.r.t. `data`
+        """Solve `residual(w, problem_args) = 0` from `w0`, differentiably w.r.t. `problem_args`
         through `adjoint`, with `throw=False` (the caller decides)."""
 
     def with_tolerance(self, dtype) -> "AbstractPlanner":
@@ -60,7 +60,7 @@ class AbstractLimitedPlanner(AbstractPlanner):
         self,
         residual: KKTResidual,
         w0: Array,
-        data: tuple[OptimalControlProblem, PyTree[Any]],
+        problem_args: tuple[OptimalControlProblem, PyTree[Any]],
         linear_solver: lx.AbstractLinearSolver,
         step_limit: Int[Array, ""] | None,
         adjoint: optx.AbstractAdjoint,

@@ -23,9 +23,9 @@ class Fallback(AbstractPlanner):
     A first attempt that solves skips the rescue, and the finish then starts at a
     root and stops at once. Under `jax.vmap` the rescue runs only when some batch
     element needs it (solved elements keep their root). Only the finish sees the
-    differentiable data; the other solves only find its starting point. Where `first`
-    takes its budget as an array ([`toolkit.control.Newton`][]) and the adjoint is
-    implicit, the first attempt and the finish are two passes of one loop, so
+    differentiable `(problem, args)`; the other solves only find its starting point.
+    Where `first` takes its budget as an array ([`toolkit.control.Newton`][]) and the
+    adjoint is implicit, the first attempt and the finish are two passes of one loop, so
     `first` is traced and compiled once, and the implicit derivative is attached at
     the root afterwards.
 
@@ -63,14 +63,14 @@ class Fallback(AbstractPlanner):
         first = self.first.with_tolerance(dtype)
         return dataclasses.replace(self, first=first, rescue=_with_atol(self.rescue, first.atol))
 
-    def solve(self, residual, w0, data, linear_solver, adjoint):
+    def solve(self, residual, w0, problem_args, linear_solver, adjoint):
         passes = isinstance(self.first, AbstractLimitedPlanner) and self.after > 0
         if passes and isinstance(adjoint, optx.ImplicitAdjoint):
-            return self._in_passes(residual, w0, data, linear_solver, adjoint)
-        return self._in_sequence(residual, w0, data, linear_solver, adjoint)
+            return self._in_passes(residual, w0, problem_args, linear_solver, adjoint)
+        return self._in_sequence(residual, w0, problem_args, linear_solver, adjoint)
 
     def rescue_from(self, residual, start, frozen, linear_solver, adjoint):
-        """The rescue's solve from `start` on `frozen` data: `(value, steps,
+        """The rescue's solve from `start` on `frozen` `(problem, args)`: `(value, steps,
         restarted)`."""
         sol = self.rescue.solve(residual, start, frozen, linear_solver, adjoint)
         restarted = sol.stats.get("restarted", jnp.asarray(False))
@@ -98,16 +98,16 @@ class Fallback(AbstractPlanner):
         value, steps, restarted, _ = jax.lax.while_loop(not_done, once, init)
         return value, steps, restarted
 
-    def _in_sequence(self, residual, w0, data, linear_solver, adjoint) -> optx.Solution:
+    def _in_sequence(self, residual, w0, problem_args, linear_solver, adjoint) -> optx.Solution:
         atol, max_steps = self.atol, self.max_steps
 
-        def solve(w, data, steps):
+        def solve(w, problem_args, steps):
             first = dataclasses.replace(self.first, max_steps=steps)
-            return first.solve(residual, w, data, linear_solver, adjoint)
+            return first.solve(residual, w, problem_args, linear_solver, adjoint)
 
-        frozen = freeze(data)
-        # From frozen data: a tangent reaching the loops below would make JAX trace their
-        # derivatives, only for the implicit derivative to replace them.
+        frozen = freeze(problem_args)
+        # From a frozen `(problem, args)`: a tangent reaching the loops below would make
+        # JAX trace their derivatives, only for the implicit derivative to replace them.
         nlp = residual.nlp_info(*frozen)
         w0 = jax.lax.stop_gradient(w0)
         if self.after == 0:
@@ -123,7 +123,7 @@ class Fallback(AbstractPlanner):
         start, rescue_steps, restarted = self._rescue_once(
             residual, start, jnp.invert(solved), frozen, linear_solver, adjoint
         )
-        final = solve(jax.lax.stop_gradient(start), data, max_steps)
+        final = solve(jax.lax.stop_gradient(start), problem_args, max_steps)
         stats = dict(final.stats)
         stats["num_steps"] = first_steps + rescue_steps + final.stats["num_steps"]
         stats["interior_point_steps"] = rescue_steps
@@ -132,11 +132,11 @@ class Fallback(AbstractPlanner):
             value=final.value, result=final.result, aux=final.aux, stats=stats, state=final.state
         )
 
-    def _in_passes(self, residual, w0, data, linear_solver, adjoint) -> optx.Solution:
+    def _in_passes(self, residual, w0, problem_args, linear_solver, adjoint) -> optx.Solution:
         # What `_in_sequence` computes, with the first attempt and the finish as two
-        # passes of one loop over `first.limited`. The loop sees only frozen data.
+        # passes of one loop over `first.limited`. The loop sees only a frozen `(problem, args)`.
         atol, max_steps = self.atol, self.max_steps
-        frozen = freeze(data)
+        frozen = freeze(problem_args)
         nlp = residual.nlp_info(*frozen)
         w0 = jax.lax.stop_gradient(w0)
         # Typed as the body returns them: a weakly typed start makes JAX trace the body twice.
@@ -187,7 +187,7 @@ class Fallback(AbstractPlanner):
         value, _, steps, rescue_steps, restarted, result, backtracks, regularised, _ = (
             jax.lax.while_loop(not_done, attempt, init)
         )
-        final = attach_at_root(residual, value, data, adjoint)
+        final = attach_at_root(residual, value, problem_args, adjoint)
         stats = {
             "num_steps": steps,
             "max_steps": max_steps,

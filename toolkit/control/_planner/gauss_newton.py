@@ -90,7 +90,7 @@ class GaussNewton(AbstractPlanner):
     search: optx.AbstractSearch = optx.ClassicalTrustRegion()
     rtol: float = 1e-13
 
-    def solve(self, residual, w0, data, linear_solver, adjoint):
+    def solve(self, residual, w0, problem_args, linear_solver, adjoint):
         descent = self.descent
         if hasattr(descent, "linear_solver"):
             # A singular block pivot near a degenerate point gets a shifted step (the
@@ -109,7 +109,7 @@ class GaussNewton(AbstractPlanner):
             residual,
             solver,
             w0,
-            data,
+            problem_args,
             max_steps=self.max_steps,
             adjoint=adjoint,
             throw=False,

@@ -21,11 +21,11 @@ class Newton(AbstractLimitedPlanner):
     linear_solver: lx.AbstractLinearSolver | None = None
     max_backtracks: int = 30
 
-    def solve(self, residual, w0, data, linear_solver, adjoint):
-        return self.limited(residual, w0, data, linear_solver, None, adjoint)
+    def solve(self, residual, w0, problem_args, linear_solver, adjoint):
+        return self.limited(residual, w0, problem_args, linear_solver, None, adjoint)
 
-    def limited(self, residual, w0, data, linear_solver, step_limit, adjoint):
-        options = {"nlp": residual.nlp_info(*freeze(data))}
+    def limited(self, residual, w0, problem_args, linear_solver, step_limit, adjoint):
+        options = {"nlp": residual.nlp_info(*freeze(problem_args))}
         if step_limit is not None:
             options["step_limit"] = step_limit
         newton = SemismoothNewton(
@@ -38,7 +38,7 @@ class Newton(AbstractLimitedPlanner):
             residual,
             newton,
             w0,
-            data,
+            problem_args,
             options=options,
             max_steps=self.max_steps,
             adjoint=adjoint,

@@ -45,8 +45,8 @@ class KKTNewton(AbstractPlanner):
         rescue = BarrierPath(self.atol, self.interior_point_steps, self.linear_solver)
         return Fallback(newton, rescue, after=self.fallback_after)
 
-    def solve(self, residual, w0, data, linear_solver, adjoint):
-        return self.composition().solve(residual, w0, data, linear_solver, adjoint)
+    def solve(self, residual, w0, problem_args, linear_solver, adjoint):
+        return self.composition().solve(residual, w0, problem_args, linear_solver, adjoint)
 
 
 KKTNewton.__init__.__doc__ = (
@@ -103,8 +103,8 @@ class KKTLeastSquares(AbstractPlanner):
         rescue = BarrierPath(self.atol, self.interior_point_steps, self.linear_solver)
         return Fallback(gauss_newton, rescue, after=after)
 
-    def solve(self, residual, w0, data, linear_solver, adjoint):
-        return self.composition().solve(residual, w0, data, linear_solver, adjoint)
+    def solve(self, residual, w0, problem_args, linear_solver, adjoint):
+        return self.composition().solve(residual, w0, problem_args, linear_solver, adjoint)
 
 
 KKTLeastSquares.__init__.__doc__ = (

@@ -18,6 +18,6 @@ class Restart(eqx.Module):
 
     after: int = 15
 
-    def point(self, residual, data, nlp: NLPInfo) -> Array:
-        """The point to restart from, for the residual's `data`."""
-        return push_into_box(residual.initial_guess(*data, simulate=True), nlp)
+    def point(self, residual, problem_args, nlp: NLPInfo) -> Array:
+        """The point to restart from, for the residual's `problem_args`."""
+        return push_into_box(residual.initial_guess(*problem_args, simulate=True), nlp)

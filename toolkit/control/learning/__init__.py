@@ -14,12 +14,6 @@ from ._controls import (
     random_controls as random_controls,
 )
 from ._curriculum import SegmentCurriculum as SegmentCurriculum
-from ._data import (
-    generate as generate,
-    initial_states as initial_states,
-    split as split,
-    Trajectories as Trajectories,
-)
 from ._end_to_end import (
     AbstractPlanLoss as AbstractPlanLoss,
     fit_end_to_end as fit_end_to_end,
@@ -58,4 +52,10 @@ from ._sysid import (
     fit_least_squares as fit_least_squares,
     MultipleShootingLoss as MultipleShootingLoss,
     SingleShootingLoss as SingleShootingLoss,
+)
+from ._trajectories import (
+    generate as generate,
+    initial_states as initial_states,
+    split as split,
+    Trajectories as Trajectories,
 )

@@ -23,7 +23,6 @@ from .._solution import Solution
 from .._stages import linear_solver_of
 from .._transcription.base import AbstractTranscription
 from ._controls import Controls
-from ._data import Trajectories
 from ._model import learned_problem, Model
 from ._simulate import AbstractSimulator, cost_and_final_state, Simulator
 from ._sysid import (
@@ -35,6 +34,7 @@ from ._sysid import (
     AbstractSysIdLoss,
     SingleShootingLoss,
 )
+from ._trajectories import Trajectories
 
 
 class AbstractPlanLoss(eqx.Module):

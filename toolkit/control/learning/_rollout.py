@@ -3,9 +3,9 @@ import jax.numpy as jnp
 from jaxtyping import Scalar
 
 from ..._jit import filter_jit
-from ._data import Trajectories
 from ._model import Model
 from ._simulate import AbstractSimulator, simulate, Simulator
+from ._trajectories import Trajectories
 
 
 @filter_jit

@@ -5,7 +5,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._problem import OptimalControlProblem
-from ._data import Trajectories
+from ._trajectories import Trajectories
 
 
 class Scaling(eqx.Module):

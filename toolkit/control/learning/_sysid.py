@@ -14,9 +14,9 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Scalar
 
 from ..._jit import filter_jit
 from ._curriculum import SegmentCurriculum
-from ._data import Trajectories
 from ._model import Model, trainable
 from ._simulate import AbstractSimulator, simulate, Simulator
+from ._trajectories import Trajectories
 
 
 class AbstractSysIdLoss(eqx.Module):

@@ -82,10 +82,11 @@ def get(name: str) -> Example:
 def reference_optima() -> dict[str, dict[str, dict[str, float]]]:
     """Reference optima computed by CasADi + IPOPT on identical transcriptions.
 
-    Written by `benchmarks/reference_optima.py`. Keyed by problem name, then by
-    transcription key (`"trapezoidal"`, `"hermite_simpson"`, `"multiple_shooting_rk4"`,
-    `"single_shooting_rk4"`; `"discrete"` alone for a discrete-time problem); each
-    entry holds `N` and `cost`.
+    Written by `python -m toolkit.control.problems._ipopt_reference` from a source
+    checkout (the problems rewritten in CasADi, solved by IPOPT at tol 1e-12). Keyed
+    by problem name, then by transcription key (`"trapezoidal"`, `"hermite_simpson"`,
+    `"multiple_shooting_rk4"`, `"single_shooting_rk4"`; `"discrete"` alone for a
+    discrete-time problem); each entry holds `N` and `cost`.
     """
     return json.loads(_REFERENCE_FILE.read_text())
 

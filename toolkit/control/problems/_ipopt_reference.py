@@ -24,44 +24,42 @@ IPOPT finds a local optimum: the references are the optima reached from that
 guess, which is what a planner started from the same guess should reproduce
 (cart_pole, for one, has nearby local optima: see its docstring).
 
-Results go to `toolkit/control/problems/reference_optima.json`, as
+Results go to `reference_optima.json` beside this file (read by
+[`toolkit.control.problems.reference_optima`][]), as
 `{problem: {transcription: {"N", "cost", "iterations", "status"}}}`, written after
 every solve; entries already there are skipped unless `--force`.
 
-    python benchmarks/reference_optima.py                    # everything missing
-    python benchmarks/reference_optima.py --problems cart_pole,seir --force
+This module is the maintainers' generator of that data, run from a source checkout
+with CasADi installed (the `test` extra; toolkit itself never imports CasADi, and the
+wheel leaves this file out). `benchmarks/library.py` and `benchmarks/convergence.py`
+use its CasADi problems as the IPOPT side of their comparisons.
+
+    python -m toolkit.control.problems._ipopt_reference        # everything missing
+    python -m toolkit.control.problems._ipopt_reference --problems cart_pole,seir --force
 """
 
 import argparse
 import dataclasses
+import json
 import math
+import os
 import pathlib
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
 import casadi as ca
 import jax
+import jax.numpy as jnp
 import numpy as np
-from _provenance import read_json, write_json_atomic
+
+import toolkit
+from toolkit import control
+from toolkit.control import problems
 
 
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-
-import toolkit  # noqa: E402
-from toolkit import control  # noqa: E402
-from toolkit.control import problems  # noqa: E402
-
-
-OUTPUT = (
-    pathlib.Path(__file__).resolve().parents[1]
-    / "toolkit"
-    / "control"
-    / "problems"
-    / "reference_optima.json"
-)
+OUTPUT = pathlib.Path(__file__).resolve().parent / "reference_optima.json"
 CONTINUOUS = (
     "trapezoidal",
     "hermite_simpson",
@@ -811,12 +809,16 @@ def solve(s: Spec, kind: str) -> dict:
 
 
 def _load() -> dict:
-    return read_json(OUTPUT)
+    return json.loads(OUTPUT.read_text()) if OUTPUT.exists() else {}
 
 
 def _save(results: dict) -> None:
     # Write to a temporary file and rename, so an interrupted run keeps the old file.
-    write_json_atomic(OUTPUT, results, ".reference_optima.")
+    fd, tmp = tempfile.mkstemp(dir=OUTPUT.parent, prefix=".reference_optima.", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(results, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, OUTPUT)
 
 
 def _table(results: dict, names: list[str]) -> str:
@@ -841,6 +843,8 @@ def main(argv=None) -> int:
     parser.add_argument("--transcriptions", default=",".join(TRANSCRIPTIONS))
     parser.add_argument("--force", action="store_true", help="recompute entries")
     opts = parser.parse_args(argv)
+    if not jax.config.jax_enable_x64:
+        parser.error("the references are float64 optima: enable jax_enable_x64 first")
 
     library = problems.names()
     missing = sorted(set(library) - set(SPECS))
@@ -913,5 +917,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)
     toolkit.enable_compilation_cache()
     sys.exit(main())
