@@ -19,7 +19,10 @@ def test_the_plans_loops_are_traced_once_and_never_differentiated(transcription,
     # loop carry makes it trace the loop's body twice: both doubled the time to trace
     # `jax.grad` of a plan.
     steps = collections.Counter()
-    for cls in (semismooth_newton.SemismoothNewton, interior_point.InteriorPoint):
+    for cls in (
+        semismooth_newton.SemismoothNewtonRootFinder,
+        interior_point.InteriorPointRootFinder,
+    ):
         name = cls.__name__
 
         def step(self, *args, _step=cls.step, _name=name, **kwargs):
@@ -43,5 +46,5 @@ def test_the_plans_loops_are_traced_once_and_never_differentiated(transcription,
         return control.plan(vdp.problem, transcription, solver, args=args).cost
 
     jax.jit(jax.grad(cost)).trace(vdp.args)
-    assert steps == {"SemismoothNewton": 1, "InteriorPoint": 1}
+    assert steps == {"SemismoothNewtonRootFinder": 1, "InteriorPointRootFinder": 1}
     assert loop_jvps == []

@@ -29,7 +29,7 @@ def test_interior_point_reaches_the_ipopt_optimum_to_its_tolerance():
     problem_args = (ex.problem, ex.args)
     nlp = residual.nlp_info(*problem_args)
     w0 = push_into_box(residual.initial_guess(*problem_args), nlp)
-    solver = control.InteriorPoint(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
+    solver = control.InteriorPointRootFinder(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
     sol = optx.root_find(
         residual, solver, w0, problem_args, options={"nlp": nlp}, max_steps=100, throw=False
     )
@@ -55,7 +55,7 @@ def test_stuck_interior_point_restarts_from_the_simulated_guess():
     nlp = residual.nlp_info(*problem_args)
     w0 = push_into_box(residual.initial_guess(*problem_args), nlp)
     restart = push_into_box(residual.initial_guess(*problem_args, simulate=True), nlp)
-    solver = control.InteriorPoint(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
+    solver = control.InteriorPointRootFinder(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
 
     def solve(options):
         return optx.root_find(

@@ -23,11 +23,11 @@ from ._planner.barrier import BarrierPath as BarrierPath
 from ._planner.base import AbstractPlanner as AbstractPlanner
 from ._planner.fallback import Fallback as Fallback
 from ._planner.gauss_newton import GaussNewton as GaussNewton
-from ._planner.interior_point import InteriorPoint as InteriorPoint
+from ._planner.interior_point import InteriorPointRootFinder as InteriorPointRootFinder
 from ._planner.newton import Newton as Newton
 from ._planner.presets import KKTLeastSquares as KKTLeastSquares, KKTNewton as KKTNewton
 from ._planner.restart import Restart as Restart
-from ._planner.semismooth_newton import SemismoothNewton as SemismoothNewton
+from ._planner.semismooth_newton import SemismoothNewtonRootFinder as SemismoothNewtonRootFinder
 from ._plot import plot_solution as plot_solution
 from ._problem import OptimalControlProblem as OptimalControlProblem
 from ._results import RESULTS as RESULTS

@@ -95,7 +95,7 @@ class KKTResidual(eqx.Module):
         return self.join(rz, rc).at[0, :bc].set(w[0, :bc]).at[-1, bc:].set(w[-1, bc:])
 
     def nlp_info(self, problem, args) -> NLPInfo:
-        """The NLP behind the residual, for [`toolkit.control.SemismoothNewton`][]'s
+        """The NLP behind the residual, for [`toolkit.control.SemismoothNewtonRootFinder`][]'s
         merit function and curvature test."""
         tr = self.transcription
         M, bz, bc = tr.layout(problem)

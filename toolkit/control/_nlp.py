@@ -9,7 +9,7 @@ from jaxtyping import Array, Bool, Scalar
 
 
 class NLPInfo(eqx.Module):
-    """What [`toolkit.control.SemismoothNewton`][] needs to know of the nonlinear program
+    """What [`toolkit.control.SemismoothNewtonRootFinder`][] needs to know of the nonlinear program
     behind a KKT residual (passed as `options={"nlp": NLPInfo(...)}`).
 
     **Fields:**

@@ -4,13 +4,13 @@ import optimistix as optx
 from .._nlp import push_into_box
 from .base import AbstractPlanner
 from .frozen import freeze
-from .interior_point import InteriorPoint
+from .interior_point import InteriorPointRootFinder
 from .restart import Restart
 
 
 class BarrierPath(AbstractPlanner):
     """The interior-point method on the KKT conditions, alone: `optimistix.root_find`
-    with [`toolkit.control.InteriorPoint`][] from the guess moved strictly inside the
+    with [`toolkit.control.InteriorPointRootFinder`][] from the guess moved strictly inside the
     bounds, differentiated through the solution by the `adjoint`.
 
     It follows the smooth barrier path instead of jumping between active sets, which
@@ -33,7 +33,7 @@ class BarrierPath(AbstractPlanner):
         if self.restart is not None:
             options["restart"] = self.restart.point(residual, frozen, nlp)
             restart = {"restart_after": self.restart.after}
-        method = InteriorPoint(
+        method = InteriorPointRootFinder(
             rtol=0.0,
             atol=self.atol,
             linear_solver=linear_solver,

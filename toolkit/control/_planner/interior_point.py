@@ -42,7 +42,7 @@ def _slacks(y, nlp, has_lower, has_upper):
     return s_lower, s_upper
 
 
-class InteriorPoint(optx.AbstractRootFinder):
+class InteriorPointRootFinder(optx.AbstractRootFinder):
     """A primal-dual interior-point method for the KKT conditions of a nonlinear
     program with box bounds (a root finder for `optimistix.root_find`), after IPOPT
     (Wächter & Biegler 2006).
@@ -54,7 +54,7 @@ class InteriorPoint(optx.AbstractRootFinder):
     multipliers ν are iterated with the primal unknowns, with IPOPT's default
     constants (μ₀ = 0.1, in the NLP's own units). Each iteration takes one
     regularised Newton step on the barrier problem (the same inertia-free curvature
-    test as [`toolkit.control.SemismoothNewton`][]), keeps the unknowns and ν inside
+    test as [`toolkit.control.SemismoothNewtonRootFinder`][]), keeps the unknowns and ν inside
     the box by the fraction-to-the-boundary rule, and searches along it with a filter
     on (‖c‖₁, barrier objective) that remembers its last 16 entries and IPOPT's
     switching condition. μ decreases superlinearly (μ ← min(μ/5, μ^1.5)) once the
@@ -325,7 +325,7 @@ class InteriorPoint(optx.AbstractRootFinder):
         )
 
 
-InteriorPoint.__init__.__doc__ = """**Arguments:**
+InteriorPointRootFinder.__init__.__doc__ = """**Arguments:**
 
 - `rtol`: unused (kept for the optimistix interface).
 - `atol`: stops when the max-norm of the residual passed to `root_find` is at most
@@ -337,7 +337,7 @@ InteriorPoint.__init__.__doc__ = """**Arguments:**
 - `mu_init`: the first barrier parameter.
 - `max_backtracks`: halvings of the step before giving up on this iteration.
 - `kappa`, `delta_init`, `delta_max`, `max_regularisations`: the curvature test and
-    Hessian shifts, as in [`toolkit.control.SemismoothNewton`][].
+    Hessian shifts, as in [`toolkit.control.SemismoothNewtonRootFinder`][].
 - `sigma_armijo`: the Armijo constant.
 - `restart_after`: failed line searches in a row after which the method starts once
     more from `options["restart"]`, where the caller gives one

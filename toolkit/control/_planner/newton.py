@@ -3,12 +3,12 @@ import optimistix as optx
 
 from .base import AbstractLimitedPlanner
 from .frozen import freeze
-from .semismooth_newton import SemismoothNewton
+from .semismooth_newton import SemismoothNewtonRootFinder
 
 
 class Newton(AbstractLimitedPlanner):
     """Semismooth Newton on the KKT conditions, alone: `optimistix.root_find` with
-    [`toolkit.control.SemismoothNewton`][] (curvature-shifted steps, a filter line
+    [`toolkit.control.SemismoothNewtonRootFinder`][] (curvature-shifted steps, a filter line
     search in the box), differentiated through the solution by the `adjoint`.
 
     Fast from a good guess; its active-set steps can stall far from the solution (a
@@ -28,7 +28,7 @@ class Newton(AbstractLimitedPlanner):
         options = {"nlp": residual.nlp_info(*freeze(problem_args))}
         if step_limit is not None:
             options["step_limit"] = step_limit
-        newton = SemismoothNewton(
+        newton = SemismoothNewtonRootFinder(
             rtol=0.0,
             atol=self.atol,
             linear_solver=linear_solver,

@@ -26,7 +26,7 @@ class KKTNewton(AbstractPlanner):
     stall far from the solution (a pendulum swing-up against a torque limit, from a
     straight-line guess). If it has not converged after `fallback_after` iterations,
     the solve restarts from the initial guess with the
-    [`toolkit.control.InteriorPoint`][] method, which follows the smooth barrier path
+    [`toolkit.control.InteriorPointRootFinder`][] method, which follows the smooth barrier path
     to near the solution, and semismooth Newton then finishes from there. Only the
     last solve carries the implicit derivative.
     """
@@ -74,7 +74,7 @@ class KKTLeastSquares(AbstractPlanner):
     every KKT point is a zero of F, saddle points included. From the default guess of
     cart-pole swing-up on multiple shooting it stops at one (cost 59.1088, one
     negative eigenvalue of the reduced Hessian, against IPOPT's minimum 58.8082). So
-    by default the solve starts on the [`toolkit.control.InteriorPoint`][] path, whose
+    by default the solve starts on the [`toolkit.control.InteriorPointRootFinder`][] path, whose
     steps pass the inertia-free curvature test (positive curvature along each step, a
     heuristic for, not a proof of, a minimum, as in IPOPT), and Gauss–Newton finishes
     from there. That finish can take tens of steps (Van der Pol at N = 4000: 47 after

@@ -32,7 +32,7 @@ def _where(pred, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
-class SemismoothNewton(optx.AbstractRootFinder):
+class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     """Globalised semismooth Newton's method for the KKT conditions of a nonlinear
     program (a root finder for optimistix's `root_find`).
 
@@ -227,7 +227,7 @@ class SemismoothNewton(optx.AbstractRootFinder):
         return y, aux, {"backtracks": state.backtracks, "regularised_steps": state.regularised}
 
 
-SemismoothNewton.__init__.__doc__ = """**Arguments:**
+SemismoothNewtonRootFinder.__init__.__doc__ = """**Arguments:**
 
 - `rtol`: unused by the termination test (kept for the optimistix interface).
 - `atol`: converged when the max-norm of the residual is at most this.
