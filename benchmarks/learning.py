@@ -12,9 +12,10 @@ accuracy and cost of the gradient through `control.plan` (issue 7).
      (`learning.MultipleShootingLoss(segment=4)`), cosine-decayed learning rate;
    - *end-to-end*: from the sysid model, Adam on `TrueCost(plan(model))` +
      `sysid_weight` x the sysid loss, gradients through `control.plan` by the
-     implicit function theorem; warm-started plans, a step whose plan fails leaves the
-     model unchanged, the model of the best step (training objective) is kept — the
-     recipe of `python -m toolkit learn --method e2e`;
+     implicit function theorem, by `learning.fit_end_to_end` (warm-started plans; a
+     step whose plan fails takes no update and halves the last one back; the model
+     kept is the best by its own loss on a plan from the planner's default start,
+     `keep_best=True`) — the recipe of `python -m toolkit learn --method e2e`;
    - *imitation*: the same, with `learning.Imitation` of the true model's own plan
      (its node states and controls) in place of `TrueCost`.
 
@@ -240,51 +241,6 @@ class _Mix(learning.AbstractPlanLoss):
         return self.which * self.true_cost(sol) + (1 - self.which) * self.imitation(sol)
 
 
-@eqx.filter_jit
-def _plan_step(
-    params,
-    opt_state,
-    static,
-    problem,
-    transcription,
-    loss,
-    true_cost,
-    args,
-    optimiser,
-    data,
-    sysid_loss,
-    weight,
-    init,
-):
-    """One end-to-end step: plan (warm-started from `init`), loss of the plan +
-    `weight` x sysid loss, gradient through `control.plan` (implicit), Adam update.
-    A failed plan or a non-finite gradient keeps the model and the optimiser."""
-
-    def total(p):
-        model = eqx.combine(p, static)
-        value, sol = learning.plan_loss(
-            model, problem, transcription, loss, control.KKTNewton(), args=args, init=init
-        )
-        sysid = sysid_loss(model, data)
-        return value + weight * sysid, (value, sysid, sol)
-
-    (_, (value, sysid, sol)), grads = eqx.filter_value_and_grad(total, has_aux=True)(params)
-    finite = jax.tree_util.tree_reduce(
-        jnp.logical_and,
-        jax.tree_util.tree_map(lambda g: jnp.all(jnp.isfinite(g)), grads),
-        jnp.array(True),
-    )
-    ok = (sol.result == control.RESULTS.successful) & finite
-    with jax.numpy_dtype_promotion("standard"):
-        updates, new_state = optimiser.update(grads, opt_state, params)
-    new_params = eqx.apply_updates(params, updates)
-    new_params, new_state = jax.tree_util.tree_map(
-        lambda new, old: jnp.where(ok, new, old), (new_params, new_state), (params, opt_state)
-    )
-    sol = jax.lax.stop_gradient(sol)
-    return new_params, new_state, value, sysid, true_cost(sol), sol, ok
-
-
 def _strong(sol):
     """A warm start without weak types: plans from different jitted functions differ
     in which of their arrays are weakly typed, and `eqx.filter_jit` would compile the
@@ -402,8 +358,10 @@ def run_learning(name: str, seed: int, cfg: dict) -> dict:
         f"({best[0]:.3e}); true cost {cost:.6g}" + ("" if ok else " [plan failed]")
     )
 
-    # End to end (TrueCost) and imitation, both from the sysid model.
-    weight = jnp.asarray(cfg["sysid_weight"], dtype)
+    # End to end (TrueCost) and imitation, both from the sysid model, trained by the
+    # library's loop (`fit_end_to_end`): keep-best by the plan from the planner's
+    # default start, a failed plan's step halved back, and the true-system cost of
+    # every training plan recorded as a metric.
     for method in ("e2e", "imitation"):
         # Both methods' losses in one module, weighted (0/1): one compile for both.
         loss = _Mix(
@@ -411,68 +369,43 @@ def run_learning(name: str, seed: int, cfg: dict) -> dict:
             learning.Imitation(true_plan.xs, true_plan.us),
             jnp.asarray(method == "e2e", dtype),
         )
-        params, static = eqx.partition(sysid_model, learning.trainable(sysid_model))
-        optimiser = _adam(cfg["e2e_lr"])
-        with jax.numpy_dtype_promotion("standard"):
-            opt_state = optimiser.init(params)
         # Warm start from a plan of the same structure as every later one (one compile).
         init = _strong(sysid_plan if out["ok"]["sysid"] else true_plan)
-        curve = {"loss": [], "sysid": [], "true_cost": [], "ok": []}
-        best = (np.inf, params)
-        t = time.perf_counter()
-        step_times = []
-        errors = 0
-        for _ in range(cfg["e2e_steps"]):
-            before = params
-            t_step = time.perf_counter()
-            try:
-                params, opt_state, value, sysid, tc, sol, ok = _plan_step(
-                    params,
-                    opt_state,
-                    static,
-                    problem,
-                    transcription,
-                    loss,
-                    true_cost,
-                    true_args,
-                    optimiser,
-                    train,
-                    sysid_loss,
-                    weight,
-                    init,
-                )
-                ok = bool(ok)
-            except eqx.EquinoxRuntimeError as e:
-                # A failed plan whose implicit derivative raises (a non-finite linear
-                # solve): a failed step, the model unchanged.
-                log(f"    step failed: {str(e).splitlines()[0]}")
-                value = sysid = tc = np.nan
-                ok = False
-                errors += 1
-            step_times.append(time.perf_counter() - t_step)
-            curve["loss"].append(float(value))
-            curve["sysid"].append(float(sysid))
-            curve["true_cost"].append(float(tc))
-            curve["ok"].append(ok)
-            if errors >= 5 and not any(curve["ok"]):
-                log("    five failed steps and none succeeded: giving up")
-                break
-            if ok:
-                init = _strong(sol)
-                total = float(value) + cfg["sysid_weight"] * float(sysid)
-                if total < best[0]:
-                    best = (total, before)
-        if np.isfinite(best[0]):
-            params = best[1]
-        out["time_s"][method] = time.perf_counter() - t
+        stamps = [time.perf_counter()]
+        try:
+            trained, history = learning.fit_end_to_end(
+                sysid_model,
+                problem,
+                transcription,
+                loss,
+                control.KKTNewton(),
+                args=true_args,
+                optimiser=_adam(cfg["e2e_lr"]),
+                steps=cfg["e2e_steps"],
+                data=train,
+                sysid_loss=sysid_loss,
+                sysid_weight=cfg["sysid_weight"],
+                keep_best=True,
+                init=init,
+                callback=lambda i, h: stamps.append(time.perf_counter()),
+                metrics={"true_cost": true_cost},
+            )
+        except FloatingPointError as e:
+            log(f"    stopped: {str(e).splitlines()[0]}")
+            trained, history = sysid_model, None
+        step_times = np.diff(stamps).tolist()
+        out["time_s"][method] = stamps[-1] - stamps[0]
         out["time_s"][f"{method}_step_median"] = statistics.median(step_times[1:] or [np.nan])
+        keys = {"loss": "loss", "sysid": "sysid", "true_cost": "true_cost", "ok": "successful"}
+        curve = {k: [] if history is None else history[v] for k, v in keys.items()}
+        curve["kept"] = None if history is None else history["kept"]
         out[f"{method}_curve"] = curve
-        cost, ok, _ = score(eqx.combine(params, static))
+        cost, ok, _ = score(trained)
         out["costs"][method], out["ok"][method] = cost, ok
         log(
             f"  {method} ({len(curve['ok'])} steps, {out['time_s'][method]:.0f} s, "
-            f"{curve['ok'].count(False)} failed plans): true cost {cost:.6g}"
-            + ("" if ok else " [plan failed]")
+            f"{curve['ok'].count(False)} failed plans, kept step {curve['kept']}): true "
+            f"cost {cost:.6g}" + ("" if ok else " [plan failed]")
         )
     return out
 
@@ -784,8 +717,9 @@ def report(store: Store, cfg: dict, png: pathlib.Path | None) -> str:
             "compiled functions, and imitation reuses end-to-end's training step) / mean "
             "of the other seeds; median time of one training step (sysid: one Adam step "
             "on the multiple-shooting loss; end-to-end / imitation: plan + implicit "
-            "gradient + sysid term + Adam); failed plans during training (a failed step "
-            "leaves the model unchanged):",
+            "gradient + sysid term + Adam, and the plan from the default start that "
+            "`keep_best` scores the new model by); failed plans during training (a failed "
+            "step takes no update and halves the last one back):",
             "",
             "| problem | sysid steps | sysid | end-to-end | imitation | sysid step | "
             "end-to-end step | imitation step | failed e2e steps | failed imitation steps |",
@@ -952,8 +886,9 @@ def write_readme(store: Store, cfg: dict, table: str, command: str, quick: bool)
             "End-to-end / imitation: "
             f"{cfg['e2e_steps']} Adam steps (lr {cfg['e2e_lr']:g}) from the sysid model, "
             f"loss + {cfg['sysid_weight']:g} x the sysid loss, gradients through "
-            "`control.plan` (implicit), warm-started plans, best step kept (by the "
-            "method's own training objective, never by the test cost for imitation). "
+            "`control.plan` (implicit), warm-started plans, `learning.fit_end_to_end` "
+            "with `keep_best=True` (the model kept is the best by the method's own loss "
+            "on a plan from the default start, never by the test cost for imitation). "
             f"Plans: `Trapezoidal({cfg['N']})` + `KKTNewton()`. True-system cost: "
             "`learning.TrueCost`, RK4 with 100 steps over the horizon. Seeds "
             f"{', '.join(map(str, cfg['seeds']))} (data, initial weights).",

@@ -165,9 +165,23 @@ def test_end_to_end_starts_from_init_and_reports_each_step():
         steps=3,
         init=root,
         callback=lambda i, h: seen.append((i, list(h["successful"]))),
+        # Measures of each step's plan, failed ones included: here the training loss
+        # itself and the plan's own cost, which the history also records.
+        metrics={"again": loss, "cost": lambda sol: sol.cost},
     )
     assert history["successful"][0]
     assert seen == [(i, history["successful"][: i + 1]) for i in range(3)]
+    assert history["again"] == pytest.approx(history["loss"], rel=1e-12)
+    assert history["cost"] == pytest.approx(history["plan_cost"], rel=1e-12)
+    assert len(history["again"]) == 3
+
+
+def test_end_to_end_metrics_may_not_shadow_the_history():
+    ex, model, loss = _simple_case_parametric()
+    with pytest.raises(ValueError, match=r"may not be named \['loss'\]"):
+        learning.fit_end_to_end(
+            model, ex.problem, control.Trapezoidal(5), loss, args=ex.args, metrics={"loss": loss}
+        )
 
 
 def test_end_to_end_refuses_a_non_finite_model():

@@ -214,6 +214,7 @@ def fit_end_to_end(
     keep_best: bool = False,
     init: Solution | None = None,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
+    metrics: dict[str, Callable[[Solution], Scalar]] | None = None,
 ) -> tuple[Model, dict[str, Any]]:
     """Train a model end to end through the planner: minimise
     `loss(plan(model)) + sysid_weight * sysid_loss(model, data)` with optax.
@@ -254,6 +255,11 @@ def fit_end_to_end(
         planner's start.
     - `callback`: called after each step as `callback(step, history)`, with the
         history so far (e.g. to show progress); its return value is ignored.
+    - `metrics`: named measures of each step's plan to record, `{name: fn}` with
+        `fn(sol) -> scalar` (an [`toolkit.control.learning.AbstractPlanLoss`][], say):
+        e.g. `{"true_cost": TrueCost(...)}` follows the true-system cost of the plans
+        that imitation trains on. Evaluated (compiled once) on the plan of every step,
+        failed plans included; they do not enter the loss.
 
     **Returns:**
 
@@ -263,7 +269,8 @@ def fit_end_to_end(
     failed plans. With `keep_best`, also `"selection"`, the score above of the
     initial model and of the model after each step (`steps + 1` values), and
     `"kept"`, the index in it of the returned model (0: the initial one). (Score the
-    returned model with [`toolkit.control.learning.plan_loss`][].)
+    returned model with [`toolkit.control.learning.plan_loss`][].) Each of `metrics`
+    under its name, per step.
 
     **Raises:**
 
@@ -278,6 +285,11 @@ def fit_end_to_end(
     opt_state = _init(optimiser, params)
     weight = jnp.asarray(sysid_weight, jnp.result_type(float))
     history: dict[str, Any] = {"loss": [], "sysid": [], "plan_cost": [], "successful": []}
+    metrics = {} if metrics is None else dict(metrics)
+    taken = {*history, "selection", "kept", "failed"} & set(metrics)
+    if taken:
+        raise ValueError(f"`metrics` may not be named {sorted(taken)}: the history uses them.")
+    history.update({name: [] for name in metrics})
     if keep_best:
         score, _ = _selection_score(model, problem, transcription, loss, solver, args)
         history["selection"], history["kept"] = [score], 0
@@ -307,6 +319,8 @@ def fit_end_to_end(
         history["sysid"].append(float(sysid))
         history["plan_cost"].append(float(sol.cost))
         history["successful"].append(ok)
+        for name, metric in metrics.items():
+            history[name].append(float(_measure(metric, sol)))
         _check_step(history, i, sol, data is not None, "lower the optimiser's learning rate")
         if ok:
             init, last_good = jax.lax.stop_gradient(sol), current
@@ -327,6 +341,11 @@ def fit_end_to_end(
         params = best[1]
     history["failed"] = history["successful"].count(False)
     return eqx.combine(params, static), history
+
+
+@filter_jit
+def _measure(metric, sol):
+    return metric(sol)
 
 
 def backtrack(last_good: PyTree, failed: PyTree) -> PyTree:
