@@ -6,8 +6,10 @@ A benchmark measures entries (a solve, a training run, ...) named by keys such a
 atomically after each, so that a run that outlives a session is completed by the next
 one instead of started over: `todo(key)` is false for a finished entry unless
 `--force` names it. `arguments` adds the options every script takes (`--force`,
-`--readme`, `--quick` where a script has a smoke mode, `--wait-quiet` where it times)
-and `forced` reads `--force`; `wait_quiet` waits for the machine to go idle.
+`--readme`, `--quick` where a script has a smoke mode, `--wait-quiet` where it times,
+`--shard I/N` where several processes share its entries), `forced` reads `--force`
+and `in_shard` says whether an entry is the shard's; `wait_quiet` waits for the
+machine to go idle.
 
 Like `_provenance`, this module imports nothing heavy: some scripts set `XLA_FLAGS`
 before they import jax.
@@ -18,6 +20,7 @@ import fcntl
 import pathlib
 import platform
 import time
+import zlib
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -36,11 +39,12 @@ def arguments(
     quick: str | None = None,
     report_only: bool = False,
     wait_quiet: float | None = None,
+    shard: bool = False,
 ) -> argparse.ArgumentParser:
     """Add `--force [PREFIXES]`, `--readme`, `--report-only` if `report_only`, if
-    `quick` (its help) is given, `--quick`, and if `wait_quiet` (its default, in
-    seconds) is given, `--wait-quiet`. `example` is a key prefix shown in `--force`'s
-    help."""
+    `quick` (its help) is given, `--quick`, if `wait_quiet` (its default, in
+    seconds) is given, `--wait-quiet`, and if `shard`, `--shard I/N` (parsed to the
+    pair `(I, N)`). `example` is a key prefix shown in `--force`'s help."""
     if quick is not None:
         parser.add_argument("--quick", action="store_true", help=quick)
     if report_only:
@@ -61,6 +65,15 @@ def arguments(
     parser.add_argument(
         "--readme", action="store_true", help="write the benchmarks/README.md section"
     )
+    if shard:
+        parser.add_argument(
+            "--shard",
+            type=_shard,
+            default=None,
+            metavar="I/N",
+            help="only the entries whose key hashes to I modulo N, so that N processes "
+            "share the work (see `in_shard`)",
+        )
     if wait_quiet is not None:
         parser.add_argument(
             "--wait-quiet",
@@ -70,6 +83,23 @@ def arguments(
             f"idle (default {wait_quiet:g}; 0: do not wait)",
         )
     return parser
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes I/N (e.g. 0/2), got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text}: I must be in [0, N)")
+    return index, count
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    """Whether the entry `key` is shard `(I, N)`'s (every entry is, without a shard).
+    By a hash of the key, not its place in a list: shards started at different times
+    (with different entries already done) still split the entries exactly."""
+    return shard is None or zlib.crc32(key.encode()) % shard[1] == shard[0]
 
 
 def wait_quiet(max_wait_s: float, threshold: float = 0.5) -> None:

@@ -77,7 +77,6 @@ import platform
 import statistics
 import sys
 import time
-import zlib
 
 import _provenance
 
@@ -89,7 +88,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 import optax  # noqa: E402
-from _harness import arguments, forced, host, log, Store  # noqa: E402
+from _harness import arguments, forced, host, in_shard, log, Store  # noqa: E402
 from _provenance import (  # noqa: E402
     machine_line,
     measured_line,
@@ -1121,7 +1120,7 @@ def _run_shards(opts: argparse.Namespace, experiments: list[str], datasets: list
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments(parser, example="train/mnist1d/snap", quick="smoke run (a few minutes)")
+    arguments(parser, example="train/mnist1d/snap", quick="smoke run (a few minutes)", shard=True)
     parser.add_argument(
         "--plan-only",
         action="store_true",
@@ -1152,12 +1151,6 @@ def main(argv=None) -> int:
         "--seeds",
         default=None,
         help="only these comma-separated seeds (e.g. 0 for one seed of every experiment)",
-    )
-    parser.add_argument(
-        "--shard",
-        default=None,
-        help="I/N: only the runs whose key hashes to I modulo N, so that N processes (one "
-        "XLA thread each) share the work; not with the `speed` experiment",
     )
     parser.add_argument(
         "--max-minutes", type=float, default=None, help="start no new run after this many minutes"
@@ -1227,17 +1220,8 @@ def main(argv=None) -> int:
         known_seeds = {r[6] for r in every}
         for x in sorted(seeds - known_seeds):
             parser.error(f"unknown seed {x}; the plan's seeds are {sorted(known_seeds)}")
-    shard = None
-    if opts.shard is not None:
-        try:
-            shard = tuple(int(x) for x in opts.shard.split("/"))
-            index, count = shard
-        except ValueError:
-            parser.error(f"--shard takes I/N (e.g. 0/2), got {opts.shard!r}")
-        if not 0 <= index < count:
-            parser.error(f"--shard {opts.shard}: I must be in [0, N)")
-        if "speed" in experiments:
-            parser.error("--shard: the `speed` experiment's timings need the machine alone")
+    if opts.shard is not None and "speed" in experiments:
+        parser.error("--shard: the `speed` experiment's timings need the machine alone")
 
     def pick(cell):
         """The planned runs still to do, after the filters of the command line."""
@@ -1246,11 +1230,7 @@ def main(argv=None) -> int:
             todo = [r for r in todo if r[3] in methods]
         if seeds is not None:
             todo = [r for r in todo if r[6] in seeds]
-        if shard is not None:
-            # By a hash of the run's key, not its place in the list: shards started at
-            # different times (different runs already done) still split the runs exactly.
-            todo = [r for r in todo if zlib.crc32(r[0].encode()) % shard[1] == shard[0]]
-        return todo
+        return [r for r in todo if in_shard(r[0], opts.shard)]
 
     todo = pick(cell)
     if opts.jobs < 1:

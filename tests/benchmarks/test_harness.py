@@ -64,3 +64,17 @@ def test_the_shared_options():
     bare = _harness.arguments(argparse.ArgumentParser(), example="solve")
     with pytest.raises(SystemExit):
         bare.parse_args(["--wait-quiet", "5"])
+
+
+def test_shards_split_the_entries_exactly():
+    parser = _harness.arguments(argparse.ArgumentParser(), example="solve", shard=True)
+    assert parser.parse_args(["--shard", "1/3"]).shard == (1, 3)
+    assert parser.parse_args([]).shard is None
+    for bad in ("3/3", "x", "1/"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--shard", bad])
+    keys = [f"solve/N={n}" for n in range(40)]
+    shards = [[k for k in keys if _harness.in_shard(k, (i, 3))] for i in range(3)]
+    assert sorted(sum(shards, [])) == sorted(keys)  # each entry in exactly one shard
+    assert all(shards)
+    assert all(_harness.in_shard(k, None) for k in keys)
