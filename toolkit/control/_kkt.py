@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Float, PyTree
 
+from .._jit import filter_jit
 from ._nlp import NLPInfo
 from ._problem import OptimalControlProblem
 from ._transcription.base import AbstractTranscription, simulated_states
@@ -64,7 +65,7 @@ class KKTResidual(eqx.Module):
     def __call__(
         self, w: Float[Array, "M+1 b"], problem_args: tuple[OptimalControlProblem, PyTree[Any]]
     ) -> Float[Array, "M+1 b"]:
-        return self._rows(w, problem_args, project=True)
+        return _rows(self, w, problem_args, True)
 
     def unprojected(
         self, w: Float[Array, "M+1 b"], problem_args: tuple[OptimalControlProblem, PyTree[Any]]
@@ -72,9 +73,10 @@ class KKTResidual(eqx.Module):
         """The residual with bare stationarity rows g = ∇_z L on the unknowns that are
         not fixed (the rows an interior-point step linearises); the other rows are as
         in `__call__`."""
-        return self._rows(w, problem_args, project=False)
+        return _rows(self, w, problem_args, False)
 
-    def _rows(self, w, problem_args, *, project):
+    def rows(self, w, problem_args, project):
+        """The residual's rows, projected (`__call__`) or not (`unprojected`)."""
         problem, args = problem_args
         tr = self.transcription
         z, lam = self.split(w, problem)
@@ -166,5 +168,20 @@ class KKTResidual(eqx.Module):
         (`simulated_states`)."""
         states = simulated_states(problem, args, self.transcription.N) if simulate else None
         z0 = self.transcription.initial_guess(problem, args, states)
-        lam0 = jax.lax.stop_gradient(self.multiplier_estimate(z0, problem, args))
+        lam0 = jax.lax.stop_gradient(_multiplier_estimate(self, z0, problem, args))
         return self.join(z0, lam0)
+
+
+# A plan evaluates the residual at many places (the Newton and interior-point
+# iterations, their line searches, the checks at the root, the implicit derivative),
+# each under its own transformations. As one jitted function it is traced once per
+# shape, and JAX derives its linearisations and batched versions from that trace
+# instead of running the transcription's Python again for each use.
+@filter_jit
+def _rows(residual: KKTResidual, w, problem_args, project: bool):
+    return residual.rows(w, problem_args, project)
+
+
+@filter_jit
+def _multiplier_estimate(residual: KKTResidual, z, problem, args):
+    return residual.multiplier_estimate(z, problem, args)
