@@ -19,12 +19,15 @@ fitted over the points whose error is above a floor (10 times the larger of the 
 reference checks); the local orders log2(e_N / e_2N) are reported too.
 
 Results go to `benchmarks/results/convergence.json` (`--quick`:
-`convergence-quick.json`), written after every solve; finished ones are skipped
-unless `--force`. The plot is `benchmarks/results/convergence.png`.
+`convergence-quick.json`), written after every solve (`_harness.Store`); finished ones
+are skipped unless `--force` names them (`--force` alone: all). The plot is
+`benchmarks/results/convergence.png`.
 
-    python benchmarks/convergence.py             # measure what is missing, plot
-    python benchmarks/convergence.py --quick     # smoke run: one problem, N <= 40
-    python benchmarks/convergence.py --readme    # write the README section (JSON only)
+    python benchmarks/convergence.py                 # measure what is missing, plot
+    python benchmarks/convergence.py --quick         # smoke run: one problem, N <= 40
+    python benchmarks/convergence.py --readme        # ... and write the README section
+    python benchmarks/convergence.py --report-only --readme   # from the JSON alone
+    python benchmarks/convergence.py --force bacteria/hermite_simpson
 """
 
 import argparse
@@ -36,15 +39,12 @@ import sys
 import time
 
 import jax
-from _harness import log
+from _harness import arguments, forced, log, Store
 from _provenance import (
     machine_line,
     measured_line,
-    now,
     read_json,
     replace_section,
-    SOURCE,
-    write_json_atomic,
 )
 
 
@@ -95,16 +95,24 @@ def _plot_path(mode: str) -> pathlib.Path:
 
 
 def _load(mode: str) -> dict:
-    path = _output(mode)
-    return read_json(path)
+    return read_json(_output(mode))
 
 
-def _put(mode: str, name: str, key: str, entry: dict) -> None:
-    path = _output(mode)
-    results = _load(mode)
-    results.setdefault("problems", {}).setdefault(name, {})[key] = entry
-    results["machine"] = cvi.machine()
-    write_json_atomic(path, results, ".convergence.")
+def _store(mode: str, name: str, force: list[str] | None) -> Store:
+    """The finished solves of problem `name`, keyed by `<transcription>/N=<N>` (as
+    `jobs` names them); `--force` prefixes name `<problem>/<key>`."""
+    if force:  # None: nothing forced; []: everything
+        whole = f"{name}/"
+        mine = ["" if whole.startswith(f) else f[len(whole) :] for f in force]
+        force = [m for m, f in zip(mine, force) if whole.startswith(f) or f.startswith(whole)]
+        force = force or None
+    return Store(
+        _output(mode),
+        force,
+        section=("problems", name),
+        machine=cvi.machine,
+        machine_at=("machine",),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -141,9 +149,6 @@ def solve(name: str, kind: str, N: int, atol: float) -> dict:
         "iterations": int(stats["iter_count"]),
         "status": str(stats["return_status"]),
     }
-    entry["measured"] = now()
-    entry["toolkit_commit"] = SOURCE["commit"]
-    entry["toolkit_tree"] = SOURCE["tree"]
     return entry
 
 
@@ -409,8 +414,7 @@ def write_readme(results: dict, settings: dict) -> None:
                 else ""
             ),
             "",
-            "Reproduce: `python benchmarks/convergence.py && python "
-            "benchmarks/convergence.py --readme` (results in "
+            "Reproduce: `python benchmarks/convergence.py --readme` (results in "
             "`benchmarks/results/convergence.json`, plot "
             "`benchmarks/results/convergence.png`).",
             "",
@@ -433,33 +437,8 @@ def write_readme(results: dict, settings: dict) -> None:
     log(f"Wrote section {SECTION!r} of {README}.")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: one problem, N <= 40")
-    parser.add_argument("--force", action="store_true", help="re-solve finished entries")
-    parser.add_argument("--problems", default=None, help="comma-separated subset, in order")
-    parser.add_argument(
-        "--atol",
-        type=float,
-        default=ATOL,
-        help="the planner's tolerance; entries solved with another are solved again",
-    )
-    parser.add_argument(
-        "--readme",
-        action="store_true",
-        help="write the README section and the plot from the results file (solves nothing)",
-    )
-    opts = parser.parse_args(argv)
-    mode = "quick" if opts.quick else "full"
-    settings = SETTINGS[mode]
-
-    if opts.readme:
-        if opts.quick:
-            parser.error("--readme writes the full run's section; run it without --quick")
-        plot(_load(mode), settings, _plot_path(mode))
-        write_readme(_load(mode), settings)
-        return 0
-
+def _measure(mode: str, settings: dict, opts: argparse.Namespace) -> None:
+    """Solve every job not yet in the results file (or named by `--force`)."""
     log(f"convergence ({mode}): results in {_output(mode)}")
     previous = None
     todo = jobs(settings)
@@ -467,24 +446,50 @@ def main(argv=None) -> int:
         order = opts.problems.split(",")
         todo = sorted((j for j in todo if j[0] in order), key=lambda j: order.index(j[0]))
     for name, key, kind, N in todo:
+        store = _store(mode, name, forced(opts))
+        done = store.get(key)
+        # Entries from before the tolerance was recorded used KKTNewton's default 1e-9.
+        if not store.todo(key) and done.get("atol", 1e-9) == opts.atol:
+            continue
         if previous is not None and name != previous:
             # Every compiled executable keeps memory mappings; a process past Linux's
             # 65530 dies inside XLA's compiler.
             jax.clear_caches()
             gc.collect()
         previous = name
-        done = _load(mode).get("problems", {}).get(name, {}).get(key)
-        # Entries from before the tolerance was recorded used KKTNewton's default 1e-9.
-        if done is not None and done.get("atol", 1e-9) == opts.atol and not opts.force:
-            continue
         e = solve(name, kind, N, opts.atol)
-        _put(mode, name, key, e)
+        store.put(key, e)
         log(
             f"  {name:<18} {key:<24} J {e['cost']:.15g}  {e['result'][:40]}  "
             f"{e['iterations']} it  ({e['cold_s']:.1f} s)   IPOPT {e['ipopt']['cost']:.15g} "
             f"{e['ipopt']['status']}"
         )
     jax.block_until_ready(jnp.zeros(()))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments(
+        parser,
+        example="bacteria/hermite_simpson",
+        quick="smoke run: one problem, N <= 40",
+        report_only=True,
+    )
+    parser.add_argument("--problems", default=None, help="comma-separated subset, in order")
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=ATOL,
+        help="the planner's tolerance; entries solved with another are solved again",
+    )
+    opts = parser.parse_args(argv)
+    mode = "quick" if opts.quick else "full"
+    settings = SETTINGS[mode]
+    if opts.readme and opts.quick:
+        parser.error("--readme writes the full run's section; run it without --quick")
+
+    if not opts.report_only:
+        _measure(mode, settings, opts)
     results = _load(mode)
     plot(results, settings, _plot_path(mode))
     text, notes = report(results, settings)
@@ -492,6 +497,8 @@ def main(argv=None) -> int:
     print(text)
     for n in notes:
         print(n)
+    if opts.readme:
+        write_readme(results, settings)
     return 0
 
 
