@@ -50,9 +50,9 @@ def enable_compilation_cache(
     - `path`: the folder; default [`toolkit.default_cache_dir`][] (set
         `TOOLKIT_COMPILATION_CACHE` to move it, or to `off` to disable it).
     - `min_compile_time`: programs that compile faster than this many seconds are not
-        stored. The default stores every one: on a local disk, reading an entry back
-        takes milliseconds, and a new process compiles dozens of small ones (array
-        conversions, eager operations) at 20-100 ms each.
+        stored. The default stores every one: a new process compiles dozens of small
+        ones (array conversions, eager operations), each slower to compile than to
+        read back from a local disk.
 
     **Returns:**
 

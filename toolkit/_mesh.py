@@ -10,9 +10,9 @@ def one_launch_at_a_time(mesh: Mesh) -> bool:
 
     XLA:CPU runs every local device's share of a program on one thread pool with a
     thread per core. With two programs in flight, each thread can end up waiting in a
-    collective for a device that has no thread left, and XLA aborts the process after
-    40 s (2 devices on 2 cores: within 200 steps, while one program at a time ran
-    3000). Callers wait for each program before dispatching the next.
+    collective for a device that has no thread left, and XLA aborts the process when
+    its collective times out. Callers wait for each program before dispatching the
+    next.
     """
     local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
     return len(local) > 1 and local[0].platform == "cpu"
