@@ -41,15 +41,15 @@ def _command(argv: list[str]) -> str | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plan", help="plan a problem of the library")
+    # Only the chosen command's module is imported (each pulls in its half of the
+    # library): `plan` does not wait for the pruning half's imports.
     chosen = _command(sys.argv[1:] if argv is None else argv)
+    p = sub.add_parser("plan", help="plan a problem of the library")
     if chosen in (None, "plan"):
         from .control import _cli as control_cli
 
         control_cli.add_plan_arguments(p)
         p.set_defaults(run=reporting(control_cli.plan), parser=p)
-    # Only the chosen command's module is imported (each pulls in its half of the
-    # library): `plan` does not wait for the pruning half's imports.
     p = sub.add_parser("train", help="train a network with DemP (or densely) on a data set")
     if chosen in (None, "train"):
         from .pruning import _cli as pruning_cli
