@@ -1,10 +1,12 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 import pytest
 
 from toolkit import control
+from toolkit.control._planner.gauss_newton import watchdog
 
 from ..helpers import central_difference, relative_error, tree_allclose
 
@@ -107,3 +109,42 @@ def test_gradient_vmap_and_float32():
     assert sol.result == control.RESULTS.successful
     assert sol.cost.dtype == jnp.float32
     assert abs(float(sol.cost) - float(solve(vdp.args, x0).cost)) < 1e-4 * float(sol.cost)
+
+
+def _kinked(w, args):
+    # F(x) = x + 1 for x >= 0 and 10 x + 1 below: root -0.1. From 0.5 the full Newton
+    # step (slope 1) lands at -1, where |F| = 9 > 1.5; the next (slope 10) at the root.
+    del args
+    return jnp.where(w >= 0, w + 1, 10 * w + 1)
+
+
+@pytest.mark.parametrize("steps, expected, taken", [(0, 0.5, 0), (1, 0.5, 1), (2, -0.1, 2)])
+def test_watchdog_keeps_the_second_full_step_past_a_kink(steps, expected, taken):
+    w, n = watchdog(_kinked, jnp.array([0.5]), None, lx.LU(), steps)
+    assert float(w[0]) == pytest.approx(expected, abs=1e-15) and int(n) == taken
+    # A start that both full steps worsen is kept: F = 2 - x below 0 sends 0.5 to -1
+    # (|F| = 3) and then to 2 (|F| = 3).
+    w, _ = watchdog(
+        lambda w, _: jnp.where(w >= 0, w + 1, 2 - w), jnp.array([0.5]), None, lx.LU(), 2
+    )
+    assert float(w[0]) == 0.5
+
+
+def test_watchdog_is_refused_negative():
+    with pytest.raises(ValueError, match="watchdog"):
+        control.GaussNewton(watchdog=-1)
+
+
+@pytest.mark.slow  # two plans at N = 1000
+def test_the_watchdog_stops_the_creep_after_the_interior_point_path():
+    # Van der Pol at N = 1000: from the end of the interior-point path, Gauss-Newton in
+    # its trust region takes 9 steps; with the default watchdog, 2 full Newton steps
+    # and 1 more, to the same solution.
+    vdp, tr = control.problems.get("van_der_pol"), control.Trapezoidal(1000)
+    sols = [
+        control.plan(vdp.problem, tr, control.KKTLeastSquares(watchdog=k), args=vdp.args)
+        for k in (0, None)
+    ]
+    finish = [int(s.stats["num_steps"] - s.stats["interior_point_steps"]) for s in sols]
+    assert finish[0] >= 6 and finish[1] <= 3
+    assert abs(float(sols[0].cost) - float(sols[1].cost)) <= 1e-12 * float(sols[0].cost)

@@ -18,7 +18,7 @@ def test_the_presets_are_compositions_of_strategy_objects():
         max_steps=7
     )
     assert control.KKTLeastSquares().composition() == control.Fallback(
-        control.GaussNewton(), control.BarrierPath(), after=0
+        control.GaussNewton(watchdog=2), control.BarrierPath(), after=0
     )
     assert (
         control.KKTLeastSquares(interior_point_first=False, fallback_after=0).composition()

@@ -8,6 +8,7 @@ import optimistix as optx
 from jaxtyping import PyTree, Scalar
 
 from .base import AbstractPlanner
+from .frozen import freeze
 from .shift_on_failure import ShiftOnFailure
 
 
@@ -62,6 +63,42 @@ class _InDtype(optx.AbstractDescent):
         return self.inner.step(step_size, state)
 
 
+def _loss(f):
+    return 0.5 * jnp.sum(f * f)
+
+
+def watchdog(residual, w0, problem_args, linear_solver, steps: int):
+    """Up to `steps` full Newton steps from `w0`, judged together: the iterate of least
+    ½‖F‖² among `w0` and the steps' ends, and the number of steps taken.
+
+    A watchdog in the sense of Chamberlain, Powell, Lemaréchal & Pedersen (1982),
+    with a lookahead of `steps`: near a root of a semismooth F a full step can
+    raise ‖F‖ once (a bound crossed between active and inactive) and the next one
+    brings it far below the start, which a search judging each step alone rejects.
+    `problem_args` should be frozen: these steps only find a starting point.
+    """
+    solver = ShiftOnFailure(linear_solver)
+    struct = jax.eval_shape(lambda: w0)
+
+    def body(_, carry):
+        w, best, best_loss = carry
+        f, lin_fn = jax.linearize(lambda y: residual(y, problem_args), w)
+        loss = _loss(f)
+        better = loss < best_loss
+        best = jnp.where(better, w, best)
+        best_loss = jnp.where(better, loss, best_loss)
+        operator = lx.FunctionLinearOperator(lin_fn, struct)
+        sol = lx.linear_solve(operator, f, solver, throw=False)
+        ok = (sol.result == lx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
+        return jnp.where(ok, w - sol.value, w), best, best_loss
+
+    inf = jnp.asarray(jnp.inf, w0.dtype)
+    w, best, best_loss = jax.lax.fori_loop(0, steps, body, (w0, w0, inf))
+    # Ties go to the earlier iterate: the start when no step helped.
+    best = jnp.where(_loss(residual(w, problem_args)) < best_loss, w, best)
+    return best, jnp.asarray(steps, jnp.int32)
+
+
 class GaussNewton(AbstractPlanner):
     """The KKT conditions F(w) = 0 posed as the least-squares problem min ½‖F(w)‖²,
     alone: `optimistix.least_squares` with a Gauss–Newton-family method built from an
@@ -89,8 +126,19 @@ class GaussNewton(AbstractPlanner):
     descent: optx.AbstractDescent = optx.DoglegDescent()
     search: optx.AbstractSearch = optx.ClassicalTrustRegion()
     rtol: float = 1e-13
+    watchdog: int = 0
+
+    def __check_init__(self):
+        if self.watchdog < 0:
+            raise ValueError(f"`watchdog` must be >= 0, got {self.watchdog}.")
 
     def solve(self, residual, w0, problem_args, linear_solver, adjoint):
+        watchdog_steps = jnp.asarray(0, jnp.int32)
+        if self.watchdog > 0:
+            w0, watchdog_steps = watchdog(
+                residual, w0, freeze(problem_args), linear_solver, self.watchdog
+            )
+            w0 = jax.lax.stop_gradient(w0)
         descent = self.descent
         if hasattr(descent, "linear_solver"):
             # A singular block pivot near a degenerate point gets a shifted step (the
@@ -105,7 +153,7 @@ class GaussNewton(AbstractPlanner):
             verbose=_quiet,
             residual_atol=self.atol,
         )
-        return optx.least_squares(
+        sol = optx.least_squares(
             residual,
             solver,
             w0,
@@ -113,6 +161,12 @@ class GaussNewton(AbstractPlanner):
             max_steps=self.max_steps,
             adjoint=adjoint,
             throw=False,
+        )
+        if self.watchdog == 0:
+            return sol
+        stats = {**sol.stats, "num_steps": sol.stats["num_steps"] + watchdog_steps}
+        return optx.Solution(
+            value=sol.value, result=sol.result, aux=sol.aux, stats=stats, state=sol.state
         )
 
 
@@ -127,4 +181,9 @@ GaussNewton.__init__.__doc__ = """**Arguments:**
 - `descent`: an optimistix descent (default `optx.DoglegDescent()`).
 - `search`: an optimistix search (default `optx.ClassicalTrustRegion()`).
 - `rtol`: relative tolerance of optimistix's step-size termination test.
+- `watchdog`: full Newton steps tried before the search, of which the one with the
+    least ‖F‖ (or the start) is kept (a watchdog; see `watchdog`). For a start near
+    a root, such as the end of the interior-point path, where a search that accepts
+    only decrease creeps after the first full step crosses a bound. Default 0 (none);
+    see [`toolkit.control.KKTLeastSquares`][] for its default.
 """

@@ -77,10 +77,10 @@ class KKTLeastSquares(AbstractPlanner):
     by default the solve starts on the [`toolkit.control.InteriorPointRootFinder`][] path, whose
     steps pass the inertia-free curvature test (positive curvature along each step, a
     heuristic for, not a proof of, a minimum, as in IPOPT), and Gauss–Newton finishes
-    from there. That finish can take tens of steps (Van der Pol at N = 4000: 47 after
-    14 interior-point steps): the first full step from the interior point raises
-    ‖F‖, and a least-squares solve, which only accepts decrease, then creeps in its
-    trust region.
+    from there. The first full step from the interior point often raises ‖F‖ (it
+    crosses a bound), which a least-squares search, accepting only decrease,
+    answers by creeping in its trust region; so the finish first takes two full
+    Newton steps and keeps the best of the three points (a watchdog, `watchdog`).
     """
 
     atol: float | None = None
@@ -92,10 +92,20 @@ class KKTLeastSquares(AbstractPlanner):
     fallback_after: int = 60
     interior_point_steps: int = 300
     interior_point_first: bool = True
+    watchdog: int | None = None
 
     def composition(self) -> AbstractPlanner:
+        watchdog = self.watchdog
+        if watchdog is None:
+            watchdog = 2 if self.interior_point_first else 0
         gauss_newton = GaussNewton(
-            self.atol, self.max_steps, self.linear_solver, self.descent, self.search, self.rtol
+            self.atol,
+            self.max_steps,
+            self.linear_solver,
+            self.descent,
+            self.search,
+            self.rtol,
+            watchdog,
         )
         after = 0 if self.interior_point_first else self.fallback_after
         if after <= 0 and not self.interior_point_first:
@@ -114,5 +124,9 @@ KKTLeastSquares.__init__.__doc__ = (
 - `interior_point_steps`: the most iterations of the interior-point method.
 - `interior_point_first`: start on the interior-point path and finish with the
     least-squares method (default), rather than start with the least-squares method.
+
+The default `watchdog=None` tries 2 full Newton steps after the interior-point path
+(where the first full step often raises ‖F‖ by crossing a bound and the second
+lands near the root) and none when Gauss–Newton starts from the guess.
 """
 )
