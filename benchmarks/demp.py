@@ -127,6 +127,9 @@ AIMS = (0.7, 0.85, 0.9)
 # 82 / 88 %); without noise that penalty reached only 45 % at reg 1 there, hence larger
 # strengths at 5e-5; bn_scale_l1 from the digits demo (reg 0.1 kept 42 % of the
 # parameters, 0.3 collapsed). On Fashion-MNIST the first plan reached 50 % at most.
+# Corrected after the first seed of `seeds` on Fashion-MNIST (LeNet-5): positive_l2 at
+# 3e-3 reached 95.6 / 98.2 / 98.2 % unit sparsity at reg 0.3 / 1 / 3 with accuracy
+# 0.30 / 0.31 / 0.10, past every aim, so it now starts a decade lower.
 STRENGTHS = {
     "mnist1d": {
         ("positive_l2", 3e-3): (0.03, 0.1, 0.3),
@@ -135,7 +138,7 @@ STRENGTHS = {
         ("bn_scale_l1", 5e-5): (0.03, 0.1, 0.3),
     },
     "fashion_mnist": {
-        ("positive_l2", 3e-3): (0.3, 1.0, 3.0),
+        ("positive_l2", 3e-3): (0.03, 0.1, 0.3),
         ("positive_l2", 5e-5): (1.0, 3.0, 10.0),
         ("bn_scale_l1", 3e-3): (0.03, 0.1, 0.3),
         ("bn_scale_l1", 5e-5): (0.03, 0.1, 0.3),
