@@ -749,10 +749,11 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
     else:
         verdicts.append(f"- {ds}: no baseline point within DemP's sparsity range yet.")
     if curve:
-        top = max(c[0] for c in curve)
+        top, acc, se = max(curve)
         verdicts.append(
             f"- {ds}, DemP reaching ≥ 80 % unit sparsity: "
-            f"**{'MET' if top >= 0.8 else 'MISSED'}** (sparsest mean {top:.3f})."
+            f"**{'MET' if top >= 0.8 else 'MISSED'}** (sparsest mean {top:.3f}, at test "
+            f"accuracy {acc:.4f} ± {se:.4f})."
         )
     if plot:
         pts = {m: _curve(g, m) for m in {m for m, _ in g}}
