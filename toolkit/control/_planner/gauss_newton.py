@@ -9,7 +9,7 @@ from jaxtyping import PyTree, Scalar
 
 from .base import AbstractPlanner
 from .frozen import freeze
-from .shift_on_failure import ShiftOnFailure
+from .shift_on_failure import ShiftOnFailure, solve_failed
 
 
 class _GaussNewtonFamily(optx.AbstractGaussNewton):
@@ -89,8 +89,8 @@ def watchdog(residual, w0, problem_args, linear_solver, steps: int):
         best_loss = jnp.where(better, loss, best_loss)
         operator = lx.FunctionLinearOperator(lin_fn, struct)
         sol = lx.linear_solve(operator, f, solver, throw=False)
-        ok = (sol.result == lx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
-        return jnp.where(ok, w - sol.value, w), best, best_loss
+        failed = solve_failed(sol.value, sol.result)
+        return jnp.where(failed, w, w - sol.value), best, best_loss
 
     inf = jnp.asarray(jnp.inf, w0.dtype)
     w, best, best_loss = jax.lax.fori_loop(0, steps, body, (w0, w0, inf))
@@ -133,7 +133,6 @@ class GaussNewton(AbstractPlanner):
             raise ValueError(f"`watchdog` must be >= 0, got {self.watchdog}.")
 
     def solve(self, residual, w0, problem_args, linear_solver, adjoint):
-        watchdog_steps = jnp.asarray(0, jnp.int32)
         if self.watchdog > 0:
             w0, watchdog_steps = watchdog(
                 residual, w0, freeze(problem_args), linear_solver, self.watchdog
