@@ -1,6 +1,7 @@
 """The planner's strategy objects on their own and composed (`Newton`, `BarrierPath`,
 `GaussNewton`, `Restart`, `Fallback`), and the presets as their compositions."""
 
+import equinox as eqx
 import jax.numpy as jnp
 import optimistix as optx
 import pytest
@@ -106,3 +107,63 @@ def test_which_compositions_run_in_stages():
     assert not staged(control.Fallback(control.GaussNewton(), control.BarrierPath(), after=5))
     assert not staged(control.Fallback(control.Newton(), control.BarrierPath(), after=0))
     assert not staged(control.Newton())
+
+
+def test_a_stalled_first_attempt_gives_up_at_once():
+    # bioreactor from the default guess: semismooth Newton's second step raises ‖F‖ to
+    # 50, and every later line search fails. The preset's first attempt gives up there;
+    # spending the whole `after=10` budget instead reaches the same rescue, finish and
+    # optimum, 7 iterations later (the stalled ones cost 30 residual evaluations each).
+    ex = control.problems.get("bioreactor")
+    tr = control.Trapezoidal(ex.N)
+    patient = control.Fallback(control.Newton(stall_halvings=None), control.BarrierPath())
+    eager = control.plan(ex.problem, tr, control.KKTNewton(), args=ex.args)
+    jitted = eqx.filter_jit(control.plan)(ex.problem, tr, control.KKTNewton(), args=ex.args)
+    sequence = control.plan(
+        ex.problem, tr, control.KKTNewton(), args=ex.args, adjoint=optx.RecursiveCheckpointAdjoint()
+    )
+    slow = control.plan(ex.problem, tr, patient, args=ex.args)
+    rescue = int(slow.stats["interior_point_steps"])
+    assert rescue > 0
+    for sol in (eager, jitted, sequence):
+        assert sol.result == control.RESULTS.successful
+        assert int(sol.stats["interior_point_steps"]) == rescue
+        assert int(sol.stats["num_steps"]) == int(slow.stats["num_steps"]) - 7
+        assert abs(float(sol.cost) - float(slow.cost)) <= 1e-12 * abs(float(slow.cost))
+
+
+def test_give_up_stops_semismooth_newton_only_where_it_stalls():
+    ex = control.problems.get("bioreactor")
+    tr = control.Trapezoidal(ex.N)
+    residual = KKTResidual(tr)
+    problem_args = (ex.problem, ex.args)
+    w0 = residual.initial_guess(*problem_args)
+    adjoint = optx.ImplicitAdjoint(tr.linear_solver())
+    newton = control.Newton(atol=1e-9)
+
+    def attempt(give_up, limit=10):
+        limit = jnp.asarray(limit)
+        return newton.limited(
+            residual, w0, problem_args, tr.linear_solver(), limit, adjoint, give_up
+        )
+
+    stopped = attempt(jnp.asarray(True))
+    assert stopped.result == optx.RESULTS.nonlinear_divergence
+    assert int(stopped.stats["num_steps"]) == 3
+    assert int(attempt(jnp.asarray(False)).stats["num_steps"]) == 10
+    assert int(attempt(None).stats["num_steps"]) == 10
+    # Where Newton converges (van der Pol), giving up changes nothing.
+    vdp = control.problems.get("van_der_pol")
+    vtr = control.Trapezoidal(vdp.N)
+    vres = KKTResidual(vtr)
+    vargs = (vdp.problem, vdp.args)
+    sol = newton.limited(
+        vres,
+        vres.initial_guess(*vargs),
+        vargs,
+        vtr.linear_solver(),
+        jnp.asarray(10),
+        optx.ImplicitAdjoint(vtr.linear_solver()),
+        jnp.asarray(True),
+    )
+    assert sol.result == optx.RESULTS.successful and int(sol.stats["num_steps"]) == 4

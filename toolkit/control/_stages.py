@@ -65,6 +65,11 @@ else:
             return False
 
 
+# The first Newton pass may give up once stalled; the finish may not (one compiled
+# program serves both: the flag is an input).
+_TRUE, _FALSE = np.asarray(True), np.asarray(False)
+
+
 def starting_point(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
@@ -189,14 +194,14 @@ def _newton(
     args: PyTree[Any],
     w: Array,
     step_limit: Int[Array, ""],
+    give_up: Bool[Array, ""],
 ) -> tuple[Solution, Bool[Array, ""], Array]:
     residual = KKTResidual(transcription)
     problem_args = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
     first = solver.composition().first
-    sol = first.limited(
-        residual, w, problem_args, linear_solver, step_limit, optx.ImplicitAdjoint(linear_solver)
-    )
+    adjoint = optx.ImplicitAdjoint(linear_solver)
+    sol = first.limited(residual, w, problem_args, linear_solver, step_limit, adjoint, give_up)
     out = solution(problem, transcription, solver, residual, args, sol)
     # Successful exactly when the pass converged to a point within `atol` (`is_root`).
     return out, out.result == RESULTS.successful, sol.value
@@ -272,7 +277,7 @@ def _stages(problem, transcription, solver, args, init, run=_direct) -> tuple[So
     w0 = run(_start, problem, transcription, args, init)
     fallback = solver.composition()
     limit = jnp.asarray(min(fallback.after, fallback.max_steps), jnp.int32)
-    first, solved, w = run(_newton, problem, transcription, solver, args, w0, limit)
+    first, solved, w = run(_newton, problem, transcription, solver, args, w0, limit, _TRUE)
     if bool(solved):
         # As the one-program plan reports a first pass that solves: what a finish from
         # the root would take (no backtracks, no regularised steps).
@@ -280,7 +285,7 @@ def _stages(problem, transcription, solver, args, init, run=_direct) -> tuple[So
         return _with_stats(first, steps, 0, False, finished_at_once=True), w
     w, interior_steps, restarted = run(_rescue, problem, transcription, solver, args, w0)
     limit = jnp.asarray(fallback.max_steps, jnp.int32)
-    second, _, w = run(_newton, problem, transcription, solver, args, w, limit)
+    second, _, w = run(_newton, problem, transcription, solver, args, w, limit, _FALSE)
     steps = [first.stats["num_steps"], interior_steps, second.stats["num_steps"]]
     sol = _with_stats(second, sum(np.asarray(n) for n in steps), interior_steps, restarted)
     return sol, w

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
-from jaxtyping import Array, Int, PyTree
+from jaxtyping import Array, Bool, Int, PyTree
 
 from .._kkt import KKTResidual
 from .._problem import OptimalControlProblem
@@ -64,8 +64,11 @@ class AbstractLimitedPlanner(AbstractPlanner):
         linear_solver: lx.AbstractLinearSolver,
         step_limit: Int[Array, ""] | None,
         adjoint: optx.AbstractAdjoint,
+        give_up: Bool[Array, ""] | None = None,
     ) -> optx.Solution:
-        """`solve`, stopping after `step_limit` iterations (at most `max_steps`)."""
+        """`solve`, stopping after `step_limit` iterations (at most `max_steps`), and
+        where `give_up` is true, as soon as the method judges that it has stalled (a
+        first attempt that a rescue follows)."""
 
 
 def default_atol(dtype) -> float:

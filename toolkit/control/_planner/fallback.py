@@ -29,6 +29,10 @@ class Fallback(AbstractPlanner):
     `first` is traced and compiled once, and the implicit derivative is attached at
     the root afterwards.
 
+    A first attempt that judges itself stalled (for [`toolkit.control.Newton`][], a
+    line search that needs `stall_halvings` halvings or fails) gives up before `after`
+    iterations, and the rescue starts at once.
+
     The solution's statistics count every iteration in `num_steps`, the rescue's in
     `interior_point_steps` (named for the usual rescue), and whether the rescue
     restarted in `interior_point_restarted`.
@@ -113,7 +117,13 @@ class Fallback(AbstractPlanner):
         if self.after == 0:
             first_value, first_steps, solved = w0, jnp.asarray(0, jnp.int32), jnp.asarray(False)
         else:
-            first = solve(w0, frozen, min(self.after, max_steps))
+            if isinstance(self.first, AbstractLimitedPlanner):
+                limit = jnp.asarray(min(self.after, max_steps), jnp.int32)
+                first = self.first.limited(
+                    residual, w0, frozen, linear_solver, limit, adjoint, jnp.asarray(True)
+                )
+            else:
+                first = solve(w0, frozen, min(self.after, max_steps))
             solved = is_root(residual, first, frozen, atol)
             first_value, first_steps = first.value, first.stats["num_steps"]
 
@@ -148,7 +158,9 @@ class Fallback(AbstractPlanner):
         def attempt(carry):
             w, second, steps, rescue_steps, restarted, _, _, _, _ = carry
             limit = jnp.where(second, max_steps, min(self.after, max_steps))
-            sol = self.first.limited(residual, w, frozen, linear_solver, limit, adjoint)
+            sol = self.first.limited(
+                residual, w, frozen, linear_solver, limit, adjoint, jnp.invert(second)
+            )
             num_steps = sol.stats["num_steps"]
             solved = is_root(residual, sol, frozen, atol)
             fall_back = jnp.invert(second | solved)

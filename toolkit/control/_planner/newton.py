@@ -20,19 +20,23 @@ class Newton(AbstractLimitedPlanner):
     max_steps: int = 100
     linear_solver: lx.AbstractLinearSolver | None = None
     max_backtracks: int = 30
+    stall_halvings: int | None = 10
 
     def solve(self, residual, w0, problem_args, linear_solver, adjoint):
         return self.limited(residual, w0, problem_args, linear_solver, None, adjoint)
 
-    def limited(self, residual, w0, problem_args, linear_solver, step_limit, adjoint):
+    def limited(self, residual, w0, problem_args, linear_solver, step_limit, adjoint, give_up=None):
         options = {"nlp": residual.nlp_info(*freeze(problem_args))}
         if step_limit is not None:
             options["step_limit"] = step_limit
+        if give_up is not None:
+            options["give_up"] = give_up
         newton = SemismoothNewtonRootFinder(
             rtol=0.0,
             atol=self.atol,
             linear_solver=linear_solver,
             max_backtracks=self.max_backtracks,
+            stall_halvings=self.stall_halvings,
         )
         return optx.root_find(
             residual,
@@ -55,4 +59,8 @@ Newton.__init__.__doc__ = """**Arguments:**
 - `linear_solver`: a lineax solver for the Newton and adjoint systems; by default
     the transcription's own choice (block-tridiagonal for the banded ones).
 - `max_backtracks`: step halvings allowed in the line search.
+- `stall_halvings`: as the first attempt of a [`toolkit.control.Fallback`][], give up
+    (and let the rescue start) at the first line search that needs this many halvings
+    or fails; `None` spends the whole `after` budget. A solve on its own or a
+    Fallback's finish never gives up early.
 """

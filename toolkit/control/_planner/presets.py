@@ -25,10 +25,11 @@ class KKTNewton(AbstractPlanner):
     Semismooth Newton converges fast from a good guess but its active-set steps can
     stall far from the solution (a pendulum swing-up against a torque limit, from a
     straight-line guess). If it has not converged after `fallback_after` iterations,
-    the solve restarts from the initial guess with the
-    [`toolkit.control.InteriorPointRootFinder`][] method, which follows the smooth barrier path
-    to near the solution, and semismooth Newton then finishes from there. Only the
-    last solve carries the implicit derivative.
+    or stalls before (a line search that needs 10 halvings or fails; see
+    [`toolkit.control.Newton`][]'s `stall_halvings`), the solve restarts from the
+    initial guess with the [`toolkit.control.InteriorPointRootFinder`][] method, which
+    follows the smooth barrier path to near the solution, and semismooth Newton then
+    finishes from there. Only the last solve carries the implicit derivative.
     """
 
     atol: float | None = None

@@ -19,6 +19,8 @@ class _NewtonState(eqx.Module):
     backtracks: Int[Array, ""]
     regularised: Int[Array, ""]
     steps: Int[Array, ""]
+    # Halvings of the last line search; `max_backtracks + 1` if it took no step.
+    last_halvings: Int[Array, ""]
     # The last line search failed and met a trial point where F is not finite.
     nonfinite_search: Bool[Array, ""]
     result: RESULTS
@@ -64,6 +66,14 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     iterations (reported as `nonlinear_max_steps_reached`, or as `nonfinite` if the
     last line search failed on a non-finite F) within `root_find`'s static
     `max_steps`: one compiled solve then serves several budgets.
+
+    `options["give_up"]`, a boolean array, where true stops the solve as soon as it
+    stalls: an iteration whose line search needed `stall_halvings` halvings or took no
+    step (reported as `nonlinear_divergence`). On the problem library a first attempt
+    that is going to converge takes at most a few halvings per step, while one that
+    has stalled fails its searches from then on, at 30 residual evaluations and up to
+    12 regularised factorisations each: a [`toolkit.control.Fallback`][] sets it for
+    its first attempt, so that its rescue starts at once.
     """
 
     rtol: float
@@ -76,6 +86,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     delta_init: float = 1e-4
     delta_max: float = 1e10
     max_regularisations: int = 12
+    stall_halvings: int | None = None
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
         del options, f_struct, aux_struct, tags
@@ -89,6 +100,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             backtracks=jnp.array(0),
             regularised=jnp.array(0),
             steps=jnp.array(0),
+            last_halvings=jnp.array(0),
             nonfinite_search=jnp.array(False),
             result=result,
         )
@@ -200,6 +212,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             backtracks=state.backtracks + k,
             regularised=state.regularised + (n_reg > 0).astype(state.regularised.dtype),
             steps=state.steps + 1,
+            last_halvings=jnp.where(moved, k, self.max_backtracks + 1),
             nonfinite_search=nonfinite_search,
             result=result,
         )
@@ -210,6 +223,16 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
         converged = self.norm(state.f) <= self.atol
         failed = state.result != RESULTS.successful
         result = RESULTS.where(converged, RESULTS.successful, state.result)
+        give_up = options.get("give_up")
+        if give_up is not None and self.stall_halvings is not None:
+            stalled = (
+                give_up
+                & (state.steps > 0)
+                & (state.last_halvings >= self.stall_halvings)
+                & jnp.invert(converged | failed)
+            )
+            failed = failed | stalled
+            result = RESULTS.where(stalled, RESULTS.nonlinear_divergence, result)
         limit = options.get("step_limit")
         if limit is None:
             return converged | failed, result
@@ -239,4 +262,6 @@ SemismoothNewtonRootFinder.__init__.__doc__ = """**Arguments:**
 - `delta_init`: the first Hessian shift tried when the curvature test fails.
 - `delta_max`: the largest Hessian shift.
 - `max_regularisations`: the most shifts tried in one iteration.
+- `stall_halvings`: with `options["give_up"]`, stop once a line search needs this
+    many halvings or fails; `None` never stops early.
 """
