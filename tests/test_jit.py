@@ -48,3 +48,33 @@ def test_unknown_options_are_not_passed(monkeypatch):
         assert f._top is f._nested
     finally:
         _jit._supported.cache_clear()
+
+
+def test_the_options_probe_is_kept_beside_the_compilation_cache(monkeypatch, tmp_path):
+    probes = []
+
+    def probe():
+        probes.append(1)
+        return True
+
+    monkeypatch.setattr(_jit, "_probe", probe)
+    monkeypatch.setattr(_jit, "_memo_folder", lambda: str(tmp_path))
+    _jit._supported.cache_clear()
+    try:
+        assert _jit._supported() and len(probes) == 1
+        (memo,) = tmp_path.iterdir()
+        assert memo.read_text() == "yes"
+        # A new process reads the answer instead of probing.
+        _jit._supported.cache_clear()
+        memo.write_text("no")
+        assert not _jit._supported() and len(probes) == 1
+        # A corrupt memo is probed again and rewritten; an unwritable folder only
+        # costs the probe.
+        _jit._supported.cache_clear()
+        memo.write_bytes(b"\xff\xfe")
+        assert _jit._supported() and len(probes) == 2 and memo.read_text() == "yes"
+        _jit._supported.cache_clear()
+        monkeypatch.setattr(_jit, "_memo_folder", lambda: str(tmp_path / "missing" / "x"))
+        assert _jit._supported() and len(probes) == 3
+    finally:
+        _jit._supported.cache_clear()

@@ -2,7 +2,9 @@
 XLA's CPU compiler takes, at the same run time."""
 
 import functools
+import hashlib
 import os
+import pathlib
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +27,48 @@ ENV = "TOOLKIT_COMPILER_OPTIONS"
 _OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 
 
-@functools.cache
-def _supported() -> bool:
+def _probe() -> bool:
     try:
         jax.jit(lambda x: x, compiler_options=_OPTIONS).lower(0.0).compile()
     except Exception:  # this XLA does not know the options
         return False
     return True
+
+
+@functools.cache
+def _supported() -> bool:
+    # The probe lowers and compiles a program, a tenth of a second of a new process
+    # that loads everything else from the persistent cache: its answer for this
+    # jaxlib and backend is kept beside that cache.
+    folder = _memo_folder()
+    if not folder:
+        return _probe()
+    name = f"toolkit-xla-options-{_jaxlib_version()}-{jax.default_backend()}-{_digest()}"
+    memo = pathlib.Path(folder) / name
+    try:
+        return {"yes": True, "no": False}[memo.read_text().strip()]
+    except (OSError, KeyError, UnicodeDecodeError):
+        pass
+    answer = _probe()
+    try:
+        memo.write_text("yes" if answer else "no")
+    except OSError:  # an unwritable cache folder only costs the probe next time
+        pass
+    return answer
+
+
+def _memo_folder() -> str | None:
+    return jax.config.jax_compilation_cache_dir
+
+
+def _digest() -> str:
+    return hashlib.sha256(repr(sorted(_OPTIONS.items())).encode()).hexdigest()[:12]
+
+
+def _jaxlib_version() -> str:
+    import jaxlib
+
+    return jaxlib.__version__
 
 
 def compiler_options() -> dict[str, Any]:

@@ -58,7 +58,9 @@ def plan(ns: argparse.Namespace) -> int:
             f"{', '.join(control.problems.names())}"
         )
     check_outputs(ns)
-    ex = control.problems.get(ns.problem)
+    from ._stored import library_example, plan_library_problem
+
+    ex = library_example(ns.problem)
     N = ex.N if ns.N is None else ns.N
     key = ns.transcription
     if key is None:
@@ -81,7 +83,6 @@ def plan(ns: argparse.Namespace) -> int:
         raise InputError(f"argument --transcription: {e}") from None
     print(f"planning {ex.name} ({ex.description}) with {key}, N={N}, {ns.method} ...")
     print("  compiling and solving ...", flush=True)
-    from ._stored import plan_library_problem
 
     # With the compilation cache on, the plan's compiled stages are stored too, and the
     # next process loads them without tracing.

@@ -199,6 +199,14 @@ def _store(folder: pathlib.Path, identity: str) -> ExecutableStore:
     return ExecutableStore(folder, identity)
 
 
+@functools.cache
+def library_example(name: str):
+    """`control.problems.get(name)`, built once per process: a library problem's
+    construction runs eager array operations, each a small program to load in a new
+    process."""
+    return get(name)
+
+
 def plan_library_problem(
     name: str,
     transcription: AbstractTranscription,
@@ -215,7 +223,7 @@ def plan_library_problem(
 
     The [`toolkit.control.Solution`][], as `control.plan` returns it.
     """
-    ex = get(name)
+    ex = library_example(name)
     problem, args = ex.problem, ex.args
     if problem.args_check is not None:
         args = problem.args_check(args)
