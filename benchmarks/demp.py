@@ -31,15 +31,17 @@ Experiments (`--experiments`; the first four are the plan):
 4. `speed`: DemP's training wall clock against dense, back to back: each process
    trains dense (seed s) once before its first DemP run of seed s, and every DemP
    record carries the dense times of its own process and the load average, so the
-   ratio never mixes loads of different sessions. The default recipe at the strengths
-   aimed at 85 and 90 %, seeds 0, 1, 2, both data sets.
+   ratio never mixes loads of different sessions. The default recipe, and the DemP
+   cell of `seeds` where that is another, at the strengths aimed at 85 and 90 %, seeds
+   0, 1, 2, both data sets.
 5. `dead_lr`, `dead_reg`, `dead_batch` (not in the plan; by name only): the paper's
    observations. Plain Adam, no noise, no pruning; the fraction of units dead at the
    end against the learning rate, a constant L2 penalty and the batch size.
 
-The full plan is 177 records (grid 28; seeds 95 more; ablation 42 more, 36 when the
+The full plan is 189 records (grid 28; seeds 95 more; ablation 42 more, 36 when the
 best cell is the default recipe, 171 records in all then; speed 12, each process's
-dense run of a seed not recorded): `--plan-only` prints the count and a time estimate.
+dense run of a seed not recorded; 24 when the cell of `seeds` is not the default
+recipe): `--plan-only` prints the count and a time estimate.
 A record is one training run, `train/DATASET/METHOD/KNOB/seed=N` (shared by the
 experiments that need it: the grid's seed-0 runs are also the first seed of `seeds`
 and `ablation`), `speed/...` or `dead_*/...`, written to
@@ -456,12 +458,15 @@ def runs_of(P: dict, experiments, datasets, cell=None):
                     for r in chosen:
                         add(exp, ds, m, r, seed)
         elif exp == "speed":
+            # The default recipe, and the cell that `seeds` compares (the one whose
+            # sparsity the speed goal is about), once it is known.
+            timed = [DEFAULT_CELL] + ([] if cell in (None, DEFAULT_CELL) else [cell])
             for seed in P["speed"]["seeds"]:
                 for ds in P["speed"]["datasets"]:
-                    regs = P["strengths"][ds][DEFAULT_CELL]
-                    for r, a in zip(regs, P["aims"]):
-                        if a in P["speed"]["aims"]:
-                            add(exp, ds, cell_name(DEFAULT_CELL), r, seed, prefix="speed")
+                    for c in timed:
+                        for r, a in zip(P["strengths"][ds][c], P["aims"]):
+                            if a in P["speed"]["aims"]:
+                                add(exp, ds, cell_name(c), r, seed, prefix="speed")
         elif exp.startswith("dead_"):
             D = P["dead"]
             for seed in D["seeds"]:
@@ -770,7 +775,8 @@ CHANCE = 0.1  # both data sets have 10 classes
 def _speed_rows(g: dict) -> list[dict]:
     """Rows of the `speed` table, one per reg, from its records (grouped by `_group`)."""
     rows = []
-    for (m, k), recs in sorted(g.items(), key=lambda x: float(x[0][1])):
+    default = cell_name(DEFAULT_CELL)
+    for (m, k), recs in sorted(g.items(), key=lambda x: (x[0][0] != default, float(x[0][1]))):
         ratio, ratio_sd = _stats([r["dense_wall_s"] / r["wall_s"] for r in recs])
         sratio, sratio_sd = _stats([r["dense_steps_s"] / r["steps_s"] for r in recs])
 
@@ -779,6 +785,7 @@ def _speed_rows(g: dict) -> list[dict]:
 
         rows.append(
             {
+                "method": m,
                 "reg": k,
                 "n": len(recs),
                 "sparsity": mean(lambda r: r["unit_sparsity"]),
@@ -810,21 +817,22 @@ def _speed_section(R: dict, ds: str, verdicts) -> list[str]:
     if not speed:
         return []
     lines = [
-        f"Training wall clock on {ds}: DemP's default recipe (`{cell_name(DEFAULT_CELL)}`) "
+        f"Training wall clock on {ds}: DemP (its default recipe `{cell_name(DEFAULT_CELL)}`, "
+        "and the cell compared above where that is another) "
         "against dense trained back to back in the same process (experiment `speed`; "
         "mean ± sd over seeds of the per-seed ratio dense time / DemP time). `steps` = "
         "the training steps alone, `compile` = XLA compilations, `other` = the rest of "
         "DemP's `train` call; load = the 1-minute load average at the start of the DemP "
         "runs.",
         "",
-        "| reg | seeds | unit sparsity | test acc (dense) | DemP wall s (steps / compile / "
-        "other) | dense wall s (steps) | speed-up (wall) | speed-up (steps only) | prunes "
-        "| load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| DemP | reg | seeds | unit sparsity | test acc (dense) | DemP wall s (steps / "
+        "compile / other) | dense wall s (steps) | speed-up (wall) | speed-up (steps only) "
+        "| prunes | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in speed:
         lines.append(
-            f"| {row['reg']} | {row['n']} | {row['sparsity']:.3f} | "
+            f"| `{row['method']}` | {row['reg']} | {row['n']} | {row['sparsity']:.3f} | "
             f"{row['acc']:.4f} ({row['dense_acc']:.4f}) | {row['wall']:.1f} "
             f"({row['steps']:.1f} / {row['compile']:.1f} / {row['other']:.1f}) | "
             f"{row['dense_wall']:.1f} ({row['dense_steps']:.1f}) | "
@@ -839,12 +847,14 @@ def _speed_section(R: dict, ds: str, verdicts) -> list[str]:
     if collapsed:
         lines.append(
             "Collapsed to chance accuracy (≤ 2 × 1/10; not counted in the verdict): "
-            + ", ".join(f"reg {r['reg']} (accuracy {r['acc']:.3f})" for r in collapsed)
+            + ", ".join(
+                f"`{r['method']}` reg {r['reg']} (accuracy {r['acc']:.3f})" for r in collapsed
+            )
             + "."
         )
         lines.append("")
     hi = [
-        (r["sparsity"], r["ratio"], r["n"])
+        (r["sparsity"], r["ratio"], r["n"], r["method"])
         for r in speed
         if r["sparsity"] >= 0.8 and r["acc"] > 2 * CHANCE
     ]
@@ -853,7 +863,7 @@ def _speed_section(R: dict, ds: str, verdicts) -> list[str]:
         verdicts.append(
             f"- {ds}, DemP ≥ 1.5× faster training than dense at ≥ 80 % unit sparsity: "
             f"**{'MET' if ok else 'MISSED'}** — "
-            + ", ".join(f"sparsity {c[0]:.2f}: {c[1]:.2f}× ({c[2]} seeds)" for c in hi)
+            + ", ".join(f"`{c[3]}` at sparsity {c[0]:.2f}: {c[1]:.2f}× ({c[2]} seeds)" for c in hi)
             + " (total wall clock, back to back)."
         )
     else:

@@ -106,11 +106,15 @@ def test_plan_counts_and_shared_records():
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
     assert len(grid) == 4 * 3 + 1 + 5 * 3  # 4 cells x 3 strengths, dense, 5 baselines x 3
     other = ("positive_l2", 3e-3)
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 177
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189
+    # `speed` times the default recipe and, when it is another, the cell of `seeds`.
+    speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
+    assert {r[3] for r in speed} == {demp.cell_name(demp.DEFAULT_CELL), "demp.positive_l2.0.003"}
+    assert len(speed) == 2 * 2 * 2 * 3  # cells x strengths (85, 90 %) x data sets x seeds
     # The default cell's seed-0 to seed-2 runs serve `seeds` and `ablation` alike.
     assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171
-    # Before the grid chooses the cell, the DemP runs of `seeds` are pending.
-    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 15
+    # Before the grid chooses the cell, its runs in `seeds` and `speed` are pending.
+    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 15 + 12  # seeds, speed
     keys = [r[0] for r in demp.runs_of(P, demp.EXPERIMENTS, demp.DATASETS, other)]
     assert len(keys) == len(set(keys))
     seeds = demp.runs_of(P, ["seeds"], ["mnist1d"], other)
@@ -408,3 +412,28 @@ def test_jobs_runs_the_seeds_cell_once_the_grid_chose_it(results, monkeypatch):
     # The second round gets what is left of the budget.
     left = [a for a in rounds[2] if a.startswith("--max-minutes=")]
     assert len(left) == 1 and 29 < float(left[0].split("=")[1]) < 30
+
+
+def test_speed_verdict_counts_only_runs_that_did_not_collapse():
+    timed = {"dense_steps_s": 90.0, "steps_s": 40.0, "compile_s": 5.0, "prunes": 8}
+    timed.update(dense_test_accuracy=0.75, load=[1.0, 1.0, 1.0], dense_wall_s=100.0)
+    R = {}
+    for seed in (0, 1, 2):
+        R[f"speed/mnist1d/demp.bn_scale_l1.5e-05/0.3/seed={seed}"] = {
+            **timed,
+            "unit_sparsity": 0.80,
+            "test_accuracy": 0.089,
+            "wall_s": 40.0,
+        }
+        R[f"speed/mnist1d/demp.positive_l2.0.003/0.1/seed={seed}"] = {
+            **timed,
+            "unit_sparsity": 0.86,
+            "test_accuracy": 0.67,
+            "wall_s": 50.0,
+        }
+    verdicts: list = []
+    lines = demp._speed_section(R, "mnist1d", verdicts)
+    assert any(line.startswith("| `demp.positive_l2.0.003` | 0.1 | 3 | 0.860 |") for line in lines)
+    assert any("`demp.bn_scale_l1.5e-05` reg 0.3 (accuracy 0.089)" in line for line in lines)
+    (verdict,) = verdicts
+    assert "**MET**" in verdict and "`demp.positive_l2.0.003` at sparsity 0.86: 2.00×" in verdict
