@@ -163,6 +163,10 @@ def _worker(case: str, mode: str) -> dict:
 def _spawn(args: list[str], cache: str) -> tuple[float, subprocess.CompletedProcess]:
     env = {**os.environ, "TOOLKIT_COMPILATION_CACHE": cache}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    # As a default Python does, let the processes keep their modules' bytecode: a
+    # machine that sets PYTHONDONTWRITEBYTECODE recompiles toolkit's source (an
+    # editable install has no bytecode of its own) at every start.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     tic = time.perf_counter()
     out = subprocess.run(
         [sys.executable, *args], env=env, capture_output=True, text=True, cwd=HERE.parent
@@ -277,6 +281,8 @@ def write_readme(results: dict) -> None:
             "call with an empty persistent-cache folder, and the first call of a new "
             "process that finds the cache filled (`toolkit.enable_compilation_cache`, "
             "which the CLI, tutorials and tests switch on). Warm solve: median of 20. "
+            "The processes keep Python's bytecode of the modules they import, as a "
+            "default Python does (the benchmark unsets PYTHONDONTWRITEBYTECODE). "
             "`python benchmarks/cold_start.py` (results in "
             "`benchmarks/results/cold_start.json`; `--readme` writes this section).",
             "",
