@@ -14,6 +14,7 @@ the iterations or the fallback, so that program compiles several times faster th
 the one-program plan's derivative.
 """
 
+import dataclasses
 from typing import Any
 
 import equinox as eqx
@@ -204,7 +205,19 @@ def _newton(
     sol = first.limited(residual, w, problem_args, linear_solver, step_limit, adjoint, give_up)
     out = solution(problem, transcription, solver, residual, args, sol)
     # Successful exactly when the pass converged to a point within `atol` (`is_root`).
-    return out, out.result == RESULTS.successful, sol.value
+    solved = out.result == RESULTS.successful
+    # The statistics of a plan that ends here, computed in the program rather than on
+    # the host (each conversion there is a transfer): a first pass that solves
+    # reports what the one-program plan does, a finish from the root (no backtracks,
+    # no regularised steps).
+    stats = dict(out.stats)
+    at_once = give_up & solved
+    for key in ("backtracks", "regularised_steps"):
+        stats[key] = jnp.where(at_once, jnp.zeros_like(stats[key]), stats[key])
+    stats["num_steps"] = jnp.asarray(stats["num_steps"], jnp.int32)
+    stats["interior_point_steps"] = jnp.zeros((), jnp.int32)
+    stats["interior_point_restarted"] = jnp.zeros((), bool)
+    return dataclasses.replace(out, stats=stats), solved, sol.value
 
 
 @filter_jit
@@ -276,22 +289,19 @@ def _stages(problem, transcription, solver, args, init, run=_direct) -> tuple[So
     calls each compiled stage (`stage(*args)`, or a stored executable of it)."""
     w0 = run(_start, problem, transcription, args, init)
     fallback = solver.composition()
-    limit = jnp.asarray(min(fallback.after, fallback.max_steps), jnp.int32)
+    limit = np.asarray(min(fallback.after, fallback.max_steps), np.int32)
     first, solved, w = run(_newton, problem, transcription, solver, args, w0, limit, _TRUE)
     if bool(solved):
-        # As the one-program plan reports a first pass that solves: what a finish from
-        # the root would take (no backtracks, no regularised steps).
-        steps = first.stats["num_steps"]
-        return _with_stats(first, steps, 0, False, finished_at_once=True), w
+        return first, w  # with the whole plan's statistics (`_newton`)
     w, interior_steps, restarted = run(_rescue, problem, transcription, solver, args, w0)
-    limit = jnp.asarray(fallback.max_steps, jnp.int32)
+    limit = np.asarray(fallback.max_steps, np.int32)
     second, _, w = run(_newton, problem, transcription, solver, args, w, limit, _FALSE)
     steps = [first.stats["num_steps"], interior_steps, second.stats["num_steps"]]
     sol = _with_stats(second, sum(np.asarray(n) for n in steps), interior_steps, restarted)
     return sol, w
 
 
-def _with_stats(sol, num_steps, interior_steps, restarted, finished_at_once=False):
+def _with_stats(sol, num_steps, interior_steps, restarted):
     """`sol`, the last Newton pass, with the statistics of the whole plan (converted on
     the host: eager conversions would each compile a small program)."""
     stats = dict(sol.stats)
@@ -300,8 +310,5 @@ def _with_stats(sol, num_steps, interior_steps, restarted, finished_at_once=Fals
         interior_point_steps=np.asarray(interior_steps, np.int32),
         interior_point_restarted=np.asarray(restarted, bool),
     )
-    if finished_at_once:
-        for key in ("backtracks", "regularised_steps"):
-            stats[key] = np.zeros_like(stats[key])
     stats = {k: v if isinstance(v, int) else jnp.asarray(v) for k, v in stats.items()}
-    return eqx.tree_at(lambda s: s.stats, sol, stats)
+    return dataclasses.replace(sol, stats=stats)
