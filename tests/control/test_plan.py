@@ -215,15 +215,18 @@ def test_gradient_through_the_interior_point_fallback():
     assert cost_gradient_error(ex, tr, "length", 1e-6) < 1e-5
 
 
-def test_an_eager_plan_in_stages_equals_the_one_program_plan(vdp):
+@pytest.mark.parametrize("fallback_after", [1, 10])
+def test_an_eager_plan_in_stages_equals_the_one_program_plan(vdp, fallback_after):
     # Called eagerly, a plan runs as separate programs (start, Newton pass, and only
     # when needed the interior-point fallback and a second pass); under the user's
-    # `jit` it is one program. `fallback_after=1` forces every stage.
+    # `jit` it is one program. `fallback_after=1` forces every stage; with 10 the
+    # first pass solves and its statistics are the plan's.
     tr = control.Trapezoidal(20)
-    solver = control.KKTNewton(fallback_after=1)
+    solver = control.KKTNewton(fallback_after=fallback_after)
     staged = control.plan(vdp.problem, tr, solver, args=vdp.args)
     one = jax.jit(lambda args: control.plan(vdp.problem, tr, solver, args=args))(vdp.args)
-    assert staged.stats["interior_point_steps"] > 0
+    assert (int(staged.stats["interior_point_steps"]) > 0) == (fallback_after == 1)
+    assert set(staged.stats) == set(one.stats)
     assert staged.result == one.result == control.RESULTS.successful
     fields = ("cost", "ts", "xs", "us", "z", "multipliers", "costates", "bound_multipliers")
     for field in fields:
