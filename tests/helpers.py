@@ -3,12 +3,15 @@ import os
 import socket
 import subprocess
 import sys
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 
 from toolkit import control
+from toolkit.control._kkt import KKTResidual
 
 
 def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8):
@@ -128,3 +131,30 @@ def finish(processes: list[subprocess.Popen], timeout: float) -> list[tuple[str,
 def last_json(stdout: str):
     """The JSON printed on the last line of `stdout`."""
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+class KKTCase(NamedTuple):
+    """A library problem's KKT residual on its default trapezoidal grid, ready for a
+    planner's `solve`."""
+
+    ex: Any
+    tr: Any
+    residual: Any
+    problem_args: tuple
+    w0: Any
+    adjoint: Any
+
+    def solve(self, planner):
+        return planner.solve(
+            self.residual, self.w0, self.problem_args, self.tr.linear_solver(), self.adjoint
+        )
+
+
+def kkt_case(name: str) -> KKTCase:
+    """`KKTCase` of the library problem `name`, from its default guess."""
+    ex = control.problems.get(name)
+    tr = control.Trapezoidal(ex.N)
+    residual = KKTResidual(tr)
+    problem_args = (ex.problem, ex.args)
+    w0 = residual.initial_guess(*problem_args)
+    return KKTCase(ex, tr, residual, problem_args, w0, optx.ImplicitAdjoint(tr.linear_solver()))

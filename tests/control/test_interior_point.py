@@ -7,6 +7,8 @@ from toolkit import control
 from toolkit.control._kkt import KKTResidual
 from toolkit.control._nlp import push_into_box
 
+from ..helpers import kkt_case
+
 
 def test_push_into_box_moves_every_bounded_unknown_inside():
     ex = control.problems.get("cancer_treatment")
@@ -80,16 +82,12 @@ def test_second_order_correction_saves_the_steps_the_filter_cuts():
     # times, for 11 iterations (IPOPT's log shows its second-order correction, the
     # flag "H", at the same stage). With the correction the method takes 8 iterations
     # fewer to the same point.
-    ex = control.problems.get("cart_pole")
-    tr = control.Trapezoidal(ex.N)
-    residual = KKTResidual(tr)
-    problem_args = (ex.problem, ex.args)
-    w0 = residual.initial_guess(*problem_args)
-    adjoint = optx.ImplicitAdjoint(tr.linear_solver())
+    case = kkt_case("cart_pole")
+    ex, tr, residual, problem_args = case.ex, case.tr, case.residual, case.problem_args
 
     def solve(correct):
         path = control.BarrierPath(atol=1e-9, max_steps=100, second_order_correction=correct)
-        return path.solve(residual, w0, problem_args, tr.linear_solver(), adjoint)
+        return case.solve(path)
 
     plain, corrected = solve(False), solve(True)
     for sol in (plain, corrected):

@@ -7,8 +7,9 @@ import optimistix as optx
 import pytest
 
 from toolkit import control
-from toolkit.control._kkt import KKTResidual
 from toolkit.control._stages import can_run_in_stages
+
+from ..helpers import kkt_case
 
 
 def test_the_presets_are_compositions_of_strategy_objects():
@@ -71,15 +72,9 @@ def test_restart_moves_a_stuck_barrier_path():
     # predator_prey from the straight-line guess: every line search of the barrier
     # method fails; with `Restart` it starts once more from the simulated guess and
     # reaches IPOPT's optimum, without it it gives up.
-    ex = control.problems.get("predator_prey")
-    tr = control.Trapezoidal(ex.N)
-    residual = KKTResidual(tr)
-    problem_args = (ex.problem, ex.args)
-    w0 = residual.initial_guess(*problem_args)
-    adjoint = optx.ImplicitAdjoint(tr.linear_solver())
-
-    def solve(planner):
-        return planner.solve(residual, w0, problem_args, tr.linear_solver(), adjoint)
+    case = kkt_case("predator_prey")
+    ex, tr, residual, problem_args = case.ex, case.tr, case.residual, case.problem_args
+    solve = case.solve
 
     stuck = solve(control.BarrierPath(atol=1e-9, max_steps=100, restart=None))
     assert stuck.result != optx.RESULTS.successful and not bool(stuck.stats["restarted"])
@@ -133,37 +128,25 @@ def test_a_stalled_first_attempt_gives_up_at_once():
 
 
 def test_give_up_stops_semismooth_newton_only_where_it_stalls():
-    ex = control.problems.get("bioreactor")
-    tr = control.Trapezoidal(ex.N)
-    residual = KKTResidual(tr)
-    problem_args = (ex.problem, ex.args)
-    w0 = residual.initial_guess(*problem_args)
-    adjoint = optx.ImplicitAdjoint(tr.linear_solver())
     newton = control.Newton(atol=1e-9)
 
-    def attempt(give_up, limit=10):
-        limit = jnp.asarray(limit)
+    def attempt(name, give_up, limit=10):
+        c = kkt_case(name)
         return newton.limited(
-            residual, w0, problem_args, tr.linear_solver(), limit, adjoint, give_up
+            c.residual,
+            c.w0,
+            c.problem_args,
+            c.tr.linear_solver(),
+            jnp.asarray(limit),
+            c.adjoint,
+            give_up,
         )
 
-    stopped = attempt(jnp.asarray(True))
+    stopped = attempt("bioreactor", jnp.asarray(True))
     assert stopped.result == optx.RESULTS.nonlinear_divergence
     assert int(stopped.stats["num_steps"]) == 3
-    assert int(attempt(jnp.asarray(False)).stats["num_steps"]) == 10
-    assert int(attempt(None).stats["num_steps"]) == 10
+    assert int(attempt("bioreactor", jnp.asarray(False)).stats["num_steps"]) == 10
+    assert int(attempt("bioreactor", None).stats["num_steps"]) == 10
     # Where Newton converges (van der Pol), giving up changes nothing.
-    vdp = control.problems.get("van_der_pol")
-    vtr = control.Trapezoidal(vdp.N)
-    vres = KKTResidual(vtr)
-    vargs = (vdp.problem, vdp.args)
-    sol = newton.limited(
-        vres,
-        vres.initial_guess(*vargs),
-        vargs,
-        vtr.linear_solver(),
-        jnp.asarray(10),
-        optx.ImplicitAdjoint(vtr.linear_solver()),
-        jnp.asarray(True),
-    )
+    sol = attempt("van_der_pol", jnp.asarray(True))
     assert sol.result == optx.RESULTS.successful and int(sol.stats["num_steps"]) == 4
