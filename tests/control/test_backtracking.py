@@ -33,23 +33,3 @@ def test_the_search_gives_up_after_its_halvings():
     alpha, k, accepted, (count, _) = _search(-1.0, max_backtracks=5)
     assert int(k) == 5 and not bool(accepted) and int(count) == 6
     assert float(alpha) == 2.0**-5
-
-
-def test_a_search_can_start_from_the_callers_first_trial():
-    def trial(a, out):
-        count, tried = out
-        return a <= 0.3, (count + 1, tried.at[count].set(a))
-
-    search = jax.jit(halving_search, static_argnums=(0, 2))
-    # The caller tried 1.0 (rejected): the search goes on from 0.5, with its own count.
-    out = (jnp.array(1), jnp.full(8, jnp.nan).at[0].set(1.0))
-    alpha, k, accepted, (count, tried) = search(
-        trial, jnp.asarray(1.0), 30, out, first_accepted=jnp.array(False)
-    )
-    assert float(alpha) == 0.25 and int(k) == 2 and bool(accepted) and int(count) == 3
-    assert tried[:3].tolist() == [1.0, 0.5, 0.25]
-    # Accepted already: no trial at all.
-    alpha, k, accepted, (count, _) = search(
-        trial, jnp.asarray(1.0), 30, out, first_accepted=jnp.array(True)
-    )
-    assert float(alpha) == 1.0 and int(k) == 0 and bool(accepted) and int(count) == 1

@@ -7,7 +7,6 @@ from toolkit import control
 from toolkit.control._kkt import KKTResidual
 from toolkit.control._nlp import push_into_box
 
-from ..helpers import kkt_case
 
 
 def test_push_into_box_moves_every_bounded_unknown_inside():
@@ -74,30 +73,3 @@ def test_stuck_interior_point_restarts_from_the_simulated_guess():
     cost = tr.objective(z, *problem_args)
     reference = control.problems.reference_optima()["predator_prey"]["trapezoidal"]["cost"]
     assert abs(float(cost) - reference) <= 1e-6 * reference
-
-
-def test_second_order_correction_saves_the_steps_the_filter_cuts():
-    # Cart-pole swing-up from the default guess: once μ has dropped, full steps raise
-    # the infeasibility ‖c‖₁ (the dynamics' curvature) and the filter halves them 4-7
-    # times, for 11 iterations (IPOPT's log shows its second-order correction, the
-    # flag "H", at the same stage). With the correction the method takes 8 iterations
-    # fewer to the same point.
-    case = kkt_case("cart_pole")
-    ex, tr, residual, problem_args = case.ex, case.tr, case.residual, case.problem_args
-
-    def solve(correct):
-        path = control.BarrierPath(atol=1e-9, max_steps=100, second_order_correction=correct)
-        return case.solve(path)
-
-    plain, corrected = solve(False), solve(True)
-    for sol in (plain, corrected):
-        assert sol.result == optx.RESULTS.successful
-    assert int(plain.stats["second_order_corrections"]) == 0
-    assert int(corrected.stats["second_order_corrections"]) > 0
-    assert int(plain.stats["num_steps"]) - int(corrected.stats["num_steps"]) >= 6
-    assert int(corrected.stats["backtracks"]) < int(plain.stats["backtracks"])
-    z_plain, _ = residual.split(plain.value, ex.problem)
-    z_corrected, _ = residual.split(corrected.value, ex.problem)
-    reference = control.problems.reference_optima()["cart_pole"]["trapezoidal"]["cost"]
-    for z in (z_plain, z_corrected):
-        assert abs(float(tr.objective(z, *problem_args)) - reference) <= 1e-6 * reference

@@ -14,7 +14,6 @@ def halving_search(
     alpha: Scalar,
     max_backtracks: int,
     out: PyTree[Any],
-    first_accepted: Bool[Array, ""] | None = None,
 ) -> tuple[Scalar, Int[Array, ""], Bool[Array, ""], PyTree[Any]]:
     """Try the step lengths `alpha`, `alpha / 2`, `alpha / 4`, ... until `trial`
     accepts one, with at most `max_backtracks` halvings.
@@ -26,8 +25,6 @@ def halving_search(
     - `alpha`: the first step length.
     - `max_backtracks`: the most halvings.
     - `out`: the `out` before the first trial (its structure is every trial's).
-    - `first_accepted`: if given, the caller has tried `alpha` already: `out` is that
-        trial's, and this is whether it was accepted (the search starts halving).
 
     **Returns:**
 
@@ -47,7 +44,5 @@ def halving_search(
 
     # The first step length is the loop's first pass (2 alpha / 2, k = -1 -> 0), so the
     # trial and its acceptance test are traced once.
-    if first_accepted is not None:
-        return lax.while_loop(cond, body, (alpha, jnp.array(0), first_accepted, out))
     init = (2 * alpha, jnp.array(-1), jnp.array(False), out)
     return lax.while_loop(cond, body, init)

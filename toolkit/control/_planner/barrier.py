@@ -24,7 +24,6 @@ class BarrierPath(AbstractPlanner):
     linear_solver: lx.AbstractLinearSolver | None = None
     restart: Restart | None = Restart()
     tol: float | None = None
-    second_order_correction: bool = True
 
     def solve(self, residual, w0, problem_args, linear_solver, adjoint):
         frozen = freeze(problem_args)
@@ -39,7 +38,6 @@ class BarrierPath(AbstractPlanner):
             atol=self.atol,
             linear_solver=linear_solver,
             tol=10 * self.atol if self.tol is None else self.tol,
-            second_order_correction=self.second_order_correction,
             **restart,
         )
         return optx.root_find(
@@ -64,6 +62,4 @@ BarrierPath.__init__.__doc__ = """**Arguments:**
 - `restart`: what to do when the method is stuck: a
     [`toolkit.control.Restart`][] (default), or `None` to give up.
 - `tol`: the KKT error at which it stops; default `10 * atol`.
-- `second_order_correction`: where a full step is refused and raises the
-    infeasibility, try IPOPT's second-order correction of it before halving it.
 """

@@ -30,7 +30,6 @@ class _InteriorPointState(eqx.Module):
     filter_phi: Array
     filter_next: Int[Array, ""]
     backtracks: Int[Array, ""]
-    corrections: Int[Array, ""]
     regularised: Int[Array, ""]
     failures: Int[Array, ""]
     restarted: Bool[Array, ""]
@@ -82,7 +81,6 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
     delta_max: float = 1e10
     max_regularisations: int = 12
     restart_after: int = 15
-    second_order_correction: bool = True
 
     def _error(self, y, g, nu_lower, nu_upper, mu, nlp):
         """IPOPT's KKT error E_μ of the barrier problem, in the NLP's own units: the
@@ -128,7 +126,6 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             filter_phi=jnp.full(_FILTER_SIZE, jnp.inf, dtype),
             filter_next=jnp.array(0),
             backtracks=jnp.array(0),
-            corrections=jnp.array(0),
             regularised=jnp.array(0),
             failures=jnp.array(0),
             restarted=jnp.array(False),
@@ -158,6 +155,9 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             self,
             tags,
         )
+        d_nu_lower = jnp.where(has_lower, mu / s_lower - nu_lower - nu_lower / s_lower * dy, 0)
+        d_nu_upper = jnp.where(has_upper, mu / s_upper - nu_upper + nu_upper / s_upper * dy, 0)
+
         # Fraction to the boundary: neither the unknowns nor ν may come closer than a
         # factor 1 - τ to their bounds (0) in one step.
         tau = jnp.maximum(0.99, 1 - mu)
@@ -167,21 +167,10 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             ratio = jnp.where(mask & (step < 0), -tau * value / jnp.where(step < 0, step, -1), inf)
             return jnp.minimum(1.0, jnp.min(ratio))
 
-        def directions(dy):
-            """The step of ν that goes with the primal step `dy`, and the largest step
-            lengths of each within the bounds."""
-            d_nu_lower = jnp.where(has_lower, mu / s_lower - nu_lower - nu_lower / s_lower * dy, 0)
-            d_nu_upper = jnp.where(has_upper, mu / s_upper - nu_upper + nu_upper / s_upper * dy, 0)
-            alpha_max = jnp.minimum(
-                max_step(s_lower, dy, has_lower), max_step(s_upper, -dy, has_upper)
-            )
-            alpha_nu = jnp.minimum(
-                max_step(nu_lower, d_nu_lower, has_lower),
-                max_step(nu_upper, d_nu_upper, has_upper),
-            )
-            return d_nu_lower, d_nu_upper, alpha_max, alpha_nu
-
-        d_nu_lower, d_nu_upper, alpha_max, alpha_nu = directions(dy)
+        alpha_max = jnp.minimum(max_step(s_lower, dy, has_lower), max_step(s_upper, -dy, has_upper))
+        alpha_nu = jnp.minimum(
+            max_step(nu_lower, d_nu_lower, has_lower), max_step(nu_upper, d_nu_upper, has_upper)
+        )
 
         def phi(y):
             s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
@@ -213,56 +202,16 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
                 & jnp.invert(in_filter)
                 & (theta_t <= state.theta_max)
             )
-            ok = ok & jnp.isfinite(phi_t) & jnp.isfinite(theta_t)
-            return ok, f_type & armijo, theta_t
-
-        # IPOPT's second-order correction: where the full step is refused and raises
-        # the infeasibility (the constraints' curvature, which a linearisation misses),
-        # solve once more with the same matrix and the constraint rows replaced by
-        # α c(y) + c(y + α dy), and try that step before any halving. Run as a loop
-        # of at most one pass: under `jax.vmap` only if some element needs it.
-        y_full = y + alpha_max * dy
-        ok_full, armijo_full, theta_full = accept(alpha_max, y_full)
-        want = solved & jnp.invert(ok_full) & (theta_full >= theta0)
-        if not self.second_order_correction:
-            want = jnp.zeros_like(want)
-
-        def correct(carry):
-            c_full = nlp.unprojected(y_full, args)
-            rhs_soc = jnp.where(nlp.primal_mask, rhs, alpha_max * rhs + c_full)
-            dy_soc, solved_soc, _, _ = regularised_newton_step(
-                lin_fn, rhs_soc, struct, nlp, sigma, delta, self, tags
-            )
-            dirs = directions(dy_soc)
-            y_soc = y + dirs[2] * dy_soc
-            ok, armijo, _ = accept(alpha_max, y_soc)
-            return (dy_soc, *dirs, y_soc, ok & solved_soc, armijo, jnp.array(True))
-
-        zero = jnp.zeros_like(dy)
-        soc_init = (zero, zero, zero, alpha_max, alpha_nu, y, jnp.array(False))
-        soc_init = (*soc_init, jnp.array(False), jnp.invert(want))
-        soc = lax.while_loop(lambda carry: jnp.invert(carry[-1]), correct, soc_init)
-        dy_soc, d_nu_lower_soc, d_nu_upper_soc, _, alpha_nu_soc, y_soc, soc_ok, soc_armijo, _ = soc
-        soc_ok = want & soc_ok
+            return ok & jnp.isfinite(phi_t) & jnp.isfinite(theta_t), f_type & armijo
 
         def trial(alpha, out):
             y_t = y + alpha * dy
-            ok, armijo_step, _ = accept(alpha, y_t)
+            ok, armijo_step = accept(alpha, y_t)
             return ok, (y_t, armijo_step)
 
-        # The search starts from the full step's test above (or the correction's).
         _, k, accepted, (y_t, armijo_step) = halving_search(
-            trial,
-            alpha_max,
-            self.max_backtracks,
-            (y_full, armijo_full),
-            first_accepted=ok_full | soc_ok,
+            trial, alpha_max, self.max_backtracks, (y, jnp.array(False))
         )
-        y_t = jnp.where(soc_ok, y_soc, y_t)
-        armijo_step = jnp.where(soc_ok, soc_armijo, armijo_step)
-        d_nu_lower = jnp.where(soc_ok, d_nu_lower_soc, d_nu_lower)
-        d_nu_upper = jnp.where(soc_ok, d_nu_upper_soc, d_nu_upper)
-        alpha_nu = jnp.where(soc_ok, alpha_nu_soc, alpha_nu)
         moved = solved & accepted
 
         # An h-type step (one accepted by the filter rather than by Armijo) adds the
@@ -350,7 +299,6 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             filter_phi=filter_phi,
             filter_next=filter_next,
             backtracks=state.backtracks + k,
-            corrections=state.corrections + (moved & soc_ok).astype(state.corrections.dtype),
             regularised=state.regularised + (n_reg > 0).astype(state.regularised.dtype),
             failures=failures,
             restarted=state.restarted | restart,
@@ -371,7 +319,6 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             aux,
             {
                 "backtracks": state.backtracks,
-                "second_order_corrections": state.corrections,
                 "regularised_steps": state.regularised,
                 "restarted": state.restarted,
             },
