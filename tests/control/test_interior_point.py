@@ -8,7 +8,6 @@ from toolkit.control._kkt import KKTResidual
 from toolkit.control._nlp import push_into_box
 
 
-
 def test_push_into_box_moves_every_bounded_unknown_inside():
     ex = control.problems.get("cancer_treatment")
     residual = KKTResidual(control.Trapezoidal(20))
