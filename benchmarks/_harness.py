@@ -118,6 +118,17 @@ def wait_quiet(max_wait_s: float, threshold: float = 0.5) -> None:
         log(f"  (other processes use {other.cores} cores; waiting for quiet)")
 
 
+def print_and_write(table: str, goals: list[str], opts: argparse.Namespace, write) -> None:
+    """Print a benchmark's table and goal lines; with `--readme` (and not `--quick`),
+    call `write()` to put them in benchmarks/README.md."""
+    print()
+    print(table)
+    for g in goals:
+        print("  " + g)
+    if opts.readme and not getattr(opts, "quick", False):
+        write()
+
+
 def forced(opts: argparse.Namespace) -> list[str] | None:
     """`--force` as `Store` takes it: None (skip finished entries), [] (redo all), or
     key prefixes."""

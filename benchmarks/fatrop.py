@@ -39,7 +39,7 @@ import casadi as ca
 import equinox as eqx
 import jax
 import numpy as np
-from _harness import arguments, forced, log, Store, wait_quiet
+from _harness import arguments, forced, log, print_and_write, Store, wait_quiet
 from _provenance import machine_line, measured_line, replace_section
 from control_vs_ipopt import interleaved, machine, timed, U_GUESS, U_HI, U_LO, X0
 
@@ -285,12 +285,7 @@ def main(argv=None) -> int:
             wait_quiet(opts.wait_quiet)
         measure(store, transcription, N)
     table, goals = report(store, cases)
-    print()
-    print(table)
-    for g in goals:
-        print("  " + g)
-    if opts.readme and not opts.quick:
-        write_readme(store, table, goals)
+    print_and_write(table, goals, opts, lambda: write_readme(store, table, goals))
     return 0
 
 

@@ -42,7 +42,7 @@ import _provenance
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from _harness import arguments, forced, log, Store, wait_quiet
+from _harness import arguments, forced, log, print_and_write, Store, wait_quiet
 from _provenance import machine_line, measured_line, OtherLoad, replace_section
 from control_vs_ipopt import interleaved, timed, U_GUESS, U_HI, U_LO, X0
 
@@ -228,8 +228,11 @@ def write_readme(store: Store, table: str, goals: list[str]) -> None:
             "not on PyPI): `optimizers.constrained_ilqr` (iLQR in an "
             "augmented Lagrangian, the bounds as inequality constraints), at its default "
             f"tolerances and tightened ({SETTINGS['tight']}); toolkit: `control.plan` with "
-            "its default `KKTNewton`. Both jitted; first call = compile + solve without "
-            "the persistent cache; warm = median of round-robin repeats.",
+            "its default `KKTNewton`. Both under the caller's `jax.jit` (toolkit's plan then "
+            "compiles as one program, the interior-point fallback included, with XLA's "
+            "default options; an eager `control.plan` compiles less, see the cold-start "
+            "section); first call = compile + solve without the persistent cache; warm = "
+            "median of round-robin repeats.",
             "",
             "Reproduce: `python benchmarks/vs_trajax.py --readme` (results in "
             "`benchmarks/results/vs_trajax.json`).",
@@ -259,12 +262,7 @@ def main(argv=None) -> int:
             wait_quiet(opts.wait_quiet)
         measure(store, N)
     table, goals = report(store, Ns)
-    print()
-    print(table)
-    for g in goals:
-        print("  " + g)
-    if opts.readme and not opts.quick:
-        write_readme(store, table, goals)
+    print_and_write(table, goals, opts, lambda: write_readme(store, table, goals))
     return 0
 
 
