@@ -130,6 +130,28 @@ def test_watchdog_keeps_the_second_full_step_past_a_kink(steps, expected, taken)
     assert float(w[0]) == 0.5
 
 
+def test_watchdog_stops_within_the_tolerance():
+    # F(x) = x + 1 is linear: the first full step lands on the root, where the
+    # watchdog stops; from the root it takes no step.
+    w, n = watchdog(lambda w, _: w + 1, jnp.array([0.5]), None, lx.LU(), 2, 1e-12)
+    assert float(w[0]) == -1.0 and int(n) == 1
+    w, n = watchdog(lambda w, _: w + 1, jnp.array([-1.0]), None, lx.LU(), 2, 1e-12)
+    assert float(w[0]) == -1.0 and int(n) == 0
+
+
+def test_a_start_at_the_root_takes_no_step():
+    # Warm-started at its own solution, Gauss-Newton with a watchdog neither steps nor
+    # factorises: the watchdog finds the start within tolerance, and so does the
+    # least-squares solve before its first step.
+    problem, tr, w = _double_well(), control.Trapezoidal(20), jnp.asarray(10.0)
+    planner = control.GaussNewton(watchdog=2)
+    first = control.plan(problem, tr, control.KKTNewton(), args=w)
+    again = control.plan(problem, tr, planner, args=w, init=first)
+    assert again.result == control.RESULTS.successful
+    assert int(again.stats["num_steps"]) == 0
+    assert tree_allclose(again.z, first.z, rtol=0, atol=0)
+
+
 def test_watchdog_is_refused_negative():
     with pytest.raises(ValueError, match="watchdog"):
         control.GaussNewton(watchdog=-1)

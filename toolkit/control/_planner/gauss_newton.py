@@ -28,7 +28,10 @@ class _GaussNewtonFamily(optx.AbstractGaussNewton):
         terminate, result = super().terminate(fn, y, args, options, state, tags)
         residual = state.f_info.residual
         solved = jnp.invert(state.first_step) & (self.norm(residual) <= self.residual_atol)
-        return terminate | solved, result
+        # A start known to be a root (`options["start_solved"]`, from the watchdog)
+        # takes no step: a first step would only evaluate F there and factorise.
+        start_solved = state.first_step & options.get("start_solved", False)
+        return terminate | solved | start_solved, result
 
 
 def _quiet(**kwargs):
@@ -67,7 +70,7 @@ def _loss(f):
     return 0.5 * jnp.sum(f * f)
 
 
-def watchdog(residual, w0, problem_args, linear_solver, steps: int):
+def watchdog(residual, w0, problem_args, linear_solver, steps: int, atol=None):
     """Up to `steps` full Newton steps from `w0`, judged together: the iterate of least
     ½‖F‖² among `w0` and the steps' ends, and the number of steps taken.
 
@@ -75,28 +78,36 @@ def watchdog(residual, w0, problem_args, linear_solver, steps: int):
     with a lookahead of `steps`: near a root of a semismooth F a full step can
     raise ‖F‖ once (a bound crossed between active and inactive) and the next one
     brings it far below the start, which a search judging each step alone rejects.
-    `problem_args` should be frozen: these steps only find a starting point.
+    With `atol`, it stops at an iterate whose residual is within `atol` (max-norm),
+    and takes no step from a start that already is. `problem_args` should be frozen:
+    these steps only find a starting point.
     """
     solver = ShiftOnFailure(linear_solver)
     struct = jax.eval_shape(lambda: w0)
+    tol = jnp.asarray(-1.0 if atol is None else atol, w0.dtype)
 
-    def body(_, carry):
-        w, best, best_loss = carry
-        f, lin_fn = jax.linearize(lambda y: residual(y, problem_args), w)
-        loss = _loss(f)
-        better = loss < best_loss
-        best = jnp.where(better, w, best)
-        best_loss = jnp.where(better, loss, best_loss)
+    def cond(carry):
+        _, f, _, _, i = carry
+        return (i < steps) & (jnp.max(jnp.abs(f)) > tol)
+
+    def body(carry):
+        w, f, best, best_loss, i = carry
+        _, lin_fn = jax.linearize(lambda y: residual(y, problem_args), w)
         operator = lx.FunctionLinearOperator(lin_fn, struct)
         sol = lx.linear_solve(operator, f, solver, throw=False)
         failed = solve_failed(sol.value, sol.result)
-        return jnp.where(failed, w, w - sol.value), best, best_loss
+        w = jnp.where(failed, w, w - sol.value)
+        f = residual(w, problem_args)
+        # Ties go to the earlier iterate: the start when no step helped.
+        better = _loss(f) < best_loss
+        best = jnp.where(better, w, best)
+        best_loss = jnp.where(better, _loss(f), best_loss)
+        return w, f, best, best_loss, i + 1
 
-    inf = jnp.asarray(jnp.inf, w0.dtype)
-    w, best, best_loss = jax.lax.fori_loop(0, steps, body, (w0, w0, inf))
-    # Ties go to the earlier iterate: the start when no step helped.
-    best = jnp.where(_loss(residual(w, problem_args)) < best_loss, w, best)
-    return best, jnp.asarray(steps, jnp.int32)
+    f0 = residual(w0, problem_args)
+    init = (w0, f0, w0, _loss(f0), jnp.asarray(0, jnp.int32))
+    _, _, best, _, taken = jax.lax.while_loop(cond, body, init)
+    return best, taken
 
 
 class GaussNewton(AbstractPlanner):
@@ -133,11 +144,14 @@ class GaussNewton(AbstractPlanner):
             raise ValueError(f"`watchdog` must be >= 0, got {self.watchdog}.")
 
     def solve(self, residual, w0, problem_args, linear_solver, adjoint):
+        options = {}
         if self.watchdog > 0:
+            frozen = freeze(problem_args)
             w0, watchdog_steps = watchdog(
-                residual, w0, freeze(problem_args), linear_solver, self.watchdog
+                residual, w0, frozen, linear_solver, self.watchdog, self.atol
             )
             w0 = jax.lax.stop_gradient(w0)
+            options["start_solved"] = jnp.max(jnp.abs(residual(w0, frozen))) <= self.atol
         descent = self.descent
         if hasattr(descent, "linear_solver"):
             # A singular block pivot near a degenerate point gets a shifted step (the
@@ -157,6 +171,7 @@ class GaussNewton(AbstractPlanner):
             solver,
             w0,
             problem_args,
+            options=options,
             max_steps=self.max_steps,
             adjoint=adjoint,
             throw=False,
