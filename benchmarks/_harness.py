@@ -24,7 +24,16 @@ import zlib
 from collections.abc import Callable
 from contextlib import nullcontext
 
-from _provenance import now, OtherLoad, read_json, SOURCE, write_json_atomic
+from _provenance import (
+    machine_line,
+    measured_line,
+    now,
+    OtherLoad,
+    read_json,
+    replace_section,
+    SOURCE,
+    write_json_atomic,
+)
 
 
 def log(msg: str) -> None:
@@ -127,6 +136,43 @@ def print_and_write(table: str, goals: list[str], opts: argparse.Namespace, writ
         print("  " + g)
     if opts.readme and not getattr(opts, "quick", False):
         write()
+
+
+def write_section(
+    store: "Store",
+    readme: pathlib.Path,
+    section: str,
+    intro: str,
+    script: str,
+    table: str,
+    lines: list[str],
+    *,
+    before: str,
+    versions: dict[str, str] | None = None,
+    heading: str | None = None,
+) -> None:
+    """Write a README section: `section`, `intro`, how to reproduce it (`python
+    benchmarks/{script}.py --readme`, results in `benchmarks/results/{script}.json`),
+    the machine (with `versions`, see `machine_line`) and when and on what the store's
+    entries were measured, `table`, then `lines` as a list under `heading`."""
+    m = store.load()["machine"][store.section[0]]
+    text = [
+        section,
+        "",
+        intro,
+        "",
+        f"Reproduce: `python benchmarks/{script}.py --readme` (results in "
+        f"`benchmarks/results/{script}.json`).",
+        "",
+        machine_line(m, versions=versions) + " " + measured_line(store.entries().values()),
+        "",
+        table,
+        *([heading, ""] if heading else []),
+        *[f"- {line}" for line in lines],
+        "",
+    ]
+    replace_section(readme, section, "\n".join(text), before=before)
+    log(f"Wrote section {section!r} of {readme}.")
 
 
 def forced(opts: argparse.Namespace) -> list[str] | None:

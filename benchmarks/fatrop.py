@@ -39,8 +39,7 @@ import casadi as ca
 import equinox as eqx
 import jax
 import numpy as np
-from _harness import arguments, forced, log, print_and_write, Store, wait_quiet
-from _provenance import machine_line, measured_line, replace_section
+from _harness import arguments, forced, log, print_and_write, Store, wait_quiet, write_section
 from control_vs_ipopt import interleaved, machine, timed, U_GUESS, U_HI, U_LO, X0
 
 from toolkit import control  # after control_vs_ipopt, which switches on float64
@@ -232,37 +231,30 @@ def report(store: Store, cases: list[tuple[str, int]]) -> tuple[str, list[str]]:
 
 
 def write_readme(store: Store, table: str, goals: list[str]) -> None:
-    m = store.load()["machine"][store.section[0]]
-    entries = store.entries().values()
-    section = "\n".join(
-        [
-            SECTION,
-            "",
-            "Van der Pol (x0 = (0, 1), t1 = 10, u in [-0.3, 1], L = x1² + x2² + u²), the "
-            "default guess, float64; the same NLP on every side, written stage-wise for "
-            "FATROP (see the docstring of `benchmarks/fatrop.py`: trapezoidal's implicit "
-            "defects make its FATROP stage control the next node). FATROP "
-            "(`structure_detection='auto'`, default tolerances) and IPOPT (exact Hessian, "
-            "MUMPS, tol 1e-8) through CasADi, built once per case, warm solve, the NLP's "
-            "functions evaluated by CasADi's SX virtual machine (its default; no generated "
-            "C code); toolkit: "
-            "`control.plan` with its default `KKTNewton`, jitted, warm. Medians of "
-            "round-robin repeats.",
-            "",
-            "Reproduce: `python benchmarks/fatrop.py --readme` (results in "
-            "`benchmarks/results/fatrop.json`).",
-            "",
-            machine_line(m, versions={"CasADi": "casadi"}) + " " + measured_line(entries),
-            "",
-            table,
-            "Goals:",
-            "",
-            *[f"- {g}" for g in goals],
-            "",
-        ]
+    intro = (
+        "Van der Pol (x0 = (0, 1), t1 = 10, u in [-0.3, 1], L = x1² + x2² + u²), the "
+        "default guess, float64; the same NLP on every side, written stage-wise for "
+        "FATROP (see the docstring of `benchmarks/fatrop.py`: trapezoidal's implicit "
+        "defects make its FATROP stage control the next node). FATROP "
+        "(`structure_detection='auto'`, default tolerances) and IPOPT (exact Hessian, "
+        "MUMPS, tol 1e-8) through CasADi, built once per case, warm solve, the NLP's "
+        "functions evaluated by CasADi's SX virtual machine (its default; no generated "
+        "C code); toolkit: "
+        "`control.plan` with its default `KKTNewton`, jitted, warm. Medians of "
+        "round-robin repeats."
     )
-    replace_section(README, SECTION, section, before=BEFORE)
-    log(f"Wrote section {SECTION!r} of {README}.")
+    write_section(
+        store,
+        README,
+        SECTION,
+        intro,
+        "fatrop",
+        table,
+        goals,
+        before=BEFORE,
+        versions={"CasADi": "casadi"},
+        heading="Goals:",
+    )
 
 
 def main(argv=None) -> int:

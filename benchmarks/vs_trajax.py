@@ -42,8 +42,8 @@ import _provenance
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from _harness import arguments, forced, log, print_and_write, Store, wait_quiet
-from _provenance import machine_line, measured_line, OtherLoad, replace_section
+from _harness import arguments, forced, log, print_and_write, Store, wait_quiet, write_section
+from _provenance import OtherLoad
 from control_vs_ipopt import interleaved, timed, U_GUESS, U_HI, U_LO, X0
 
 from toolkit import control  # after control_vs_ipopt, which switches on float64
@@ -214,38 +214,32 @@ def report(store: Store, Ns: list[int]) -> tuple[str, list[str]]:
 
 
 def write_readme(store: Store, table: str, goals: list[str]) -> None:
-    m = store.load()["machine"][store.section[0]]
-    entries = store.entries().values()
-    section = "\n".join(
-        [
-            SECTION,
-            "",
-            "Van der Pol (x0 = (0, 1), t1 = 10, u in [-0.3, 1], L = x1² + x2² + u², mu = 1), "
-            "float64, the NLP of `control.MultipleShooting(N)` (RK4, control linear between "
-            "the nodes) on both sides, written for trajax's rollout with the previous "
-            "control in the state and a first stage that sets u_0 (see the docstring of "
-            "`benchmarks/vs_trajax.py`). trajax (from github.com/google/trajax at c94a637, "
-            "not on PyPI): `optimizers.constrained_ilqr` (iLQR in an "
-            "augmented Lagrangian, the bounds as inequality constraints), at its default "
-            f"tolerances and tightened ({SETTINGS['tight']}); toolkit: `control.plan` with "
-            "its default `KKTNewton`. Both under the caller's `jax.jit` (toolkit's plan then "
-            "compiles as one program, the interior-point fallback included, with XLA's "
-            "default options; an eager `control.plan` compiles less, see the cold-start "
-            "section); first call = compile + solve without the persistent cache; warm = "
-            "median of round-robin repeats.",
-            "",
-            "Reproduce: `python benchmarks/vs_trajax.py --readme` (results in "
-            "`benchmarks/results/vs_trajax.json`).",
-            "",
-            machine_line(m, versions={"trajax": "trajax"}) + " " + measured_line(entries),
-            "",
-            table,
-            *[f"- {g}" for g in goals],
-            "",
-        ]
+    intro = (
+        "Van der Pol (x0 = (0, 1), t1 = 10, u in [-0.3, 1], L = x1² + x2² + u², mu = 1), "
+        "float64, the NLP of `control.MultipleShooting(N)` (RK4, control linear between "
+        "the nodes) on both sides, written for trajax's rollout with the previous "
+        "control in the state and a first stage that sets u_0 (see the docstring of "
+        "`benchmarks/vs_trajax.py`). trajax (from github.com/google/trajax at c94a637, "
+        "not on PyPI): `optimizers.constrained_ilqr` (iLQR in an "
+        "augmented Lagrangian, the bounds as inequality constraints), at its default "
+        f"tolerances and tightened ({SETTINGS['tight']}); toolkit: `control.plan` with "
+        "its default `KKTNewton`. Both under the caller's `jax.jit` (toolkit's plan then "
+        "compiles as one program, the interior-point fallback included, with XLA's "
+        "default options; an eager `control.plan` compiles less, see the cold-start "
+        "section); first call = compile + solve without the persistent cache; warm = "
+        "median of round-robin repeats."
     )
-    replace_section(README, SECTION, section, before=BEFORE)
-    log(f"Wrote section {SECTION!r} of {README}.")
+    write_section(
+        store,
+        README,
+        SECTION,
+        intro,
+        "vs_trajax",
+        table,
+        goals,
+        before=BEFORE,
+        versions={"trajax": "trajax"},
+    )
 
 
 def main(argv=None) -> int:
