@@ -99,9 +99,10 @@ def watchdog(residual, w0, problem_args, linear_solver, steps: int, atol=None):
         w = jnp.where(failed, w, w - sol.value)
         f = residual(w, problem_args)
         # Ties go to the earlier iterate: the start when no step helped.
-        better = _loss(f) < best_loss
+        loss = _loss(f)
+        better = loss < best_loss
         best = jnp.where(better, w, best)
-        best_loss = jnp.where(better, _loss(f), best_loss)
+        best_loss = jnp.where(better, loss, best_loss)
         return w, f, best, best_loss, i + 1
 
     f0 = residual(w0, problem_args)
