@@ -25,6 +25,7 @@ from ._planner.fallback import Fallback as Fallback
 from ._planner.gauss_newton import GaussNewton as GaussNewton
 from ._planner.interior_point import InteriorPointRootFinder as InteriorPointRootFinder
 from ._planner.newton import Newton as Newton
+from ._planner.nonmonotone import NonmonotoneTrustRegion as NonmonotoneTrustRegion
 from ._planner.presets import KKTLeastSquares as KKTLeastSquares, KKTNewton as KKTNewton
 from ._planner.restart import Restart as Restart
 from ._planner.semismooth_newton import SemismoothNewtonRootFinder as SemismoothNewtonRootFinder
