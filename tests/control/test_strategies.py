@@ -19,13 +19,13 @@ def test_the_presets_are_compositions_of_strategy_objects():
     assert control.KKTNewton(max_steps=7, fallback_after=0).composition() == control.Newton(
         max_steps=7
     )
-    window = control.NonmonotoneTrustRegion(memory=10)
     assert control.KKTLeastSquares().composition() == control.Fallback(
-        control.GaussNewton(watchdog=2, search=window), control.BarrierPath(), after=0
+        control.GaussNewton(watchdog=2), control.BarrierPath(), after=0
     )
-    assert control.KKTLeastSquares(
-        interior_point_first=False, fallback_after=0
-    ).composition() == control.GaussNewton(search=window)
+    assert (
+        control.KKTLeastSquares(interior_point_first=False, fallback_after=0).composition()
+        == control.GaussNewton()
+    )
     settings = control.KKTNewton(atol=1e-7, interior_point_steps=50).composition()
     assert settings.rescue == control.BarrierPath(atol=1e-7, max_steps=50)
 
