@@ -7,6 +7,7 @@ from .._jit import filter_jit
 from ._closures import hoist_traced_closures
 from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
+from ._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
 from ._planner.presets import KKTNewton
 from ._problem import OptimalControlProblem
 from ._results import raise_if_failed
@@ -61,8 +62,10 @@ def plan(
     - `args`: parameters passed to the problem's functions.
     - `init`: a previous `Solution` on the same transcription to warm-start from
         (its unknowns and multipliers); default is the transcription's guess.
-    - `adjoint`: how to differentiate the solve; default
-        `optimistix.ImplicitAdjoint` with the planner's linear solver.
+    - `adjoint`: how to differentiate the solve; default the implicit adjoint
+        with the planner's linear solver, as `optimistix.ImplicitAdjoint` but
+        without host callbacks (a derivative whose linear solve fails is NaN; so
+        the persistent cache stores the programs that differentiate a plan).
         `optimistix.RecursiveCheckpointAdjoint()` unrolls the iterations instead.
     - `throw`: raise `equinox.EquinoxRuntimeError` with the reason if the plan fails
         (default; the call then waits for the result); if `False`, report it in
@@ -99,6 +102,6 @@ def _plan(
     w0 = starting_point(problem, transcription, residual, args, init)
     linear_solver = linear_solver_of(solver, transcription)
     if adjoint is None:
-        adjoint = optx.ImplicitAdjoint(linear_solver=linear_solver)
+        adjoint = ImplicitAdjointWithoutCallback(linear_solver)
     sol = solver.solve(residual, w0, (problem, args), linear_solver, adjoint)
     return solution(problem, transcription, solver, residual, args, sol)

@@ -31,6 +31,7 @@ from ._planner.at_root import attach_at_root
 from ._planner.base import AbstractLimitedPlanner, AbstractPlanner
 from ._planner.fallback import Fallback
 from ._planner.frozen import freeze
+from ._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
 from ._problem import OptimalControlProblem
 from ._results import RESULTS
 from ._solution import Solution
@@ -201,7 +202,7 @@ def _newton(
     problem_args = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
     first = solver.composition().first
-    adjoint = optx.ImplicitAdjoint(linear_solver)
+    adjoint = ImplicitAdjointWithoutCallback(linear_solver)
     sol = first.limited(residual, w, problem_args, linear_solver, step_limit, adjoint, give_up)
     out = solution(problem, transcription, solver, residual, args, sol)
     # Successful exactly when the pass converged to a point within `atol` (`is_root`).
@@ -234,7 +235,7 @@ def _at_root(
     `adjoint` (default: the implicit adjoint with the planner's linear solver)."""
     residual = KKTResidual(transcription)
     if adjoint is None:
-        adjoint = optx.ImplicitAdjoint(linear_solver_of(solver, transcription))
+        adjoint = ImplicitAdjointWithoutCallback(linear_solver_of(solver, transcription))
     root = attach_at_root(residual, w, (problem, args), adjoint)
     return solution(problem, transcription, solver, residual, args, root)
 
@@ -250,7 +251,7 @@ def _rescue(
     residual = KKTResidual(transcription)
     problem_args = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
-    adjoint = optx.ImplicitAdjoint(linear_solver)
+    adjoint = ImplicitAdjointWithoutCallback(linear_solver)
     # As the one-program plan starts its rescue: from the guess inside the box, whatever
     # the rescue (a barrier path would move it there itself).
     start = push_into_box(w0, residual.nlp_info(*problem_args))

@@ -15,6 +15,7 @@ from jaxtyping import Array, Float, PyTree, Scalar
 from ..._jit import filter_jit
 from .._plan import plan
 from .._planner.base import AbstractPlanner
+from .._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
 from .._planner.presets import KKTNewton
 from .._planner.shift_on_failure import solve_failed
 from .._problem import OptimalControlProblem
@@ -387,8 +388,8 @@ def _check_step(
 class _ZeroIfNonFinite(lx.AbstractLinearSolver):
     """A linear solver whose failed or non-finite solutions become zero, for the implicit
     adjoint of an end-to-end step: at a plan that failed (not a root), the KKT
-    Jacobian may be singular, and lineax would raise from inside the compiled step.
-    Such a step's gradient is discarded anyway (its plan failed)."""
+    Jacobian may be singular, and the gradient would be NaN. Such a step's gradient
+    is discarded anyway (its plan failed)."""
 
     inner: lx.AbstractLinearSolver
 
@@ -428,7 +429,8 @@ def _end_to_end_step(
     adjoint,
 ):
     if adjoint is None:
-        adjoint = optx.ImplicitAdjoint(_ZeroIfNonFinite(linear_solver_of(solver, transcription)))
+        zero_if_failed = _ZeroIfNonFinite(linear_solver_of(solver, transcription))
+        adjoint = ImplicitAdjointWithoutCallback(zero_if_failed)
 
     def total(p):
         model = eqx.combine(p, static)
