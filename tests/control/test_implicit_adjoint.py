@@ -8,29 +8,15 @@ from toolkit import control
 from toolkit.control._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
 from toolkit.control._stages import _at_root, _stages
 
-from ..helpers import tree_allclose
+from ..helpers import tree_allclose, WrappedSolver
 
 
-class _Singular(lx.AbstractLinearSolver):
+class _Singular(WrappedSolver):
     """The inner solver's solution, reported as a singular solve."""
-
-    inner: lx.AbstractLinearSolver
-
-    def init(self, operator, options):
-        return self.inner.init(operator, options)
 
     def compute(self, state, vector, options):
         solution, _, stats = self.inner.compute(state, vector, options)
         return solution, lx.RESULTS.singular, stats
-
-    def transpose(self, state, options):
-        return self.inner.transpose(state, options)
-
-    def conj(self, state, options):
-        return self.inner.conj(state, options)
-
-    def assume_full_rank(self):
-        return self.inner.assume_full_rank()
 
 
 @pytest.fixture(scope="module")

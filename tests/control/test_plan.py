@@ -2,14 +2,19 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import lineax as lx
 import optimistix as optx
 import pytest
 
 from toolkit import control
 from toolkit.control import _plan as plan_module, _stages as stages
 
-from ..helpers import central_difference, cost_gradient_error, relative_error, tree_allclose
+from ..helpers import (
+    central_difference,
+    cost_gradient_error,
+    relative_error,
+    tree_allclose,
+    WrappedSolver,
+)
 
 
 # IPOPT (tol 1e-12) on the identical trapezoidal transcription
@@ -323,26 +328,12 @@ def test_final_state_on_the_edge_of_the_state_box():
         assert jnp.allclose(sol.xs[-1], 0.0, atol=1e-10)
 
 
-class _Doubled(lx.AbstractLinearSolver):
+class _Doubled(WrappedSolver):
     """Twice the inner solver's solution: a visible mark on a derivative."""
-
-    inner: lx.AbstractLinearSolver
-
-    def init(self, operator, options):
-        return self.inner.init(operator, options)
 
     def compute(self, state, vector, options):
         solution, result, stats = self.inner.compute(state, vector, options)
         return jax.tree.map(lambda x: 2 * x, solution), result, stats
-
-    def transpose(self, state, options):
-        return self.inner.transpose(state, options)
-
-    def conj(self, state, options):
-        return self.inner.conj(state, options)
-
-    def assume_full_rank(self):
-        return self.inner.assume_full_rank()
 
 
 def test_an_eager_gradient_uses_the_given_implicit_adjoint(vdp):
