@@ -7,7 +7,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import lineax as lx
 import numpy as np
 import optimistix as optx
 
@@ -159,25 +158,3 @@ def kkt_case(name: str) -> KKTCase:
     problem_args = (ex.problem, ex.args)
     w0 = residual.initial_guess(*problem_args)
     return KKTCase(ex, tr, residual, problem_args, w0, optx.ImplicitAdjoint(tr.linear_solver()))
-
-
-class WrappedSolver(lx.AbstractLinearSolver):
-    """The lineax solver `inner`, for tests to override `compute` (to mark or break a
-    solve) and keep the rest."""
-
-    inner: lx.AbstractLinearSolver
-
-    def init(self, operator, options):
-        return self.inner.init(operator, options)
-
-    def compute(self, state, vector, options):
-        return self.inner.compute(state, vector, options)
-
-    def transpose(self, state, options):
-        return self.inner.transpose(state, options)
-
-    def conj(self, state, options):
-        return self.inner.conj(state, options)
-
-    def assume_full_rank(self):
-        return self.inner.assume_full_rank()

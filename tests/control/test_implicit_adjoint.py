@@ -6,9 +6,10 @@ import pytest
 
 from toolkit import control
 from toolkit.control._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
+from toolkit.control._planner.wrapped_solver import WrappedSolver
 from toolkit.control._stages import _at_root, _stages
 
-from ..helpers import tree_allclose, WrappedSolver
+from ..helpers import tree_allclose
 
 
 class _Singular(WrappedSolver):

@@ -7,13 +7,13 @@ import pytest
 
 from toolkit import control
 from toolkit.control import _plan as plan_module, _stages as stages
+from toolkit.control._planner.wrapped_solver import WrappedSolver
 
 from ..helpers import (
     central_difference,
     cost_gradient_error,
     relative_error,
     tree_allclose,
-    WrappedSolver,
 )
 
 

@@ -18,6 +18,7 @@ from .._planner.base import AbstractPlanner
 from .._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
 from .._planner.presets import KKTNewton
 from .._planner.shift_on_failure import solve_failed
+from .._planner.wrapped_solver import WrappedSolver
 from .._problem import OptimalControlProblem
 from .._results import RESULTS
 from .._solution import Solution
@@ -384,32 +385,17 @@ def _check_step(
         )
 
 
-@filter_jit
-class _ZeroIfNonFinite(lx.AbstractLinearSolver):
+class _ZeroIfNonFinite(WrappedSolver):
     """A linear solver whose failed or non-finite solutions become zero, for the implicit
     adjoint of an end-to-end step: at a plan that failed (not a root), the KKT
     Jacobian may be singular, and the gradient would be NaN. Such a step's gradient
     is discarded anyway (its plan failed)."""
-
-    inner: lx.AbstractLinearSolver
-
-    def init(self, operator, options):
-        return self.inner.init(operator, options)
 
     def compute(self, state, vector, options):
         solution, result, stats = self.inner.compute(state, vector, options)
         bad = solve_failed(solution, result)
         solution = jax.tree.map(lambda x: jnp.where(bad, jnp.zeros_like(x), x), solution)
         return solution, lx.RESULTS.where(bad, lx.RESULTS.successful, result), stats
-
-    def transpose(self, state, options):
-        return self.inner.transpose(state, options)
-
-    def conj(self, state, options):
-        return self.inner.conj(state, options)
-
-    def assume_full_rank(self):
-        return self.inner.assume_full_rank()
 
 
 def _end_to_end_step(
