@@ -82,7 +82,9 @@ def test_jit_vmap_and_grad(invasive_plant):
         return control.plan(ex.problem, tr, args=args).cost
 
     def cost_and_plan(args):
-        sol = control.plan(ex.problem, tr, args=args)
+        # `throw=False`: a failure check under `jit` is a host callback, which JAX's
+        # persistent cache cannot store; the vmapped plans are compared to eager ones.
+        sol = control.plan(ex.problem, tr, args=args, throw=False)
         return sol.cost, (sol.xs, sol.us)
 
     batch = {
