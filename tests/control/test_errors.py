@@ -230,6 +230,23 @@ def test_parameter_out_of_range_under_a_users_jit():
         control.plan(ex.problem, control.Trapezoidal(10), args={**ex.args, "r": "one"})
 
 
+def test_parameter_out_of_range_under_a_users_jit_is_reported_without_throw():
+    # With `throw=False` the range check's verdict goes into the result: the user's
+    # program holds no host callback, and a batch flags only its bad member.
+    ex = control.problems.get("cancer_treatment")
+    tr = control.Trapezoidal(10)
+
+    def result(r):
+        return control.plan(ex.problem, tr, args={**ex.args, "r": r}, throw=False).result
+
+    rs = jnp.array([0.3, -0.3, jnp.nan])
+    assert host_callbacks(jax.make_jaxpr(result)(rs[0])) == []
+    results = jax.jit(jax.vmap(result))(rs)
+    assert (results == control.RESULTS.successful).tolist() == [True, False, False]
+    assert (results == control.RESULTS.parameter_out_of_range).tolist() == [False, True, True]
+    assert "out of its physical range" in control.RESULTS[control.RESULTS.parameter_out_of_range]
+
+
 @pytest.mark.parametrize(
     "transcription", [control.Trapezoidal(4), control.MultipleShooting(4)], ids=type
 )

@@ -78,6 +78,19 @@ def test_traced_value_out_of_range_is_caught_at_run_time():
     assert check({**ex.args, "m_p": jnp.array(1.0)})["m_p"] == 1.0
 
 
+def test_report_gives_the_verdict_on_traced_values_instead_of_a_check():
+    check = control.problems.get("bear_populations").problem.args_check
+    args = control.problems.get("bear_populations").args
+    report = jax.jit(check.report)
+    assert not bool(report(args)[1])
+    checked, bad = report({**args, "m_p": jnp.array(1.5)})
+    assert bool(bad) and float(checked["m_p"]) == 1.5
+    assert bool(report({**args, "m_p": jnp.array(jnp.inf)})[1])
+    # Concrete values raise, as the check itself does.
+    with pytest.raises(ValueError, match=r"parameter 'm_p' .* \[0, 1\], got 1.5"):
+        check.report({**args, "m_p": jnp.array(1.5)})
+
+
 def test_malformed_ranges_are_refused():
     with pytest.raises(ValueError, match=r"p: parameter 'a': a range must be an interval"):
         control.problems.ParameterCheck(("a",), (("a", "0 to 1"),), "p")

@@ -2,11 +2,11 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optimistix as optx
 import pytest
 
 from toolkit import control
 from toolkit.control import _plan as plan_module, _stages as stages
+from toolkit.control._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
 from toolkit.control._planner.wrapped_solver import WrappedSolver
 
 from ..helpers import (
@@ -347,7 +347,9 @@ def test_an_eager_gradient_uses_the_given_implicit_adjoint(vdp):
     # The staged plan attaches the derivative with the caller's adjoint, as the
     # one-program plan does: a solver that doubles its solutions doubles dz/dargs.
     tr = control.Trapezoidal(10)
-    doubled = optx.ImplicitAdjoint(_Doubled(tr.linear_solver()))
+    # (Without callbacks, as `plan`'s default: optimistix's own adjoint would keep
+    # the jitted gradient below out of JAX's persistent cache.)
+    doubled = ImplicitAdjointWithoutCallback(_Doubled(tr.linear_solver()))
 
     def control_at(args, adjoint):
         return control.plan(vdp.problem, tr, args=args, adjoint=adjoint, throw=False).us[3, 0]

@@ -1,5 +1,6 @@
 from typing import Any
 
+import equinox as eqx
 import optimistix as optx
 from jaxtyping import PyTree
 
@@ -10,7 +11,7 @@ from ._planner.base import AbstractPlanner
 from ._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
 from ._planner.presets import KKTNewton
 from ._problem import OptimalControlProblem
-from ._results import raise_if_failed
+from ._results import raise_if_failed, RESULTS
 from ._solution import Solution
 from ._stages import (
     can_run_in_stages,
@@ -69,14 +70,23 @@ def plan(
         `optimistix.RecursiveCheckpointAdjoint()` unrolls the iterations instead.
     - `throw`: raise `equinox.EquinoxRuntimeError` with the reason if the plan fails
         (default; the call then waits for the result); if `False`, report it in
-        `Solution.result` instead.
+        `Solution.result` instead, a library problem's parameter out of its range
+        under the user's `jit`, `vmap` or `grad` included
+        (`RESULTS.parameter_out_of_range`), so that the user's program holds no host
+        callback and JAX's persistent compilation cache can store it.
 
     **Returns:**
 
     A [`toolkit.control.Solution`][].
     """
+    out_of_range = None
     if problem.args_check is not None:
-        args = problem.args_check(args)
+        if throw or trace_state_clean() or not hasattr(problem.args_check, "report"):
+            args = problem.args_check(args)
+        else:
+            # No range check inside the user's program (a host callback): its verdict
+            # goes into the result.
+            args, out_of_range = problem.args_check.report(args)
     if not trace_state_clean():
         problem = hoist_traced_closures(problem, args)
     solver = solver.with_tolerance(problem.x0.dtype)
@@ -84,6 +94,9 @@ def plan(
         sol = plan_in_stages(problem, transcription, solver, args, init, adjoint)
     else:
         sol = _plan(problem, transcription, solver, args, init, adjoint)
+    if out_of_range is not None:
+        result = RESULTS.where(out_of_range, RESULTS.parameter_out_of_range, sol.result)
+        sol = eqx.tree_at(lambda s: s.result, sol, result)
     if throw:
         sol = raise_if_failed(sol, sol.result)
     return sol

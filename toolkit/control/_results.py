@@ -26,6 +26,12 @@ class RESULTS(optx.RESULTS):  # pyright: ignore
         "of the dtype, close to a solution. Loosen `atol` (the default follows the "
         "dtype: 1e-9 in float64, 1e-4 in float32) or plan in float64."
     )
+    parameter_out_of_range = (
+        "A parameter in `args` was out of its physical range or not finite (checked "
+        "on traced values, under the user's `jit`, `vmap` or `grad`, with "
+        "`throw=False`; call the problem's `args_check` on the concrete values to "
+        "see which)."
+    )
     nonzero_residual = (
         "The solver stopped at a point whose KKT residual exceeds the tolerance (for a "
         "least-squares planner: a local minimum of the residual norm that is not a "

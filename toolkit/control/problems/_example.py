@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import PyTree
+from jaxtyping import Array, Bool, PyTree
 
 from .._problem import OptimalControlProblem
 
@@ -117,8 +117,11 @@ class ParameterCheck(eqx.Module):
     Wrong keys, types or shapes raise `ValueError` naming the parameter, and so does a
     concrete value out of its range or not finite (checked on the host: the compiled
     plan holds no host callback). A traced value (under a user's `jit`, `vmap` or
-    `grad`) gets an `eqx.error_if` check naming the parameter and the range instead.
-    Every message starts with the problem's name, if given.
+    `grad`) gets an `eqx.error_if` check naming the parameter and the range instead;
+    `report` returns that verdict instead, as `control.plan(..., throw=False)` uses it
+    (an `eqx.error_if` is a host callback, and JAX's persistent compilation cache
+    stores no program that holds one). Every message starts with the problem's name,
+    if given.
 
     **Fields:**
 
@@ -149,6 +152,26 @@ class ParameterCheck(eqx.Module):
         return f"{self.problem}: " if self.problem else ""
 
     def __call__(self, args):
+        """The checked `args`; raises as described above."""
+        return self._check(args, report=False)[0]
+
+    def report(self, args) -> tuple[dict, Bool[Array, ""]]:
+        """As calling the check, except on traced values: no `eqx.error_if`, but the
+        verdict.
+
+        **Arguments:**
+
+        - `args`: the parameters.
+
+        **Returns:**
+
+        `(args, out_of_range)`: the checked `args`, and whether a traced value is out
+        of its range or not finite (a scalar boolean array; `False` if every value is
+        concrete, as those raise `ValueError` here as well).
+        """
+        return self._check(args, report=True)
+
+    def _check(self, args, report: bool) -> tuple[dict, Bool[Array, ""]]:
         where = self._where
         if not isinstance(args, dict):
             raise ValueError(
@@ -164,6 +187,7 @@ class ParameterCheck(eqx.Module):
             )
         ranges = dict(self.ranges)
         out = {}
+        out_of_range = jnp.asarray(False)
         for name in self.names:
             try:
                 value = jnp.asarray(args[name])
@@ -182,7 +206,11 @@ class ParameterCheck(eqx.Module):
                 above = value > lo if lo_open else value >= lo
                 below = value < hi if hi_open else value <= hi
                 bad = jnp.invert(jnp.isfinite(value) & above & below)
-                out[name] = eqx.error_if(value, bad, message)
+                if report:
+                    out_of_range = out_of_range | bad
+                    out[name] = value
+                else:
+                    out[name] = eqx.error_if(value, bad, message)
             else:
                 v = np.asarray(value)
                 above = v > lo if lo_open else v >= lo
@@ -190,4 +218,4 @@ class ParameterCheck(eqx.Module):
                 if not (np.isfinite(v) and above and below):
                     raise ValueError(f"{message[:-1]}, got {v}.")
                 out[name] = value
-        return out
+        return out, out_of_range
