@@ -77,6 +77,9 @@ class OptimalControlProblem(eqx.Module):
     program: it raises `ValueError` on malformed parameters, and on values out of range
     when they are concrete; on traced values (under a user's `jit` or `vmap`) it may
     attach `eqx.error_if` range checks instead (see `control.problems.ParameterCheck`).
+    If it also has a method `report(args) -> (args, out_of_range)`, as
+    `ParameterCheck` does, `control.plan(..., throw=False)` calls that on traced values
+    and reports `RESULTS.parameter_out_of_range` in the result instead.
     """
 
     dynamics: Callable[[Scalar, Array, Array, PyTree], Array]
