@@ -169,9 +169,10 @@ class ParameterCheck(eqx.Module):
         of its range or not finite (a scalar boolean array; `False` if every value is
         concrete, as those raise `ValueError` here as well).
         """
-        return self._check(args, report=True)
+        args, out_of_range = self._check(args, report=True)
+        return args, jnp.asarray(out_of_range)
 
-    def _check(self, args, report: bool) -> tuple[dict, Bool[Array, ""]]:
+    def _check(self, args, report: bool) -> tuple[dict, bool | Bool[Array, ""]]:
         where = self._where
         if not isinstance(args, dict):
             raise ValueError(
@@ -187,7 +188,7 @@ class ParameterCheck(eqx.Module):
             )
         ranges = dict(self.ranges)
         out = {}
-        out_of_range = jnp.asarray(False)
+        out_of_range = False
         for name in self.names:
             try:
                 value = jnp.asarray(args[name])
