@@ -13,7 +13,7 @@ from jax.sharding import Mesh
 
 from toolkit import control
 
-from ..helpers import finish, free_port, fresh_process, last_json, tree_allclose
+from ..helpers import finish, free_port, fresh_process, host_callbacks, last_json, tree_allclose
 
 
 # Without the interior-point fallback the program compiles in about half the time;
@@ -207,3 +207,19 @@ def test_two_processes_split_the_batch(two_devices):
     assert r["local"] == [0, 8] and not r["fully_addressable"]
     np.testing.assert_allclose(r["cost"], two_devices["cost_ref"], rtol=0, atol=1e-10)
     np.testing.assert_allclose(r["odd"], two_devices["cost_ref"][:15], rtol=0, atol=1e-10)
+
+
+def test_a_parameter_out_of_range_under_a_users_jit_is_reported_without_throw(vdp):
+    # As `plan` does: with `throw=False` the range check's verdict goes into the
+    # result, and the user's program holds no host callback.
+    def results(mus):
+        sol = control.plan_batch(
+            vdp.problem, TRANSCRIPTION, SOLVER, args_batch={"mu": mus}, throw=False, chunk=None
+        )
+        return sol.result
+
+    mus = jnp.array([1.0, -1.0])
+    assert host_callbacks(jax.make_jaxpr(results)(mus)) == []
+    out = jax.jit(results)(mus)
+    assert (out == control.RESULTS.successful).tolist() == [True, False]
+    assert (out == control.RESULTS.parameter_out_of_range).tolist() == [False, True]

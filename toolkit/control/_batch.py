@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, PyTree
 
 from .._jit import filter_jit
 from .._mesh import one_launch_at_a_time
-from ._plan import _plan
+from ._plan import _plan, check_traced_args, report_out_of_range
 from ._planner.base import AbstractPlanner
 from ._planner.presets import KKTNewton
 from ._problem import OptimalControlProblem
@@ -94,8 +94,9 @@ def plan_batch(
     split along it over `mesh` (when the batch size is a multiple of its size).
     """
     _batch_size(args_batch, x0_batch)
+    out_of_range = None
     if problem.args_check is not None and args_batch is not None:
-        args_batch = _check_args(problem, args_batch)
+        args_batch, out_of_range = _check_args(problem, args_batch, throw)
     solver = solver.with_tolerance(problem.x0.dtype)
     if mesh is None and jax.device_count() > 1:
         mesh = Mesh(np.asarray(jax.devices()), ("batch",))
@@ -112,6 +113,7 @@ def plan_batch(
                 f"{mesh.axis_names}."
             )
         sol = _sharded_plan(problem, transcription, solver, adjoint, args_batch, x0_batch, mesh)
+    sol = report_out_of_range(sol, out_of_range)
     if throw:
         sol = raise_if_failed(sol, _gathered(sol.result))
     return sol
@@ -141,21 +143,24 @@ def _batch_size(args_batch: PyTree[Array], x0_batch: Array | None) -> int:
     return sizes.pop()
 
 
-def _check_args(problem: OptimalControlProblem, args_batch: PyTree[Array]) -> PyTree[Array]:
+def _check_args(
+    problem: OptimalControlProblem, args_batch: PyTree[Array], throw: bool
+) -> tuple[PyTree[Array], Array | None]:
     """`problem.args_check` on every element: on the host for a concrete batch (so the
-    compiled plan holds no host callback), in the user's program for a traced one."""
+    compiled plan holds no host callback), in the user's program for a traced one
+    (as `plan` does, with `throw=False` as a verdict for the result)."""
     check = problem.args_check
     assert check is not None
     leaves = jax.tree.leaves(args_batch)
     if any(isinstance(x, jax.core.Tracer) for x in leaves):
-        return jax.vmap(check)(args_batch)
+        return check_traced_args(check, args_batch, throw, vmapped=True)
     host = jax.tree.map(_on_host, args_batch)
     for i in range(_batch_size(host, None)):
         try:
             check(jax.tree.map(lambda a: a[i], host))
         except ValueError as e:
             raise ValueError(f"`args_batch` element {i}: {e}") from None
-    return args_batch
+    return args_batch, None
 
 
 def _on_host(x) -> np.ndarray:

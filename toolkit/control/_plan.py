@@ -1,8 +1,11 @@
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 import optimistix as optx
-from jaxtyping import PyTree
+from jaxtyping import Array, Bool, PyTree
 
 from .._jit import filter_jit
 from ._closures import hoist_traced_closures
@@ -81,12 +84,10 @@ def plan(
     """
     out_of_range = None
     if problem.args_check is not None:
-        if throw or trace_state_clean() or not hasattr(problem.args_check, "report"):
+        if trace_state_clean():
             args = problem.args_check(args)
         else:
-            # No range check inside the user's program (a host callback): its verdict
-            # goes into the result.
-            args, out_of_range = problem.args_check.report(args)
+            args, out_of_range = check_traced_args(problem.args_check, args, throw)
     if not trace_state_clean():
         problem = hoist_traced_closures(problem, args)
     solver = solver.with_tolerance(problem.x0.dtype)
@@ -94,12 +95,42 @@ def plan(
         sol = plan_in_stages(problem, transcription, solver, args, init, adjoint)
     else:
         sol = _plan(problem, transcription, solver, args, init, adjoint)
-    if out_of_range is not None:
-        result = RESULTS.where(out_of_range, RESULTS.parameter_out_of_range, sol.result)
-        sol = eqx.tree_at(lambda s: s.result, sol, result)
+    sol = report_out_of_range(sol, out_of_range)
     if throw:
         sol = raise_if_failed(sol, sol.result)
     return sol
+
+
+def check_traced_args(
+    check: Callable[[PyTree], PyTree], args: PyTree[Any], throw: bool, vmapped: bool = False
+) -> tuple[PyTree[Any], Bool[Array, "..."] | None]:
+    """A problem's `args_check` on traced `args` (over their leading axis if
+    `vmapped`): with `throw`, or without a `report` method, the check itself (range
+    checks by `eqx.error_if` in the user's program); else, since such a check is a
+    host callback, which JAX's persistent cache refuses, `report`'s verdict, for
+    `report_out_of_range` to put into the result.
+
+    **Returns:**
+
+    `(args, out_of_range)`, `out_of_range` `None` where the check ran itself.
+    """
+    if throw or not hasattr(check, "report"):
+        return (jax.vmap(check) if vmapped else check)(args), None
+    return (jax.vmap(check.report) if vmapped else check.report)(args)
+
+
+def report_out_of_range(sol: Solution, out_of_range: Bool[Array, "..."] | None) -> Solution:
+    """`sol` with `RESULTS.parameter_out_of_range` where `out_of_range` (from
+    `check_traced_args`) is true; `sol` itself if it is `None`."""
+    if out_of_range is None:
+        return sol
+
+    def where(bad, result):
+        return RESULTS.where(bad, RESULTS.parameter_out_of_range, result)
+
+    for _ in range(jnp.ndim(out_of_range)):  # a batch's verdicts, one per element
+        where = jax.vmap(where)
+    return eqx.tree_at(lambda s: s.result, sol, where(out_of_range, sol.result))
 
 
 @filter_jit
