@@ -152,3 +152,29 @@ def test_give_up_stops_semismooth_newton_only_where_it_stalls():
     # Where Newton converges (van der Pol), giving up changes nothing.
     sol = attempt("van_der_pol", jnp.asarray(True))
     assert sol.result == optx.RESULTS.successful and int(sol.stats["num_steps"]) == 4
+
+
+def test_an_attempt_that_gives_up_stops_its_search_at_stall_halvings():
+    # bear_populations: the first semismooth step's search fails. Searching on past
+    # `stall_halvings` (10) halvings could only end in the same verdict; the attempt
+    # gives up after 10 residual evaluations instead of `max_backtracks` (30).
+    c = kkt_case("bear_populations")
+    newton = control.Newton(atol=1e-9)
+
+    def attempt(give_up):
+        return newton.limited(
+            c.residual,
+            c.w0,
+            c.problem_args,
+            c.tr.linear_solver(),
+            jnp.asarray(10),
+            c.adjoint,
+            give_up,
+        )
+
+    stopped = attempt(jnp.asarray(True))
+    assert stopped.result == optx.RESULTS.nonlinear_divergence
+    assert int(stopped.stats["num_steps"]) == 1
+    assert int(stopped.stats["backtracks"]) == newton.stall_halvings
+    patient = attempt(jnp.asarray(False))
+    assert int(patient.stats["backtracks"]) >= newton.max_backtracks

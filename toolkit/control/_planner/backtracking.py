@@ -12,7 +12,7 @@ from jaxtyping import Array, Bool, Int, PyTree, Scalar
 def halving_search(
     trial: Callable[[Scalar, PyTree[Any]], tuple[Bool[Array, ""], PyTree[Any]]],
     alpha: Scalar,
-    max_backtracks: int,
+    max_backtracks: int | Int[Array, ""],
     out: PyTree[Any],
 ) -> tuple[Scalar, Int[Array, ""], Bool[Array, ""], PyTree[Any]]:
     """Try the step lengths `alpha`, `alpha / 2`, `alpha / 4`, ... until `trial`

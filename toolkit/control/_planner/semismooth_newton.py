@@ -181,8 +181,16 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             return accept(alpha, y_t, f_t), (y_t, f_t, aux_t, nonfinite)
 
         alpha0 = jnp.full((), 1.0, f.dtype)
+        max_backtracks = self.max_backtracks
+        give_up = options.get("give_up")
+        if give_up is not None and self.stall_halvings is not None:
+            # An attempt that gives up at a search needing `stall_halvings` halvings
+            # stops searching there: further halvings (and the residual evaluations
+            # they cost) could only end in the same verdict.
+            stall = min(self.stall_halvings, self.max_backtracks)
+            max_backtracks = jnp.where(give_up, stall, self.max_backtracks)
         _, k, accepted, (y_t, f_t, aux_t, nonfinite) = halving_search(
-            trial, alpha0, self.max_backtracks, (y, f, aux, jnp.array(False))
+            trial, alpha0, max_backtracks, (y, f, aux, jnp.array(False))
         )
 
         moved = solved & accepted
