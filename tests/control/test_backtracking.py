@@ -33,3 +33,26 @@ def test_the_search_gives_up_after_its_halvings():
     alpha, k, accepted, (count, _) = _search(-1.0, max_backtracks=5)
     assert int(k) == 5 and not bool(accepted) and int(count) == 6
     assert float(alpha) == 2.0**-5
+
+
+def test_a_search_goes_on_from_a_first_trial_made_by_the_caller():
+    def trial(a, out):
+        count, tried = out
+        return a <= 0.3, (count + 1, tried.at[count].set(a))
+
+    def search(first_accepted, max_backtracks=30):
+        # The caller tried alpha = 1 itself (one trial, recorded in `out`).
+        out = (jnp.array(1), jnp.full(8, jnp.nan).at[0].set(1.0))
+        return jax.jit(halving_search, static_argnums=(0, 2))(
+            trial, jnp.asarray(1.0), max_backtracks, out, (jnp.asarray(first_accepted), out)
+        )
+
+    # Rejected: 0.5 rejected, 0.25 accepted; the caller's trial is not repeated.
+    alpha, k, accepted, (count, tried) = search(False)
+    assert float(alpha) == 0.25 and int(k) == 2 and bool(accepted) and int(count) == 3
+    assert tried[:3].tolist() == [1.0, 0.5, 0.25]
+    # Accepted: no further trial. With max_backtracks = 0, none either way.
+    alpha, k, accepted, (count, _) = search(True)
+    assert float(alpha) == 1.0 and int(k) == 0 and bool(accepted) and int(count) == 1
+    alpha, k, accepted, (count, _) = search(False, max_backtracks=0)
+    assert int(k) == 0 and not bool(accepted) and int(count) == 1

@@ -72,3 +72,35 @@ def test_stuck_interior_point_restarts_from_the_simulated_guess():
     cost = tr.objective(z, *problem_args)
     reference = control.problems.reference_optima()["predator_prey"]["trapezoidal"]["cost"]
     assert abs(float(cost) - reference) <= 1e-6 * reference
+
+
+def test_second_order_corrections_shorten_cart_pole_barrier_path():
+    # cart_pole from the default guess: at μ ≈ 3e-3 the full steps raise ‖c‖₁ (the
+    # Maratos effect) and the filter cuts them to 1/16-1/128; IPOPT's second-order
+    # correction, a re-solve with the step's factorisation, keeps them whole.
+    ex = control.problems.get("cart_pole")
+    tr = control.Trapezoidal(ex.N)
+    residual = KKTResidual(tr)
+    problem_args = (ex.problem, ex.args)
+    nlp = residual.nlp_info(*problem_args)
+    w0 = push_into_box(residual.initial_guess(*problem_args), nlp)
+
+    def solve(max_soc):
+        solver = control.InteriorPointRootFinder(
+            rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver(), max_soc=max_soc
+        )
+        return optx.root_find(
+            residual, solver, w0, problem_args, options={"nlp": nlp}, max_steps=100, throw=False
+        )
+
+    plain, corrected = solve(0), solve(4)
+    reference = control.problems.reference_optima()["cart_pole"]["trapezoidal"]["cost"]
+    for sol in (plain, corrected):
+        assert sol.result == optx.RESULTS.successful
+        cost = tr.objective(residual.split(sol.value, ex.problem)[0], *problem_args)
+        assert abs(float(cost) - reference) <= 1e-6 * reference
+    assert int(plain.stats["second_order_corrections"]) == 0
+    assert int(corrected.stats["second_order_corrections"]) > 0
+    assert int(corrected.stats["num_steps"]) <= int(plain.stats["num_steps"]) - 5
+    # Fewer backtracks too: the corrected steps are taken whole.
+    assert int(corrected.stats["backtracks"]) < int(plain.stats["backtracks"])

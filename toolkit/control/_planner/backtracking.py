@@ -14,6 +14,7 @@ def halving_search(
     alpha: Scalar,
     max_backtracks: int | Int[Array, ""],
     out: PyTree[Any],
+    first: tuple[Bool[Array, ""], PyTree[Any]] | None = None,
 ) -> tuple[Scalar, Int[Array, ""], Bool[Array, ""], PyTree[Any]]:
     """Try the step lengths `alpha`, `alpha / 2`, `alpha / 4`, ... until `trial`
     accepts one, with at most `max_backtracks` halvings.
@@ -25,6 +26,9 @@ def halving_search(
     - `alpha`: the first step length.
     - `max_backtracks`: the most halvings.
     - `out`: the `out` before the first trial (its structure is every trial's).
+    - `first`: `(accepted, out)` of a trial of `alpha` the caller made itself (to
+        try something else before halving, as a second-order correction); the search
+        then goes on from `alpha / 2` without repeating it.
 
     **Returns:**
 
@@ -44,5 +48,9 @@ def halving_search(
 
     # The first step length is the loop's first pass (2 alpha / 2, k = -1 -> 0), so the
     # trial and its acceptance test are traced once.
-    init = (2 * alpha, jnp.array(-1), jnp.array(False), out)
+    if first is not None:
+        # The caller tried `alpha` itself already: go on from its verdict.
+        init = (alpha, jnp.array(0), first[0], first[1])
+    else:
+        init = (2 * alpha, jnp.array(-1), jnp.array(False), out)
     return lax.while_loop(cond, body, init)

@@ -118,7 +118,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             delta = state.delta
             n_reg = jnp.array(0)
         else:
-            dy, solved, delta, n_reg = regularised_newton_step(
+            dy, solved, delta, n_reg, _ = regularised_newton_step(
                 lin_fn,
                 f,
                 struct,
