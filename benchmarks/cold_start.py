@@ -90,27 +90,28 @@ def _worker(case: str, mode: str) -> dict:
     jax.block_until_ready(jax.numpy.ones(3) + 1)  # the backend, outside any timing
     out = {"import_s": time.perf_counter() - start, "N": N}
     if mode == "split":
-        # The programs an eager `control.plan` compiles: the starting point and the
-        # Newton pass always, the interior-point fallback only when the pass fails
+        # The programs an eager `control.plan` compiles: the Newton pass from the
+        # starting point always, the interior-point fallback only when the pass fails
         # (`fallback_s` is its whole trace + lower + compile, and `fallback_needed`
         # says whether this case needs it).
-        w0 = _stages._start(ex.problem, transcription, ex.args, None)
-        limit = jax.numpy.asarray(solver.fallback_after, jax.numpy.int32)
+        import numpy as np
+
+        placeholder = _stages._placeholder(ex.problem, transcription)
+        limit = np.asarray(solver.fallback_after, np.int32)
+        w0 = _stages._newton(
+            ex.problem, transcription, solver, ex.args, None, placeholder, True, limit, True
+        )[3]
         # Compiled as the library compiles its stages (`toolkit.compiler_options`).
         from toolkit._jit import jit
 
         programs = {
-            "start": (
-                jit(lambda args: _stages._start(ex.problem, transcription, args, None)),
-                (ex.args,),
-            ),
             "newton": (
                 jit(
                     lambda args, w, n: _stages._newton(
-                        ex.problem, transcription, solver, args, w, n
+                        ex.problem, transcription, solver, args, None, w, True, n, True
                     )
                 ),
-                (ex.args, w0, limit),
+                (ex.args, placeholder, limit),
             ),
             "fallback": (
                 jit(lambda args, w: _stages._rescue(ex.problem, transcription, solver, args, w)),
@@ -136,7 +137,7 @@ def _worker(case: str, mode: str) -> dict:
                 out["lower_s"] += lower
                 out["compile_s"] += compile_
             if name == "newton":
-                _, solved, _ = compiled(*inputs)
+                _, solved, _, _ = compiled(*inputs)
                 out["fallback_needed"] = not bool(solved)
         return out
 

@@ -15,6 +15,7 @@ from .._jit import filter_jit
 from .._mesh import one_launch_at_a_time
 from ._plan import _plan, check_traced_args, report_out_of_range
 from ._planner.base import AbstractPlanner
+from ._planner.memo import tuned
 from ._planner.presets import KKTNewton
 from ._problem import OptimalControlProblem
 from ._results import raise_if_failed, RESULTS
@@ -97,7 +98,7 @@ def plan_batch(
     out_of_range = None
     if problem.args_check is not None and args_batch is not None:
         args_batch, out_of_range = _check_args(problem, args_batch, throw)
-    solver = solver.with_tolerance(problem.x0.dtype)
+    solver = tuned(solver, problem.x0.dtype)
     if mesh is None and jax.device_count() > 1:
         mesh = Mesh(np.asarray(jax.devices()), ("batch",))
     if mesh is None:

@@ -12,6 +12,7 @@ from ._closures import hoist_traced_closures
 from ._kkt import KKTResidual
 from ._planner.base import AbstractPlanner
 from ._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
+from ._planner.memo import tuned
 from ._planner.presets import KKTNewton
 from ._problem import OptimalControlProblem
 from ._results import raise_if_failed, RESULTS
@@ -90,7 +91,7 @@ def plan(
             args, out_of_range = check_traced_args(problem.args_check, args, throw)
     if not trace_state_clean():
         problem = hoist_traced_closures(problem, args)
-    solver = solver.with_tolerance(problem.x0.dtype)
+    solver = tuned(solver, problem.x0.dtype)
     if can_run_in_stages(solver, adjoint, problem, transcription, solver, args, init):
         sol = plan_in_stages(problem, transcription, solver, args, init, adjoint)
     else:

@@ -1,9 +1,9 @@
 """The pieces of a plan shared by its two ways of running.
 
 Under a user's `jax.jit` or `jax.vmap`, a plan is one program (`_plan`). Called
-eagerly, it runs in stages, each its own compiled program: the starting point, a
-semismooth Newton pass, and only if that pass fails, the interior-point fallback and a
-second Newton pass (the same program as the first). Most plans never compile the
+eagerly, it runs in stages, each its own compiled program: a semismooth Newton pass
+from the starting point, and only if that pass fails, the interior-point fallback and
+a second Newton pass (the same program as the first). Most plans never compile the
 fallback, which is about half of the one-program plan's compile time.
 
 Under an eager `jax.grad`, `jax.jvp` or `jax.vjp` (autodiff, and nothing else, over
@@ -32,6 +32,7 @@ from ._planner.base import AbstractLimitedPlanner, AbstractPlanner
 from ._planner.fallback import Fallback
 from ._planner.frozen import freeze
 from ._planner.implicit_adjoint import ImplicitAdjointWithoutCallback
+from ._planner.memo import composition
 from ._problem import OptimalControlProblem
 from ._results import RESULTS
 from ._solution import Solution
@@ -167,7 +168,7 @@ def can_run_in_stages(
     [`toolkit.control.Fallback`][] whose first method takes its budget as an array
     (the default planner's) and the implicit adjoint (whose derivative needs only the
     root)."""
-    fallback = solver.composition()
+    fallback = composition(solver)
     if not (
         isinstance(fallback, Fallback)
         and isinstance(fallback.first, AbstractLimitedPlanner)
@@ -184,21 +185,24 @@ def can_run_in_stages(
 
 
 @filter_jit
-def _start(problem, transcription, args, init) -> Array:
-    return starting_point(problem, transcription, KKTResidual(transcription), args, init)
-
-
-@filter_jit
 def _newton(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
     solver: AbstractPlanner,
     args: PyTree[Any],
+    init: Solution | None,
     w: Array,
+    from_start: Bool[Array, ""],
     step_limit: Int[Array, ""],
     give_up: Bool[Array, ""],
-) -> tuple[Solution, Bool[Array, ""], Array]:
+) -> tuple[Solution, Bool[Array, ""], Array, Array]:
+    """A semismooth Newton pass from `w`, or with `from_start` from the plan's starting
+    point (computed here either way: one program for both passes, and a first pass
+    that is one call rather than two). Returns the solution, whether it solved, its
+    root and the starting point."""
     residual = KKTResidual(transcription)
+    start = starting_point(problem, transcription, residual, args, init)
+    w = jnp.where(from_start, start, w.astype(start.dtype))
     problem_args = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription)
     first = solver.composition().first
@@ -218,7 +222,13 @@ def _newton(
     stats["num_steps"] = jnp.asarray(stats["num_steps"], jnp.int32)
     stats["interior_point_steps"] = jnp.zeros((), jnp.int32)
     stats["interior_point_restarted"] = jnp.zeros((), bool)
-    return dataclasses.replace(out, stats=stats), solved, sol.value
+    return dataclasses.replace(out, stats=stats), solved, sol.value, start
+
+
+def _placeholder(problem: OptimalControlProblem, transcription: AbstractTranscription):
+    """A `w` of the residual's shape for a pass that starts from the starting point."""
+    M, bz, bc = transcription.layout(problem)
+    return np.zeros((M + 1, bc + bz), problem.x0.dtype)
 
 
 @filter_jit
@@ -288,15 +298,19 @@ def _direct(stage, *args):
 def _stages(problem, transcription, solver, args, init, run=_direct) -> tuple[Solution, Array]:
     """The solution of the staged plan, and the root it found. `run(stage, *args)`
     calls each compiled stage (`stage(*args)`, or a stored executable of it)."""
-    w0 = run(_start, problem, transcription, args, init)
-    fallback = solver.composition()
+    fallback = composition(solver)
     limit = np.asarray(min(fallback.after, fallback.max_steps), np.int32)
-    first, solved, w = run(_newton, problem, transcription, solver, args, w0, limit, _TRUE)
+    placeholder = _placeholder(problem, transcription)
+    first, solved, w, w0 = run(
+        _newton, problem, transcription, solver, args, init, placeholder, _TRUE, limit, _TRUE
+    )
     if bool(solved):
         return first, w  # with the whole plan's statistics (`_newton`)
     w, interior_steps, restarted = run(_rescue, problem, transcription, solver, args, w0)
     limit = np.asarray(fallback.max_steps, np.int32)
-    second, _, w = run(_newton, problem, transcription, solver, args, w, limit, _FALSE)
+    second, _, w, _ = run(
+        _newton, problem, transcription, solver, args, init, w, _FALSE, limit, _FALSE
+    )
     steps = [first.stats["num_steps"], interior_steps, second.stats["num_steps"]]
     sol = _with_stats(second, sum(np.asarray(n) for n in steps), interior_steps, restarted)
     return sol, w

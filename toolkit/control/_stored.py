@@ -34,6 +34,7 @@ from jax.experimental import serialize_executable
 from .._jit import compiler_options, jit
 from ._plan import plan
 from ._planner.base import AbstractPlanner
+from ._planner.memo import tuned as memoised_tolerance
 from ._planner.presets import KKTNewton
 from ._solution import Solution
 from ._stages import _stages, can_run_in_stages
@@ -227,7 +228,7 @@ def plan_library_problem(
     problem, args = ex.problem, ex.args
     if problem.args_check is not None:
         args = problem.args_check(args)
-    tuned = solver.with_tolerance(problem.x0.dtype)
+    tuned = memoised_tolerance(solver, problem.x0.dtype)
     if folder is None or not can_run_in_stages(
         tuned, None, problem, transcription, tuned, args, None
     ):
