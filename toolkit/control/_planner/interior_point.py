@@ -63,8 +63,8 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
     `max_soc`, each one more solve with the step's factorisation). μ decreases
     superlinearly (μ ← min(μ/5, μ^1.5)) once the barrier problem is solved to 10 μ,
     several times in one iteration if the iterate also solves the next barrier
-    problems (IPOPT's monotone update). No restoration
-    phase: a failed search grows the curvature shift.
+    problems (IPOPT's monotone update). No restoration phase: a failed search grows
+    the curvature shift.
 
     The smooth barrier path does not jump between active sets as a semismooth step
     does, which is what a start far from the solution needs; the method stops once
