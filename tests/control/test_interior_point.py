@@ -21,26 +21,54 @@ def test_push_into_box_moves_every_bounded_unknown_inside():
     assert bool(jnp.all(jnp.where(free, True, pushed == w)))
 
 
+class _Case:
+    """A library problem's KKT system from its default guess, moved inside the box,
+    for the interior-point root finder alone."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.ex = control.problems.get(name)
+        self.tr = control.Trapezoidal(self.ex.N)
+        self.residual = KKTResidual(self.tr)
+        self.problem_args = (self.ex.problem, self.ex.args)
+        self.nlp = self.residual.nlp_info(*self.problem_args)
+        self.w0 = push_into_box(self.residual.initial_guess(*self.problem_args), self.nlp)
+
+    def solve(self, options=None, **settings):
+        solver = control.InteriorPointRootFinder(
+            rtol=0.0, atol=1e-9, linear_solver=self.tr.linear_solver(), **settings
+        )
+        options = {"nlp": self.nlp} if options is None else options
+        return optx.root_find(
+            self.residual,
+            solver,
+            self.w0,
+            self.problem_args,
+            options=options,
+            max_steps=100,
+            throw=False,
+        )
+
+    def z(self, sol):
+        return self.residual.split(sol.value, self.ex.problem)[0]
+
+    def cost_error(self, sol) -> float:
+        """|cost - IPOPT's tight reference| / reference."""
+        cost = float(self.tr.objective(self.z(sol), *self.problem_args))
+        reference = control.problems.reference_optima()[self.name]["trapezoidal"]["cost"]
+        return abs(cost - reference) / abs(reference)
+
+
 def test_interior_point_reaches_the_ipopt_optimum_to_its_tolerance():
     # The pendulum swing-up, where semismooth Newton alone stalls from this guess.
-    ex = control.problems.get("pendulum")
-    tr = control.Trapezoidal(ex.N)
-    residual = KKTResidual(tr)
-    problem_args = (ex.problem, ex.args)
-    nlp = residual.nlp_info(*problem_args)
-    w0 = push_into_box(residual.initial_guess(*problem_args), nlp)
-    solver = control.InteriorPointRootFinder(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
-    sol = optx.root_find(
-        residual, solver, w0, problem_args, options={"nlp": nlp}, max_steps=100, throw=False
-    )
+    case = _Case("pendulum")
+    sol = case.solve()
     assert sol.result == optx.RESULTS.successful
-    z, _ = residual.split(sol.value, ex.problem)
-    lo, hi = tr.bounds(*problem_args)
+    lo, hi = case.tr.bounds(*case.problem_args)
+    z = case.z(sol)
     assert bool(jnp.all((z >= lo) & (z <= hi)))
-    cost = tr.objective(z, *problem_args)
-    reference = control.problems.reference_optima()["pendulum"]["trapezoidal"]["cost"]
     # KKT error 1e-8 (IPOPT's default tolerance) leaves the cost within ~1e-8.
-    assert abs(float(cost) - reference) <= 1e-6 * reference
+    assert case.cost_error(sol) <= 1e-6
     assert int(sol.stats["num_steps"]) < 40  # IPOPT takes 28 on the same NLP
 
 
@@ -48,57 +76,27 @@ def test_stuck_interior_point_restarts_from_the_simulated_guess():
     # predator_prey from the straight-line guess: every line search fails (the
     # linearised dynamics are violently unstable there); the method restarts once from
     # the states the default controls produce and reaches IPOPT's optimum.
-    ex = control.problems.get("predator_prey")
-    tr = control.Trapezoidal(ex.N)
-    residual = KKTResidual(tr)
-    problem_args = (ex.problem, ex.args)
-    nlp = residual.nlp_info(*problem_args)
-    w0 = push_into_box(residual.initial_guess(*problem_args), nlp)
-    restart = push_into_box(residual.initial_guess(*problem_args, simulate=True), nlp)
-    solver = control.InteriorPointRootFinder(rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver())
-
-    def solve(options):
-        return optx.root_find(
-            residual, solver, w0, problem_args, options=options, max_steps=100, throw=False
-        )
-
-    stuck = solve({"nlp": nlp})
+    case = _Case("predator_prey")
+    guess = case.residual.initial_guess(*case.problem_args, simulate=True)
+    restart = push_into_box(guess, case.nlp)
+    stuck = case.solve({"nlp": case.nlp})
     assert stuck.result != optx.RESULTS.successful
     assert not bool(stuck.stats["restarted"])
-    sol = solve({"nlp": nlp, "restart": restart})
+    sol = case.solve({"nlp": case.nlp, "restart": restart})
     assert sol.result == optx.RESULTS.successful
     assert bool(sol.stats["restarted"])
-    z, _ = residual.split(sol.value, ex.problem)
-    cost = tr.objective(z, *problem_args)
-    reference = control.problems.reference_optima()["predator_prey"]["trapezoidal"]["cost"]
-    assert abs(float(cost) - reference) <= 1e-6 * reference
+    assert case.cost_error(sol) <= 1e-6
 
 
 def test_second_order_corrections_shorten_cart_pole_barrier_path():
     # cart_pole from the default guess: at μ ≈ 3e-3 the full steps raise ‖c‖₁ (the
     # Maratos effect) and the filter cuts them to 1/16-1/128; IPOPT's second-order
     # correction, a re-solve with the step's factorisation, keeps them whole.
-    ex = control.problems.get("cart_pole")
-    tr = control.Trapezoidal(ex.N)
-    residual = KKTResidual(tr)
-    problem_args = (ex.problem, ex.args)
-    nlp = residual.nlp_info(*problem_args)
-    w0 = push_into_box(residual.initial_guess(*problem_args), nlp)
-
-    def solve(max_soc):
-        solver = control.InteriorPointRootFinder(
-            rtol=0.0, atol=1e-9, linear_solver=tr.linear_solver(), max_soc=max_soc
-        )
-        return optx.root_find(
-            residual, solver, w0, problem_args, options={"nlp": nlp}, max_steps=100, throw=False
-        )
-
-    plain, corrected = solve(0), solve(4)
-    reference = control.problems.reference_optima()["cart_pole"]["trapezoidal"]["cost"]
+    case = _Case("cart_pole")
+    plain, corrected = case.solve(max_soc=0), case.solve(max_soc=4)
     for sol in (plain, corrected):
         assert sol.result == optx.RESULTS.successful
-        cost = tr.objective(residual.split(sol.value, ex.problem)[0], *problem_args)
-        assert abs(float(cost) - reference) <= 1e-6 * reference
+        assert case.cost_error(sol) <= 1e-6
     assert int(plain.stats["second_order_corrections"]) == 0
     assert int(corrected.stats["second_order_corrections"]) > 0
     assert int(corrected.stats["num_steps"]) <= int(plain.stats["num_steps"]) - 5
