@@ -215,14 +215,16 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
                 & jnp.invert(in_filter)
                 & (theta_t <= state.theta_max)
             )
-            return ok & jnp.isfinite(phi_t) & jnp.isfinite(theta_t), f_type & armijo
+            ok = ok & jnp.isfinite(phi_t) & jnp.isfinite(theta_t)
+            return ok, f_type & armijo, theta_t
 
         def trial(alpha, out):
             y_t = y + alpha * dy
-            ok, armijo_step = accept(alpha, y_t)
+            ok, armijo_step, _ = accept(alpha, y_t)
             return ok, (y_t, armijo_step)
 
-        first_ok, (y_first, armijo_first) = trial(alpha_max, (y, jnp.array(False)))
+        y_first = y + alpha_max * dy
+        first_ok, armijo_first, theta_first = accept(alpha_max, y_first)
 
         # IPOPT's second-order correction (Wächter & Biegler 2006, A-5.5 to ): a
         # rejected full step that raised the infeasibility is corrected for the
@@ -231,7 +233,7 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
         def constraint_rows(y):
             return jnp.where(nlp.primal_mask, 0, nlp.unprojected(y, args))
 
-        need = solved & jnp.invert(first_ok) & (theta(y_first) >= theta0)
+        need = solved & jnp.invert(first_ok) & (theta_first >= theta0)
 
         def soc_cond(carry):
             p, done, *_ = carry
@@ -245,8 +247,7 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             d = -resolve(jnp.where(nlp.primal_mask, rhs, c_soc))
             alpha_soc = primal_step(d)
             y_soc = y + alpha_soc * d
-            ok, armijo_soc = accept(alpha_max, y_soc)
-            theta_soc = theta(y_soc)
+            ok, armijo_soc, theta_soc = accept(alpha_max, y_soc)
             stop = ok | (theta_soc > self.kappa_soc * theta_old)
             c_soc = alpha_soc * c_soc + constraint_rows(y_soc)
             return p + 1, stop, ok, c_soc, theta_soc, d, armijo_soc
