@@ -239,23 +239,26 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             p, done, *_ = carry
             return jnp.invert(done) & (p < self.max_soc)
 
+        # c ← α c + c(y_last): the first pass from (α_max, c(y), the full step's point),
+        # each later one from the last correction's. Every term depends on the carry,
+        # so XLA cannot hoist a residual evaluation out of the (mostly idle) loop.
         def soc_body(carry):
-            p, _, _, c_soc, theta_old, _, _ = carry
-            c_soc = jnp.where(
-                p == 0, alpha_max * constraint_rows(y) + constraint_rows(y_first), c_soc
-            )
+            p, _, _, scale, c_prev, y_last, theta_old, _, _ = carry
+            c_soc = scale * c_prev + constraint_rows(y_last)
             d = -resolve(jnp.where(nlp.primal_mask, rhs, c_soc))
             alpha_soc = primal_step(d)
             y_soc = y + alpha_soc * d
             ok, armijo_soc, theta_soc = accept(alpha_max, y_soc)
             stop = ok | (theta_soc > self.kappa_soc * theta_old)
-            c_soc = alpha_soc * c_soc + constraint_rows(y_soc)
-            return p + 1, stop, ok, c_soc, theta_soc, d, armijo_soc
+            return p + 1, stop, ok, alpha_soc, c_soc, y_soc, theta_soc, d, armijo_soc
 
         false = jnp.array(False)
-        init = (jnp.array(0), jnp.invert(need), false, jnp.zeros_like(y), theta0, dy, false)
+        c_here = jnp.where(nlp.primal_mask, 0, g)  # c(y) in the residual's rows
+        init = (jnp.array(0), jnp.invert(need), false, alpha_max, c_here, y_first, theta0, dy)
+        init = (*init, false)
         if self.max_soc > 0:
-            _, _, soc_ok, _, _, dy_soc, armijo_soc = lax.while_loop(soc_cond, soc_body, init)
+            out = lax.while_loop(soc_cond, soc_body, init)
+            soc_ok, dy_soc, armijo_soc = out[2], out[7], out[8]
         else:
             soc_ok, dy_soc, armijo_soc = false, dy, false
         alpha_soc = primal_step(dy_soc)
