@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 from toolkit import data
+from toolkit.data._mnist1d import _cache_name
+
+from ..helpers import finish, fresh_process
 
 
 def test_digits():
@@ -34,6 +37,24 @@ def test_digits_split_is_fixed_by_the_key():
 
     expected = np.sort(load_digits().data.sum(axis=1) / 16)
     np.testing.assert_allclose(np.sort(everything.sum(axis=1)), expected, rtol=1e-6)
+
+
+def test_digits_are_scikit_learns_read_without_importing_it():
+    from sklearn.datasets import load_digits
+
+    from toolkit.data._digits import _read_digits
+
+    images, labels = _read_digits()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    # A new process loads digits, and MNIST-1D from its cache, without the 2-4 s of
+    # importing scikit-learn, scipy, matplotlib and MNIST-1D's generator.
+    data.load_mnist1d()
+    code = "import sys; from toolkit import data; data.load('digits'); data.load('mnist1d'); "
+    code += "heavy = ('sklearn', 'scipy', 'matplotlib', 'mnist1d.data'); "
+    code += "print([m for m in heavy if m in sys.modules])"
+    ((stdout, _),) = finish([fresh_process(code, {})], timeout=300)
+    assert stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_digits_bad_fraction():
@@ -78,8 +99,8 @@ def test_mnist1d(tmp_path, no_network):
 
 
 def test_mnist1d_corrupt_cache_is_regenerated(tmp_path, no_network):
-    ds = data.load_mnist1d(cache_dir=tmp_path)
-    (cached,) = tmp_path.iterdir()
+    ds = data.load_mnist1d()  # from the user's cache, or generated into it
+    cached = tmp_path / _cache_name()
     cached.write_bytes(b"half a file")
     again = data.load_mnist1d(cache_dir=tmp_path)
     np.testing.assert_array_equal(again.x_train, ds.x_train)

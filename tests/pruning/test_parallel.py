@@ -73,7 +73,16 @@ _TWO_DEVICES = _RUN + textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     assert jax.device_count() == 2, jax.devices()
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    out = {"one": run(None), "two": run(mesh)}
+    # The two-device run is preempted at step 250 and resumed; its checkpoint at step
+    # 250 is kept for the two-process test, which resumes it on another topology.
+    import shutil
+    import sys
+
+    folder = sys.argv[1]
+    checkpoint = f"{folder}/two.ckpt"
+    run(mesh, checkpoint=checkpoint, stop_at=250)
+    shutil.copy(checkpoint, f"{folder}/at250.ckpt")
+    out = {"one": run(None), "two": run(mesh, checkpoint=checkpoint)}
     # Two CPU devices of one process share XLA's thread pool: the steps run one at a time.
     out["one_at_a_time"] = pruning.DataParallel(mesh).one_launch_at_a_time
     # A baseline whose saliencies are gradients over the (split) batch: SNAP's global
@@ -125,10 +134,9 @@ _PROCESS = textwrap.dedent(
     mesh = Mesh(np.array(jax.devices()), ("data",))
     checkpoint = os.path.join(folder, "run.ckpt")
     log = os.path.join(folder, f"log{process_id}.json")
-    # Preempted at step 150 (process 0 writes the checkpoint), then resumed by both.
-    first = run(mesh, checkpoint=checkpoint, stop_at=150)
+    # The checkpoint one process with two devices wrote at step 250, resumed by both.
     resumed = run(mesh, checkpoint=checkpoint, log=log)
-    print(json.dumps({"first": first, "resumed": resumed}))
+    print(json.dumps({"resumed": resumed}))
     """
 )
 
@@ -142,11 +150,13 @@ def _same_run(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_devices() -> dict:
+def two_devices(tmp_path_factory) -> dict:
     # JAX reads XLA_FLAGS when it starts: two host devices need a fresh process.
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    ((stdout, _),) = finish([fresh_process(_TWO_DEVICES, env)], timeout=900)
-    return last_json(stdout)
+    folder = tmp_path_factory.mktemp("two_devices")
+    ((stdout, stderr),) = finish([fresh_process(_TWO_DEVICES, env, str(folder))], timeout=900)
+    assert "resuming from step 250" in stderr
+    return {**last_json(stdout), "checkpoint_at_250": folder / "at250.ckpt"}
 
 
 def test_two_devices_train_as_one(two_devices):
@@ -175,9 +185,11 @@ def test_two_devices_train_as_one(two_devices):
 def test_two_processes_train_as_one(two_devices, tmp_path):
     # Two processes on this machine, one CPU device each, joined by jax.distributed
     # (coordinator on localhost, gloo collectives): each batch is split across them,
-    # the run is the one-device run, only process 0 writes, and a run preempted at
-    # step 150 resumes from its checkpoint in both processes to the same result.
+    # only process 0 writes, and the checkpoint one process with two devices wrote at
+    # step 250 resumes in both processes to the one-device run's result.
     port = free_port()
+    at_250 = two_devices["checkpoint_at_250"].read_bytes()
+    (tmp_path / "run.ckpt").write_bytes(at_250)
     code = _RUN + _PROCESS
     processes = [
         fresh_process(code, {"XLA_FLAGS": ""}, port, str(i), str(tmp_path)) for i in range(2)
@@ -187,11 +199,11 @@ def test_two_processes_train_as_one(two_devices, tmp_path):
     for stdout, _ in outputs:
         r = last_json(stdout)
         assert r["resumed"]["mesh"]["processes"] == 2
-        assert r["first"]["prunes"] == one["prunes"][: len(r["first"]["prunes"])]
         _same_run(one, r["resumed"])
-    assert (tmp_path / "run.ckpt").exists() and (tmp_path / "log0.json").exists()
+    # Process 0 wrote the finished run's checkpoint and log, process 1 neither.
+    assert (tmp_path / "run.ckpt").read_bytes() != at_250 and (tmp_path / "log0.json").exists()
     assert not (tmp_path / "log1.json").exists()
-    assert "resuming from step 150" in outputs[0][1]
+    assert "resuming from step 250" in outputs[0][1]
     assert "resuming" not in outputs[1][1]
 
 

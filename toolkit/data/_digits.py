@@ -1,4 +1,6 @@
-from typing import Any
+import gzip
+import importlib.util
+import os
 
 import jax.random as jr
 import numpy as np
@@ -29,11 +31,8 @@ def load_digits(
     A [`toolkit.data.Dataset`][] of `(1, 8, 8)` images, 1438 training and 359 test with
     the default `test_fraction`.
     """
-    from sklearn.datasets import load_digits as sklearn_load_digits
-
-    bunch: Any = sklearn_load_digits()
-    images = np.asarray(bunch.images)[:, None]
-    labels = np.asarray(bunch.target)
+    images, labels = _read_digits()
+    images = images[:, None]
     if key is None:
         key = jr.key(0)
     train, test = held_out_split(len(labels), test_fraction, key)
@@ -47,3 +46,25 @@ def load_digits(
         scale=16.0,
         normalise=normalise,
     )
+
+
+def _read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's `digits.csv.gz` as `(images (1797, 8, 8), labels)`, read the way
+    `sklearn.datasets.load_digits` reads it: each row 64 grey levels, then the label.
+
+    The file is read where scikit-learn keeps it, without importing scikit-learn
+    (about 2 s of imports, in every process that trains on digits); should a release
+    keep it elsewhere, its `load_digits` is used.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    folders = [] if spec is None else list(spec.submodule_search_locations or ())
+    for folder in folders:
+        path = os.path.join(folder, "datasets", "data", "digits.csv.gz")
+        if os.path.exists(path):
+            with gzip.open(path, "rt") as f:
+                table = np.loadtxt(f, delimiter=",")
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    bunch = sklearn_load_digits()
+    return np.asarray(bunch.images), np.asarray(bunch.target)  # pyright: ignore

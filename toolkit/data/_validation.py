@@ -1,9 +1,15 @@
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._dataset import Dataset
+
+
+# One program instead of the nine small ones an eager `jr.permutation` compiles
+# (0.45 s in a new process).
+_permutation = jax.jit(jr.permutation, static_argnums=1)
 
 
 def held_out_split(
@@ -16,7 +22,7 @@ def held_out_split(
     num_test = int(round(n * test_fraction))
     if not 0 < num_test < n:
         raise ValueError(f"`{name}`={test_fraction} of {n} examples leaves an empty split.")
-    perm = np.asarray(jr.permutation(key, n))
+    perm = np.asarray(_permutation(key, n))
     return np.sort(perm[num_test:]), np.sort(perm[:num_test])
 
 
