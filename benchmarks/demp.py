@@ -12,7 +12,7 @@ weight decay 5e-4), as the DemP paper compares its methods; methods are built by
 snapshot dead test; SNAP and CroP-S: global ranking in 5 rounds; EarlySNAP /
 EarlyCroP-S: adaptive prune time). Unit sparsity = 1 - units kept / units at the start.
 
-Experiments (`--experiments`; the first four are the plan):
+Experiments (`--experiments`; the first five are the plan):
 
 1. `grid`: MNIST-1D, seed 0. DemP in a 2x2 of (penalty: `positive_l2`, `bn_scale_l1`)
    x (peak noise: 3e-3, 5e-5), each cell at the 3 regularisation strengths of the
@@ -28,23 +28,31 @@ Experiments (`--experiments`; the first four are the plan):
    at its 3 strengths, and the same without noise (`no-noise`), with both schedules
    flat at their peak (`no-schedule`), with only the regulariser's flat (`flat-reg`),
    with only the noise's flat (`flat-noise`).
-4. `speed`: DemP's training wall clock against dense, back to back: each process
+4. `scratch`: MNIST-1D, seeds 0, 1, 2: for each DemP run of the `seeds` cell, a dense
+   network of the hidden widths that run ended with, trained from scratch with the same
+   optimiser, schedule and steps, and one with as many units, every layer keeping the
+   same fraction of its width (the allocation of random pruning): is DemP's loss in
+   the widths it chooses or in how it trains them (Liu et al. 2019, "Rethinking the
+   value of network pruning", train pruned architectures from scratch). Planned once
+   the cell is chosen; a run waits for its DemP run. Fashion-MNIST's LeNet-5 runs
+   (5-10 minutes each here) are left out.
+5. `speed`: DemP's training wall clock against dense, back to back: each process
    trains dense (seed s) once before its first DemP run of seed s, and every DemP
    record carries the dense times of its own process and the load average, so the
    ratio never mixes loads of different sessions. The default recipe, and the DemP
    cell of `seeds` where that is another, at the strengths aimed at 85 and 90 %, seeds
    0, 1, 2, both data sets.
-5. `dead_lr`, `dead_reg`, `dead_batch` (not in the plan; by name only): the paper's
+6. `dead_lr`, `dead_reg`, `dead_batch` (not in the plan; by name only): the paper's
    observations. Plain Adam, no noise, no pruning; the fraction of units dead at the
    end against the learning rate, a constant L2 penalty and the batch size.
 
-The full plan is 189 records (grid 28; seeds 95 more; ablation 42 more, 36 when the
-best cell is the default recipe, 171 records in all then; speed 12, each process's
-dense run of a seed not recorded; 24 when the cell of `seeds` is not the default
-recipe): `--plan-only` prints the count and a time estimate.
+The full plan is 207 records (grid 28; seeds 95 more; ablation 42 more, 36 when the
+best cell is the default recipe, 189 records in all then; scratch 18; speed 12, each
+process's dense run of a seed not recorded; 24 when the cell of `seeds` is not the
+default recipe): `--plan-only` prints the count and a time estimate.
 A record is one training run, `train/DATASET/METHOD/KNOB/seed=N` (shared by the
 experiments that need it: the grid's seed-0 runs are also the first seed of `seeds`
-and `ablation`), `speed/...` or `dead_*/...`, written to
+and `ablation`), `scratch/...`, `speed/...` or `dead_*/...`, written to
 `benchmarks/results/demp-v2.json` (`demp-v2-quick.json` for `--quick`) atomically as
 soon as it finishes; finished records are skipped on a re-run (unless `--force`), so
 the plan can be spread over sessions (`--max-minutes`) and processes (`--shard I/N`,
@@ -111,7 +119,7 @@ SECTION = "## DemP: accuracy vs unit sparsity"
 # The records of this plan; `demp.json` holds those of the first plan (old recipe).
 STEM = "demp-v2"
 
-PLAN = ("grid", "seeds", "ablation", "speed")
+PLAN = ("grid", "seeds", "ablation", "scratch", "speed")
 EXPERIMENTS = (*PLAN, "dead_lr", "dead_reg", "dead_batch")
 DATASETS = ("mnist1d", "fashion_mnist")
 # The baselines of the DemP paper's comparison (l1norm and slimming are left out).
@@ -147,6 +155,9 @@ STRENGTHS = {
     },
 }
 ABLATIONS = ("no-noise", "no-schedule", "flat-reg", "flat-noise")
+# `scratch`: dense networks trained from scratch with the hidden widths a DemP run of
+# the `seeds` cell ended with, and with as many units spread evenly over the layers.
+SCRATCH = ("demp-widths", "uniform")
 
 
 def plan(quick: bool, fashion_model: str) -> dict:
@@ -164,6 +175,7 @@ def plan(quick: bool, fashion_model: str) -> dict:
             "grid": {"dataset": "mnist1d", "seeds": [0]},
             "seeds": {"datasets": ["mnist1d"], "seeds": [0, 1]},
             "ablation": {"dataset": "mnist1d", "seeds": [0], "aims": (0.9,)},
+            "scratch": {"datasets": ["mnist1d"], "seeds": [0]},
             "speed": {"datasets": ["mnist1d"], "seeds": [0], "aims": (0.9,)},
             "dead": {"seeds": [0], "lrs": [1e-3, 1e-2], "l2s": [0.0, 1e-2], "batches": [16, 128]},
         }
@@ -183,6 +195,7 @@ def plan(quick: bool, fashion_model: str) -> dict:
         "grid": {"dataset": "mnist1d", "seeds": [0]},
         "seeds": {"datasets": list(DATASETS), "seeds": [0, 1, 2]},
         "ablation": {"dataset": "mnist1d", "seeds": [0, 1, 2], "aims": AIMS},
+        "scratch": {"datasets": ["mnist1d"], "seeds": [0, 1, 2]},
         "speed": {"datasets": list(DATASETS), "seeds": [0, 1, 2], "aims": (0.85, 0.9)},
         "dead": {
             "seeds": [0, 1, 2],
@@ -204,6 +217,29 @@ def cell_of(method: str) -> tuple[str, float] | None:
         return None
     _, penalty, noise = method.split(".", 2)
     return penalty, float(noise)
+
+
+def scratch_name(cell: tuple[str, float], kind: str) -> str:
+    """The method name of a `scratch` run after the DemP runs of `cell`, e.g.
+    `scratch.positive_l2.0.003.uniform`."""
+    return f"scratch.{cell[0]}.{cell[1]:g}.{kind}"
+
+
+def scratch_widths(R: dict, ds: str, method: str, knob, seed: int) -> dict | None:
+    """The hidden widths a `scratch` run trains: those its DemP run (same cell, data
+    set, strength and seed) ended with (`demp-widths`), or as many units with every
+    layer keeping the same fraction of its initial width (`uniform`, at least one
+    each); None while that DemP run is not done."""
+    _, penalty, rest = method.split(".", 2)
+    noise, kind = rest.rsplit(".", 1)
+    source = R.get(f"train/{ds}/{cell_name((penalty, float(noise)))}/{_knob(knob)}/seed={seed}")
+    if source is None:
+        return None
+    kept, start = source["widths"], source["config"]["initial_widths"]
+    if kind == "demp-widths":
+        return dict(kept)
+    fraction = sum(kept.values()) / sum(start.values())
+    return {name: max(1, round(fraction * w)) for name, w in start.items()}
 
 
 def _aim_of(P: dict, ds: str, cell, reg: float) -> float | None:
@@ -457,6 +493,12 @@ def runs_of(P: dict, experiments, datasets, cell=None):
                 for m in (cell_name(DEFAULT_CELL), *(f"demp-{a}" for a in ABLATIONS)):
                     for r in chosen:
                         add(exp, ds, m, r, seed)
+        elif exp == "scratch":
+            for seed in P["scratch"]["seeds"]:
+                for ds in P["scratch"]["datasets"]:
+                    for r in [] if cell is None else P["strengths"][ds][cell]:
+                        for kind in SCRATCH:
+                            add(exp, ds, scratch_name(cell, kind), r, seed, prefix="scratch")
         elif exp == "speed":
             # The default recipe, and the cell that `seeds` compares (the one whose
             # sparsity the speed goal is about), once it is known.
@@ -526,13 +568,13 @@ def sparsity(recs: list[dict]) -> tuple[float, float]:
     return _se(xs) if len(xs) > 1 else (xs[0], 0.0)
 
 
-def verdict(demp: tuple[float, float], other: tuple[float, float]) -> str:
-    """DemP's (accuracy, SE) against another's: a difference is called only beyond 2 SE
-    of the difference, sqrt(SE_DemP^2 + SE_other^2)."""
+def verdict(demp: tuple[float, float], other: tuple[float, float], who: str = "DemP") -> str:
+    """DemP's (or `who`'s) (accuracy, SE) against another's: a difference is called
+    only beyond 2 SE of the difference, sqrt(SE_DemP^2 + SE_other^2)."""
     d, two = demp[0] - other[0], 2 * math.hypot(demp[1], other[1])
     if abs(d) <= two:
         return f"within 2 SE ({d:+.4f}; 2 SE {two:.4f})"
-    return f"**DemP {'better' if d > 0 else 'worse'}** ({d:+.4f}; 2 SE {two:.4f})"
+    return f"**{who} {'better' if d > 0 else 'worse'}** ({d:+.4f}; 2 SE {two:.4f})"
 
 
 def _interp(curve, s):
@@ -801,6 +843,7 @@ def _speed_rows(g: dict) -> list[dict]:
                 "ratio_sd": ratio_sd,
                 "sratio": sratio,
                 "sratio_sd": sratio_sd,
+                "widths": {n: mean(lambda r: r["widths"][n]) for n in recs[0]["widths"]},
                 "prunes": mean(lambda r: r["prunes"]),
                 "load": mean(lambda r: r["load"][0]),
             }
@@ -860,9 +903,17 @@ def _speed_section(R: dict, ds: str, verdicts) -> list[str]:
         lines.append(
             "Collapsed to chance accuracy (≤ 2 × 1/10; not counted in the verdict): "
             + ", ".join(
-                f"`{r['method']}` reg {r['reg']} (accuracy {r['acc']:.3f})" for r in collapsed
+                f"`{r['method']}` reg {r['reg']} (accuracy {r['acc']:.3f}; units left per "
+                f"layer: {', '.join(f'{n} {w:.0f}' for n, w in r['widths'].items())})"
+                for r in collapsed
             )
             + "."
+            + (
+                " A layer left with one unit passes one number to the next: the network "
+                "can no longer tell the classes apart."
+                if any(min(r["widths"].values()) < 1.5 for r in collapsed)
+                else ""
+            )
         )
         lines.append("")
     hi = [r for r in speed if r["sparsity"] >= 0.8 and r["acc"] > 2 * CHANCE]
@@ -931,6 +982,78 @@ def _ablation_section(R: dict, P: dict) -> list[str]:
     return lines
 
 
+def _scratch_section(R: dict, P: dict, cell) -> list[str]:
+    """DemP's final networks trained from scratch, and the same number of units spread
+    evenly: is DemP's loss in the widths it ends with, or in how it trains them?"""
+    if cell is None:
+        return []
+    lines: list[str] = []
+    for ds in P["scratch"]["datasets"]:
+        rows, summary = [], {"same": 0, "worse": 0, "better": 0, "even_better": 0}
+        for r in P["strengths"][ds][cell]:
+            k = _knob(r)
+            by_kind = {
+                kind: {
+                    key.rsplit("=", 1)[1]: v
+                    for key, v in R.items()
+                    if key.startswith(f"scratch/{ds}/{scratch_name(cell, kind)}/{k}/seed=")
+                }
+                for kind in SCRATCH
+            }
+            demp = {
+                key.rsplit("=", 1)[1]: v
+                for key, v in R.items()
+                if key.startswith(f"train/{ds}/{cell_name(cell)}/{k}/seed=")
+            }
+            seeds = sorted(set(demp).intersection(*by_kind.values()))
+            if not seeds:
+                continue
+            d = [demp[x] for x in seeds]
+            own = [by_kind["demp-widths"][x] for x in seeds]
+            even = [by_kind["uniform"][x] for x in seeds]
+            a_d, a_own, a_even = accuracy(d), accuracy(own), accuracy(even)
+            v_own, v_even = verdict(a_d, a_own), verdict(a_own, a_even, "DemP's widths")
+            summary["same" if "within" in v_own else "worse" if "worse" in v_own else "better"] += 1
+            summary["even_better"] += "DemP's widths worse" in v_even
+
+            def widths(recs):
+                names = list(recs[0]["widths"])
+                return ", ".join(
+                    f"{statistics.fmean(x['widths'][n] for x in recs):.0f}" for n in names
+                )
+
+            rows.append(
+                f"| {r:g} | {len(seeds)} | {sparsity(d)[0]:.3f} | {widths(d)} | "
+                f"{_pm(*a_d)} | {_pm(*a_own)} | {v_own} | {widths(even)} | {_pm(*a_even)} | "
+                f"{v_even} |"
+            )
+        if not rows:
+            continue
+        n = len(rows)
+        lines += [
+            f"### {ds}: DemP's final networks trained from scratch",
+            "",
+            f"For each strength of `{cell_name(cell)}` and seed, a dense network of the hidden "
+            "widths DemP's run ended with, trained from scratch with the same optimiser, "
+            "schedule and steps (`demp-widths`), and one with as many units, every layer "
+            "keeping the same fraction of its initial width (`uniform`, the allocation of "
+            "random pruning). Mean ± SE over the seeds; verdicts beyond 2 SE.",
+            "",
+            "| reg | seeds | DemP unit sparsity | DemP widths | DemP accuracy | from scratch, "
+            "DemP's widths | DemP vs it | uniform widths | from scratch, uniform | "
+            "DemP's widths vs uniform |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Measured: DemP within 2 SE of its own widths trained from scratch at "
+            f"{summary['same']} of {n} strengths (better at {summary['better']}, worse at "
+            f"{summary['worse']}); the same units spread evenly better than DemP's widths "
+            f"beyond 2 SE at {summary['even_better']} of {n}.",
+            "",
+        ]
+    return lines
+
+
 def _dead_section(R: dict, ds: str) -> list[str]:
     lines = []
     for exp, label in (
@@ -977,6 +1100,7 @@ def report(store, P: dict, cell, choice: str, plot: bool) -> str:
         lines += _comparison_section(R, P, ds, cell, plot, store, verdicts)
         lines += _speed_section(R, ds, verdicts)
     lines += _ablation_section(R, P)
+    lines += _scratch_section(R, P, cell)
     for ds in P["datasets"]:
         lines += _dead_section(R, ds)
     if verdicts:
@@ -1323,6 +1447,14 @@ def main(argv=None) -> int:
                 run_one(loaded[ds], cfg0, "dense", None, 0)
                 warm.add(ds)
             cfg = P["datasets"][ds]
+            run_method, run_knob = m, knob
+            if exp == "scratch":
+                widths = scratch_widths(store.entries(), ds, m, knob, seed)
+                if widths is None:
+                    log(f"  {key}: its DemP run is not done yet; skipped")
+                    continue
+                cfg = {**cfg, "widths": tuple(widths.values())}
+                run_method, run_knob = "dense", None
             if exp == "speed" and (ds, seed) not in dense_here:
                 load = os.getloadavg()[0]
                 d = run_one(loaded[ds], cfg, "dense", None, seed)
@@ -1336,7 +1468,8 @@ def main(argv=None) -> int:
                 }
                 log(f"  speed: dense seed {seed} on {ds} in this process: {d['wall_s']:.1f} s")
             load = os.getloadavg()[0]
-            rec = run_one(loaded[ds], cfg, m, knob, seed, batch=b, compile_ahead=opts.compile_ahead)
+            ahead = opts.compile_ahead
+            rec = run_one(loaded[ds], cfg, run_method, run_knob, seed, batch=b, compile_ahead=ahead)
             rec.update(experiment=exp, dataset=ds, method=m, knob=knob)
             if exp == "speed":
                 rec.update(dense_here[(ds, seed)], load=[load, os.getloadavg()[0]])

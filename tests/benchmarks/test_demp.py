@@ -106,15 +106,18 @@ def test_plan_counts_and_shared_records():
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
     assert len(grid) == 4 * 3 + 1 + 5 * 3  # 4 cells x 3 strengths, dense, 5 baselines x 3
     other = ("positive_l2", 3e-3)
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 18  # scratch
     # `speed` times the default recipe and, when it is another, the cell of `seeds`.
     speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
     assert {r[3] for r in speed} == {demp.cell_name(demp.DEFAULT_CELL), "demp.positive_l2.0.003"}
     assert len(speed) == 2 * 2 * 2 * 3  # cells x strengths (85, 90 %) x data sets x seeds
     # The default cell's seed-0 to seed-2 runs serve `seeds` and `ablation` alike.
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171
-    # Before the grid chooses the cell, its runs in `seeds` and `speed` are pending.
-    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 15 + 12  # seeds, speed
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171 + 18
+    # Before the grid chooses the cell, its runs in `seeds`, `scratch` and `speed` are
+    # pending.
+    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 15 + 18 + 12
+    scratch = demp.runs_of(P, ["scratch"], demp.DATASETS, other)
+    assert len(scratch) == 3 * 2 * 3  # strengths x (DemP's widths, uniform) x seeds
     keys = [r[0] for r in demp.runs_of(P, demp.EXPERIMENTS, demp.DATASETS, other)]
     assert len(keys) == len(set(keys))
     seeds = demp.runs_of(P, ["seeds"], ["mnist1d"], other)
@@ -385,6 +388,45 @@ def test_report_tables_and_verdicts(results):
     assert "| 0.3 | 100.0 | 50.0 |" in text  # units left per layer
 
 
+def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
+    cell = ("positive_l2", 3e-3)
+    own, even = (demp.scratch_name(cell, kind) for kind in demp.SCRATCH)
+    source = "train/mnist1d/demp.positive_l2.0.003/0.3/seed=1"
+    start = {"hidden.0": 100, "hidden.1": 300}
+    R = {source: {"widths": {"hidden.0": 2, "hidden.1": 18}, "config": {"initial_widths": start}}}
+    assert demp.scratch_widths(R, "mnist1d", own, 0.3, 1) == {"hidden.0": 2, "hidden.1": 18}
+    # 20 of 400 units: 5 % of each layer.
+    assert demp.scratch_widths(R, "mnist1d", even, 0.3, 1) == {"hidden.0": 5, "hidden.1": 15}
+    assert demp.scratch_widths(R, "mnist1d", own, 0.3, 0) is None  # its DemP run not done
+    assert demp.scratch_widths(R, "mnist1d", own, 0.1, 1) is None
+    # The report: DemP as good as its widths from scratch, the even spread better.
+    P = demp.plan(False, "lenet")
+    R = {}
+    for seed in (0, 1, 2):
+        start = {"hidden.0": 1024, "hidden.1": 1024}
+        for key, acc, widths in (
+            (f"train/mnist1d/{demp.cell_name(cell)}", 0.62, {"hidden.0": 22, "hidden.1": 134}),
+            (f"scratch/mnist1d/{own}", 0.621, {"hidden.0": 22, "hidden.1": 134}),
+            (f"scratch/mnist1d/{even}", 0.70, {"hidden.0": 78, "hidden.1": 78}),
+        ):
+            R[f"{key}/0.3/seed={seed}"] = {
+                "test_accuracy": acc + 0.002 * seed,
+                "unit_sparsity": 0.92,
+                "widths": widths,
+                "config": {"initial_widths": start},
+            }
+    text = "\n".join(demp._scratch_section(R, P, cell))
+    row = next(line for line in text.splitlines() if line.startswith("| 0.3 | 3 |"))
+    assert "| 22, 134 | 0.6220 ± 0.0012 |" in row and "| 78, 78 | 0.7020 ± 0.0012 |" in row
+    assert "**DemP's widths worse**" in row
+    assert (
+        "DemP within 2 SE of its own widths trained from scratch at 1 of 1 strengths "
+        "(better at 0, worse at 0); the same units spread evenly better than DemP's "
+        "widths beyond 2 SE at 1 of 1." in text
+    )
+    assert demp._scratch_section(R, P, None) == []
+
+
 def test_jobs_runs_the_seeds_cell_once_the_grid_chose_it(results, monkeypatch):
     P = demp.plan(True, "lenet")
     rounds: list = []
@@ -424,16 +466,20 @@ def test_speed_verdict_counts_only_runs_that_did_not_collapse():
             "unit_sparsity": 0.80,
             "test_accuracy": 0.089,
             "wall_s": 40.0,
+            "widths": {"hidden.0": 400 + seed, "hidden.1": 1},
         }
         R[f"speed/mnist1d/demp.positive_l2.0.003/0.1/seed={seed}"] = {
             **timed,
             "unit_sparsity": 0.86,
             "test_accuracy": 0.67,
             "wall_s": 50.0,
+            "widths": {"hidden.0": 44, "hidden.1": 230},
         }
     verdicts: list = []
     lines = demp._speed_section(R, "mnist1d", verdicts)
     assert any(line.startswith("| `demp.positive_l2.0.003` | 0.1 | 3 | 0.860 |") for line in lines)
-    assert any("`demp.bn_scale_l1.5e-05` reg 0.3 (accuracy 0.089)" in line for line in lines)
+    (collapsed,) = [line for line in lines if line.startswith("Collapsed")]
+    assert "`demp.bn_scale_l1.5e-05` reg 0.3 (accuracy 0.089; units left per layer: " in collapsed
+    assert "hidden.0 401, hidden.1 1)" in collapsed and "one unit passes one number" in collapsed
     (verdict,) = verdicts
     assert "**MET**" in verdict and "`demp.positive_l2.0.003` at sparsity 0.86: 2.00×" in verdict
