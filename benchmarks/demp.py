@@ -139,7 +139,11 @@ AIMS = (0.7, 0.85, 0.9)
 # parameters, 0.3 collapsed). On Fashion-MNIST the first plan reached 50 % at most.
 # Corrected after the first seed of `seeds` on Fashion-MNIST (LeNet-5): positive_l2 at
 # 3e-3 reached 95.6 / 98.2 / 98.2 % unit sparsity at reg 0.3 / 1 / 3 with accuracy
-# 0.30 / 0.31 / 0.10, past every aim, so it now starts a decade lower.
+# 0.30 / 0.31 / 0.10, past every aim, so it now starts a decade lower. Corrected again
+# after the three seeds at 0.03 / 0.1 / 0.3 reached 38 / 49 / 87 % (two of the three
+# seeds at 0.3 collapsed, fc layers at 1-3 units): a cliff between 0.1 and 0.3 that the
+# curve interpolated across, so 0.15 and 0.2 are now aimed at 70 and 85 % (the records
+# at 0.03 and 0.1 stay on the curve).
 STRENGTHS = {
     "mnist1d": {
         ("positive_l2", 3e-3): (0.03, 0.1, 0.3),
@@ -148,7 +152,7 @@ STRENGTHS = {
         ("bn_scale_l1", 5e-5): (0.03, 0.1, 0.3),
     },
     "fashion_mnist": {
-        ("positive_l2", 3e-3): (0.03, 0.1, 0.3),
+        ("positive_l2", 3e-3): (0.15, 0.2, 0.3),
         ("positive_l2", 5e-5): (1.0, 3.0, 10.0),
         ("bn_scale_l1", 3e-3): (0.03, 0.1, 0.3),
         ("bn_scale_l1", 5e-5): (0.03, 0.1, 0.3),
