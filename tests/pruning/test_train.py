@@ -498,3 +498,54 @@ def test_augment_gets_a_fresh_key_per_step_and_example(digits, tmp_path):
     )
     for a, b in zip(_leaves(resumed[:2]), _leaves(noisy[:2])):
         assert np.array_equal(a, b)
+
+
+class _OwnSnapshot(pruning.EvalSnapshot):
+    """The evaluation-mode test compiling its own program, not the trainer's."""
+
+    def with_snapshot(self, model, state, activity, xs, snapshot):
+        return self(model, state, activity, xs)
+
+
+def test_the_snapshot_is_the_evaluation_steps(digits, monkeypatch):
+    from toolkit.pruning import _activity
+
+    # 100 examples in evaluation batches of 64: two batches, the second padded.
+    kwargs = {**_KWARGS, "eval_batch_size": 64}
+    method, by_itself = (
+        eqx.tree_at(lambda m: m.dead_test, _METHOD, test)
+        for test in (pruning.EvalSnapshot(100), _OwnSnapshot(100))
+    )
+    own = _train(*_planted(), digits, by_itself, **kwargs)
+
+    def compiled_apart(*args, **kwargs):
+        raise AssertionError("the snapshot compiled a program of its own")
+
+    monkeypatch.setattr(_activity, "update_activity", compiled_apart)
+    run = _train(*_planted(), digits, method, **kwargs)
+    assert [p["step"] for p in run[2]["prunes"]] == [20, 40]
+    assert run[2]["prunes"] == own[2]["prunes"]
+    assert pruning.widths(run[0]) == pruning.widths(own[0])
+    for a, b in zip(_leaves(run[:2]), _leaves(own[:2])):
+        assert np.array_equal(a, b)
+
+
+def test_an_event_waits_for_the_steps_before_it(digits, monkeypatch):
+    # Events (evaluations, prunes) time themselves apart from the steps: steps still
+    # running when one starts would be counted as the event's time.
+    from toolkit.pruning import _train_run
+
+    ready = []
+    at_event = _train_run.Run.at_event
+
+    def checking(self, ts, progress):
+        arrays = jax.tree.leaves(eqx.filter(ts.arrays, eqx.is_array))
+        ready.append(all(a.is_ready() for a in arrays))
+        return at_event(self, ts, progress)
+
+    monkeypatch.setattr(_train_run.Run, "at_event", checking)
+    # Wide enough that the dispatched steps are still running at the event.
+    model, state = _mlp(widths=(1024, 1024))
+    kwargs = {**_KWARGS, "steps": 20, "eval_every": 10, "batch_size": 512}
+    _train(model, state, digits, pruning.Dense(), **{**kwargs, "checkpoint_every": 20})
+    assert len(ready) == 3 and all(ready)  # evaluations at 0, 10 and 20

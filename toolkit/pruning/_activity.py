@@ -90,19 +90,41 @@ def record_activity(activity: Activity, preactivations: dict[str, tuple[Array, .
         # An empty batch adds nothing (and `dead_from` then says no example was seen).
         return activity
     active, peak = {}, {}
+    tops = peaks(preactivations)
     for g in layout.groups:
-        fired, top = None, None
+        fired = None
         for a in preactivations[g.name]:
-            a = a.reshape(a.shape[0], g.size, -1)
-            f = jnp.any(a > 0, axis=2)
-            t = jnp.max(a, axis=(0, 2)).astype(activity.peak[g.name].dtype)
+            f = jnp.any(a.reshape(a.shape[0], g.size, -1) > 0, axis=2)
             fired = f if fired is None else fired | f
-            top = t if top is None else jnp.maximum(top, t)
-        assert fired is not None and top is not None
+        assert fired is not None
         active[g.name] = activity.active[g.name] + jnp.sum(fired, axis=0, dtype=jnp.int32)
+        top = tops[g.name].astype(activity.peak[g.name].dtype)
         peak[g.name] = jnp.maximum(activity.peak[g.name], top)
     examples = activity.examples + jnp.array(batch, dtype=jnp.int32)
     return Activity(examples, active, peak, layout)
+
+
+def peaks(preactivations: dict[str, tuple[Array, ...]]) -> dict[str, Array]:
+    """Each unit's largest pre-activation on a batch (over its examples and spatial
+    positions).
+
+    **Arguments:**
+
+    - `preactivations`: as for [`toolkit.pruning.record_activity`][].
+
+    **Returns:**
+
+    A dict from group name to an array over the group's units.
+    """
+    out = {}
+    for name, arrays in preactivations.items():
+        top = None
+        for a in arrays:
+            t = jnp.max(a.reshape(a.shape[0], a.shape[1], -1), axis=(0, 2))
+            top = t if top is None else jnp.maximum(top, t)
+        assert top is not None
+        out[name] = top
+    return out
 
 
 @filter_jit

@@ -1,6 +1,7 @@
 """When a unit counts as dead at one of DemP's checks: strategy objects."""
 
 import abc
+from collections.abc import Callable
 
 import equinox as eqx
 from jaxtyping import Array, PyTree
@@ -31,6 +32,20 @@ class AbstractDeadTest(eqx.Module):
         """The dead units of `model`, or `None` to put the check off (the statistics
         then keep accumulating)."""
 
+    def with_snapshot(
+        self,
+        model: AbstractNetwork,
+        state: eqx.nn.State,
+        activity: Activity,
+        xs: PyTree[Array] | None,
+        snapshot: Callable[[], Activity],
+    ) -> DeadUnits | None:
+        """As `__call__`, with `snapshot()` at hand: the statistics of `model` in
+        inference mode on `xs`, which [`toolkit.pruning.train`][] computes with its
+        evaluation step, a program it compiles for each network shape anyway. By
+        default the snapshot is not used."""
+        return self(model, state, activity, xs)
+
 
 class EvalSnapshot(AbstractDeadTest):
     """Dead: silent on every one of `examples` training examples, BatchNorm in
@@ -56,6 +71,11 @@ class EvalSnapshot(AbstractDeadTest):
 
     def __call__(self, model, state, activity, xs):
         return dead_units(model, state, xs)
+
+    def with_snapshot(self, model, state, activity, xs, snapshot):
+        # The same statistics as `dead_units` (tests/pruning/test_dead_test.py), without
+        # a compilation of its own at every new network shape: 1-2 s for LeNet-5.
+        return dead_from(snapshot())
 
 
 class TrainingWindow(AbstractDeadTest):

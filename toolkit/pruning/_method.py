@@ -44,7 +44,12 @@ class AbstractMethod(eqx.Module):
     many training examples rather than one training batch. A method whose
     `select_transform_state` attribute is true (as [`toolkit.pruning.EarlyCroPS`][])
     receives in `select` the keyword argument `transform_state`: the current state of
-    its `transform`, where it can keep what it watches during training.
+    its `transform`, where it can keep what it watches during training. A method whose
+    `select_snapshot` attribute is true (as [`toolkit.pruning.DemP`][]) receives in
+    `select_masked` the keyword argument `snapshot`: a function of no argument that
+    returns the [`toolkit.pruning.Activity`][] of the network in inference mode on the
+    first `select_examples` examples of the batch, computed with the trainer's
+    compiled evaluation step.
     """
 
     @abc.abstractmethod
@@ -410,6 +415,9 @@ class DemP(AbstractMethod):
     def transform(self, total_steps, key):
         return live_noise(self._noise_schedule(total_steps), key)
 
+    # `select_masked` takes the trainer's `snapshot` (see AbstractMethod).
+    select_snapshot = True
+
     @property
     def select_examples(self) -> int:
         """The training examples that `select` needs: those of `dead_test`."""
@@ -436,11 +444,16 @@ class DemP(AbstractMethod):
     ):
         # Masked units are exactly zero: they never fire, so every dead test finds
         # them dead, and the live units' test is the pruned network's.
-        return self._select(model, state, activity, batch, step, total_steps, alive)
+        snapshot = kwargs.get("snapshot")
+        return self._select(model, state, activity, batch, step, total_steps, alive, snapshot)
 
-    def _select(self, model, state, activity, batch, step, total_steps, alive):
+    def _select(self, model, state, activity, batch, step, total_steps, alive, snapshot=None):
         n = self.dead_test.examples
-        dead = self.dead_test(model, state, activity, batch[0][:n] if n else None)
+        xs = batch[0][:n] if n else None
+        if snapshot is None:
+            dead = self.dead_test(model, state, activity, xs)
+        else:
+            dead = self.dead_test.with_snapshot(model, state, activity, xs, snapshot)
         if dead is None:
             return None
         if alive is not None:

@@ -281,6 +281,9 @@ def _steps(run: Run, ts: TrainState, progress) -> TrainState:
         )
         if saving or t == run.stop_at or run.event_due(t):
             if leaves is not None:
+                # The steps dispatched so far finish here, on the steps' clock: an event
+                # that waited for them would count their time as its own.
+                jax.block_until_ready(leaves)
                 ts = ts.with_arrays(join(leaves)[:4])
                 leaves = None
             ts = ts.replace(step=t)

@@ -85,7 +85,7 @@ def evaluate(
     step_time = timer.step_time()
     loss_sum, correct, live = 0.0, 0, None
     for xs, ys, valid in data.eval_batches:
-        s, c, f = eval_step(ts.model, ts.state, xs, ys, valid)
+        s, c, f, _ = eval_step(ts.model, ts.state, xs, ys, valid)
         loss_sum += float(s)
         correct += int(c)
         f = {k: np.asarray(v) for k, v in f.items()}  # on the host: no kernel per shape

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 
-from ._activity import init_activity
+from ._activity import Activity, init_activity
 from ._ahead import CompileAhead, prune_activity
 from ._buckets import AbstractBuckets, bucket_keep, live_widths, mask, survivors
 from ._checkpoint import write_atomic
@@ -214,12 +214,15 @@ class Run:
         # The method selects as if on the network without its masked units.
         extra = {"transform_state": ts.opt_state[1]} if _reads_transform(method) else {}
         examples = int(getattr(method, "select_examples", 0))
+        host = self.data.host_examples(min(t, self.total - 1), examples)
+        if getattr(method, "select_snapshot", False):
+            extra["snapshot"] = lambda: self.snapshot(ts, host[0][:examples])
         dead = method.select_masked(
             ts.model,
             ts.state,
             ts.activity,
             ts.alive,
-            self.data.batch(min(t, self.total - 1), examples),
+            self.data.place(*host),
             step=t,
             total_steps=self.total,
             key=jr.fold_in(self.select_key, t),
@@ -230,6 +233,24 @@ class Run:
         if any(np.any(np.asarray(m)) for m in dead.masks.values()):
             ts = self._remove(ts, dead)
         return ts.replace(activity=self.placement.replicate(init_activity(ts.model)))
+
+    def snapshot(self, ts: TrainState, xs: np.ndarray) -> Activity:
+        """The activation statistics of `ts.model` in inference mode on the examples
+        `xs`, from the evaluation step: no compilation beyond evaluation's own."""
+        fired, top = None, None
+        for chunk in self.data.padded(xs, np.zeros(xs.shape[0], np.int32)):
+            _, _, f, p = self.eval_now(ts.model, ts.state, *chunk)
+            f, p = ({k: np.asarray(v) for k, v in d.items()} for d in (f, p))
+            fired = f if fired is None else {k: fired[k] | f[k] for k in f}
+            top = p if top is None else {k: np.maximum(top[k], p[k]) for k in p}
+        empty = init_activity(ts.model)
+        put = jax.device_put if self.parallel is None else self.placement.replicate
+        return Activity(
+            examples=put(np.asarray(xs.shape[0], np.int32)),
+            active=put({k: v.astype(np.int32) for k, v in fired.items()}),
+            peak=put({k: v.astype(empty.peak[k].dtype) for k, v in top.items()}),
+            layout=empty.layout,
+        )
 
     def _remove(self, ts: TrainState, dead) -> TrainState:
         t, alive = ts.step, ts.alive

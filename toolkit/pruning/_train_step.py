@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._jit import filter_jit
 from ..nn import AbstractNetwork
-from ._activity import record_activity
+from ._activity import peaks, record_activity
 from ._buckets import hold
 from ._method import AbstractMethod
 from ._noise import fired, live_parameters
@@ -87,9 +87,10 @@ def training_step(
 
 def evaluation_step(compiles: Counter) -> Callable:
     """The jitted evaluation step `(model, state, xs, ys, valid) -> (summed
-    cross-entropy, correct predictions, which units fired)` over the `valid` examples
-    of a padded batch, BatchNorm in inference mode; each compilation adds one to
-    `compiles["eval_step"]`."""
+    cross-entropy, correct predictions, which units fired, each unit's largest
+    pre-activation)` over the `valid` examples of a padded batch, BatchNorm in
+    inference mode; each compilation adds one to `compiles["eval_step"]`. The last two
+    are the statistics of DemP's dead-unit snapshot, which reuses this program."""
 
     @filter_jit
     def step(model, state, xs, ys, valid):
@@ -101,9 +102,9 @@ def evaluation_step(compiles: Counter) -> Callable:
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, ys)
         correct = (jnp.argmax(logits, axis=1).astype(ys.dtype) == ys) & valid
         masked = {
-            k: tuple(jnp.where(valid.reshape((-1,) + (1,) * (a.ndim - 1)), a, -1) for a in v)
+            k: tuple(jnp.where(valid.reshape((-1,) + (1,) * (a.ndim - 1)), a, -jnp.inf) for a in v)
             for k, v in pre.items()
         }
-        return jnp.sum(jnp.where(valid, ce, 0)), jnp.sum(correct), fired(masked)
+        return jnp.sum(jnp.where(valid, ce, 0)), jnp.sum(correct), fired(masked), peaks(masked)
 
     return step
