@@ -398,6 +398,9 @@ def run_one(
         "wall_s": wall,
         "steps_s": steps_s,
         "compile_s": sum(e["compile_time"] for e in evals),
+        # Since def730c, `train`'s events wait for the steps dispatched before them;
+        # before, DemP's prune checks booked queued steps as non-step time.
+        "events_wait": True,
         "compilations": history["compilations"],
         "prunes": len(history["prunes"]),
         "config": {
@@ -824,6 +827,8 @@ def _speed_rows(g: dict) -> list[dict]:
     default = cell_name(DEFAULT_CELL)
     for (m, k), recs in sorted(g.items(), key=lambda x: (x[0][0] != default, float(x[0][1]))):
         ratio, ratio_sd = _stats([r["dense_wall_s"] / r["wall_s"] for r in recs])
+        # Records timed before events waited for the queued steps split them wrongly.
+        split = all(r.get("events_wait", False) for r in recs)
         sratio, sratio_sd = _stats([r["dense_steps_s"] / r["steps_s"] for r in recs])
 
         def mean(f):
@@ -845,8 +850,9 @@ def _speed_rows(g: dict) -> list[dict]:
                 "dense_steps": mean(lambda r: r["dense_steps_s"]),
                 "ratio": ratio,
                 "ratio_sd": ratio_sd,
-                "sratio": sratio,
+                "sratio": sratio if split else None,
                 "sratio_sd": sratio_sd,
+                "split": split,
                 "widths": {n: mean(lambda r: r["widths"][n]) for n in recs[0]["widths"]},
                 "prunes": mean(lambda r: r["prunes"]),
                 "load": mean(lambda r: r["load"][0]),
@@ -859,6 +865,8 @@ def _why(row: dict) -> str:
     """A `speed` row's wall-clock speed-up, and where it comes from: the training steps
     alone against the time each run spends outside them."""
     outside = row["dense_wall"] - row["dense_steps"]
+    if not row["split"]:
+        return f"{row['ratio']:.2f}× ({row['n']} seeds; timed before the steps were split right)"
     return (
         f"{row['ratio']:.2f}× ({row['n']} seeds; the training steps alone {row['sratio']:.2f}×, "
         f"outside them DemP spends {row['compile'] + row['other']:.1f} s (compile "
@@ -882,7 +890,9 @@ def _speed_section(R: dict, ds: str, verdicts) -> list[str]:
         "mean ± sd over seeds of the per-seed ratio dense time / DemP time). `steps` = "
         "the training steps alone, `compile` = XLA compilations, `other` = the rest of "
         "DemP's `train` call; load = the 1-minute load average at the start of the DemP "
-        "runs.",
+        "runs. Rows with `(–)` were timed before `train`'s events waited for the steps "
+        "dispatched before them (def730c): their prune checks booked queued steps as "
+        "their own time, so only their wall clock is shown.",
         "",
         "| DemP | reg | seeds | unit sparsity | test acc (dense) | DemP wall s (steps / "
         "compile / other) | dense wall s (steps) | speed-up (wall) | speed-up (steps only) "
@@ -890,10 +900,14 @@ def _speed_section(R: dict, ds: str, verdicts) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in speed:
+        split = (
+            f"({row['steps']:.1f} / {row['compile']:.1f} / {row['other']:.1f})"
+            if row["split"]
+            else "(–)"
+        )
         lines.append(
             f"| `{row['method']}` | {row['reg']} | {row['n']} | {row['sparsity']:.3f} | "
-            f"{row['acc']:.4f} ({row['dense_acc']:.4f}) | {row['wall']:.1f} "
-            f"({row['steps']:.1f} / {row['compile']:.1f} / {row['other']:.1f}) | "
+            f"{row['acc']:.4f} ({row['dense_acc']:.4f}) | {row['wall']:.1f} {split} | "
             f"{row['dense_wall']:.1f} ({row['dense_steps']:.1f}) | "
             f"{_pm(row['ratio'], row['ratio_sd'], '{:.2f}')} | "
             f"{_pm(row['sratio'], row['sratio_sd'], '{:.2f}')} | {row['prunes']:.0f} | "

@@ -474,10 +474,15 @@ def test_speed_verdict_counts_only_runs_that_did_not_collapse():
             "test_accuracy": 0.67,
             "wall_s": 50.0,
             "widths": {"hidden.0": 44, "hidden.1": 230},
+            "events_wait": True,
         }
     verdicts: list = []
     lines = demp._speed_section(R, "mnist1d", verdicts)
-    assert any(line.startswith("| `demp.positive_l2.0.003` | 0.1 | 3 | 0.860 |") for line in lines)
+    (row,) = [line for line in lines if line.startswith("| `demp.positive_l2.0.003` | 0.1 | 3 |")]
+    assert "| 50.0 (40.0 / 5.0 / 5.0) |" in row and "| 2.25 ± 0.00 |" in row
+    # Timed before events waited for the queued steps: the wall clock alone.
+    (old,) = [line for line in lines if line.startswith("| `demp.bn_scale_l1.5e-05` | 0.3 |")]
+    assert "| 40.0 (–) |" in old and "| 2.50 ± 0.00 | – |" in old
     (collapsed,) = [line for line in lines if line.startswith("Collapsed")]
     assert "`demp.bn_scale_l1.5e-05` reg 0.3 (accuracy 0.089; units left per layer: " in collapsed
     assert "hidden.0 401, hidden.1 1)" in collapsed and "one unit passes one number" in collapsed
