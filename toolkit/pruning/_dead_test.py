@@ -73,8 +73,8 @@ class EvalSnapshot(AbstractDeadTest):
         return dead_units(model, state, xs)
 
     def with_snapshot(self, model, state, activity, xs, snapshot):
-        # The same statistics as `dead_units` (tests/pruning/test_dead_test.py), without
-        # a compilation of its own at every new network shape: 1-2 s for LeNet-5.
+        # The same statistics as `dead_units` (tests/pruning/test_train.py), without a
+        # compilation of its own at every new network shape (about 1 s for LeNet-5).
         return dead_from(snapshot())
 
 
