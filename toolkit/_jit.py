@@ -116,6 +116,14 @@ class _FilterJit:
             return self._nested(*args, **kwargs)
         return self._top_level()(*args, **kwargs)
 
+    def top_level(self, *args, **kwargs):
+        """Call the function compiled with the options, as at the top level, whatever
+        is being traced: only for inputs that carry no tracer that any transformation
+        but autodiff would see, and no tangent (values behind `stop_gradient` under an
+        eager `jax.grad`: autodiff passes such a call down to the evaluation below it,
+        which compiles it as a program of its own)."""
+        return self._top_level()(*args, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
         # `lower`, ... of the top-level compiled function.
         if name.startswith("__") or name in ("_fn", "_jitkwargs", "_nested", "_top"):

@@ -263,3 +263,35 @@ def test_compiled_plan_and_gradient_hold_no_host_callback(transcription):
     assert host_callbacks(jaxpr, inside="_plan") == []
     # Tracing a user's transformation around `plan` leaves the checks outside it.
     assert host_callbacks(jaxpr) != []
+
+
+def test_an_eager_gradient_checks_the_parameters_on_the_host(monkeypatch):
+    # Under an eager `jax.grad` the parameters' values are known: the range check runs
+    # on the host, as for concrete values (no `eqx.error_if`, a host-callback program
+    # compiled again in every process), and with `throw=False` it is reported.
+    from toolkit.control.problems import _example
+
+    def no_error_if(*args, **kwargs):
+        raise AssertionError("a range check compiled a program")
+
+    monkeypatch.setattr(_example.eqx, "error_if", no_error_if)
+    ex = control.problems.get("cancer_treatment")
+    tr = control.Trapezoidal(10)
+
+    def cost(r, throw=True):
+        return control.plan(ex.problem, tr, args={**ex.args, "r": r}, throw=throw).cost
+
+    g = jax.grad(cost)(ex.args["r"])
+    assert jnp.isfinite(g)
+    message = r"parameter 'r' must be finite and in \[0, inf\), got -0.3"
+    with pytest.raises(ValueError, match=message):
+        jax.grad(cost)(jnp.array(-0.3))
+
+    def result(r):
+        sol = control.plan(ex.problem, tr, args={**ex.args, "r": r}, throw=False)
+        return sol.cost, sol.result
+
+    _, bad = jax.grad(result, has_aux=True)(jnp.array(-0.3))
+    _, good = jax.grad(result, has_aux=True)(ex.args["r"])
+    assert bad == control.RESULTS.parameter_out_of_range
+    assert good == control.RESULTS.successful

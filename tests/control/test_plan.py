@@ -287,6 +287,23 @@ def test_an_eager_gradient_differentiates_only_at_the_root(vdp, monkeypatch):
         jax.hessian(cost)(vdp.args, x0)
 
 
+def test_an_eager_gradient_reuses_the_plans_compiled_stages(vdp, monkeypatch):
+    # The stages of an eager gradient run on values, so they are the programs an eager
+    # plan compiled (with toolkit's compile options), not another copy compiled
+    # without them.
+    tr = control.Trapezoidal(20)
+    solver = control.KKTNewton(fallback_after=1)
+    control.plan(vdp.problem, tr, solver, args=vdp.args)
+
+    def nested(*args, **kwargs):
+        raise AssertionError("a stage was compiled again as a nested call")
+
+    for stage in (stages._newton, stages._rescue):
+        monkeypatch.setattr(stage, "_nested", nested)
+    g = jax.grad(lambda a: control.plan(vdp.problem, tr, solver, args=a).cost)(vdp.args)
+    assert jnp.isfinite(g["mu"])
+
+
 def test_an_eager_gradient_reports_the_staged_outcome(vdp):
     tr = control.Trapezoidal(20)
     solver = control.KKTNewton(fallback_after=1)

@@ -292,7 +292,10 @@ def plan_in_stages(
 
 
 def _direct(stage, *args):
-    return stage(*args)
+    # The stages run on values (under an eager `jax.grad`, behind `stop_gradient`), so
+    # they are the same programs, compiled with the same options, whether or not a
+    # derivative is being taken: a plan and its gradient share them.
+    return stage.top_level(*args)
 
 
 def _stages(problem, transcription, solver, args, init, run=_direct) -> tuple[Solution, Array]:

@@ -13,6 +13,14 @@ from jaxtyping import Array, Bool, PyTree
 from .._problem import OptimalControlProblem
 
 
+try:
+    from jax._src.core import to_concrete_value
+except ImportError:  # pragma: no cover - JAX moved it: check traced values as traced
+
+    def to_concrete_value(value: Any) -> None:
+        return None
+
+
 _REFERENCE_FILE = pathlib.Path(__file__).with_name("reference_optima.json")
 
 
@@ -94,6 +102,17 @@ def reference_optima() -> dict[str, dict[str, dict[str, float]]]:
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
 
 
+def _concrete_value(value: Any) -> Any:
+    """`value` if it is concrete; the value under an autodiff tracer of a concrete
+    value (an eager `jax.grad`); `None` if it is traced."""
+    if not isinstance(value, jax.core.Tracer):
+        return value
+    try:
+        return to_concrete_value(value)
+    except Exception:  # pragma: no cover - a tracer of this JAX without the method
+        return None
+
+
 def _interval(text: str) -> tuple[float, float, bool, bool]:
     """`"(0, inf)"` -> `(lo, hi, lo_open, hi_open)`; `ValueError` if malformed."""
     match = _INTERVAL.match(text) if isinstance(text, str) else None
@@ -116,12 +135,14 @@ class ParameterCheck(eqx.Module):
 
     Wrong keys, types or shapes raise `ValueError` naming the parameter, and so does a
     concrete value out of its range or not finite (checked on the host: the compiled
-    plan holds no host callback). A traced value (under a user's `jit`, `vmap` or
-    `grad`) gets an `eqx.error_if` check naming the parameter and the range instead;
-    `report` returns that verdict instead, as `control.plan(..., throw=False)` uses it
-    (an `eqx.error_if` is a host callback, and JAX's persistent compilation cache
-    stores no program that holds one). Every message starts with the problem's name,
-    if given.
+    plan holds no host callback). So does a value an eager `jax.grad` (autodiff over
+    concrete values, and nothing else) traces, whose value is known: checked on the
+    host as well, without compiling a program for it. A traced value (under a user's
+    `jit` or `vmap`) gets an `eqx.error_if` check naming the parameter and the range
+    instead; `report` returns the verdict on traced values instead of raising, as
+    `control.plan(..., throw=False)` uses it (an `eqx.error_if` is a host callback,
+    and JAX's persistent compilation cache stores no program that holds one). Every
+    message starts with the problem's name, if given.
 
     **Fields:**
 
@@ -167,7 +188,8 @@ class ParameterCheck(eqx.Module):
 
         `(args, out_of_range)`: the checked `args`, and whether a traced value is out
         of its range or not finite (a scalar boolean array; `False` if every value is
-        concrete, as those raise `ValueError` here as well).
+        concrete, as those raise `ValueError` here as well; an eager `jax.grad`'s
+        tracers are reported, checked on the host).
         """
         args, out_of_range = self._check(args, report=True)
         return args, jnp.asarray(out_of_range)
@@ -203,7 +225,8 @@ class ParameterCheck(eqx.Module):
             text = ranges.get(name, "(-inf, inf)")
             lo, hi, lo_open, hi_open = _interval(text)
             message = f"{where}parameter {name!r} must be finite and in {text}."
-            if isinstance(value, jax.core.Tracer):
+            concrete = _concrete_value(value)
+            if concrete is None:
                 above = value > lo if lo_open else value >= lo
                 below = value < hi if hi_open else value <= hi
                 bad = jnp.invert(jnp.isfinite(value) & above & below)
@@ -213,10 +236,13 @@ class ParameterCheck(eqx.Module):
                 else:
                     out[name] = eqx.error_if(value, bad, message)
             else:
-                v = np.asarray(value)
+                # Checked here, also under an eager `jax.grad`: no program to compile.
+                v = np.asarray(concrete)
                 above = v > lo if lo_open else v >= lo
                 below = v < hi if hi_open else v <= hi
                 if not (np.isfinite(v) and above and below):
-                    raise ValueError(f"{message[:-1]}, got {v}.")
+                    if not (report and isinstance(value, jax.core.Tracer)):
+                        raise ValueError(f"{message[:-1]}, got {v}.")
+                    out_of_range = True
                 out[name] = value
         return out, out_of_range
