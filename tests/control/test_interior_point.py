@@ -1,5 +1,6 @@
 """The interior-point root finder on its own (without the semismooth finish)."""
 
+import equinox as eqx
 import jax.numpy as jnp
 import optimistix as optx
 
@@ -21,6 +22,15 @@ def test_push_into_box_moves_every_bounded_unknown_inside():
     assert bool(jnp.all(jnp.where(free, True, pushed == w)))
 
 
+@eqx.filter_jit
+def _start(residual, problem_args, simulate):
+    """The NLP's description and the guess (straight lines, or with `simulate` the
+    states the default controls produce) moved inside the box: one program, not the
+    dozens of small ones the same operations compile one by one outside `jit`."""
+    nlp = residual.nlp_info(*problem_args)
+    return nlp, push_into_box(residual.initial_guess(*problem_args, simulate=simulate), nlp)
+
+
 class _Case:
     """A library problem's KKT system from its default guess, moved inside the box,
     for the interior-point root finder alone."""
@@ -31,8 +41,7 @@ class _Case:
         self.tr = control.Trapezoidal(self.ex.N)
         self.residual = KKTResidual(self.tr)
         self.problem_args = (self.ex.problem, self.ex.args)
-        self.nlp = self.residual.nlp_info(*self.problem_args)
-        self.w0 = push_into_box(self.residual.initial_guess(*self.problem_args), self.nlp)
+        self.nlp, self.w0 = _start(self.residual, self.problem_args, simulate=False)
 
     def solve(self, options=None, **settings):
         solver = control.InteriorPointRootFinder(
@@ -54,7 +63,7 @@ class _Case:
 
     def cost_error(self, sol) -> float:
         """|cost - IPOPT's tight reference| / reference."""
-        cost = float(self.tr.objective(self.z(sol), *self.problem_args))
+        cost = float(eqx.filter_jit(self.tr.objective)(self.z(sol), *self.problem_args))
         reference = control.problems.reference_optima()[self.name]["trapezoidal"]["cost"]
         return abs(cost - reference) / abs(reference)
 
@@ -77,8 +86,7 @@ def test_stuck_interior_point_restarts_from_the_simulated_guess():
     # linearised dynamics are violently unstable there); the method restarts once from
     # the states the default controls produce and reaches IPOPT's optimum.
     case = _Case("predator_prey")
-    guess = case.residual.initial_guess(*case.problem_args, simulate=True)
-    restart = push_into_box(guess, case.nlp)
+    _, restart = _start(case.residual, case.problem_args, simulate=True)
     stuck = case.solve({"nlp": case.nlp})
     assert stuck.result != optx.RESULTS.successful
     assert not bool(stuck.stats["restarted"])

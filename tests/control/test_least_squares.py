@@ -39,10 +39,14 @@ def _reduced_hessian_eigenvalues(sol, problem, transcription, args):
     v = sol.z.ravel()
     lo, hi = (np.asarray(b).ravel() for b in transcription.bounds(problem, args))
     free = (np.asarray(v) - lo > 1e-7) & (hi - np.asarray(v) > 1e-7)
-    g, J = np.asarray(jax.grad(f)(v))[free], np.asarray(jax.jacfwd(c)(v))[:, free]
+    # Each derivative as one compiled program: run eagerly, each of its operations
+    # would compile a program of its own.
+    g = np.asarray(jax.jit(jax.grad(f))(v))[free]
+    J = np.asarray(jax.jit(jax.jacfwd(c))(v))[:, free]
     lam = np.linalg.lstsq(J.T, -g, rcond=None)[0]
     assert np.max(np.abs(g + J.T @ lam)) < 1e-8  # a KKT point
-    H = np.asarray(jax.hessian(lambda v: f(v) + jnp.dot(lam, c(v)))(v))[np.ix_(free, free)]
+    hessian = jax.jit(jax.hessian(lambda v, lam: f(v) + jnp.dot(lam, c(v))))
+    H = np.asarray(hessian(v, lam))[np.ix_(free, free)]
     _, s, vt = np.linalg.svd(J)
     Z = vt[int(np.sum(s > 1e-10 * s[0])) :].T
     return np.linalg.eigvalsh(Z.T @ H @ Z)

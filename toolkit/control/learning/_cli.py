@@ -151,6 +151,7 @@ def _finite_data(learning, keys, ex, ts, sim, ns):
     import jax
     import jax.numpy as jnp
     import jax.random as jr
+    import numpy as np
 
     problem, n = ex.problem, ns.trajectories
     spread = 0.3 * jnp.maximum(jnp.abs(problem.x0), 1.0)
@@ -162,11 +163,14 @@ def _finite_data(learning, keys, ex, ts, sim, ns):
         batch = learning.generate(
             n_key, problem, controls, ts, args=ex.args, x0s=x0s, noise_std=ns.noise, simulator=sim
         )
-        finite = jnp.all(jnp.isfinite(batch.xs), axis=(1, 2))
+        # Kept on the host: a mask's indexing on the device would compile a program
+        # for each count of finite trajectories.
+        batch = jax.tree_util.tree_map(np.asarray, batch)
+        finite = np.all(np.isfinite(batch.xs), axis=(1, 2))
         kept.append(jax.tree_util.tree_map(lambda a: a[finite], batch))
         good = sum(d.size for d in kept)
         if good >= n:
-            data = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *kept)
+            data = jax.tree_util.tree_map(lambda *a: jnp.asarray(np.concatenate(a)[:n]), *kept)
             return data, (draw + 1) * n, (draw + 1) * n - good
     raise FloatingPointError(
         f"the data hold non-finite states: the true {ex.name} system blew up under "

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray, Scalar
 
+from ..._jit import filter_jit
 from .._problem import OptimalControlProblem
 from .._solution import Solution
 
@@ -99,13 +100,16 @@ def random_controls(
         raise ValueError(f"`kind` must be 'piecewise_constant' or 'smooth', got {kind!r}.")
     if not isinstance(num, int) or num < 1:
         raise ValueError(f"`num` must be an integer >= 1, got {num!r}.")
+    return _draw(key, problem, num, batch, kind, modes, scale)
+
+
+# One compiled program per setting: outside `jit`, each of the operations below (under
+# `vmap` for a batch) would compile a small program of its own.
+@filter_jit
+def _draw(key, problem, num, batch, kind, modes, scale) -> Controls:
     if batch is not None:
         keys = jr.split(key, batch)
-        return jax.vmap(
-            lambda k: random_controls(
-                k, problem, num, batch=None, kind=kind, modes=modes, scale=scale
-            )
-        )(keys)
+        return jax.vmap(lambda k: _draw(k, problem, num, None, kind, modes, scale))(keys)
     dtype = problem.x0.dtype
     lo, hi = _box(problem, scale)
     nu = problem.nu

@@ -427,15 +427,26 @@ def _end_to_end_step(
         return value + weight * sysid, (value, sysid, sol)
 
     (_, (value, sysid, sol)), grads = eqx.filter_value_and_grad(total, has_aux=True)(params)
-    ok = sol.result == RESULTS.successful
-    ok = ok & jax.tree_util.tree_reduce(
+    new_params, new_opt_state, ok = _update_if_ok(
+        sol.result == RESULTS.successful, optimiser, grads, opt_state, params
+    )
+    return new_params, new_opt_state, value, sysid, sol, ok
+
+
+# One program: the step above runs eagerly (so that its plan runs in stages), where
+# each of these operations would compile a small program of its own.
+@filter_jit
+def _update_if_ok(solved, optimiser, grads, opt_state, params):
+    """The optimiser's update where the plan was solved and the gradient is finite;
+    else the parameters and the optimiser's state unchanged (a failed plan has no
+    meaningful gradient). Returns the two and whether the update was taken."""
+    ok = solved & jax.tree_util.tree_reduce(
         jnp.logical_and,
         jax.tree_util.tree_map(lambda g: jnp.all(jnp.isfinite(g)), grads),
         jnp.array(True),
     )
     new_params, new_opt_state = _update(optimiser, grads, opt_state, params)
-    # A failed plan has no meaningful gradient: keep the model and the optimiser.
     new_params, new_opt_state = jax.tree_util.tree_map(
         lambda new, old: jnp.where(ok, new, old), (new_params, new_opt_state), (params, opt_state)
     )
-    return new_params, new_opt_state, value, sysid, sol, ok
+    return new_params, new_opt_state, ok

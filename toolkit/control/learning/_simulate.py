@@ -165,27 +165,7 @@ class FixedStepRK4(AbstractSimulator):
             )
 
     def _integrate(self, field, y0, controls, grid, hold):
-        """The solution at every point of the increasing `grid` (grid[0]: y0's time);
-        with `hold`, a piecewise-constant control is held at its value on each step
-        (the grid holds its jumps)."""
-        m = self.steps_per_interval
-        a, b = grid[:-1], grid[1:]
-        h = jnp.repeat((b - a) / m, m)
-        t = jnp.repeat(a, m) + jnp.tile(jnp.arange(m, dtype=grid.dtype), a.shape[0]) * h
-        constant = hold and controls.kind == "constant"
-
-        def step(y, th):
-            t, h = th
-            u = _Held(controls(t + h / 2)) if constant else controls
-            k1 = field(t, y, u)
-            k2 = field(t + h / 2, y + (h / 2) * k1, u)
-            k3 = field(t + h / 2, y + (h / 2) * k2, u)
-            k4 = field(t + h, y + h * k3, u)
-            y = y + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
-            return y, y
-
-        _, ys = jax.lax.scan(step, y0, (t, h))
-        return jnp.concatenate([y0[None], ys[m - 1 :: m]])
+        return _fixed_step_rk4(self.steps_per_interval, field, y0, controls, grid, hold)
 
     def states(self, field, y0, controls, t0, ts):
         ts = jnp.asarray(ts)
@@ -198,6 +178,32 @@ class FixedStepRK4(AbstractSimulator):
         nodes = jnp.clip(controls.ts.astype(dtype), t0, t1)
         grid = jnp.concatenate([t0[None], nodes, t1[None]])
         return self._integrate(field, y0, controls, grid, hold=True)[-1]
+
+
+# One program also where a caller runs eagerly (an end-to-end step, so that its plan
+# runs in stages), instead of one for each operation.
+@filter_jit
+def _fixed_step_rk4(m, field, y0, controls, grid, hold):
+    """The solution at every point of the increasing `grid` (grid[0]: y0's time),
+    `m` RK4 steps per interval; with `hold`, a piecewise-constant control is held at
+    its value on each step (the grid holds its jumps)."""
+    a, b = grid[:-1], grid[1:]
+    h = jnp.repeat((b - a) / m, m)
+    t = jnp.repeat(a, m) + jnp.tile(jnp.arange(m, dtype=grid.dtype), a.shape[0]) * h
+    constant = hold and controls.kind == "constant"
+
+    def step(y, th):
+        t, h = th
+        u = _Held(controls(t + h / 2)) if constant else controls
+        k1 = field(t, y, u)
+        k2 = field(t + h / 2, y + (h / 2) * k1, u)
+        k3 = field(t + h / 2, y + (h / 2) * k2, u)
+        k4 = field(t + h, y + h * k3, u)
+        y = y + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+        return y, y
+
+    _, ys = jax.lax.scan(step, y0, (t, h))
+    return jnp.concatenate([y0[None], ys[m - 1 :: m]])
 
 
 # The vector fields are Modules rather than closures, so that jitted callers (and
