@@ -52,3 +52,24 @@ def test_bad_fraction(fraction):
 def test_needs_a_dataset():
     with pytest.raises(TypeError, match="Dataset"):
         data.validation_split(np.zeros((10, 1, 8, 8)), 0.1, jr.key(0))
+
+
+def test_building_and_splitting_move_the_arrays_without_compiling(caplog):
+    # `jnp.asarray` of a numpy array compiles a small `stage` program for each shape
+    # and dtype; the arrays of a data set are moved with `device_put` instead.
+    import logging
+
+    import jax
+
+    from toolkit.data._dataset import make_dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (23, 1, 3, 5)).astype(np.uint8)  # shapes no other test uses
+    y = rng.integers(0, 3, 23)
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        ds = make_dataset(
+            "tiny", x[:17], y[:17], x[17:], y[17:], ("a", "b", "c"), scale=255.0, normalise=True
+        )
+        data.validation_split(ds, 0.3, jr.key(4))
+    staged = [r.getMessage() for r in caplog.records if "jit(stage)" in r.getMessage()]
+    assert staged == []

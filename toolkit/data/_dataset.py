@@ -1,5 +1,5 @@
 import equinox as eqx
-import jax.numpy as jnp
+import jax
 import numpy as np
 from jaxtyping import Array, Float, Int
 
@@ -123,13 +123,15 @@ def make_dataset(
     for x in (x_train, x_test):
         x -= mean.reshape(shape)
         x /= std.reshape(shape)
+    # `device_put`, not `jnp.asarray`: the latter compiles a small program for each
+    # shape and dtype it moves (these are copies: nothing else holds them).
     return Dataset(
-        x_train=jnp.asarray(x_train),
-        y_train=jnp.asarray(np.asarray(y_train, np.int32)),
-        x_test=jnp.asarray(x_test),
-        y_test=jnp.asarray(np.asarray(y_test, np.int32)),
-        mean=jnp.asarray(mean),
-        std=jnp.asarray(std),
+        x_train=jax.device_put(x_train),
+        y_train=jax.device_put(np.array(y_train, np.int32)),
+        x_test=jax.device_put(x_test),
+        y_test=jax.device_put(np.array(y_test, np.int32)),
+        mean=jax.device_put(mean),
+        std=jax.device_put(std),
         name=name,
         num_classes=len(classes),
         classes=tuple(classes),

@@ -1,5 +1,4 @@
 import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import PRNGKeyArray
@@ -56,10 +55,10 @@ def validation_split(dataset: Dataset, fraction: float, key: PRNGKeyArray) -> Da
     train, held = held_out_split(dataset.num_train, fraction, key, name="fraction")
     x, y = np.asarray(dataset.x_train), np.asarray(dataset.y_train)
     return Dataset(
-        x_train=jnp.asarray(x[train]),
-        y_train=jnp.asarray(y[train]),
-        x_test=jnp.asarray(x[held]),
-        y_test=jnp.asarray(y[held]),
+        x_train=jax.device_put(x[train]),
+        y_train=jax.device_put(y[train]),
+        x_test=jax.device_put(x[held]),
+        y_test=jax.device_put(y[held]),
         mean=dataset.mean,
         std=dataset.std,
         name=f"{dataset.name}:validation",
