@@ -170,7 +170,7 @@ def _finite_data(learning, keys, ex, ts, sim, ns):
         kept.append(jax.tree_util.tree_map(lambda a: a[finite], batch))
         good = sum(d.size for d in kept)
         if good >= n:
-            data = jax.tree_util.tree_map(lambda *a: jnp.asarray(np.concatenate(a)[:n]), *kept)
+            data = jax.tree_util.tree_map(lambda *a: jax.device_put(np.concatenate(a)[:n]), *kept)
             return data, (draw + 1) * n, (draw + 1) * n - good
     raise FloatingPointError(
         f"the data hold non-finite states: the true {ex.name} system blew up under "
