@@ -110,3 +110,25 @@ def test_second_order_corrections_shorten_cart_pole_barrier_path():
     assert int(corrected.stats["num_steps"]) <= int(plain.stats["num_steps"]) - 5
     # Fewer backtracks too: the corrected steps are taken whole.
     assert int(corrected.stats["backtracks"]) < int(plain.stats["backtracks"])
+
+
+def test_a_step_without_a_direction_is_refused_without_a_search():
+    # A linear solver that reports every solve as failed (no backward error is
+    # small enough): no step has a direction, so none is searched along, and the
+    # solve runs out of steps having evaluated nothing but the iterate's residual.
+    case = _Case("van_der_pol")
+    solver = control.InteriorPointRootFinder(
+        rtol=0.0, atol=1e-9, linear_solver=control.BlockTridiagonal(max_backward_error=-1.0)
+    )
+    sol = optx.root_find(
+        case.residual,
+        solver,
+        case.w0,
+        case.problem_args,
+        options={"nlp": case.nlp},
+        max_steps=3,
+        throw=False,
+    )
+    assert sol.result != optx.RESULTS.successful
+    assert int(sol.stats["backtracks"]) == 0
+    assert bool(jnp.all(sol.value == case.w0))

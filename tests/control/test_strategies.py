@@ -129,21 +129,21 @@ def test_a_stalled_first_attempt_gives_up_at_once():
         assert abs(float(sol.cost) - float(slow.cost)) <= 1e-12 * abs(float(slow.cost))
 
 
+def _first_attempt(name, give_up, newton=control.Newton(atol=1e-9), limit=10):
+    c = kkt_case(name)
+    return newton.limited(
+        c.residual,
+        c.w0,
+        c.problem_args,
+        c.tr.linear_solver(),
+        jnp.asarray(limit),
+        c.adjoint,
+        give_up,
+    )
+
+
 def test_give_up_stops_semismooth_newton_only_where_it_stalls():
-    newton = control.Newton(atol=1e-9)
-
-    def attempt(name, give_up, limit=10):
-        c = kkt_case(name)
-        return newton.limited(
-            c.residual,
-            c.w0,
-            c.problem_args,
-            c.tr.linear_solver(),
-            jnp.asarray(limit),
-            c.adjoint,
-            give_up,
-        )
-
+    attempt = _first_attempt
     stopped = attempt("bioreactor", jnp.asarray(True))
     assert stopped.result == optx.RESULTS.nonlinear_divergence
     assert int(stopped.stats["num_steps"]) == 3
@@ -155,26 +155,41 @@ def test_give_up_stops_semismooth_newton_only_where_it_stalls():
 
 
 def test_an_attempt_that_gives_up_stops_its_search_at_stall_halvings():
-    # bear_populations: the first semismooth step's search fails. Searching on past
-    # `stall_halvings` (10) halvings could only end in the same verdict; the attempt
-    # gives up after 10 residual evaluations instead of `max_backtracks` (30).
-    c = kkt_case("bear_populations")
+    # cart_pole: the third semismooth step's search fails (after 1 and 6 halvings in
+    # the first two). Searching on past `stall_halvings` (10) halvings could only end
+    # in the same verdict; the attempt gives up after 10 halvings there instead of
+    # `max_backtracks` (30).
     newton = control.Newton(atol=1e-9)
-
-    def attempt(give_up):
-        return newton.limited(
-            c.residual,
-            c.w0,
-            c.problem_args,
-            c.tr.linear_solver(),
-            jnp.asarray(10),
-            c.adjoint,
-            give_up,
-        )
-
-    stopped = attempt(jnp.asarray(True))
+    stopped = _first_attempt("cart_pole", jnp.asarray(True), newton)
     assert stopped.result == optx.RESULTS.nonlinear_divergence
-    assert int(stopped.stats["num_steps"]) == 1
-    assert int(stopped.stats["backtracks"]) == newton.stall_halvings
-    patient = attempt(jnp.asarray(False))
-    assert int(patient.stats["backtracks"]) >= newton.max_backtracks
+    assert int(stopped.stats["num_steps"]) == 3
+    assert int(stopped.stats["backtracks"]) == 1 + 6 + newton.stall_halvings
+    patient = _first_attempt("cart_pole", jnp.asarray(False), newton)
+    assert int(patient.stats["backtracks"]) >= 1 + 6 + newton.max_backtracks
+
+
+def test_a_step_without_a_direction_is_refused_without_a_search():
+    # bear_populations: the first semismooth step finds no direction of positive
+    # curvature at any shift. There is nothing to search along: the step is refused
+    # without evaluating the residual again (no halvings), whether or not the attempt
+    # gives up there.
+    for give_up in (jnp.asarray(True), jnp.asarray(False)):
+        sol = _first_attempt("bear_populations", give_up, limit=1)
+        assert int(sol.stats["backtracks"]) == 0
+        assert int(sol.stats["num_steps"]) == 1 and sol.result != optx.RESULTS.successful
+
+
+def test_an_attempt_that_gives_up_stops_shifting_at_stall_shifts():
+    # cancer_treatment: the first attempt's third step needs 6 curvature shifts
+    # (delta = 1e-4 ... 1e1) and then converges, 7 steps in all. With room for only
+    # 5 shifts, an attempt that gives up stops at that step (each further shift is a
+    # factorisation); one that does not give up is unaffected.
+    assert control.Newton().stall_shifts == 8
+    sol = _first_attempt("cancer_treatment", jnp.asarray(True))
+    assert sol.result == optx.RESULTS.successful and int(sol.stats["num_steps"]) == 7
+    newton = control.Newton(atol=1e-9, stall_shifts=5)
+    stopped = _first_attempt("cancer_treatment", jnp.asarray(True), newton)
+    assert stopped.result == optx.RESULTS.nonlinear_divergence
+    assert int(stopped.stats["num_steps"]) == 3
+    patient = _first_attempt("cancer_treatment", jnp.asarray(False), newton)
+    assert patient.result == optx.RESULTS.successful and int(patient.stats["num_steps"]) == 7

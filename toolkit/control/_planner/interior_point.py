@@ -267,8 +267,11 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             first_ok | soc_ok,
             (jnp.where(soc_ok, y_soc, y_first), jnp.where(soc_ok, armijo_soc, armijo_first)),
         )
+        # Without a step (the linear solve or the curvature shifts failed) there is
+        # nothing to search along: the step is refused without evaluating φ and θ again.
+        max_backtracks = jnp.where(solved, self.max_backtracks, -1)
         _, k, accepted, (y_t, armijo_step) = halving_search(
-            trial, alpha_max, self.max_backtracks, (y, jnp.array(False)), first=first
+            trial, alpha_max, max_backtracks, (y, jnp.array(False)), first=first
         )
         moved = solved & accepted
         corrected = soc_ok & (k == 0)

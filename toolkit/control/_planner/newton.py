@@ -21,6 +21,7 @@ class Newton(AbstractLimitedPlanner):
     linear_solver: lx.AbstractLinearSolver | None = None
     max_backtracks: int = 30
     stall_halvings: int | None = 10
+    stall_shifts: int | None = 8
 
     def solve(self, residual, w0, problem_args, linear_solver, adjoint):
         return self.limited(residual, w0, problem_args, linear_solver, None, adjoint)
@@ -37,6 +38,7 @@ class Newton(AbstractLimitedPlanner):
             linear_solver=linear_solver,
             max_backtracks=self.max_backtracks,
             stall_halvings=self.stall_halvings,
+            stall_shifts=self.stall_shifts,
         )
         return optx.root_find(
             residual,
@@ -63,4 +65,7 @@ Newton.__init__.__doc__ = """**Arguments:**
     (and let the rescue start) at the first line search that needs this many halvings
     or fails; `None` spends the whole `after` budget. A solve on its own or a
     Fallback's finish never gives up early.
+- `stall_shifts`: likewise, give up at the first step that needs more than this
+    many curvature shifts (each one another factorisation); `None` allows the
+    solver's full `max_regularisations`.
 """

@@ -18,6 +18,7 @@ def regularised_newton_step(
     solver,
     tags,
     keep_factors: bool = False,
+    max_regularisations: int | Int[Array, ""] | None = None,
 ) -> tuple[Array, Bool[Array, ""], Scalar, Int[Array, ""], Callable[[Array], Array] | None]:
     """The Newton step dy = -(J + D + δ R)⁻¹ f with the inertia-free curvature test
     (Chiang & Zavala 2016): while the primal part dz of the step has
@@ -32,12 +33,14 @@ def regularised_newton_step(
     `resolve(rhs)` solves (J + D + δ R) x = rhs with the factorisation of the
     accepted step (a second-order correction's system), returning `x` (zero where the
     solve fails); without, `resolve` is `None` (the factors then stay inside the
-    loop, which is measurably faster).
+    loop, which is measurably faster). `max_regularisations`, if given, replaces the
+    solver's (an array where the limit is decided at run time).
     """
     primal = nlp.primal_mask
     linear_solver: lx.AbstractLinearSolver = solver.linear_solver
     kappa, delta_init, delta_max = solver.kappa, solver.delta_init, solver.delta_max
-    max_regularisations = solver.max_regularisations
+    if max_regularisations is None:
+        max_regularisations = solver.max_regularisations
 
     def operator(delta):
         def matvec(v):

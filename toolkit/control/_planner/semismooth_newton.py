@@ -73,7 +73,11 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     that is going to converge takes at most a few halvings per step, while one that
     has stalled fails its searches from then on, at 30 residual evaluations and up to
     12 regularised factorisations each: a [`toolkit.control.Fallback`][] sets it for
-    its first attempt, so that its rescue starts at once.
+    its first attempt, so that its rescue starts at once. With `stall_shifts`, a step
+    that needs more curvature shifts than that stalls the same way.
+
+    A step without a direction (the linear solve or every curvature shift failed) is
+    refused at once, without a line search along it.
     """
 
     rtol: float
@@ -87,6 +91,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     delta_max: float = 1e10
     max_regularisations: int = 12
     stall_halvings: int | None = None
+    stall_shifts: int | None = None
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
         del options, f_struct, aux_struct, tags
@@ -107,6 +112,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
 
     def step(self, fn, y, args, options, state: _NewtonState, tags):
         nlp = options.get("nlp")
+        give_up = options.get("give_up")
         f, lin_fn, aux = jax.linearize(lambda _y: fn(_y, args), y, has_aux=True)
         struct = jax.eval_shape(lambda: y)
 
@@ -118,6 +124,13 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             delta = state.delta
             n_reg = jnp.array(0)
         else:
+            max_shifts = self.max_regularisations
+            if give_up is not None and self.stall_shifts is not None:
+                # An attempt that gives up at a step needing `stall_shifts` curvature
+                # shifts stops shifting there: each further shift is another
+                # factorisation, and the step would be a stall all the same.
+                stall = min(self.stall_shifts, self.max_regularisations)
+                max_shifts = jnp.where(give_up, stall, self.max_regularisations)
             dy, solved, delta, n_reg, _ = regularised_newton_step(
                 lin_fn,
                 f,
@@ -127,6 +140,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
                 state.delta,
                 self,
                 tags,
+                max_regularisations=max_shifts,
             )
 
         merit_f = _merit(f)
@@ -182,18 +196,21 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
 
         alpha0 = jnp.full((), 1.0, f.dtype)
         max_backtracks = self.max_backtracks
-        give_up = options.get("give_up")
         if give_up is not None and self.stall_halvings is not None:
             # An attempt that gives up at a search needing `stall_halvings` halvings
             # stops searching there: further halvings (and the residual evaluations
             # they cost) could only end in the same verdict.
             stall = min(self.stall_halvings, self.max_backtracks)
             max_backtracks = jnp.where(give_up, stall, self.max_backtracks)
+        # Without a step (the linear solve or the curvature shifts failed) there is
+        # nothing to search along: the step is refused without evaluating F again.
+        max_backtracks = jnp.where(solved, max_backtracks, -1)
         _, k, accepted, (y_t, f_t, aux_t, nonfinite) = halving_search(
             trial, alpha0, max_backtracks, (y, f, aux, jnp.array(False))
         )
 
         moved = solved & accepted
+        k = jnp.maximum(k, 0)
         nonfinite_search = solved & jnp.invert(accepted) & nonfinite
         y_new = _where(moved, y_t, y)
         f_new = jnp.where(moved, f_t, f)
@@ -272,4 +289,7 @@ SemismoothNewtonRootFinder.__init__.__doc__ = """**Arguments:**
 - `max_regularisations`: the most shifts tried in one iteration.
 - `stall_halvings`: with `options["give_up"]`, stop once a line search needs this
     many halvings or fails; `None` never stops early.
+- `stall_shifts`: with `options["give_up"]`, allow at most this many curvature
+    shifts per step (each one another factorisation): a step that needs more finds
+    no direction and stops the solve as a stall; `None` allows `max_regularisations`.
 """
