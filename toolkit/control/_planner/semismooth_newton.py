@@ -30,6 +30,14 @@ def _merit(f: Array) -> Scalar:
     return 0.5 * jnp.sum(f**2)
 
 
+def _stall_limit(give_up: Bool[Array, ""] | None, stall: int | None, limit: int):
+    """`limit`, or at most `stall` where `give_up` is true (an attempt that stops at
+    its first stall)."""
+    if give_up is None or stall is None:
+        return limit
+    return jnp.where(give_up, min(stall, limit), limit)
+
+
 def _where(pred, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
@@ -124,13 +132,10 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             delta = state.delta
             n_reg = jnp.array(0)
         else:
-            max_shifts = self.max_regularisations
-            if give_up is not None and self.stall_shifts is not None:
-                # An attempt that gives up at a step needing `stall_shifts` curvature
-                # shifts stops shifting there: each further shift is another
-                # factorisation, and the step would be a stall all the same.
-                stall = min(self.stall_shifts, self.max_regularisations)
-                max_shifts = jnp.where(give_up, stall, self.max_regularisations)
+            # An attempt that gives up at a step needing `stall_shifts` curvature
+            # shifts stops shifting there: each further shift is another
+            # factorisation, and the step would be a stall all the same.
+            max_shifts = _stall_limit(give_up, self.stall_shifts, self.max_regularisations)
             dy, solved, delta, n_reg, _ = regularised_newton_step(
                 lin_fn,
                 f,
@@ -195,13 +200,10 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             return accept(alpha, y_t, f_t), (y_t, f_t, aux_t, nonfinite)
 
         alpha0 = jnp.full((), 1.0, f.dtype)
-        max_backtracks = self.max_backtracks
-        if give_up is not None and self.stall_halvings is not None:
-            # An attempt that gives up at a search needing `stall_halvings` halvings
-            # stops searching there: further halvings (and the residual evaluations
-            # they cost) could only end in the same verdict.
-            stall = min(self.stall_halvings, self.max_backtracks)
-            max_backtracks = jnp.where(give_up, stall, self.max_backtracks)
+        # An attempt that gives up at a search needing `stall_halvings` halvings stops
+        # searching there: further halvings (and the residual evaluations they cost)
+        # could only end in the same verdict.
+        max_backtracks = _stall_limit(give_up, self.stall_halvings, self.max_backtracks)
         # Without a step (the linear solve or the curvature shifts failed) there is
         # nothing to search along: the step is refused without evaluating F again.
         max_backtracks = jnp.where(solved, max_backtracks, -1)
