@@ -25,7 +25,7 @@ class KKTNewton(AbstractPlanner):
     Semismooth Newton converges fast from a good guess but its active-set steps can
     stall far from the solution (a pendulum swing-up against a torque limit, from a
     straight-line guess). If it has not converged after `fallback_after` iterations,
-    or stalls before (a line search that needs 10 halvings or fails; see
+    or stalls before (a line search that needs 3 halvings or fails; see
     [`toolkit.control.Newton`][]'s `stall_halvings`), the solve restarts from the
     initial guess with the [`toolkit.control.InteriorPointRootFinder`][] method, which
     follows the smooth barrier path to near the solution, and semismooth Newton then
