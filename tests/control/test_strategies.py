@@ -144,14 +144,13 @@ def _first_attempt(name, give_up, newton=control.Newton(atol=1e-9), limit=10):
 
 
 def test_give_up_stops_semismooth_newton_only_where_it_stalls():
-    attempt = _first_attempt
-    stopped = attempt("bioreactor", jnp.asarray(True))
+    stopped = _first_attempt("bioreactor", jnp.asarray(True))
     assert stopped.result == optx.RESULTS.nonlinear_divergence
     assert int(stopped.stats["num_steps"]) == 1
-    assert int(attempt("bioreactor", jnp.asarray(False)).stats["num_steps"]) == 10
-    assert int(attempt("bioreactor", None).stats["num_steps"]) == 10
+    assert int(_first_attempt("bioreactor", jnp.asarray(False)).stats["num_steps"]) == 10
+    assert int(_first_attempt("bioreactor", None).stats["num_steps"]) == 10
     # Where Newton converges (van der Pol), giving up changes nothing.
-    sol = attempt("van_der_pol", jnp.asarray(True))
+    sol = _first_attempt("van_der_pol", jnp.asarray(True))
     assert sol.result == optx.RESULTS.successful and int(sol.stats["num_steps"]) == 4
 
 

@@ -66,7 +66,7 @@ Newton.__init__.__doc__ = """**Arguments:**
     or fails; `None` spends the whole `after` budget. A solve on its own or a
     Fallback's finish never gives up early. On the problem library every first
     attempt that converges takes full steps (no halving at all), while those that
-    stall needed 3 to 10 halvings at a step before failing.
+    stall needed 3 to 9 halvings at a step, or found no step at all.
 - `stall_shifts`: likewise, give up at the first step that needs more than this
     many curvature shifts (each one another factorisation); `None` allows the
     solver's full `max_regularisations`.
