@@ -109,12 +109,16 @@ def _worker(case: str, mode: str) -> dict:
                 jit(
                     lambda args, w, n: _stages._newton(
                         ex.problem, transcription, solver, args, None, w, True, n, True
-                    )
+                    ),
+                    planner=True,
                 ),
                 (ex.args, placeholder, limit),
             ),
             "fallback": (
-                jit(lambda args, w: _stages._rescue(ex.problem, transcription, solver, args, w)),
+                jit(
+                    lambda args, w: _stages._rescue(ex.problem, transcription, solver, args, w),
+                    planner=True,
+                ),
                 (ex.args, w0),
             ),
         }

@@ -15,6 +15,26 @@ def test_options_switched_off_by_the_environment(monkeypatch):
     assert toolkit.compiler_options() == {"xla_cpu_use_fusion_emitters": False}
     toolkit.compiler_options()["xla_cpu_use_fusion_emitters"] = True  # a copy
     assert toolkit.compiler_options() == {"xla_cpu_use_fusion_emitters": False}
+    assert toolkit.compiler_options(planner=True) == {
+        "xla_cpu_use_fusion_emitters": False,
+        "xla_cpu_experimental_ynn_fusion_type": "",
+    }
+    monkeypatch.setenv(_jit.ENV, "off")
+    assert toolkit.compiler_options(planner=True) == {}
+
+
+def test_planner_programs_leave_reductions_to_xla():
+    # A reduction over the minor axis of a small broadcast product, as in the
+    # backward-error check of every block-tridiagonal solve: XLA's CPU backend hands
+    # it to a YNNPACK library fusion unless the planner's options say otherwise.
+    def row_sums(a, x):
+        return jnp.sum(a * x[:, None, :], axis=-1)
+
+    args = (jnp.ones((102, 9, 9)), jnp.ones((102, 9)))
+    planner = _jit.filter_jit(row_sums, planner=True)
+    np.testing.assert_allclose(planner(*args), np.full((102, 9), 9.0))
+    assert "__ynn_fusion" not in planner.lower(*args).compile().compiled.as_text()
+    assert "__ynn_fusion" not in _jit.jit(row_sums, planner=True).lower(*args).compile().as_text()
 
 
 def test_top_level_calls_compile_with_the_options_and_nested_calls_without():
@@ -53,7 +73,8 @@ def test_unknown_options_are_not_passed(monkeypatch):
 def test_the_options_probe_is_kept_beside_the_compilation_cache(monkeypatch, tmp_path):
     probes = []
 
-    def probe():
+    def probe(options):
+        assert options == _jit._options(False)
         probes.append(1)
         return True
 
@@ -61,20 +82,20 @@ def test_the_options_probe_is_kept_beside_the_compilation_cache(monkeypatch, tmp
     monkeypatch.setattr(_jit, "_memo_folder", lambda: str(tmp_path))
     _jit._supported.cache_clear()
     try:
-        assert _jit._supported() and len(probes) == 1
+        assert _jit._supported(False) and len(probes) == 1
         (memo,) = tmp_path.iterdir()
         assert memo.read_text() == "yes"
         # A new process reads the answer instead of probing.
         _jit._supported.cache_clear()
         memo.write_text("no")
-        assert not _jit._supported() and len(probes) == 1
+        assert not _jit._supported(False) and len(probes) == 1
         # A corrupt memo is probed again and rewritten; an unwritable folder only
         # costs the probe.
         _jit._supported.cache_clear()
         memo.write_bytes(b"\xff\xfe")
-        assert _jit._supported() and len(probes) == 2 and memo.read_text() == "yes"
+        assert _jit._supported(False) and len(probes) == 2 and memo.read_text() == "yes"
         _jit._supported.cache_clear()
         monkeypatch.setattr(_jit, "_memo_folder", lambda: str(tmp_path / "missing" / "x"))
-        assert _jit._supported() and len(probes) == 3
+        assert _jit._supported(False) and len(probes) == 3
     finally:
         _jit._supported.cache_clear()

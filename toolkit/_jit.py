@@ -25,31 +25,43 @@ ENV = "TOOLKIT_COMPILER_OPTIONS"
 # that its older elemental emitters skip, for no measured change in run time
 # (benchmarks/cold_start.py). The option only exists while XLA keeps both emitters.
 _OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+# Added for the planner's programs: XLA:CPU hands reductions and elementwise work to
+# YNNPACK library fusions, whose fixed cost per call is several times the arithmetic
+# of the planner's small blocks (the backward-error check of every block-tridiagonal
+# solve, for one). Training steps keep them: their matrix products and convolutions
+# gain from the library as often as they lose (measured both ways on LeNet-5).
+_PLANNER_OPTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-def _probe() -> bool:
+def _probe(options: dict[str, Any]) -> bool:
     try:
-        jax.jit(lambda x: x, compiler_options=_OPTIONS).lower(0.0).compile()
+        jax.jit(lambda x: x, compiler_options=options).lower(0.0).compile()
     except Exception:  # this XLA does not know the options
         return False
     return True
 
 
+def _options(planner: bool) -> dict[str, Any]:
+    return {**_OPTIONS, **_PLANNER_OPTIONS} if planner else dict(_OPTIONS)
+
+
 @functools.cache
-def _supported() -> bool:
+def _supported(planner: bool) -> bool:
     # The probe lowers and compiles a program, a tenth of a second of a new process
     # that loads everything else from the persistent cache: its answer for this
     # jaxlib and backend is kept beside that cache.
+    options = _options(planner)
     folder = _memo_folder()
     if not folder:
-        return _probe()
-    name = f"toolkit-xla-options-{_jaxlib_version()}-{jax.default_backend()}-{_digest()}"
+        return _probe(options)
+    digest = _digest(options)
+    name = f"toolkit-xla-options-{_jaxlib_version()}-{jax.default_backend()}-{digest}"
     memo = pathlib.Path(folder) / name
     try:
         return {"yes": True, "no": False}[memo.read_text().strip()]
     except (OSError, KeyError, UnicodeDecodeError):
         pass
-    answer = _probe()
+    answer = _probe(options)
     try:
         memo.write_text("yes" if answer else "no")
     except OSError:  # an unwritable cache folder only costs the probe next time
@@ -61,8 +73,8 @@ def _memo_folder() -> str | None:
     return jax.config.jax_compilation_cache_dir
 
 
-def _digest() -> str:
-    return hashlib.sha256(repr(sorted(_OPTIONS.items())).encode()).hexdigest()[:12]
+def _digest(options: dict[str, Any]) -> str:
+    return hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:12]
 
 
 def _jaxlib_version() -> str:
@@ -71,15 +83,24 @@ def _jaxlib_version() -> str:
     return jaxlib.__version__
 
 
-def compiler_options() -> dict[str, Any]:
+def compiler_options(*, planner: bool = False) -> dict[str, Any]:
     """The XLA compile options of toolkit's own compiled functions (planning, training
     and evaluation steps).
 
     They switch XLA's CPU backend to its older fusion emitters, which compile a plan
     markedly faster at the same run time (measured in benchmarks/README.md, "Cold
-    start"). Pass them to your own top-level
-    `jax.jit(..., compiler_options=toolkit.compiler_options())` for the same saving.
-    Set `TOOLKIT_COMPILER_OPTIONS=off` to use XLA's defaults everywhere.
+    start"). The planner's programs also keep XLA from handing reductions and
+    elementwise work to its YNNPACK library fusions, whose fixed cost per call
+    outweighs the arithmetic of a plan's small blocks (on the problem library's
+    slowest problems, plans took 0.93-0.95x the time). Pass them to your own top-level
+    `jax.jit(..., compiler_options=toolkit.compiler_options(planner=True))` around
+    a plan for the same savings. Set `TOOLKIT_COMPILER_OPTIONS=off` to use XLA's
+    defaults everywhere.
+
+    **Arguments:**
+
+    - `planner`: the options of programs that plan, rather than those of training
+        and evaluation steps.
 
     **Returns:**
 
@@ -88,20 +109,21 @@ def compiler_options() -> dict[str, Any]:
     """
     if os.environ.get(ENV, "").strip().lower() in ("0", "off", "false", "no", "none"):
         return {}
-    return dict(_OPTIONS) if _supported() else {}
+    return _options(planner) if _supported(planner) else {}
 
 
 class _FilterJit:
-    def __init__(self, fn: Callable, jitkwargs: dict[str, Any]):
+    def __init__(self, fn: Callable, planner: bool, jitkwargs: dict[str, Any]):
         functools.update_wrapper(self, fn)
         self._fn = fn
+        self._planner = planner
         self._jitkwargs = jitkwargs
         self._nested = eqx.filter_jit(fn, **jitkwargs)
         self._top: Callable | None = None
 
     def _top_level(self) -> Callable:
         if self._top is None:
-            options = compiler_options()
+            options = compiler_options(planner=self._planner)
             self._top = (
                 eqx.filter_jit(self._fn, compiler_options=options, **self._jitkwargs)
                 if options
@@ -126,18 +148,19 @@ class _FilterJit:
 
     def __getattr__(self, name: str) -> Any:
         # `lower`, ... of the top-level compiled function.
-        if name.startswith("__") or name in ("_fn", "_jitkwargs", "_nested", "_top"):
+        if name.startswith("__") or name in ("_fn", "_planner", "_jitkwargs", "_nested", "_top"):
             raise AttributeError(name)
         return getattr(self._top_level(), name)
 
 
-def filter_jit(fn: Callable | None = None, **jitkwargs) -> Callable:
+def filter_jit(fn: Callable | None = None, *, planner: bool = False, **jitkwargs) -> Callable:
     """`eqx.filter_jit(fn, **jitkwargs)`, compiled with [`toolkit.compiler_options`][]
     when called at the top level (not inside another transformation).
 
     **Arguments:**
 
     - `fn`: the function; omitted, a decorator is returned.
+    - `planner`: compile with the planner's options.
     - `jitkwargs`: passed on to `eqx.filter_jit` (e.g. `donate`).
 
     **Returns:**
@@ -145,21 +168,23 @@ def filter_jit(fn: Callable | None = None, **jitkwargs) -> Callable:
     The compiled function.
     """
     if fn is None:
-        return functools.partial(filter_jit, **jitkwargs)
-    return _FilterJit(fn, jitkwargs)
+        return functools.partial(filter_jit, planner=planner, **jitkwargs)
+    return _FilterJit(fn, planner, jitkwargs)
 
 
-def jit(fn: Callable, **jitkwargs) -> Callable:
+def jit(fn: Callable, *, planner: bool = False, **jitkwargs) -> Callable:
     """`jax.jit(fn, **jitkwargs)` with [`toolkit.compiler_options`][], for functions
     only ever called at the top level.
 
     **Arguments:**
 
     - `fn`: the function.
+    - `planner`: compile with the planner's options.
     - `jitkwargs`: passed on to `jax.jit`.
 
     **Returns:**
 
     The compiled function.
     """
-    return jax.jit(fn, compiler_options=compiler_options() or None, **jitkwargs)
+    options = compiler_options(planner=planner)
+    return jax.jit(fn, compiler_options=options or None, **jitkwargs)

@@ -186,10 +186,10 @@ def _vmapped(problem, transcription, solver, adjoint, args_batch, x0_batch) -> S
     )
 
 
-_vmap_plan = filter_jit(_vmapped)
+_vmap_plan = filter_jit(_vmapped, planner=True)
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _chunked_plan(problem, transcription, solver, adjoint, args_batch, x0_batch, chunk: int):
     size = _batch_size(args_batch, x0_batch)
     pad = -size % chunk
@@ -236,7 +236,7 @@ def _sharded_plan(
     return sol
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _partitioned(dynamic, static, batch, split: NamedSharding) -> Solution:
     # One program over the whole batch, split along its axis by XLA's partitioner:
     # each device runs the vmapped plan on its slice; the devices only agree, at each

@@ -253,7 +253,7 @@ def _is_concrete(tree) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _initial_hessian(problem, args, N: int):
     ts = grid(problem, N)
     us = jnp.broadcast_to(default_controls(problem), (N + 1, problem.nu))
@@ -331,7 +331,7 @@ def indirect(
     return sol
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _solve(problem, sweep: ForwardBackwardSweep, args, us0) -> IndirectSolution:
     N = sweep.N
     ts = grid(problem, N)

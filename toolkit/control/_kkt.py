@@ -177,11 +177,11 @@ class KKTResidual(eqx.Module):
 # each under its own transformations. As one jitted function it is traced once per
 # shape, and JAX derives its linearisations and batched versions from that trace
 # instead of running the transcription's Python again for each use.
-@filter_jit
+@filter_jit(planner=True)
 def _rows(residual: KKTResidual, w, problem_args, project: bool):
     return residual.rows(w, problem_args, project)
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _multiplier_estimate(residual: KKTResidual, z, problem, args):
     return residual.multiplier_estimate(z, problem, args)

@@ -134,7 +134,7 @@ def report_out_of_range(sol: Solution, out_of_range: Bool[Array, "..."] | None) 
     return eqx.tree_at(lambda s: s.result, sol, where(out_of_range, sol.result))
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _plan(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,

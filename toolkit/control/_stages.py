@@ -184,7 +184,7 @@ def can_run_in_stages(
     return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(freeze(trees)))
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _newton(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
@@ -231,7 +231,7 @@ def _placeholder(problem: OptimalControlProblem, transcription: AbstractTranscri
     return np.zeros((M + 1, bc + bz), problem.x0.dtype)
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _at_root(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,
@@ -250,7 +250,7 @@ def _at_root(
     return solution(problem, transcription, solver, residual, args, root)
 
 
-@filter_jit
+@filter_jit(planner=True)
 def _rescue(
     problem: OptimalControlProblem,
     transcription: AbstractTranscription,

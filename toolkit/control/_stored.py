@@ -68,7 +68,7 @@ def environment() -> str:
             *(f"{p}={_version(p)}" for p in _PACKAGES),
             device.platform,
             device.device_kind,
-            repr(sorted(compiler_options().items())),
+            repr(sorted(compiler_options(planner=True).items())),
             os.environ.get("EQX_ON_ERROR", ""),
             f"x64={jax.config.jax_enable_x64}",
         ]
@@ -150,7 +150,7 @@ class ExecutableStore:
 
         flat.__name__ = flat.__qualname__ = f"stored{stage.__qualname__}"
         with _persistent_cache_off():
-            executable = jit(flat).lower(*leaves).compile()
+            executable = jit(flat, planner=True).lower(*leaves).compile()
         # The outputs' structure, with a 0-d placeholder for each array.
         shapes = executable.out_info
         placeholders = [np.zeros((), s.dtype) for s in shapes]
