@@ -26,10 +26,11 @@ ENV = "TOOLKIT_COMPILER_OPTIONS"
 # (benchmarks/cold_start.py). The option only exists while XLA keeps both emitters.
 _OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
 # Added for the planner's programs: XLA:CPU hands reductions and elementwise work to
-# YNNPACK library fusions, whose fixed cost per call is several times the arithmetic
-# of the planner's small blocks (the backward-error check of every block-tridiagonal
-# solve, for one). Training steps keep them: their matrix products and convolutions
-# gain from the library as often as they lose (measured both ways on LeNet-5).
+# YNNPACK library fusions, whose fixed cost per call outweighs the arithmetic of the
+# planner's small blocks (the block product of the backward-error check of every
+# block-tridiagonal solve: 38 us against 17 us as plain additions, 102 blocks of 9x9).
+# Training steps keep them: their matrix products and convolutions gain from the
+# library as often as they lose (measured both ways on LeNet-5).
 _PLANNER_OPTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
@@ -91,8 +92,9 @@ def compiler_options(*, planner: bool = False) -> dict[str, Any]:
     markedly faster at the same run time (measured in benchmarks/README.md, "Cold
     start"). The planner's programs also keep XLA from handing reductions and
     elementwise work to its YNNPACK library fusions, whose fixed cost per call
-    outweighs the arithmetic of a plan's small blocks (on the problem library's
-    slowest problems, plans took 0.93-0.95x the time). Pass them to your own top-level
+    outweighs the arithmetic of a plan's small blocks (cart_pole, bear_populations,
+    hiv_treatment and tumour planned in 0.93-0.95x the time; measured in
+    CHANGELOG.md). Pass them to your own top-level
     `jax.jit(..., compiler_options=toolkit.compiler_options(planner=True))` around
     a plan for the same savings. Set `TOOLKIT_COMPILER_OPTIONS=off` to use XLA's
     defaults everywhere.
