@@ -5,12 +5,15 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from scipy import stats
 
 from toolkit import pruning
 
 
 def test_samples_are_standard_normal():
+    # Imported here: scipy.stats takes 1.4 s to import, in every test worker's
+    # collection otherwise.
+    from scipy import stats
+
     z = np.asarray(pruning.hashed_normal(jr.key(0), 200_000))
     assert z.shape == (200_000,) and z.dtype == np.float32
     # Kolmogorov-Smirnov against N(0, 1): a sampler with the wrong scale (1.01), mean
