@@ -102,7 +102,7 @@ def _tiny_first_pivot(s, dtype):
 
 
 def test_backward_error_matches_a_dense_computation(getkey):
-    from toolkit.control._block_tridiagonal import backward_error
+    from toolkit.control._block_tridiagonal import backward_error, BlockTridiagonal, max_norm
 
     M, b = 5, 3
     blocks = _random_blocks(getkey(), M, b)
@@ -112,6 +112,12 @@ def test_backward_error_matches_a_dense_computation(getkey):
         np.linalg.norm(A, np.inf) * np.linalg.norm(xv, np.inf) + np.linalg.norm(bv, np.inf)
     )
     assert np.isclose(float(backward_error(blocks, x, rhs)), expected, rtol=1e-12)
+    # ‖A‖∞, kept with the factors of A and of its transpose (the solver's state).
+    assert np.isclose(float(max_norm(blocks)), np.linalg.norm(A, np.inf), rtol=1e-12)
+    state = BlockTridiagonal().init(_operator(blocks, M, b), {})
+    assert np.isclose(float(state[-1]), np.linalg.norm(A, np.inf), rtol=1e-12)
+    transposed, _ = BlockTridiagonal().transpose(state, {})
+    assert np.isclose(float(transposed[-1]), np.linalg.norm(A.T, np.inf), rtol=1e-12)
 
 
 @pytest.mark.parametrize("M", [1, 2, 7])

@@ -11,7 +11,8 @@ from jaxtyping import Array, Float
 # (lower[0] and upper[M-1] are zero), and the block-Thomas factors.
 _Blocks: TypeAlias = tuple[Float[Array, "M b b"], Float[Array, "M b b"], Float[Array, "M b b"]]
 _Factors: TypeAlias = tuple[Float[Array, "M b b"], Float[Array, "M b b"]]
-_State: TypeAlias = tuple[_Blocks, _Factors, Any]
+# The blocks, their factors, the input structure and ‖A‖∞ (for the backward error).
+_State: TypeAlias = tuple[_Blocks, _Factors, Any, Float[Array, ""]]
 
 
 def probe_blocks(operator: lx.AbstractLinearOperator) -> _Blocks:
@@ -135,14 +136,25 @@ def block_matvec(blocks: _Blocks, x: Float[Array, "M b"]) -> Float[Array, "M b"]
     return jnp.sum(products, axis=-1)
 
 
-def backward_error(blocks: _Blocks, x: Float[Array, "M b"], rhs: Float[Array, "M b"]):
+def max_norm(blocks: _Blocks) -> Float[Array, ""]:
+    """‖A‖∞, the largest absolute row sum of the block-tridiagonal A."""
+    lower, diag, upper = blocks
+    return jnp.max(jnp.sum(jnp.abs(lower) + jnp.abs(diag) + jnp.abs(upper), axis=-1))
+
+
+def backward_error(
+    blocks: _Blocks,
+    x: Float[Array, "M b"],
+    rhs: Float[Array, "M b"],
+    norm: Float[Array, ""] | None = None,
+):
     """Normwise backward error of x as a solution of A x = rhs (Rigal–Gaches):
     ‖A x - rhs‖∞ / (‖A‖∞ ‖x‖∞ + ‖rhs‖∞), the smallest relative perturbation of A and
-    rhs that x solves exactly."""
+    rhs that x solves exactly; `norm` is ‖A‖∞ if already known."""
     residual = jnp.max(jnp.abs(block_matvec(blocks, x) - rhs))
-    lower, diag, upper = blocks
-    row_sums = jnp.sum(jnp.abs(lower) + jnp.abs(diag) + jnp.abs(upper), axis=-1)
-    scale = jnp.max(row_sums) * jnp.max(jnp.abs(x)) + jnp.max(jnp.abs(rhs))
+    if norm is None:
+        norm = max_norm(blocks)
+    scale = norm * jnp.max(jnp.abs(x)) + jnp.max(jnp.abs(rhs))
     return residual / jnp.maximum(scale, jnp.finfo(x.dtype).tiny)
 
 
@@ -187,31 +199,32 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
     def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]) -> _State:
         del options
         blocks = probe_blocks(operator)
-        return blocks, factorise(blocks), operator.in_structure()
+        # ‖A‖∞ once per factorisation, not at each of the solves that share it.
+        return blocks, factorise(blocks), operator.in_structure(), max_norm(blocks)
 
     def compute(self, state: _State, vector, options: dict[str, Any]):
         del options
-        blocks, factors, _ = state
+        blocks, factors, _, norm = state
         x = substitute(blocks, factors, vector)
         # Without pivoting across blocks a tiny (not zero) Schur-complement pivot
         # gives a finite but wrong x; the backward error catches it.
-        eta = backward_error(blocks, x, vector)
+        eta = backward_error(blocks, x, vector, norm)
         ok = jnp.all(jnp.isfinite(x)) & (eta <= self.tolerance(x.dtype))
         result = lx.RESULTS.where(ok, lx.RESULTS.successful, lx.RESULTS.singular)
         return x, result, {}
 
     def transpose(self, state: _State, options: dict[str, Any]):
-        blocks, _, struct = state
+        blocks, _, struct, _ = state
         blocks_t = _transpose_blocks(blocks)
-        return (blocks_t, factorise(blocks_t), struct), options
+        return (blocks_t, factorise(blocks_t), struct, max_norm(blocks_t)), options
 
     def conj(self, state: _State, options: dict[str, Any]):
-        blocks, factors, struct = state
+        blocks, factors, struct, norm = state
 
         def conj(tree):
             return jax.tree_util.tree_map(jnp.conj, tree)
 
-        return (conj(blocks), conj(factors), struct), options
+        return (conj(blocks), conj(factors), struct, norm), options
 
     def assume_full_rank(self):
         return True
