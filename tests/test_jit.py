@@ -70,6 +70,16 @@ def test_unknown_options_are_not_passed(monkeypatch):
         _jit._supported.cache_clear()
 
 
+def test_an_unknown_planner_option_keeps_the_others(monkeypatch):
+    monkeypatch.setattr(_jit, "_PLANNER_OPTIONS", {"xla_no_such_option_anywhere": ""})
+    _jit._supported.cache_clear()
+    try:
+        assert toolkit.compiler_options(planner=True) == toolkit.compiler_options()
+        assert toolkit.compiler_options() == {"xla_cpu_use_fusion_emitters": False}
+    finally:
+        _jit._supported.cache_clear()
+
+
 def test_the_options_probe_is_kept_beside_the_compilation_cache(monkeypatch, tmp_path):
     probes = []
 

@@ -111,7 +111,10 @@ def compiler_options(*, planner: bool = False) -> dict[str, Any]:
     """
     if os.environ.get(ENV, "").strip().lower() in ("0", "off", "false", "no", "none"):
         return {}
-    return _options(planner) if _supported(planner) else {}
+    # An XLA without the planner's (experimental) option still gets the others.
+    if planner and _supported(True):
+        return _options(True)
+    return _options(False) if _supported(False) else {}
 
 
 class _FilterJit:
