@@ -155,3 +155,97 @@ def test_a_tiny_pivot_in_float64_loses_little_and_passes():
     strict = control.BlockTridiagonal(max_backward_error=1e-12)
     sol = lx.linear_solve(_operator(blocks, 2, 2), rhs, strict, throw=False)
     assert sol.result == lx.RESULTS.singular
+
+
+@pytest.mark.parametrize(
+    "M,b,partitions,chains",
+    [(40, 3, None, 4), (101, 5, None, 7), (12, 4, 3, 3), (9, 2, 2, 2), (33, 6, 16, 10)],
+)
+def test_partitioned_elimination_solves_like_a_dense_solve(getkey, M, b, partitions, chains):
+    from toolkit.control._block_tridiagonal import backward_error
+
+    blocks = _random_blocks(getkey(), M, b)
+    solver = control.BlockTridiagonal(partitions=partitions)
+    assert solver.chains(M, b) == chains
+    rhs = jr.normal(getkey(), (M, b))
+    sol = lx.linear_solve(_operator(blocks, M, b), rhs, solver)
+    # Random blocks with a zero corner grow the pivots of either elimination a
+    # little (backward errors of 1e-16 to 1e-12 over seeds), far below the 6e-6 at
+    # which a solve is reported singular.
+    eta = float(backward_error(blocks, sol.value, rhs))
+    assert eta < 1e-11
+    A = _dense(*blocks)
+    expected = np.linalg.solve(A, np.asarray(rhs).ravel())
+    # Forward error within the condition number's reach of the backward error.
+    tol = 10 * max(eta, 1e-15) * np.linalg.cond(A) * np.max(np.abs(expected))
+    np.testing.assert_allclose(np.asarray(sol.value).ravel(), expected, rtol=0, atol=tol)
+
+
+def test_partitioned_transpose_gives_the_gradient(getkey):
+    M, b = 45, 4
+    blocks = _random_blocks(getkey(), M, b)
+    op, A = _operator(blocks, M, b), _dense(*blocks)
+    solver = control.BlockTridiagonal()
+    assert solver.chains(M, b) > 1
+    cot = jr.normal(getkey(), (M, b))
+    grad = jax.grad(lambda r: jnp.sum(cot * lx.linear_solve(op, r, solver).value))(
+        jr.normal(getkey(), (M, b))
+    )
+    expected = np.linalg.solve(A.T, np.asarray(cot).ravel())
+    tol = 1e-14 * np.linalg.cond(A) * np.max(np.abs(expected))
+    np.testing.assert_allclose(np.asarray(grad).ravel(), expected, rtol=0, atol=tol)
+
+
+def test_partitioned_solve_with_a_zero_last_diagonal_block(getkey):
+    # The last block of a KKT system holds the multipliers of the final-state
+    # constraints, which couple only to the block before: its diagonal block is zero.
+    # The partitioned elimination keeps that block out of its chains.
+    M, b = 64, 3
+    lower, diag, upper = _random_blocks(getkey(), M, b)
+    diag = diag.at[-1].set(0)
+    op, A = _operator((lower, diag, upper), M, b), _dense(lower, diag, upper)
+    rhs = jr.normal(getkey(), (M, b))
+    expected = np.linalg.solve(A, np.asarray(rhs).ravel())
+    tol = 1e-14 * np.linalg.cond(A) * np.max(np.abs(expected))
+    for partitions in (None, 1):
+        sol = lx.linear_solve(op, rhs, control.BlockTridiagonal(partitions=partitions))
+        np.testing.assert_allclose(np.asarray(sol.value).ravel(), expected, rtol=0, atol=tol)
+
+
+def test_chains_are_chosen_by_size_and_batching():
+    from toolkit.control._block_tridiagonal import for_batch
+
+    auto = control.BlockTridiagonal()
+    assert auto.chains(1001, 5) == 22
+    assert auto.chains(31, 5) == 1  # too few blocks to pay
+    assert auto.chains(1001, 11) == 1  # blocks too large to pay
+    assert control.BlockTridiagonal(partitions=1).chains(1001, 5) == 1
+    assert control.BlockTridiagonal(partitions=50).chains(20, 2) == 6  # >= 2 blocks each
+    assert control.BlockTridiagonal(partitions=2).chains(6, 2) == 1
+    # A vmapped plan asks for one chain, unless the caller chose.
+    assert for_batch(auto) == control.BlockTridiagonal(partitions=1)
+    assert for_batch(control.BlockTridiagonal(1e-9)).max_backward_error == 1e-9
+    explicit = control.BlockTridiagonal(partitions=4)
+    assert for_batch(explicit) is explicit
+    assert isinstance(for_batch(lx.LU()), lx.LU)
+    with pytest.raises(ValueError, match="positive integer"):
+        control.BlockTridiagonal(partitions=0)
+
+
+@pytest.mark.slow
+def test_tumour_plans_alike_with_one_chain_or_many():
+    # tumour's KKT system at its optimum is the case that keeps the last block out of
+    # the chains (see _partitioned_elimination.py).
+    ex = control.problems.get("tumour")
+    tr = control.Trapezoidal(ex.N)
+    sols = [
+        control.plan(
+            ex.problem,
+            tr,
+            control.KKTNewton(linear_solver=control.BlockTridiagonal(partitions=p)),
+            args=ex.args,
+        )
+        for p in (None, 1)
+    ]
+    assert int(sols[0].stats["num_steps"]) == int(sols[1].stats["num_steps"])
+    np.testing.assert_allclose(float(sols[0].cost), float(sols[1].cost), rtol=1e-10)

@@ -376,3 +376,25 @@ def test_an_eager_gradient_uses_the_given_implicit_adjoint(vdp):
     assert float(plain["mu"]) != 0.0
     assert tree_allclose(twice, jax.tree.map(lambda g: 2 * g, plain), rtol=1e-12)
     assert tree_allclose(jax.jit(jax.grad(control_at), static_argnums=1)(vdp.args, doubled), twice)
+
+
+def test_a_vmapped_plan_eliminates_in_one_chain(vdp, monkeypatch):
+    # Batched, the sequential elimination's kernels are already full; the partitioned
+    # one's extra arithmetic would cost time (BlockTridiagonal's docstring).
+    from toolkit.control import _block_tridiagonal as bt
+
+    chains = []
+    real = bt.factorise_partitioned
+
+    def spy(blocks, P):
+        chains.append(P)
+        return real(blocks, P)
+
+    monkeypatch.setattr(bt, "factorise_partitioned", spy)
+    tr = control.Trapezoidal(41)  # an N no other test compiles, so this one traces
+    mus = jnp.array([0.9, 1.1])
+    batched = jax.vmap(lambda mu: control.plan(vdp.problem, tr, args={"mu": mu}).cost)(mus)
+    assert chains == []
+    single = control.plan(vdp.problem, tr, args={"mu": mus[1]}).cost
+    assert chains and set(chains) == {5}  # 43 blocks of 5 unknowns: 5 chains
+    assert jnp.allclose(batched[1], single, rtol=1e-12)

@@ -7,6 +7,7 @@ import lineax as lx
 from jaxtyping import Array, Float, PyTree
 
 from .._jit import filter_jit
+from ._block_tridiagonal import for_batch
 from ._nlp import NLPInfo
 from ._problem import OptimalControlProblem
 from ._transcription.base import AbstractTranscription, simulated_states
@@ -37,9 +38,14 @@ class KKTResidual(eqx.Module):
     Newton iterations on Van der Pol (15 against 5 at N = 1000).
 
     The bound multipliers are recovered afterwards as ν = g.
+
+    `batched` marks the residual of a vmapped plan, whose multiplier estimate then
+    solves with the transcription's linear solver as a batch should
+    (`BlockTridiagonal`'s sequential elimination).
     """
 
     transcription: AbstractTranscription
+    batched: bool = eqx.field(default=False, static=True)
 
     def split(self, w, problem):
         """`(z, λ)` of shapes `(M, bz)` and `(M, bc)` from the interleaved `w`."""
@@ -158,7 +164,10 @@ class KKTResidual(eqx.Module):
         rhs = -A(free * grad_J)
         struct = jax.ShapeDtypeStruct(mask.shape, z.dtype)
         operator = lx.FunctionLinearOperator(normal, struct)
-        sol = lx.linear_solve(operator, rhs, tr.linear_solver(), throw=False)
+        linear_solver = tr.linear_solver()
+        if self.batched:
+            linear_solver = for_batch(linear_solver)
+        sol = lx.linear_solve(operator, rhs, linear_solver, throw=False)
         ok = jnp.all(jnp.isfinite(sol.value))
         return jnp.where(ok, sol.value, 0)
 
