@@ -247,7 +247,9 @@ def _newton(
 
 def _placeholder(problem: OptimalControlProblem, transcription: AbstractTranscription):
     """A `w` of the residual's shape for a pass that starts from the starting point."""
-    M, bz, bc = transcription.layout(problem)
+    # Called through the class: a method looked up on a Module instance is wrapped in
+    # a new bound-method Module first, which costs more than the call, at every plan.
+    M, bz, bc = type(transcription).layout(transcription, problem)
     return np.zeros((M + 1, bc + bz), problem.x0.dtype)
 
 

@@ -1,3 +1,4 @@
+import functools
 import json
 import pathlib
 import re
@@ -113,6 +114,7 @@ def _concrete_value(value: Any) -> Any:
         return None
 
 
+@functools.lru_cache(maxsize=256)
 def _interval(text: str) -> tuple[float, float, bool, bool]:
     """`"(0, inf)"` -> `(lo, hi, lo_open, hi_open)`; `ValueError` if malformed."""
     match = _INTERVAL.match(text) if isinstance(text, str) else None
@@ -174,7 +176,9 @@ class ParameterCheck(eqx.Module):
 
     def __call__(self, args):
         """The checked `args`; raises as described above."""
-        return self._check(args, report=False)[0]
+        # A plain function, not a method: each method access on a Module builds a
+        # bound-method object, and an eager plan checks its args at every call.
+        return _check(self, args, report=False)[0]
 
     def report(self, args) -> tuple[dict, Bool[Array, ""]]:
         """As calling the check, except on traced values: no `eqx.error_if`, but the
@@ -191,58 +195,61 @@ class ParameterCheck(eqx.Module):
         concrete, as those raise `ValueError` here as well; an eager `jax.grad`'s
         tracers are reported, checked on the host).
         """
-        args, out_of_range = self._check(args, report=True)
+        args, out_of_range = _check(self, args, report=True)
         return args, jnp.asarray(out_of_range)
 
-    def _check(self, args, report: bool) -> tuple[dict, bool | Bool[Array, ""]]:
-        where = self._where
-        if not isinstance(args, dict):
+
+def _check(check: ParameterCheck, args, report: bool) -> tuple[dict, bool | Bool[Array, ""]]:
+    where = check._where
+    if not isinstance(args, dict):
+        raise ValueError(
+            f"{where}`args` must be a dict with the parameters {list(check.names)}, "
+            f"got {type(args).__name__}."
+        )
+    missing = [k for k in check.names if k not in args]
+    unknown = [k for k in args if k not in check.names]
+    if missing or unknown:
+        raise ValueError(
+            f"{where}`args` has missing parameter(s) {missing} and unknown "
+            f"parameter(s) {unknown}; expected exactly {list(check.names)}."
+        )
+    ranges = dict(check.ranges)
+    out = {}
+    out_of_range = False
+    for name in check.names:
+        try:
+            value = args[name]
+            if not isinstance(value, jax.Array):
+                value = jnp.asarray(value)
+        except TypeError:
             raise ValueError(
-                f"{where}`args` must be a dict with the parameters {list(self.names)}, "
-                f"got {type(args).__name__}."
-            )
-        missing = [k for k in self.names if k not in args]
-        unknown = [k for k in args if k not in self.names]
-        if missing or unknown:
+                f"{where}parameter {name!r} must be a number, got {args[name]!r}."
+            ) from None
+        if value.shape != ():
             raise ValueError(
-                f"{where}`args` has missing parameter(s) {missing} and unknown "
-                f"parameter(s) {unknown}; expected exactly {list(self.names)}."
+                f"{where}parameter {name!r} must be a scalar, got shape {value.shape}."
             )
-        ranges = dict(self.ranges)
-        out = {}
-        out_of_range = False
-        for name in self.names:
-            try:
-                value = jnp.asarray(args[name])
-            except TypeError:
-                raise ValueError(
-                    f"{where}parameter {name!r} must be a number, got {args[name]!r}."
-                ) from None
-            if value.shape != ():
-                raise ValueError(
-                    f"{where}parameter {name!r} must be a scalar, got shape {value.shape}."
-                )
-            text = ranges.get(name, "(-inf, inf)")
-            lo, hi, lo_open, hi_open = _interval(text)
-            message = f"{where}parameter {name!r} must be finite and in {text}."
-            concrete = _concrete_value(value)
-            if concrete is None:
-                above = value > lo if lo_open else value >= lo
-                below = value < hi if hi_open else value <= hi
-                bad = jnp.invert(jnp.isfinite(value) & above & below)
-                if report:
-                    out_of_range = out_of_range | bad
-                    out[name] = value
-                else:
-                    out[name] = eqx.error_if(value, bad, message)
-            else:
-                # Checked here, also under an eager `jax.grad`: no program to compile.
-                v = np.asarray(concrete)
-                above = v > lo if lo_open else v >= lo
-                below = v < hi if hi_open else v <= hi
-                if not (np.isfinite(v) and above and below):
-                    if not (report and isinstance(value, jax.core.Tracer)):
-                        raise ValueError(f"{message[:-1]}, got {v}.")
-                    out_of_range = True
+        text = ranges.get(name, "(-inf, inf)")
+        lo, hi, lo_open, hi_open = _interval(text)
+        message = f"{where}parameter {name!r} must be finite and in {text}."
+        concrete = _concrete_value(value)
+        if concrete is None:
+            above = value > lo if lo_open else value >= lo
+            below = value < hi if hi_open else value <= hi
+            bad = jnp.invert(jnp.isfinite(value) & above & below)
+            if report:
+                out_of_range = out_of_range | bad
                 out[name] = value
-        return out, out_of_range
+            else:
+                out[name] = eqx.error_if(value, bad, message)
+        else:
+            # Checked here, also under an eager `jax.grad`: no program to compile.
+            v = np.asarray(concrete)
+            above = v > lo if lo_open else v >= lo
+            below = v < hi if hi_open else v <= hi
+            if not (np.isfinite(v) and above and below):
+                if not (report and isinstance(value, jax.core.Tracer)):
+                    raise ValueError(f"{message[:-1]}, got {v}.")
+                out_of_range = True
+            out[name] = value
+    return out, out_of_range
