@@ -213,7 +213,7 @@ def test_partitioned_solve_with_a_zero_last_diagonal_block(getkey):
 
 
 def test_chains_are_chosen_by_size_and_batching():
-    from toolkit.control._block_tridiagonal import for_batch
+    from toolkit.control._block_tridiagonal import one_chain
 
     auto = control.BlockTridiagonal()
     assert auto.chains(1001, 5) == 22
@@ -222,12 +222,13 @@ def test_chains_are_chosen_by_size_and_batching():
     assert control.BlockTridiagonal(partitions=1).chains(1001, 5) == 1
     assert control.BlockTridiagonal(partitions=50).chains(20, 2) == 6  # >= 2 blocks each
     assert control.BlockTridiagonal(partitions=2).chains(6, 2) == 1
-    # A vmapped plan asks for one chain, unless the caller chose.
-    assert for_batch(auto) == control.BlockTridiagonal(partitions=1)
-    assert for_batch(control.BlockTridiagonal(1e-9)).max_backward_error == 1e-9
+    # A plan in a user's program (or a batch) asks for one chain, unless the caller
+    # chose.
+    assert one_chain(auto) == control.BlockTridiagonal(partitions=1)
+    assert one_chain(control.BlockTridiagonal(1e-9)).max_backward_error == 1e-9
     explicit = control.BlockTridiagonal(partitions=4)
-    assert for_batch(explicit) is explicit
-    assert isinstance(for_batch(lx.LU()), lx.LU)
+    assert one_chain(explicit) is explicit
+    assert isinstance(one_chain(lx.LU()), lx.LU)
     with pytest.raises(ValueError, match="positive integer"):
         control.BlockTridiagonal(partitions=0)
 

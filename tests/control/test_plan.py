@@ -378,9 +378,10 @@ def test_an_eager_gradient_uses_the_given_implicit_adjoint(vdp):
     assert tree_allclose(jax.jit(jax.grad(control_at), static_argnums=1)(vdp.args, doubled), twice)
 
 
-def test_a_vmapped_plan_eliminates_in_one_chain(vdp, monkeypatch):
-    # Batched, the sequential elimination's kernels are already full; the partitioned
-    # one's extra arithmetic would cost time (BlockTridiagonal's docstring).
+def test_a_plan_in_a_users_program_eliminates_in_one_chain(vdp, monkeypatch):
+    # Vmapped, the sequential elimination's kernels are already full; under a user's
+    # jit, XLA's default options make the partitioned one's small batched kernels
+    # slow. Only the programs toolkit compiles itself split (BlockTridiagonal).
     from toolkit.control import _block_tridiagonal as bt
 
     chains = []
@@ -391,10 +392,16 @@ def test_a_vmapped_plan_eliminates_in_one_chain(vdp, monkeypatch):
         return real(blocks, P)
 
     monkeypatch.setattr(bt, "factorise_partitioned", spy)
-    tr = control.Trapezoidal(41)  # an N no other test compiles, so this one traces
+    tr = control.Trapezoidal(41)  # an N no other test compiles, so these trace
+
+    def cost(mu):
+        return control.plan(vdp.problem, tr, args={"mu": mu}, throw=False).cost
+
     mus = jnp.array([0.9, 1.1])
-    batched = jax.vmap(lambda mu: control.plan(vdp.problem, tr, args={"mu": mu}).cost)(mus)
+    batched = jax.vmap(cost)(mus)
+    jitted = eqx.filter_jit(cost)(mus[1])
     assert chains == []
-    single = control.plan(vdp.problem, tr, args={"mu": mus[1]}).cost
+    single = cost(mus[1])
     assert chains and set(chains) == {5}  # 43 blocks of 5 unknowns: 5 chains
     assert jnp.allclose(batched[1], single, rtol=1e-12)
+    assert jnp.allclose(jitted, single, rtol=1e-12)

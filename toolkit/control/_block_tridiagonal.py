@@ -135,10 +135,15 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
     parallel solvers): about `2 sqrt(2 M)` dependent steps for about 2.5 times
     the arithmetic. On a CPU, blocks this small make each step's cost mostly
     per-kernel overhead, so by default the split is used where it was measured
-    to pay: blocks of at most 10 unknowns and at least 32 of them. A vmapped plan
-    gets one chain ([`toolkit.control.plan`][] and [`toolkit.control.plan_batch`][]
-    choose it): the batch already fills the kernels, and the split's extra
-    arithmetic then costs time. Each chain starts from a bare diagonal block, so
+    to pay: blocks of at most 10 unknowns and at least 32 of them, in the programs
+    toolkit compiles itself (an eager [`toolkit.control.plan`][]). A plan traced
+    inside your own `jax.jit`, `jax.vmap` or `jax.grad`, and
+    [`toolkit.control.plan_batch`][], get one chain: vmapped, the batch already
+    fills the kernels and the split's extra arithmetic costs time (3.1x for 64
+    plans at N = 1000); under XLA's default CPU options, which your program has
+    unless you pass [`toolkit.compiler_options`][]`(planner=True)`, the split's
+    batched small kernels cost more than the steps they save (1.9x at N = 4000).
+    Pass `partitions` to choose for yourself. Each chain starts from a bare diagonal block, so
     the split asks the same of the system's blocks as the sequential elimination
     does of its Schur complements (non-singular); the last block, which in a
     KKT system holds the final-state constraints' multipliers, is never a chain's.
@@ -228,10 +233,10 @@ BlockTridiagonal.__init__.__doc__ = """**Arguments:**
 """
 
 
-def for_batch(linear_solver: lx.AbstractLinearSolver) -> lx.AbstractLinearSolver:
-    """`linear_solver` as a vmapped plan should use it: a [`BlockTridiagonal`][] left
-    to choose its elimination gets the sequential one (see its docstring); any
-    other solver is returned unchanged."""
+def one_chain(linear_solver: lx.AbstractLinearSolver) -> lx.AbstractLinearSolver:
+    """`linear_solver` as a plan inside a user's transformation (or a batch) should
+    use it: a [`BlockTridiagonal`][] left to choose its elimination gets the
+    sequential one (see its docstring); any other solver is returned unchanged."""
     if isinstance(linear_solver, BlockTridiagonal) and linear_solver.partitions is None:
         return BlockTridiagonal(linear_solver.max_backward_error, partitions=1)
     return linear_solver

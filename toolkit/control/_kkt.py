@@ -7,7 +7,7 @@ import lineax as lx
 from jaxtyping import Array, Float, PyTree
 
 from .._jit import filter_jit
-from ._block_tridiagonal import for_batch
+from ._block_tridiagonal import one_chain
 from ._nlp import NLPInfo
 from ._problem import OptimalControlProblem
 from ._transcription.base import AbstractTranscription, simulated_states
@@ -39,13 +39,14 @@ class KKTResidual(eqx.Module):
 
     The bound multipliers are recovered afterwards as ν = g.
 
-    `batched` marks the residual of a vmapped plan, whose multiplier estimate then
-    solves with the transcription's linear solver as a batch should
-    (`BlockTridiagonal`'s sequential elimination).
+    `one_chain` marks the residual of a plan traced inside a user's transformation
+    or a batch, whose multiplier estimate then solves with the transcription's
+    linear solver as such a plan should (`BlockTridiagonal`'s sequential
+    elimination).
     """
 
     transcription: AbstractTranscription
-    batched: bool = eqx.field(default=False, static=True)
+    one_chain: bool = eqx.field(default=False, static=True)
 
     def split(self, w, problem):
         """`(z, λ)` of shapes `(M, bz)` and `(M, bc)` from the interleaved `w`."""
@@ -165,8 +166,8 @@ class KKTResidual(eqx.Module):
         struct = jax.ShapeDtypeStruct(mask.shape, z.dtype)
         operator = lx.FunctionLinearOperator(normal, struct)
         linear_solver = tr.linear_solver()
-        if self.batched:
-            linear_solver = for_batch(linear_solver)
+        if self.one_chain:
+            linear_solver = one_chain(linear_solver)
         sol = lx.linear_solve(operator, rhs, linear_solver, throw=False)
         ok = jnp.all(jnp.isfinite(sol.value))
         return jnp.where(ok, sol.value, 0)

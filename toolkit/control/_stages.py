@@ -25,7 +25,7 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree
 
 from .._jit import filter_jit
-from ._block_tridiagonal import for_batch
+from ._block_tridiagonal import one_chain
 from ._kkt import KKTResidual
 from ._nlp import push_into_box
 from ._planner.at_root import attach_at_root
@@ -46,7 +46,6 @@ try:
     # problem built inside the user's `jax.grad`) leaves no tracer among the inputs.
     from jax._src.core import EvalTrace, trace_ctx, trace_state_clean
     from jax._src.interpreters.ad import JVPTrace, LinearizeTrace
-    from jax._src.interpreters.batching import BatchTrace
 except ImportError:  # pragma: no cover - JAX moved them: always run as one program
 
     def trace_state_clean() -> bool:
@@ -55,20 +54,7 @@ except ImportError:  # pragma: no cover - JAX moved them: always run as one prog
     def only_autodiff() -> bool:
         return False
 
-    def under_vmap() -> bool:
-        return False
-
 else:
-
-    def under_vmap() -> bool:
-        """Whether a `jax.vmap` is being traced (outside or inside a `jax.jit`, or
-        around one); `jax.jacfwd` and `jax.hessian` count, as they vmap."""
-        trace = trace_ctx.trace
-        while trace is not None:
-            if isinstance(trace, BatchTrace):
-                return True
-            trace = getattr(trace, "parent_trace", None)
-        return False
 
     def only_autodiff() -> bool:
         """Whether the transformations being traced are only forward- and reverse-mode
@@ -112,15 +98,15 @@ def starting_point(
 
 
 def linear_solver_of(
-    solver: AbstractPlanner, transcription: AbstractTranscription, batched: bool = False
+    solver: AbstractPlanner, transcription: AbstractTranscription, in_user_program: bool = False
 ):
     """The planner's linear solver, by default the transcription's own choice; for a
-    `batched` (vmapped) plan, with an automatic choice of elimination made for a
-    batch (`for_batch`)."""
+    plan traced `in_user_program` (inside the user's transformation, or a batch), with
+    an automatic choice of elimination made for such a plan (`one_chain`)."""
     linear_solver = solver.linear_solver
     if linear_solver is None:
         linear_solver = transcription.linear_solver()
-    return for_batch(linear_solver) if batched else linear_solver
+    return one_chain(linear_solver) if in_user_program else linear_solver
 
 
 def solution(
