@@ -415,7 +415,9 @@ def _end_to_end_step(
     adjoint,
 ):
     if adjoint is None:
-        zero_if_failed = _ZeroIfNonFinite(linear_solver_of(solver, transcription))
+        # The plan runs inside this jitted training step, as in a user's program.
+        linear_solver = linear_solver_of(solver, transcription, in_user_program=True)
+        zero_if_failed = _ZeroIfNonFinite(linear_solver)
         adjoint = ImplicitAdjointWithoutCallback(zero_if_failed)
 
     def total(p):
