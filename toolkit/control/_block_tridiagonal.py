@@ -143,10 +143,11 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
     plans at N = 1000); under XLA's default CPU options, which your program has
     unless you pass [`toolkit.compiler_options`][]`(planner=True)`, the split's
     batched small kernels cost more than the steps they save (1.9x at N = 4000).
-    Pass `partitions` to choose for yourself. Each chain starts from a bare diagonal block, so
-    the split asks the same of the system's blocks as the sequential elimination
-    does of its Schur complements (non-singular); the last block, which in a
-    KKT system holds the final-state constraints' multipliers, is never a chain's.
+    Pass `partitions` to choose for yourself. Each chain starts from a bare
+    diagonal block, so the split asks the same of the system's blocks as the
+    sequential elimination does of its Schur complements (non-singular); the last
+    block, which in a KKT system holds the final-state constraints' multipliers, is
+    never a chain's.
     """
 
     max_backward_error: float | None = None

@@ -62,10 +62,10 @@ def factorise_partitioned(blocks, P: int):
 
     **Returns:**
 
-    A pytree for `substitute_partitioned`: the grouped off-diagonal blocks, the
-    groups' factors (pivot-block inverses S⁻¹, X = S⁻¹U, and the couplings P, Q of
-    each interior unknown to its group's left and right separators), and the
-    reduced system with its sequential factors.
+    A pytree for `substitute_partitioned`: the interiors' lower blocks and the
+    separators' off-diagonal blocks, the groups' factors (pivot-block inverses S⁻¹,
+    X = S⁻¹U, and the couplings P, Q of each interior unknown to its group's left
+    and right separators), and the reduced system with its sequential factors.
     """
     lower, diag, upper = blocks
     M, b = diag.shape[:2]
@@ -90,9 +90,8 @@ def factorise_partitioned(blocks, P: int):
 
     zero = jnp.zeros((P, b, b), diag.dtype)
     minus_eye = jnp.broadcast_to(-eye, (P, b, b))
-    _, (S_inv, X, W) = lax.scan(
-        forward, (zero, minus_eye), (interior(lo), interior(di), interior(up))
-    )
+    L_in = interior(lo)
+    _, (S_inv, X, W) = lax.scan(forward, (zero, minus_eye), (L_in, interior(di), interior(up)))
 
     # Backward: x_i = y_i + P_i x_left + Q_i x_right for every interior block.
     def backward(carry, inputs):
@@ -115,12 +114,14 @@ def factorise_partitioned(blocks, P: int):
         jnp.concatenate([D_s + _matmul(L_s, Qm[L - 1]) + _matmul(U_s, P_right), di_last[None]]),
         jnp.concatenate([_matmul(U_s, Q_right), zero[:1]]),
     )
-    return (lo, up), (S_inv, X, Pm, Qm), reduced, factorise(reduced)
+    # The solves need the interiors' lower blocks in scan order and the separators'
+    # rows: kept in that form, not re-sliced at every solve.
+    return (L_in, L_s, U_s), (S_inv, X, Pm, Qm), reduced, factorise(reduced)
 
 
 def substitute_partitioned(factors, rhs: Float[Array, "M b"]) -> Float[Array, "M b"]:
     """Solve with the factors of `factorise_partitioned`."""
-    (lo, up), (S_inv, X, Pm, Qm), reduced, reduced_factors = factors
+    (L_in, L_s, U_s), (S_inv, X, Pm, Qm), reduced, reduced_factors = factors
     M, b = rhs.shape
     L, P = S_inv.shape[:2]
     r, r_last = _layout(rhs, P, L, 0.0)
@@ -131,7 +132,7 @@ def substitute_partitioned(factors, rhs: Float[Array, "M b"]) -> Float[Array, "M
         y = _matvec(S_inv_i, r_i - _matvec(L_i, y_prev))
         return y, y
 
-    interior = (jnp.swapaxes(lo[:, :L], 0, 1), S_inv, jnp.swapaxes(r[:, :L], 0, 1))
+    interior = (L_in, S_inv, jnp.swapaxes(r[:, :L], 0, 1))
     _, y = lax.scan(forward, zeros, interior)
 
     def backward(y_next, inputs):
@@ -141,7 +142,7 @@ def substitute_partitioned(factors, rhs: Float[Array, "M b"]) -> Float[Array, "M
 
     _, y = lax.scan(backward, zeros, (y, X), reverse=True)
     y_right = jnp.concatenate([y[0, 1:], zeros[:1]])
-    r_reduced = r[:, L] - _matvec(lo[:, L], y[L - 1]) - _matvec(up[:, L], y_right)
+    r_reduced = r[:, L] - _matvec(L_s, y[L - 1]) - _matvec(U_s, y_right)
     x_reduced = substitute(reduced, reduced_factors, jnp.concatenate([r_reduced, r_last[None]]))
     x_sep = x_reduced[:P]
     x_left = jnp.concatenate([zeros[:1], x_sep[:-1]])
