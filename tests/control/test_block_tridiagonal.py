@@ -58,6 +58,59 @@ def test_probe_recovers_blocks_and_solves(getkey, M, b):
     assert np.allclose(np.asarray(sol.value).ravel(), expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("M", [1, 2, 7, 50])
+def test_column_reach_takes_two_probes_per_one_sided_column(getkey, M):
+    from toolkit.control._block_tridiagonal import probe_blocks, probe_vectors
+
+    reach = ("previous", "previous", "next", "both", "next")
+    b = len(reach)
+    lower, diag, upper = _random_blocks(getkey(), M, b)
+    # A column reaching only the previous block has no entries in the block below
+    # its diagonal one (lower), one reaching only the next none above (upper).
+    previous = np.array([r == "previous" for r in reach])
+    following = np.array([r == "next" for r in reach])
+    lower = jnp.where(previous[None, None, :], 0, lower)
+    upper = jnp.where(following[None, None, :], 0, upper)
+    blocks = (lower, diag, upper)
+    op = _operator(blocks, M, b)
+    probes, _, _ = probe_vectors(M, reach)
+    assert probes.shape == (2 + 2 + 2 + 3 + 2, M, b)
+    # Every column of every block is in exactly one probe.
+    np.testing.assert_array_equal(probes.sum(axis=0), np.ones((M, b)))
+    assert tree_allclose(probe_blocks(op, reach), blocks, rtol=0, atol=1e-12)
+    rhs = jr.normal(getkey(), (M, b))
+    sol = lx.linear_solve(op, rhs, control.BlockTridiagonal(column_reach=reach))
+    expected = np.linalg.solve(_dense(*blocks), np.asarray(rhs).ravel())
+    np.testing.assert_allclose(np.asarray(sol.value).ravel(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_a_false_column_reach_claim_is_read_as_true(getkey):
+    # The claim is what saves the probes: a column claimed to reach one side only is
+    # not probed for the other (a plan's claims are tested in test_kkt.py).
+    from toolkit.control._block_tridiagonal import probe_blocks
+
+    M, b = 9, 3
+    blocks = _random_blocks(getkey(), M, b)
+    op = _operator(blocks, M, b)
+    lower, diag, upper = probe_blocks(op, ("both", "previous", "both"))
+    # Column 1's entries below the diagonal are dropped, and folded into those above.
+    np.testing.assert_allclose(lower[:, :, 1], 0)
+    true_lower, _, true_upper = (np.asarray(x) for x in blocks)
+    np.testing.assert_allclose(upper[:-1, :, 1], (true_upper + true_lower)[:-1, :, 1])
+    for got, want in zip((lower, diag, upper), blocks):
+        np.testing.assert_allclose(got[:, :, [0, 2]], want[:, :, [0, 2]], atol=1e-12)
+
+
+def test_column_reach_is_checked():
+    with pytest.raises(ValueError, match="must be one of"):
+        control.BlockTridiagonal(column_reach=("both", "sideways"))
+    from toolkit.control._block_tridiagonal import probe_blocks
+
+    op = lx.FunctionLinearOperator(lambda x: x, jax.ShapeDtypeStruct((4, 2), jnp.float64))
+    with pytest.raises(ValueError, match="has 3 entries, but the operator's blocks have 2"):
+        probe_blocks(op, ("both",) * 3)
+
+
 def test_transpose_solve_and_gradient(getkey):
     M, b = 9, 4
     blocks = _random_blocks(getkey(), M, b)
@@ -226,6 +279,8 @@ def test_chains_are_chosen_by_size_and_batching():
     # chose.
     assert one_chain(auto) == control.BlockTridiagonal(partitions=1)
     assert one_chain(control.BlockTridiagonal(1e-9)).max_backward_error == 1e-9
+    told = control.BlockTridiagonal(column_reach=("next", "both"))
+    assert one_chain(told).column_reach == ("next", "both")
     explicit = control.BlockTridiagonal(partitions=4)
     assert one_chain(explicit) is explicit
     assert isinstance(one_chain(lx.LU()), lx.LU)

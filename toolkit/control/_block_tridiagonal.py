@@ -1,8 +1,11 @@
+import dataclasses
 from typing import Any, TypeAlias
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 from jaxtyping import Array, Float, PyTree
 
 from ._block_thomas import Blocks as _Blocks, factorise, substitute
@@ -18,19 +21,48 @@ from ._partitioned_elimination import (
 _State: TypeAlias = tuple[_Blocks, PyTree[Array], Any, Float[Array, ""]]
 
 
-def probe_blocks(operator: lx.AbstractLinearOperator) -> _Blocks:
+_REACH = ("both", "previous", "next")
+
+
+def probe_vectors(M: int, column_reach: tuple[str, ...]):
+    """The 0/1 probe vectors of `probe_blocks`, shape `(P, M, b)`: one per column `i`
+    and colour `c`, holding column `(k, i)` of every block `k` with `k % n_i == c`,
+    where a column reaching both neighbours has `n_i = 3` colours and one reaching
+    one side `n_i = 2`. Also returns the index of each column's first probe and
+    the `n_i`."""
+    b = len(column_reach)
+    colours = np.array([3 if r == "both" else 2 for r in column_reach], dtype=int)
+    column = np.repeat(np.arange(b), colours)
+    colour = np.concatenate([np.arange(n) for n in colours])
+    first = np.concatenate([[0], np.cumsum(colours)[:-1]])
+    k = np.arange(M)
+    probes = (k[None, :, None] % colours[column][:, None, None] == colour[:, None, None]) & (
+        np.arange(b)[None, None, :] == column[:, None, None]
+    )
+    return probes, first, colours
+
+
+def probe_blocks(
+    operator: lx.AbstractLinearOperator, column_reach: tuple[str, ...] | None = None
+) -> _Blocks:
     """Materialise the three block diagonals of a block-tridiagonal operator.
 
     The operator acts on arrays of shape `(M, b)`: `M` blocks (time steps) of `b`
     unknowns each. Columns whose block indices are congruent modulo 3 never touch
     the same row block, so `3 b` products with 0/1 probe vectors (compressed
     Jacobian-vector products, Curtis–Powell–Reid colouring) recover every
-    non-zero, whatever `M` is.
+    non-zero, whatever `M` is. A column known to reach only one neighbouring
+    block (`column_reach`) needs 2 products instead of 3: its blocks congruent
+    modulo 2 never touch the same row block.
 
     **Arguments:**
 
     - `operator`: a square lineax operator whose input structure is one array of
         shape `(M, b)`, and which is block-tridiagonal in that layout.
+    - `column_reach`: for each of the `b` columns of a block, which neighbouring row
+        blocks it may have non-zeros in besides its own: `"both"`, `"previous"` (the
+        block above: A[k-1, k] has this column, A[k+1, k] does not) or `"next"`.
+        Default: `"both"` for every column.
 
     **Returns:**
 
@@ -45,24 +77,29 @@ def probe_blocks(operator: lx.AbstractLinearOperator) -> _Blocks:
     if operator.out_structure() != struct:
         raise ValueError("BlockTridiagonal needs a square operator (same in/out structure).")
     M, b = struct.shape
-    dtype = struct.dtype
-    colour = jnp.arange(M) % 3
-    # probes[c, i] = 1 at column (k, i) for every block k with k % 3 == c.
-    probes = (colour[None, None, :, None] == jnp.arange(3)[:, None, None, None]) & (
-        jnp.arange(b)[None, :, None, None] == jnp.arange(b)[None, None, None, :]
-    )
-    probes = probes.astype(dtype).reshape(3 * b, M, b)
-    ys = jax.vmap(operator.mv)(probes).reshape(3, b, M, b)
-    rows = jnp.arange(M)
+    reach = ("both",) * b if column_reach is None else tuple(column_reach)
+    if len(reach) != b:
+        raise ValueError(
+            f"`column_reach` has {len(reach)} entries, but the operator's blocks have {b} columns."
+        )
+    if not set(reach) <= set(_REACH):
+        raise ValueError(f"`column_reach` entries must be one of {_REACH}, got {reach}.")
+    probes, first, colours = probe_vectors(M, reach)
+    ys = jax.vmap(operator.mv)(jnp.asarray(probes, struct.dtype))
+    k = np.arange(M)
 
-    def column_block(offset):
-        # ys[c, i, r, :] is column i of block A[r, k] for the unique k = r + offset
-        # in colour c; transpose to (rows, cols).
-        return jnp.swapaxes(ys[(rows + offset) % 3, :, rows, :], 1, 2)
+    def column_block(offset, reaches):
+        # Column i of block A[r, r + offset] is row r of the probe holding column
+        # (r + offset, i), the only column of that probe reaching row block r.
+        probe = first[None, :] + (k[:, None] + offset) % colours[None, :]
+        block = jnp.swapaxes(ys[probe, k[:, None], :], 1, 2)
+        if all(reaches):
+            return block
+        return jnp.where(np.asarray(reaches), block, 0)
 
-    diag = column_block(0)
-    lower = column_block(-1).at[0].set(0)
-    upper = column_block(1).at[M - 1].set(0)
+    diag = column_block(0, [True] * b)
+    lower = column_block(-1, [r != "previous" for r in reach]).at[0].set(0)
+    upper = column_block(1, [r != "next" for r in reach]).at[M - 1].set(0)
     return lower, diag, upper
 
 
@@ -118,7 +155,12 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
 
     The operator is materialised with `3 b` compressed matrix-vector products (for a
     Jacobian operator these are Jacobian-vector products), so the cost of `init` and
-    of every solve grows linearly with `M`. This is the structure of the KKT system
+    of every solve grows linearly with `M`; a column whose non-zeros reach only the
+    previous or only the next block (`column_reach`) takes 2 products instead of 3.
+    In the KKT system of a plan, a multiplier's column reaches only the previous
+    block, and an unknown's only the next one where the transcription's Lagrangian
+    has no second derivatives across time nodes (trapezoidal collocation, discrete
+    time): 2 b products instead of 3 b. This is the structure of the KKT system
     of a transcription whose unknowns are interleaved by time step. It plugs into
     any lineax / optimistix consumer, `optimistix.ImplicitAdjoint` included.
 
@@ -152,6 +194,7 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
 
     max_backward_error: float | None = None
     partitions: int | None = None
+    column_reach: tuple[str, ...] | None = eqx.field(default=None, static=True)
 
     def __check_init__(self):
         if self.partitions is not None and (
@@ -161,6 +204,11 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
                 f"BlockTridiagonal(partitions={self.partitions!r}): the number of "
                 "chains must be a positive integer (1: one sequential chain) or None "
                 "(automatic)."
+            )
+        if self.column_reach is not None and not set(self.column_reach) <= set(_REACH):
+            raise ValueError(
+                f"BlockTridiagonal(column_reach=...): each entry must be one of {_REACH}, "
+                f"got {self.column_reach!r}."
             )
 
     def chains(self, M: int, b: int) -> int:
@@ -186,7 +234,7 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
 
     def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]) -> _State:
         del options
-        blocks = probe_blocks(operator)
+        blocks = probe_blocks(operator, self.column_reach)
         # ‖A‖∞ once per factorisation, not at each of the solves that share it.
         return blocks, self._factorise(blocks), operator.in_structure(), max_norm(blocks)
 
@@ -231,6 +279,13 @@ BlockTridiagonal.__init__.__doc__ = """**Arguments:**
 - `partitions`: the number of independent chains the elimination is split into;
     `None` (default) chooses by the system's size, `1` is the sequential
     elimination. Capped so that each chain has at least 2 blocks.
+- `column_reach`: for each column of a block, which neighbouring row blocks its
+    non-zeros may reach besides its own: `"both"`, `"previous"` (A[k-1, k] has
+    this column, A[k+1, k] does not) or `"next"`. A column that reaches one side
+    costs 2 matrix-vector products instead of 3. Default: `"both"` everywhere, which
+    holds for any block-tridiagonal operator; a wrong claim gives a wrong matrix. A
+    plan tells the solver what its KKT system's columns reach (it knows its
+    transcription).
 """
 
 
@@ -239,5 +294,16 @@ def one_chain(linear_solver: lx.AbstractLinearSolver) -> lx.AbstractLinearSolver
     use it: a [`BlockTridiagonal`][] left to choose its elimination gets the
     sequential one (see its docstring); any other solver is returned unchanged."""
     if isinstance(linear_solver, BlockTridiagonal) and linear_solver.partitions is None:
-        return BlockTridiagonal(linear_solver.max_backward_error, partitions=1)
+        return dataclasses.replace(linear_solver, partitions=1)
+    return linear_solver
+
+
+def with_column_reach(
+    linear_solver: lx.AbstractLinearSolver, column_reach: tuple[str, ...]
+) -> lx.AbstractLinearSolver:
+    """`linear_solver` for operators whose columns reach `column_reach` (see
+    `probe_blocks`): a [`BlockTridiagonal`][] not told already is told; any other
+    solver is returned unchanged."""
+    if isinstance(linear_solver, BlockTridiagonal) and linear_solver.column_reach is None:
+        return dataclasses.replace(linear_solver, column_reach=tuple(column_reach))
     return linear_solver

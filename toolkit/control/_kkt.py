@@ -59,6 +59,16 @@ class KKTResidual(eqx.Module):
         z = jnp.concatenate([z, jnp.zeros_like(z[:1])])
         return jnp.concatenate([lam, z], axis=1)
 
+    def column_reach(self, problem: OptimalControlProblem) -> tuple[str, ...]:
+        """Which neighbouring row blocks each column of the Jacobian's blocks reaches
+        (`BlockTridiagonal(column_reach=...)`). λ_{k-1}, in block k, enters the
+        stationarity of z_{k-1} and z_k only: the previous block. z_k enters c_{k-1}
+        (its own block) and c_k (the next), and the stationarity of z_{k-1} and z_{k+1}
+        through the Lagrangian's Hessian unless the transcription is `separable`."""
+        _, bz, bc = self.transcription.layout(problem)
+        unknowns = "next" if self.transcription.separable else "both"
+        return ("previous",) * bc + (unknowns,) * bz
+
     def stationarity(self, z, lam, problem, args):
         tr = self.transcription
         mask = tr.constraint_mask(problem)

@@ -149,7 +149,7 @@ def _plan(
     does best (`linear_solver_of`)."""
     residual = KKTResidual(transcription, in_user_program)
     w0 = starting_point(problem, transcription, residual, args, init)
-    linear_solver = linear_solver_of(solver, transcription, in_user_program)
+    linear_solver = linear_solver_of(solver, transcription, problem, in_user_program)
     if adjoint is None:
         adjoint = ImplicitAdjointWithoutCallback(linear_solver)
     sol = solver.solve(residual, w0, (problem, args), linear_solver, adjoint)

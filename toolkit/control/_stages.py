@@ -25,7 +25,7 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree
 
 from .._jit import filter_jit
-from ._block_tridiagonal import one_chain
+from ._block_tridiagonal import one_chain, with_column_reach
 from ._kkt import KKTResidual
 from ._nlp import push_into_box
 from ._planner.at_root import attach_at_root
@@ -98,14 +98,20 @@ def starting_point(
 
 
 def linear_solver_of(
-    solver: AbstractPlanner, transcription: AbstractTranscription, in_user_program: bool = False
+    solver: AbstractPlanner,
+    transcription: AbstractTranscription,
+    problem: OptimalControlProblem,
+    in_user_program: bool = False,
 ):
-    """The planner's linear solver, by default the transcription's own choice; for a
-    plan traced `in_user_program` (inside the user's transformation, or a batch), with
+    """The planner's linear solver, by default the transcription's own choice, told
+    the sparsity of the KKT system of `problem` (`with_column_reach`); for a plan
+    traced `in_user_program` (inside the user's transformation, or a batch), with
     an automatic choice of elimination made for such a plan (`one_chain`)."""
     linear_solver = solver.linear_solver
     if linear_solver is None:
         linear_solver = transcription.linear_solver()
+    reach = KKTResidual(transcription).column_reach(problem)
+    linear_solver = with_column_reach(linear_solver, reach)
     return one_chain(linear_solver) if in_user_program else linear_solver
 
 
@@ -210,7 +216,7 @@ def _newton(
     start = starting_point(problem, transcription, residual, args, init)
     w = jnp.where(from_start, start, w.astype(start.dtype))
     problem_args = freeze((problem, args))
-    linear_solver = linear_solver_of(solver, transcription)
+    linear_solver = linear_solver_of(solver, transcription, problem)
     first = solver.composition().first
     adjoint = ImplicitAdjointWithoutCallback(linear_solver)
     sol = first.limited(residual, w, problem_args, linear_solver, step_limit, adjoint, give_up)
@@ -253,7 +259,7 @@ def _at_root(
     `adjoint` (default: the implicit adjoint with the planner's linear solver)."""
     residual = KKTResidual(transcription)
     if adjoint is None:
-        adjoint = ImplicitAdjointWithoutCallback(linear_solver_of(solver, transcription))
+        adjoint = ImplicitAdjointWithoutCallback(linear_solver_of(solver, transcription, problem))
     root = attach_at_root(residual, w, (problem, args), adjoint)
     return solution(problem, transcription, solver, residual, args, root)
 
@@ -268,7 +274,7 @@ def _rescue(
 ) -> tuple[Array, Int[Array, ""], Bool[Array, ""]]:
     residual = KKTResidual(transcription)
     problem_args = freeze((problem, args))
-    linear_solver = linear_solver_of(solver, transcription)
+    linear_solver = linear_solver_of(solver, transcription, problem)
     adjoint = ImplicitAdjointWithoutCallback(linear_solver)
     # As the one-program plan starts its rescue: from the guess inside the box, whatever
     # the rescue (a barrier path would move it there itself).

@@ -1,5 +1,5 @@
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.lax as lax
@@ -29,6 +29,12 @@ class AbstractTranscription(eqx.Module):
     """
 
     N: eqx.AbstractVar[int]
+
+    # Whether every nonlinear term of the NLP (objective and constraints) involves the
+    # unknowns of one block only, the constraints coupling neighbouring blocks
+    # linearly: then the Lagrangian's Hessian is block-diagonal, and the KKT
+    # Jacobian's columns of unknowns reach only the next block (`KKTResidual.column_reach`).
+    separable: ClassVar[bool] = False
 
     def __check_init__(self):
         if not isinstance(self.N, int | np.integer) or self.N < 1:

@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,6 +35,9 @@ class Discrete(AbstractTranscription):
     """
 
     N: int
+
+    # The nonlinear terms, g and L, are at one node each.
+    separable: ClassVar[bool] = True
 
     def check(self, problem: OptimalControlProblem) -> None:
         dynamics = problem.dynamics

@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 
@@ -20,6 +22,9 @@ class Trapezoidal(AbstractNodeTranscription):
     """
 
     N: int
+
+    # The nonlinear terms, f and L, are at one node each.
+    separable: ClassVar[bool] = True
 
     def _node_values(self, z, problem, args):
         xs, us = self.split(z, problem)

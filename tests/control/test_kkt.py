@@ -1,0 +1,99 @@
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import lineax as lx
+import numpy as np
+import pytest
+
+from toolkit import control
+from toolkit.control._block_tridiagonal import probe_blocks
+from toolkit.control._kkt import KKTResidual
+from toolkit.control._stages import linear_solver_of
+
+
+def _dense_blocks(residual, w, problem_args):
+    """The Jacobian's three block diagonals, cut out of the dense Jacobian."""
+    n, b = w.shape
+    J = jax.jacfwd(lambda v: residual(v.reshape(n, b), problem_args).ravel())(w.ravel())
+    J = np.asarray(J).reshape(n, b, n, b)
+    zero = np.zeros((b, b))
+    diag = np.stack([J[r, :, r] for r in range(n)])
+    lower = np.stack([J[r, :, r - 1] if r > 0 else zero for r in range(n)])
+    upper = np.stack([J[r, :, r + 1] if r < n - 1 else zero for r in range(n)])
+    # Nothing outside the three diagonals, or the probe would fold it in.
+    for r in range(n):
+        for c in range(n):
+            if abs(r - c) > 1:
+                assert not np.any(J[r, :, c])
+    return lower, diag, upper
+
+
+def _check_reach(name, transcription, getkey):
+    ex = control.problems.get(name)
+    residual = KKTResidual(transcription)
+    problem_args = (ex.problem, ex.args)
+    w0 = residual.initial_guess(*problem_args)
+    # Away from the guess and the optimum, with non-zero multipliers everywhere, so
+    # that every second derivative the Lagrangian has shows up.
+    w = w0 + 0.05 * jr.normal(getkey(), w0.shape) * (1 + jnp.abs(w0))
+    reach = residual.column_reach(ex.problem)
+    expected = _dense_blocks(residual, w, problem_args)
+    operator = lx.JacobianLinearOperator(residual, w, problem_args)
+    for got, want in zip(probe_blocks(operator, reach), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    return reach
+
+
+@pytest.mark.parametrize(
+    "name,make,separable",
+    [
+        ("van_der_pol", lambda: control.Trapezoidal(6), True),
+        ("rocket_landing", lambda: control.Trapezoidal(5), True),  # xT, state bounds
+        ("tumour", lambda: control.Trapezoidal(5), True),  # terminal cost
+        ("invasive_plant", lambda: control.Discrete(10), True),
+        ("van_der_pol", lambda: control.HermiteSimpson(5), False),
+        ("cart_pole", lambda: control.MultipleShooting(5), False),
+    ],
+)
+def test_column_reach_of_the_kkt_jacobian_is_true(getkey, name, make, separable):
+    transcription = make()
+    reach = _check_reach(name, transcription, getkey)
+    ex = control.problems.get(name)
+    _, bz, bc = transcription.layout(ex.problem)
+    assert reach[:bc] == ("previous",) * bc
+    assert reach[bc:] == (("next",) if separable else ("both",)) * bz
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", control.problems.names())
+def test_column_reach_is_true_on_every_library_problem(getkey, name):
+    ex = control.problems.get(name)
+    if isinstance(ex.problem.dynamics, control.DiscreteDynamics):
+        transcriptions = [control.Discrete(ex.N)]
+    else:
+        transcriptions = [
+            control.Trapezoidal(7),
+            control.HermiteSimpson(7),
+            control.MultipleShooting(7),
+        ]
+    for transcription in transcriptions:
+        _check_reach(name, transcription, getkey)
+
+
+def test_a_plan_tells_its_linear_solver_the_column_reach():
+    ex = control.problems.get("van_der_pol")
+    tr = control.Trapezoidal(10)
+    reach = ("previous",) * 2 + ("next",) * 3
+    solver = linear_solver_of(control.KKTNewton(), tr, ex.problem)
+    assert solver.column_reach == reach
+    # A solver the user passes is told too, unless it was told already; a batch's
+    # keeps it along with one chain.
+    mine = control.KKTNewton(linear_solver=control.BlockTridiagonal(partitions=3))
+    assert linear_solver_of(mine, tr, ex.problem).column_reach == reach
+    assert linear_solver_of(control.KKTNewton(), tr, ex.problem, True) == (
+        control.BlockTridiagonal(partitions=1, column_reach=reach)
+    )
+    told = control.BlockTridiagonal(column_reach=("both",) * 5)
+    assert linear_solver_of(control.KKTNewton(linear_solver=told), tr, ex.problem) is told
+    dense = control.KKTNewton(linear_solver=lx.LU())
+    assert isinstance(linear_solver_of(dense, tr, ex.problem), lx.LU)
