@@ -119,7 +119,7 @@ SECTION = "## DemP: accuracy vs unit sparsity"
 # The records of this plan; `demp.json` holds those of the first plan (old recipe).
 STEM = "demp-v2"
 
-PLAN = ("grid", "seeds", "ablation", "scratch", "speed")
+PLAN = ("lr", "grid", "seeds", "ablation", "scratch", "speed")
 EXPERIMENTS = (*PLAN, "dead_lr", "dead_reg", "dead_batch")
 DATASETS = ("mnist1d", "fashion_mnist")
 # The baselines of the DemP paper's comparison (l1norm and slimming are left out).
@@ -129,6 +129,7 @@ BASELINES = ("random", "snap", "crops", "early-snap", "early-crops")
 CELLS = (("positive_l2", 3e-3), ("positive_l2", 5e-5), ("bn_scale_l1", 3e-3), ("bn_scale_l1", 5e-5))
 DEFAULT_CELL = ("bn_scale_l1", 5e-5)
 AIMS = (0.7, 0.85, 0.9)
+LR = 5e-3  # the peak learning rate of every comparison (`recipes.optimiser`'s)
 # DemP's peak regularisation strength per data set and cell, one per aimed unit
 # sparsity (AIMS). No pilot run of the new optimiser (AdamW 5e-3 one-cycle, weight
 # decay 5e-4) and dead test exists: these are guesses, to be corrected here after the
@@ -182,6 +183,7 @@ def plan(quick: bool, fashion_model: str) -> dict:
             "scratch": {"datasets": ["mnist1d"], "seeds": [0]},
             "speed": {"datasets": ["mnist1d"], "seeds": [0], "aims": (0.9,)},
             "dead": {"seeds": [0], "lrs": [1e-3, 1e-2], "l2s": [0.0, 1e-2], "batches": [16, 128]},
+            "lr": {"datasets": ["mnist1d"], "seeds": [0], "lrs": [1e-3, 5e-3], "fraction": 0.2},
         }
     return {
         "mode": "full",
@@ -201,6 +203,14 @@ def plan(quick: bool, fashion_model: str) -> dict:
         "ablation": {"dataset": "mnist1d", "seeds": [0, 1, 2], "aims": AIMS},
         "scratch": {"datasets": ["mnist1d"], "seeds": [0, 1, 2]},
         "speed": {"datasets": list(DATASETS), "seeds": [0, 1, 2], "aims": (0.85, 0.9)},
+        # The learning rate of every method, checked once for dense on a validation
+        # split (a fixed fifth of the training examples), the test split unseen.
+        "lr": {
+            "datasets": list(DATASETS),
+            "seeds": [0],
+            "lrs": [1e-3, 2e-3, LR, 1e-2],
+            "fraction": 0.2,
+        },
         "dead": {
             "seeds": [0, 1, 2],
             "lrs": [1e-4, 1e-3, 1e-2, 3e-2],
@@ -335,6 +345,8 @@ def make_method(method: str, knob: float | None, steps: int):
         return dataclasses.replace(demp, **variant), optimiser
     if method == "dense":
         return recipes.method("dense"), optimiser
+    if method == "dense-lr":  # `lr`: dense at peak learning rate `knob`
+        return recipes.method("dense"), recipes.optimiser(steps, lr=knob)
     return recipes.method(method, sparsity=knob), optimiser
 
 
@@ -484,7 +496,12 @@ def runs_of(P: dict, experiments, datasets, cell=None):
                 add(exp, ds, m, s, seed)
 
     for exp in experiments:
-        if exp == "grid":
+        if exp == "lr":
+            for seed in P["lr"]["seeds"]:
+                for ds in P["lr"]["datasets"]:
+                    for lr in P["lr"]["lrs"]:
+                        add(exp, ds, "dense-lr", lr, seed, prefix="lr")
+        elif exp == "grid":
             for seed in P["grid"]["seeds"]:
                 comparison(exp, P["grid"]["dataset"], seed, CELLS)
         elif exp == "seeds":
@@ -1072,6 +1089,56 @@ def _scratch_section(R: dict, P: dict, cell) -> list[str]:
     return lines
 
 
+def _lr_section(R: dict, P: dict, verdicts: list[str]) -> list[str]:
+    """Dense at each peak learning rate on the validation split: is the comparisons'
+    `LR` the best, or within 2 SE of it?"""
+    lines = []
+    for ds in P["lr"]["datasets"]:
+        g = _group(R, "lr", ds)
+        if not g:
+            continue
+        rows = sorted(((float(k), recs) for (_, k), recs in g.items()), key=lambda x: x[0])
+        n_val = rows[0][1][0]["n_test"]
+        lines += [
+            f"### {ds}: the learning rate, checked once for dense on a validation split",
+            "",
+            f"Dense ({P['datasets'][ds]['model']}, {P['datasets'][ds]['steps']} steps of "
+            f"{P['datasets'][ds]['batch']}, AdamW, one-cycle, weight decay 5e-4) at each peak "
+            f"learning rate, scored on {n_val} training examples held out "
+            f"(`data.validation_split`, fraction {P['lr']['fraction']}, fixed key; trained on "
+            "the rest): the test split plays no part. Every comparison below trains at "
+            f"{LR:g}.",
+            "",
+            "| peak learning rate | seeds | validation accuracy ± SE |",
+            "|---|---|---|",
+        ]
+        means = {}
+        for lr, recs in rows:
+            means[lr] = accuracy(recs)
+            lines.append(f"| {lr:g} | {len(recs)} | {_pm(*means[lr])} |")
+        lines.append("")
+        best = max(means, key=lambda lr: means[lr][0])
+        if LR not in means:
+            continue
+        if best == LR:
+            word = f"**MET**: {LR:g} is the best of {len(means)} on the validation split"
+        else:
+            diff = means[best][0] - means[LR][0]
+            two_se = 2 * math.hypot(means[best][1], means[LR][1])
+            word = (
+                f"**MET**: {LR:g} within 2 SE of the best, {best:g} "
+                f"(-{diff:.4f}; 2 SE {two_se:.4f})"
+                if diff <= two_se
+                else f"**MISSED**: {best:g} beats {LR:g} by {diff:.4f} (2 SE {two_se:.4f}); "
+                "the comparisons ran at the worse one"
+            )
+        verdicts.append(
+            f"- {ds}, one learning rate for every method, the best for dense on a "
+            f"validation split: {word}."
+        )
+    return lines
+
+
 def _dead_section(R: dict, ds: str) -> list[str]:
     lines = []
     for exp, label in (
@@ -1113,6 +1180,7 @@ def report(store, P: dict, cell, choice: str, plot: bool) -> str:
         "",
     ]
     verdicts: list[str] = []
+    lines += _lr_section(R, P, verdicts)
     lines += _grid_section(R, P, choice, plot, store)
     for ds in P["seeds"]["datasets"]:
         lines += _comparison_section(R, P, ds, cell, plot, store, verdicts)
@@ -1454,6 +1522,9 @@ def main(argv=None) -> int:
                 continue
             if not store.todo(key):  # finished meanwhile by another process
                 continue
+            data_set = loaded[ds]
+            if exp == "lr":  # scored on held-out training examples, never on the test split
+                data_set = tkdata.validation_split(data_set, P["lr"]["fraction"], jr.key(0))
             if memory_maps() > MAX_MAPPINGS:
                 # Every compiled executable holds memory mappings and Linux allows a
                 # process 65530: drop them all, and warm up again (not charged).
@@ -1487,7 +1558,7 @@ def main(argv=None) -> int:
                 log(f"  speed: dense seed {seed} on {ds} in this process: {d['wall_s']:.1f} s")
             load = os.getloadavg()[0]
             ahead = opts.compile_ahead
-            rec = run_one(loaded[ds], cfg, run_method, run_knob, seed, batch=b, compile_ahead=ahead)
+            rec = run_one(data_set, cfg, run_method, run_knob, seed, batch=b, compile_ahead=ahead)
             rec.update(experiment=exp, dataset=ds, method=m, knob=knob)
             if exp == "speed":
                 rec.update(dense_here[(ds, seed)], load=[load, os.getloadavg()[0]])

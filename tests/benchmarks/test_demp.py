@@ -106,13 +106,14 @@ def test_plan_counts_and_shared_records():
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
     assert len(grid) == 4 * 3 + 1 + 5 * 3  # 4 cells x 3 strengths, dense, 5 baselines x 3
     other = ("positive_l2", 3e-3)
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 18  # scratch
+    # scratch 18, lr 8
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 18 + 8
     # `speed` times the default recipe and, when it is another, the cell of `seeds`.
     speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
     assert {r[3] for r in speed} == {demp.cell_name(demp.DEFAULT_CELL), "demp.positive_l2.0.003"}
     assert len(speed) == 2 * 2 * 2 * 3  # cells x strengths (85, 90 %) x data sets x seeds
     # The default cell's seed-0 to seed-2 runs serve `seeds` and `ablation` alike.
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171 + 18
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171 + 18 + 8
     # Before the grid chooses the cell, its runs in `seeds`, `scratch` and `speed` are
     # pending.
     assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 15 + 18 + 12
@@ -344,6 +345,76 @@ def test_jobs_names_every_failed_shard(results, monkeypatch, capsys, codes, fail
     for flag in ("--seeds=1", "--max-minutes=5.0", "--no-report"):
         assert flag in first
     assert first[first.index("--experiments") + 1] == "grid,ablation"
+
+
+def test_lr_runs_dense_at_each_rate_on_a_validation_split(results, monkeypatch):
+    P = demp.plan(False, "lenet")
+    runs = demp.runs_of(P, ["lr"], demp.DATASETS)
+    assert len(runs) == 2 * 4 and {r[3] for r in runs} == {"dense-lr"}
+    assert demp.LR in P["lr"]["lrs"]
+    assert {r[0] for r in runs if r[2] == "mnist1d"} == {
+        f"lr/mnist1d/dense-lr/{lr:g}/seed=0" for lr in P["lr"]["lrs"]
+    }
+    # The rate is the one thing that changes: the optimiser is the comparisons' own.
+    _, at_lr = demp.make_method("dense-lr", demp.LR, 100)
+    _, usual = demp.make_method("dense", None, 100)
+    _, fast = demp.make_method("dense-lr", 1e-2, 100)
+    params = {"w": demp.jnp.ones(3, demp.jnp.float32)}
+    grads = {"w": demp.jnp.asarray([1.0, -2.0, 0.5], demp.jnp.float32)}
+
+    def first_update(opt):
+        with demp.jax.numpy_dtype_promotion("standard"):
+            return opt.update(grads, opt.init(params), params)[0]["w"]
+
+    assert demp.jnp.allclose(first_update(at_lr), first_update(usual))
+    # Weight decay is decoupled and scaled by the rate too: the step doubles.
+    assert demp.jnp.allclose(first_update(fast), 2 * first_update(at_lr))
+
+    # main scores them on held-out training examples, never on the test split.
+    seen = []
+
+    class Data:
+        name = "mnist1d"
+
+    def split(dataset, fraction, key):
+        seen.append(fraction)
+        return "validation"
+
+    calls = []
+    fake = _fake_run_one(calls)
+
+    def run_one(dataset, cfg, method, knob, seed, batch=None, compile_ahead=0):
+        if cfg["steps"] != 10:  # not the warm-up
+            assert dataset == "validation"
+        return fake(dataset, cfg, method, knob, seed, batch, compile_ahead)
+
+    monkeypatch.setattr(demp.tkdata, "load", lambda name, **kw: Data())
+    monkeypatch.setattr(demp.tkdata, "validation_split", split)
+    monkeypatch.setattr(demp, "run_one", run_one)
+    argv = ["--quick", "--experiments", "lr", "--no-plot", "--no-report"]
+    assert demp.main(argv) == 0
+    assert [c[1:3] for c in calls[1:]] == [("dense-lr", 1e-3), ("dense-lr", 5e-3)]
+    assert seen == [0.2, 0.2]
+
+
+@pytest.mark.parametrize(
+    "accs,word",
+    [
+        ({1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.75, 1e-2: 0.74}, "**MET**: 0.005 is the best"),
+        ({1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.74, 1e-2: 0.75}, "**MET**: 0.005 within 2 SE"),
+        ({1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.60, 1e-2: 0.75}, "**MISSED**: 0.01 beats 0.005"),
+    ],
+)
+def test_lr_verdict(accs, word):
+    P = demp.plan(False, "lenet")
+    R = {
+        f"lr/mnist1d/dense-lr/{lr:g}/seed=0": {"test_accuracy": a, "n_test": 800}
+        for lr, a in accs.items()
+    }
+    verdicts = []
+    text = "\n".join(demp._lr_section(R, P, verdicts))
+    assert "| 0.005 | 1 | " in text and "800 training examples held out" in text
+    assert len(verdicts) == 1 and word in verdicts[0]
 
 
 def test_report_tables_and_verdicts(results):
