@@ -208,7 +208,7 @@ def plan(quick: bool, fashion_model: str) -> dict:
         "lr": {
             "datasets": list(DATASETS),
             "seeds": [0],
-            "lrs": [1e-3, 2e-3, LR, 1e-2],
+            "lrs": [1e-3, 2e-3, LR, 1e-2, 2e-2],
             "fraction": 0.2,
         },
         "dead": {
