@@ -801,10 +801,32 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
             "| reg | " + " | ".join(names) + " |",
             "|---|" + "---|" * len(names),
         ]
+        last = names[-1]
+        kept = []  # (reg, mean units of the last hidden layer, mean unit sparsity)
         for k, recs in runs:
             means = [statistics.fmean(r["widths"][n] for r in recs) for n in names]
             lines.append(f"| {k} | " + " | ".join(f"{x:.1f}" for x in means) + " |")
+            kept.append((k, means[-1], sparsity(recs)[0]))
         lines.append("")
+        if start.get(last):
+            half = next(((k, m) for k, m, _ in kept if m < start[last] / 2), None)
+            sparse = [m for _, m, sp in kept if sp >= 0.8]
+            lines += [
+                f"The last hidden layer (`{last}`, {start[last]} units) keeps "
+                f"{kept[0][1]:.1f} of them at reg {kept[0][0]}; "
+                + (
+                    f"the weakest reg that leaves it fewer than half is {half[0]} "
+                    f"({half[1]:.1f} left)"
+                    if half
+                    else "no reg leaves it fewer than half"
+                )
+                + (
+                    f"; in the runs at ≥ 80 % unit sparsity it keeps at most {max(sparse):.1f}."
+                    if sparse
+                    else "; no run reaches 80 % unit sparsity."
+                ),
+                "",
+            ]
     if demp is None:
         verdicts.append(f"- {ds}: DemP's cell is not chosen yet; no verdict.")
     elif better or worse or within:

@@ -425,6 +425,7 @@ def test_report_tables_and_verdicts(results):
     widths = {"hidden.0": 100, "hidden.1": 50}
     base = {"n_test": 1000, "wall_s": 1.0, "widths": widths, "config": {"model": "mlp"}}
     base["config"].update(widths=[1024, 1024], steps=6000, batch=128)
+    base["config"]["initial_widths"] = {"hidden.0": 1024, "hidden.1": 1024}
     for key, v in R.items():
         store.put(key, {**base, **v})
     for seed in (0, 1, 2):
@@ -457,6 +458,11 @@ def test_report_tables_and_verdicts(results):
         in text
     )
     assert "| 0.3 | 100.0 | 50.0 |" in text  # units left per layer
+    assert (
+        "The last hidden layer (`hidden.1`, 1024 units) keeps 50.0 of them at reg 0.03; the "
+        "weakest reg that leaves it fewer than half is 0.03 (50.0 left); in the runs at ≥ 80 % "
+        "unit sparsity it keeps at most 50.0." in text
+    )
 
 
 def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
