@@ -102,8 +102,13 @@ def test_a_false_column_reach_claim_is_read_as_true(getkey):
 
 
 def test_column_reach_is_checked():
-    with pytest.raises(ValueError, match="must be one of"):
+    with pytest.raises(ValueError, match="must each be one of"):
         control.BlockTridiagonal(column_reach=("both", "sideways"))
+    # A list is kept as a tuple: the field is static, so it must hash.
+    assert control.BlockTridiagonal(column_reach=["next", "both"]).column_reach == (
+        "next",
+        "both",
+    )
     from toolkit.control._block_tridiagonal import probe_blocks
 
     op = lx.FunctionLinearOperator(lambda x: x, jax.ShapeDtypeStruct((4, 2), jnp.float64))

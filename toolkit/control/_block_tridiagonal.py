@@ -24,6 +24,17 @@ _State: TypeAlias = tuple[_Blocks, PyTree[Array], Any, Float[Array, ""]]
 _REACH = ("both", "previous", "next")
 
 
+def _check_reach(column_reach) -> None:
+    if not set(column_reach) <= set(_REACH):
+        raise ValueError(
+            f"`column_reach` entries must each be one of {_REACH}, got {tuple(column_reach)}."
+        )
+
+
+def _as_reach(column_reach) -> tuple[str, ...] | None:
+    return None if column_reach is None else tuple(column_reach)
+
+
 def probe_vectors(M: int, column_reach: tuple[str, ...]):
     """The 0/1 probe vectors of `probe_blocks`, shape `(P, M, b)`: one per column `i`
     and colour `c`, holding column `(k, i)` of every block `k` with `k % n_i == c`,
@@ -82,8 +93,7 @@ def probe_blocks(
         raise ValueError(
             f"`column_reach` has {len(reach)} entries, but the operator's blocks have {b} columns."
         )
-    if not set(reach) <= set(_REACH):
-        raise ValueError(f"`column_reach` entries must be one of {_REACH}, got {reach}.")
+    _check_reach(reach)
     probes, first, colours = probe_vectors(M, reach)
     ys = jax.vmap(operator.mv)(jnp.asarray(probes, struct.dtype))
     k = np.arange(M)
@@ -194,7 +204,7 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
 
     max_backward_error: float | None = None
     partitions: int | None = None
-    column_reach: tuple[str, ...] | None = eqx.field(default=None, static=True)
+    column_reach: tuple[str, ...] | None = eqx.field(default=None, static=True, converter=_as_reach)
 
     def __check_init__(self):
         if self.partitions is not None and (
@@ -205,11 +215,8 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
                 "chains must be a positive integer (1: one sequential chain) or None "
                 "(automatic)."
             )
-        if self.column_reach is not None and not set(self.column_reach) <= set(_REACH):
-            raise ValueError(
-                f"BlockTridiagonal(column_reach=...): each entry must be one of {_REACH}, "
-                f"got {self.column_reach!r}."
-            )
+        if self.column_reach is not None:
+            _check_reach(self.column_reach)
 
     def chains(self, M: int, b: int) -> int:
         """The number of independent chains for `M` blocks of `b` unknowns: 1 (the
@@ -305,5 +312,5 @@ def with_column_reach(
     `probe_blocks`): a [`BlockTridiagonal`][] not told already is told; any other
     solver is returned unchanged."""
     if isinstance(linear_solver, BlockTridiagonal) and linear_solver.column_reach is None:
-        return dataclasses.replace(linear_solver, column_reach=tuple(column_reach))
+        return dataclasses.replace(linear_solver, column_reach=column_reach)
     return linear_solver
