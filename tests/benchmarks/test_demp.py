@@ -106,14 +106,14 @@ def test_plan_counts_and_shared_records():
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
     assert len(grid) == 4 * 3 + 1 + 5 * 3  # 4 cells x 3 strengths, dense, 5 baselines x 3
     other = ("positive_l2", 3e-3)
-    # scratch 18, lr 10
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 18 + 10
+    # scratch 18, lr 20
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 18 + 20
     # `speed` times the default recipe and, when it is another, the cell of `seeds`.
     speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
     assert {r[3] for r in speed} == {demp.cell_name(demp.DEFAULT_CELL), "demp.positive_l2.0.003"}
     assert len(speed) == 2 * 2 * 2 * 3  # cells x strengths (85, 90 %) x data sets x seeds
     # The default cell's seed-0 to seed-2 runs serve `seeds` and `ablation` alike.
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171 + 18 + 10
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171 + 18 + 20
     # Before the grid chooses the cell, its runs in `seeds`, `scratch` and `speed` are
     # pending.
     assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 15 + 18 + 12
@@ -350,10 +350,10 @@ def test_jobs_names_every_failed_shard(results, monkeypatch, capsys, codes, fail
 def test_lr_runs_dense_at_each_rate_on_a_validation_split(results, monkeypatch):
     P = demp.plan(False, "lenet")
     runs = demp.runs_of(P, ["lr"], demp.DATASETS)
-    assert len(runs) == 2 * 5 and {r[3] for r in runs} == {"dense-lr"}
+    assert len(runs) == 3 * 5 + 5 and {r[3] for r in runs} == {"dense-lr"}
     assert demp.LR in P["lr"]["lrs"]
     assert {r[0] for r in runs if r[2] == "mnist1d"} == {
-        f"lr/mnist1d/dense-lr/{lr:g}/seed=0" for lr in P["lr"]["lrs"]
+        f"lr/mnist1d/dense-lr/{lr:g}/seed={seed}" for lr in P["lr"]["lrs"] for seed in (0, 1, 2)
     }
     # The rate is the one thing that changes: the optimiser is the comparisons' own.
     _, at_lr = demp.make_method("dense-lr", demp.LR, 100)
