@@ -44,24 +44,36 @@ def _check_reach(name, transcription, getkey):
     return reach
 
 
+N, B = "next", "both"
+
+
 @pytest.mark.parametrize(
-    "name,make,separable",
+    "name,make,unknowns",
     [
-        ("van_der_pol", lambda: control.Trapezoidal(6), True),
-        ("rocket_landing", lambda: control.Trapezoidal(5), True),  # xT, state bounds
-        ("tumour", lambda: control.Trapezoidal(5), True),  # terminal cost
-        ("invasive_plant", lambda: control.Discrete(10), True),
-        ("van_der_pol", lambda: control.HermiteSimpson(5), False),
-        ("cart_pole", lambda: control.MultipleShooting(5), False),
+        ("van_der_pol", lambda: control.Trapezoidal(6), (N,) * 3),
+        ("rocket_landing", lambda: control.Trapezoidal(5), (N,) * 8),  # xT, state bounds
+        ("tumour", lambda: control.Trapezoidal(5), (N,) * 4),  # terminal cost
+        ("invasive_plant", lambda: control.Discrete(10), (N,) * 10),
+        # [x, u, m]: the midpoint control m_k is in interval k only.
+        ("van_der_pol", lambda: control.HermiteSimpson(5), (B, B, B, N)),
+        # [x, u]: x_k enters interval k-1 linearly, u_k both integrations.
+        ("cart_pole", lambda: control.MultipleShooting(5), (N,) * 4 + (B,)),
+        ("rocket_landing", lambda: control.MultipleShooting(4), (N,) * 6 + (B,) * 2),
     ],
 )
-def test_column_reach_of_the_kkt_jacobian_is_true(getkey, name, make, separable):
+def test_column_reach_of_the_kkt_jacobian_is_true(getkey, name, make, unknowns):
     transcription = make()
     reach = _check_reach(name, transcription, getkey)
     ex = control.problems.get(name)
     _, bz, bc = transcription.layout(ex.problem)
-    assert reach[:bc] == ("previous",) * bc
-    assert reach[bc:] == (("next",) if separable else ("both",)) * bz
+    assert reach == ("previous",) * bc + unknowns
+
+
+def test_single_shooting_claims_nothing():
+    ex = control.problems.get("van_der_pol")
+    tr = control.SingleShooting(4)
+    _, bz, _ = tr.layout(ex.problem)
+    assert tr.unknowns_reach(ex.problem) == ("both",) * bz
 
 
 @pytest.mark.slow

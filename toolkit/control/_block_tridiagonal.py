@@ -168,10 +168,13 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
     of every solve grows linearly with `M`; a column whose non-zeros reach only the
     previous or only the next block (`column_reach`) takes 2 products instead of 3.
     In the KKT system of a plan, a multiplier's column reaches only the previous
-    block, and an unknown's only the next one where the transcription's Lagrangian
-    has no second derivatives across time nodes (trapezoidal collocation, discrete
-    time): 2 b products instead of 3 b. This is the structure of the KKT system
-    of a transcription whose unknowns are interleaved by time step. It plugs into
+    block, and an unknown's only the next one where no nonlinear term of the
+    transcription shares it with the previous block (every unknown with
+    trapezoidal collocation and discrete time, the states with multiple shooting,
+    the midpoint controls with Hermite–Simpson; see
+    [`toolkit.control.AbstractTranscription`][]'s `unknowns_reach`). This is the
+    structure of the KKT system of a transcription whose unknowns are interleaved
+    by time step. It plugs into
     any lineax / optimistix consumer, `optimistix.ImplicitAdjoint` included.
 
     There is no pivoting across blocks: the diagonal Schur complements must be

@@ -63,11 +63,16 @@ class KKTResidual(eqx.Module):
         """Which neighbouring row blocks each column of the Jacobian's blocks reaches
         (`BlockTridiagonal(column_reach=...)`). λ_{k-1}, in block k, enters the
         stationarity of z_{k-1} and z_k only: the previous block. z_k enters c_{k-1}
-        (its own block) and c_k (the next), and the stationarity of z_{k-1} and z_{k+1}
-        through the Lagrangian's Hessian unless the transcription is `separable`."""
+        (its own block) and c_k (the next), and the stationarity of its neighbours
+        through the Lagrangian's Hessian: the transcription's `unknowns_reach`."""
         _, bz, bc = self.transcription.layout(problem)
-        unknowns = "next" if self.transcription.separable else "both"
-        return ("previous",) * bc + (unknowns,) * bz
+        unknowns = tuple(self.transcription.unknowns_reach(problem))
+        if len(unknowns) != bz:
+            raise ValueError(
+                f"{type(self.transcription).__name__}.unknowns_reach gave {len(unknowns)} "
+                f"entries for blocks of {bz} unknowns."
+            )
+        return ("previous",) * bc + unknowns
 
     def stationarity(self, z, lam, problem, args):
         tr = self.transcription

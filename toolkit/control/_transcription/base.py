@@ -1,5 +1,5 @@
 import abc
-from typing import Any, ClassVar
+from typing import Any
 
 import equinox as eqx
 import jax.lax as lax
@@ -29,12 +29,6 @@ class AbstractTranscription(eqx.Module):
     """
 
     N: eqx.AbstractVar[int]
-
-    # Whether every nonlinear term of the NLP (objective and constraints) involves the
-    # unknowns of one block only, the constraints coupling neighbouring blocks
-    # linearly: then the Lagrangian's Hessian is block-diagonal, and the KKT
-    # Jacobian's columns of unknowns reach only the next block (`KKTResidual.column_reach`).
-    separable: ClassVar[bool] = False
 
     def __check_init__(self):
         if not isinstance(self.N, int | np.integer) or self.N < 1:
@@ -91,6 +85,17 @@ class AbstractTranscription(eqx.Module):
         self, z: Float[Array, "M bz"], problem: OptimalControlProblem, args: PyTree[Any]
     ) -> tuple[Float[Array, " N+1"], Float[Array, "N+1 nx"], Float[Array, "N+1 nu"]]:
         """`(ts, xs, us)` at the grid nodes."""
+
+    def unknowns_reach(self, problem: OptimalControlProblem) -> tuple[str, ...]:
+        """For each of a block's `bz` unknowns, the neighbouring blocks whose rows of
+        the KKT Jacobian it reaches (`"both"`, or `"next"`; see
+        [`toolkit.control.BlockTridiagonal`][]'s `column_reach`). An unknown of block k
+        always enters the constraints of blocks k-1 and k, and reaches the previous
+        block only through a second derivative of the Lagrangian with an unknown of
+        block k-1: `"next"` holds for an unknown that no nonlinear term shares with
+        block k-1. By default `"both"` for every unknown, which is always true."""
+        _, bz, _ = self.layout(problem)
+        return ("both",) * bz
 
     def check(self, problem: OptimalControlProblem) -> None:
         """Raise `ValueError` if this transcription cannot transcribe `problem`.

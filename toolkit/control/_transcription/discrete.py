@@ -1,5 +1,3 @@
-from typing import ClassVar
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,8 +34,9 @@ class Discrete(AbstractTranscription):
 
     N: int
 
-    # The nonlinear terms, g and L, are at one node each.
-    separable: ClassVar[bool] = True
+    def unknowns_reach(self, problem):
+        # The nonlinear terms, g and L, are at one node each.
+        return ("next",) * (problem.nx + problem.nu)
 
     def check(self, problem: OptimalControlProblem) -> None:
         dynamics = problem.dynamics

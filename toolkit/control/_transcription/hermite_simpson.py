@@ -36,6 +36,10 @@ class HermiteSimpson(AbstractTranscription):
     def layout(self, problem: OptimalControlProblem):
         return self.N + 1, problem.nx + 2 * problem.nu, problem.nx
 
+    def unknowns_reach(self, problem):
+        # x_k and u_k enter the midpoints of intervals k-1 and k; m_k only interval k's.
+        return ("both",) * (problem.nx + problem.nu) + ("next",) * problem.nu
+
     def _split(self, z, problem):
         nx, nu = problem.nx, problem.nu
         return z[:, :nx], z[:, nx : nx + nu], z[:, nx + nu :]

@@ -112,6 +112,11 @@ class MultipleShooting(_AbstractShooting, AbstractNodeTranscription):
     stepsize_controller: diffrax.AbstractStepSizeController = diffrax.ConstantStepSize()
     max_steps: int = 64
 
+    def unknowns_reach(self, problem):
+        # Interval k integrates from (x_k, u_k, u_{k+1}); x_k enters interval k-1's
+        # defect x_k - X_{k-1}(t_k) linearly, u_k both intervals' integrations.
+        return ("next",) * problem.nx + ("both",) * problem.nu
+
     def _shoot(self, z, problem, args):
         xs, us = self.split(z, problem)
         ts = grid(problem, self.N)

@@ -1,5 +1,3 @@
-from typing import ClassVar
-
 import jax
 import jax.numpy as jnp
 
@@ -23,8 +21,9 @@ class Trapezoidal(AbstractNodeTranscription):
 
     N: int
 
-    # The nonlinear terms, f and L, are at one node each.
-    separable: ClassVar[bool] = True
+    def unknowns_reach(self, problem):
+        # The nonlinear terms, f and L, are at one node each.
+        return ("next",) * (problem.nx + problem.nu)
 
     def _node_values(self, z, problem, args):
         xs, us = self.split(z, problem)
