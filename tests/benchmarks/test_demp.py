@@ -369,6 +369,9 @@ def test_lr_runs_dense_at_each_rate_on_a_validation_split(results, monkeypatch):
     assert demp.jnp.allclose(first_update(at_lr), first_update(usual))
     # Weight decay is decoupled and scaled by the rate too: the step doubles.
     assert demp.jnp.allclose(first_update(fast), 2 * first_update(at_lr))
+    # A comparison's method at the rate `comparison_lr` chose: the same optimiser.
+    _, chosen = demp.make_method("snap", 0.9, 100, 1e-2)
+    assert demp.jnp.allclose(first_update(chosen), first_update(fast))
 
     # main scores them on held-out training examples, never on the test split.
     seen = []
@@ -397,24 +400,96 @@ def test_lr_runs_dense_at_each_rate_on_a_validation_split(results, monkeypatch):
     assert seen == [0.2, 0.2]
 
 
+def _lr_records(accs, seeds=(0,)):
+    return {
+        f"lr/mnist1d/dense-lr/{lr:g}/seed={seed}": {"test_accuracy": a, "n_test": 800}
+        for lr, a in accs.items()
+        for seed in seeds
+    }
+
+
 @pytest.mark.parametrize(
-    "accs,word",
+    "accs,lr,word",
     [
-        ({1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.75, 1e-2: 0.74}, "**MET**: 0.005 is the best"),
-        ({1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.74, 1e-2: 0.75}, "**MET**: 0.005 within 2 SE"),
-        ({1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.60, 1e-2: 0.75}, "**MISSED**: 0.01 beats 0.005"),
+        (
+            {1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.75, 1e-2: 0.74, 2e-2: 0.7},
+            5e-3,
+            "0.005, the recipe's, the best of 5",
+        ),
+        (
+            {1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.74, 1e-2: 0.75, 2e-2: 0.7},
+            5e-3,
+            "0.005, the recipe's, within 2 SE of the best, 0.01",
+        ),
+        (
+            {1e-3: 0.70, 2e-3: 0.72, 5e-3: 0.60, 1e-2: 0.75, 2e-2: 0.7},
+            1e-2,
+            "0.01, the best, which beats the recipe's 0.005 by 0.1500",
+        ),
     ],
 )
-def test_lr_verdict(accs, word):
+def test_lr_rule(accs, lr, word):
     P = demp.plan(False, "lenet")
-    R = {
-        f"lr/mnist1d/dense-lr/{lr:g}/seed=0": {"test_accuracy": a, "n_test": 800}
-        for lr, a in accs.items()
-    }
+    P["lr"]["seeds"]["mnist1d"] = [0]
+    R = _lr_records(accs)
+    got, why = demp.comparison_lr(R, P, "mnist1d")
+    assert got == lr and why.startswith(word)
     verdicts = []
     text = "\n".join(demp._lr_section(R, P, verdicts))
     assert "| 0.005 | 1 | " in text and "800 training examples held out" in text
-    assert len(verdicts) == 1 and word in verdicts[0]
+    assert f"Every comparison on mnist1d below trains at {word}" in text
+    assert len(verdicts) == 1 and f"**MET**: every record reported trains at {word}" in verdicts[0]
+    # Until every rate's run is done, the recipe's rate, and no verdict.
+    del R["lr/mnist1d/dense-lr/0.02/seed=0"]
+    assert demp.comparison_lr(R, P, "mnist1d")[0] == demp.LR
+    verdicts = []
+    demp._lr_section(R, P, verdicts)
+    assert verdicts == []
+
+
+def test_store_hides_and_redoes_runs_at_another_learning_rate(results, monkeypatch):
+    P = demp.plan(True, "lenet")  # quick: lr on MNIST-1D, seed 0, rates 1e-3 and 5e-3
+    store = demp.store_of("quick", None, P)
+    old = "train/mnist1d/dense/-/seed=0"
+    store.put(old, {"test_accuracy": 0.5})  # no `lr` field: trained at LR
+    store.put("dead_lr/mnist1d/adam/0.001/seed=0", {"lr": None})
+    assert not store.todo(old) and old in store.entries()
+    # The lr experiment finds 1e-3 better beyond 2 SE: the old record is stale.
+    for lr, acc in ((1e-3, 0.9), (5e-3, 0.5)):
+        store.put(f"lr/mnist1d/dense-lr/{lr:g}/seed=0", {"test_accuracy": acc, "n_test": 800})
+    assert demp.comparison_lr(store.all_entries(), P, "mnist1d")[0] == 1e-3
+    assert store.todo(old) and old not in store.entries() and old in store.all_entries()
+    assert "dead_lr/mnist1d/adam/0.001/seed=0" in store.entries()  # not a comparison
+    # main reruns it at 1e-3, and the new record counts.
+    calls, cfgs = [], []
+    fake = _fake_run_one(calls)
+
+    def run_one(dataset, cfg, method, knob, seed, batch=None, compile_ahead=0):
+        cfgs.append(cfg)
+        rec = fake(dataset, cfg, method, knob, seed, batch, compile_ahead)
+        return {**rec, "lr": cfg.get("lr", demp.LR)}
+
+    monkeypatch.setattr(demp.tkdata, "load", lambda name, **kw: object())
+    monkeypatch.setattr(demp, "run_one", run_one)
+    argv = ["--quick", "--experiments", "grid", "--methods", "dense", "--no-plot", "--no-report"]
+    assert demp.main(argv) == 0
+    assert [c[1] for c in calls[1:]] == ["dense"] and cfgs[-1]["lr"] == 1e-3
+    assert not store.todo(old) and store.entries()[old]["lr"] == 1e-3
+
+
+def test_run_one_trains_at_the_configured_rate(monkeypatch):
+    seen = []
+
+    def make_method(method, knob, steps, lr=demp.LR):
+        seen.append(lr)
+        raise StopIteration
+
+    monkeypatch.setattr(demp, "make_method", make_method)
+    cfg = {**demp.plan(True, "lenet")["datasets"]["mnist1d"], "lr": 2e-2}
+    data = demp.tkdata.load("mnist1d")
+    with pytest.raises(StopIteration):
+        demp.run_one(data, cfg, "dense", None, 0)
+    assert seen == [2e-2]
 
 
 def test_report_tables_and_verdicts(results):
