@@ -532,11 +532,12 @@ def test_report_tables_and_verdicts(results):
         "mnist1d, DemP ≥ every baseline within noise at every matched sparsity ≥ 50 %: **MET**"
         in text
     )
-    assert "| 0.3 | 100.0 | 50.0 |" in text  # units left per layer
+    regs = P["strengths"]["mnist1d"][cell]
+    assert f"| {regs[-1]:g} | 100.0 | 50.0 |" in text  # units left per layer
     assert (
-        "The last hidden layer (`hidden.1`, 1024 units) keeps 50.0 of them at reg 0.03; the "
-        "weakest reg that leaves it fewer than half is 0.03 (50.0 left); in the runs at ≥ 80 % "
-        "unit sparsity it keeps at most 50.0." in text
+        f"The last hidden layer (`hidden.1`, 1024 units) keeps 50.0 of them at reg "
+        f"{regs[0]:g}; the weakest reg that leaves it fewer than half is {regs[0]:g} (50.0 "
+        "left); in the runs at ≥ 80 % unit sparsity it keeps at most 50.0." in text
     )
 
 
@@ -553,6 +554,7 @@ def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
     assert demp.scratch_widths(R, "mnist1d", own, 0.1, 1) is None
     # The report: DemP as good as its widths from scratch, the even spread better.
     P = demp.plan(False, "lenet")
+    reg = P["strengths"]["mnist1d"][cell][-1]
     R = {}
     for seed in (0, 1, 2):
         start = {"hidden.0": 1024, "hidden.1": 1024}
@@ -561,14 +563,14 @@ def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
             (f"scratch/mnist1d/{own}", 0.621, {"hidden.0": 22, "hidden.1": 134}),
             (f"scratch/mnist1d/{even}", 0.70, {"hidden.0": 78, "hidden.1": 78}),
         ):
-            R[f"{key}/0.3/seed={seed}"] = {
+            R[f"{key}/{reg:g}/seed={seed}"] = {
                 "test_accuracy": acc + 0.002 * seed,
                 "unit_sparsity": 0.92,
                 "widths": widths,
                 "config": {"initial_widths": start},
             }
     text = "\n".join(demp._scratch_section(R, P, cell))
-    row = next(line for line in text.splitlines() if line.startswith("| 0.3 | 3 |"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| {reg:g} | 3 |"))
     assert "| 22, 134 | 0.6220 ± 0.0012 |" in row and "| 78, 78 | 0.7020 ± 0.0012 |" in row
     assert "**DemP's widths worse**" in row
     assert (
