@@ -1262,8 +1262,16 @@ def _dead_section(R: dict, ds: str) -> list[str]:
     return lines
 
 
+def in_plan(R: dict, P: dict) -> dict:
+    """The records of `R` that the plan `P` asks for, whichever DemP cell `seeds`
+    runs: those of strengths a `STRENGTHS` table no longer lists (set aside when it
+    was re-aimed) stay in the file, out of the report."""
+    keys = set().union(*({r[0] for r in runs_of(P, EXPERIMENTS, DATASETS, c)} for c in CELLS))
+    return {k: v for k, v in R.items() if k in keys}
+
+
 def report(store, P: dict, cell, choice: str, plot: bool) -> str:
-    R = store.entries()
+    R = in_plan(store.entries(), P)
     lines = []
     for exp in PLAN:
         planned = runs_of(P, [exp], DATASETS, cell)

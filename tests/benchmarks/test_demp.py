@@ -642,3 +642,22 @@ def test_speed_verdict_counts_only_runs_that_did_not_collapse():
     assert "hidden.0 401, hidden.1 1)" in collapsed and "one unit passes one number" in collapsed
     (verdict,) = verdicts
     assert "**MET**" in verdict and "`demp.positive_l2.0.003` at sparsity 0.86: 2.00×" in verdict
+
+
+def test_report_leaves_out_records_of_strengths_no_longer_planned():
+    P = demp.plan(False, "lenet")
+    cell = demp.DEFAULT_CELL
+    planned = P["strengths"]["mnist1d"][cell][0]
+    off = 0.3
+    assert off not in P["strengths"]["mnist1d"][cell]
+    name = demp.cell_name(cell)
+    R = {
+        f"train/mnist1d/{name}/{planned:g}/seed=0": {},
+        f"train/mnist1d/{name}/{off:g}/seed=0": {},  # set aside when re-aimed
+        "train/mnist1d/snap/0.9/seed=1": {},
+        "lr/mnist1d/dense-lr/0.01/seed=2": {},
+        # The Fashion-MNIST runs of another cell than the one `seeds` chose stay.
+        "train/fashion_mnist/demp.positive_l2.0.003/0.15/seed=2": {},
+    }
+    kept = demp.in_plan(R, P)
+    assert sorted(kept) == sorted(k for k in R if f"/{off:g}/" not in k)
