@@ -1190,6 +1190,8 @@ def comparison_lr(R: dict, P: dict, ds: str) -> tuple[float, str]:
     if means is None:
         return LR, f"{LR:g}, the recipe's: the `lr` experiment has not checked it on {ds}"
     best = max(means, key=lambda lr: means[lr][0])
+    if LR not in means:  # a plan that does not try the recipe's rate
+        return best, f"{best:g}, the best of {len(means)} on the validation split"
     if best == LR:
         return LR, f"{LR:g}, the recipe's, the best of {len(means)} on the validation split"
     diff = means[best][0] - means[LR][0]

@@ -439,6 +439,9 @@ def test_lr_rule(accs, lr, word):
     assert "| 0.005 | 1 | " in text and "800 training examples held out" in text
     assert f"Every comparison on mnist1d below trains at {word}" in text
     assert len(verdicts) == 1 and f"**MET**: every record reported trains at {word}" in verdicts[0]
+    # A plan that does not try the recipe's rate takes the best it tried.
+    P2 = {**P, "lr": {**P["lr"], "lrs": [1e-3, 2e-3]}}
+    assert demp.comparison_lr(R, P2, "mnist1d")[0] == 2e-3
     # Until every rate's run is done, the recipe's rate, and no verdict.
     del R["lr/mnist1d/dense-lr/0.02/seed=0"]
     assert demp.comparison_lr(R, P, "mnist1d")[0] == demp.LR
