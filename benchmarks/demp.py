@@ -1216,7 +1216,7 @@ def _lr_section(R: dict, P: dict, verdicts: list[str]) -> list[str]:
             continue
         rows = sorted(((float(k), recs) for (_, k), recs in g.items()), key=lambda x: x[0])
         n_val = rows[0][1][0]["n_test"]
-        lr, why = comparison_lr(R, P, ds)
+        _, why = comparison_lr(R, P, ds)
         lines += [
             f"### {ds}: the learning rate, checked once for dense on a validation split",
             "",
