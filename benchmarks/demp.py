@@ -21,16 +21,19 @@ Experiments (`--experiments`; the first six are the plan):
    0 on Fashion-MNIST. It chooses the rate of every other experiment's runs on that
    data set (`comparison_lr`); a record trained at another rate is hidden from the
    report and its run is done again (`DempStore`).
-1. `grid`: MNIST-1D, seed 0. DemP in a 2x2 of (penalty: `positive_l2`, `bn_scale_l1`)
+1. `grid`: each data set, seed 0. DemP in a 2x2 of (penalty: `positive_l2`, `bn_scale_l1`)
    x (peak noise: 3e-3, 5e-5), each cell at the 3 regularisation strengths of the
    `STRENGTHS` table (aimed at 70 / 85 / 90 % unit sparsity; the sparsity reached is
    measured and reported), against dense and random, SNAP, CroP-S, EarlySNAP and
    EarlyCroP-S at target unit sparsities 0.7 / 0.85 / 0.9.
-2. `seeds`: the best DemP cell of the grid (`best_cell`: the cell whose
-   accuracy-sparsity curve covers the most of the aimed sparsities, then the highest
-   mean accuracy interpolated at them; `--demp-cell` pins one) and every method of
-   the grid, seeds 0, 1, 2, on MNIST-1D and Fashion-MNIST. Its DemP runs are planned
-   once every grid record exists: run the script again after the grid.
+2. `seeds`: on MNIST-1D and Fashion-MNIST, the best DemP cell of that data set's grid
+   (`best_cell`: the cell whose accuracy-sparsity curve covers the most of the aimed
+   sparsities, then the highest mean accuracy interpolated at them; `--demp-cell` pins
+   one for both) and every method of the grid, seeds 0, 1, 2. A data set's DemP runs
+   are planned once its grid records exist: run the script again after the grid.
+   Each data set chooses its own cell because the MNIST-1D MLP's choice (`bn_scale_l1`,
+   noise 3e-3) does not take LeNet-5 past about 50 % unit sparsity without collapsing
+   it (`STRENGTHS`).
 3. `ablation`: MNIST-1D, seeds 0, 1, 2, the default recipe (`bn_scale_l1`, noise 5e-5)
    at its 3 strengths, and the same without noise (`no-noise`), with both schedules
    flat at their peak (`no-schedule`), with only the regulariser's flat (`flat-reg`),
@@ -53,10 +56,11 @@ Experiments (`--experiments`; the first six are the plan):
    observations. Plain Adam, no noise, no pruning; the fraction of units dead at the
    end against the learning rate, a constant L2 penalty and the batch size.
 
-The full plan is 207 records (grid 28; seeds 95 more; ablation 42 more, 36 when the
-best cell is the default recipe, 189 records in all then; scratch 18; speed 12, each
-process's dense run of a seed not recorded; 24 when the cell of `seeds` is not the
-default recipe): `--plan-only` prints the count and a time estimate.
+The full plan is 236 records when neither data set's cell is the default recipe: `lr`
+20; `grid` 56 (28 per data set); `seeds` 76 more; `ablation` 42 more (36 when
+MNIST-1D's cell is the default recipe); `scratch` 18; `speed` 12, and 6 more per data
+set whose cell is not the default recipe (each process's dense run of a seed not
+recorded). `--plan-only` prints the count and a time estimate.
 A record is one training run, `train/DATASET/METHOD/KNOB/seed=N` (shared by the
 experiments that need it: the grid's seed-0 runs are also the first seed of `seeds`
 and `ablation`), `scratch/...`, `speed/...` or `dead_*/...`, written to
@@ -198,7 +202,7 @@ def plan(quick: bool, fashion_model: str) -> dict:
             "aims": (0.7, 0.9),
             "targets": (0.9,),
             "strengths": strengths,
-            "grid": {"dataset": "mnist1d", "seeds": [0]},
+            "grid": {"datasets": ["mnist1d"], "seeds": [0]},
             "seeds": {"datasets": ["mnist1d"], "seeds": [0, 1]},
             "ablation": {"dataset": "mnist1d", "seeds": [0], "aims": (0.9,)},
             "scratch": {"datasets": ["mnist1d"], "seeds": [0]},
@@ -219,7 +223,10 @@ def plan(quick: bool, fashion_model: str) -> dict:
         "aims": AIMS,
         "targets": AIMS,  # the baselines' target unit sparsities
         "strengths": STRENGTHS,
-        "grid": {"dataset": "mnist1d", "seeds": [0]},
+        # Each data set chooses its own cell: the grid's choice on MNIST-1D's MLP
+        # (bn_scale_l1, noise 3e-3) stops at about 50 % unit sparsity on LeNet-5 and
+        # collapses it to chance beyond (see `STRENGTHS`).
+        "grid": {"datasets": list(DATASETS), "seeds": [0]},
         "seeds": {"datasets": list(DATASETS), "seeds": [0, 1, 2]},
         "ablation": {"dataset": "mnist1d", "seeds": [0, 1, 2], "aims": AIMS},
         "scratch": {"datasets": ["mnist1d"], "seeds": [0, 1, 2]},
@@ -487,18 +494,18 @@ def _knob(k) -> str:
     return "-" if k is None else f"{k:g}"
 
 
-def best_cell(R: dict, P: dict, pinned: tuple[str, float] | None = None):
-    """(the DemP cell that `seeds` runs, or None while grid records are missing; a
-    description of the choice).
+def best_cell(R: dict, P: dict, ds: str, pinned: tuple[str, float] | None = None):
+    """(the DemP cell that `seeds` runs on data set `ds`, or None while grid records
+    are missing; a description of the choice).
 
-    The rule: on the grid's data set and seed 0, each cell's accuracy is interpolated
-    linearly along its (unit sparsity reached, accuracy) points at every aimed sparsity
-    within the range of sparsities it reached; the cell covering the most aims wins,
-    then the one with the highest mean of those accuracies, then the one reaching the
-    highest sparsity. `pinned` (`--demp-cell`) overrides the rule."""
+    The rule: on the data set's grid runs (seed 0), each cell's accuracy is
+    interpolated linearly along its (unit sparsity reached, accuracy) points at every
+    aimed sparsity within the range of sparsities it reached; the cell covering the
+    most aims wins, then the one with the highest mean of those accuracies, then the
+    one reaching the highest sparsity. `pinned` (`--demp-cell`) overrides the rule."""
     if pinned is not None:
         return pinned, f"`{cell_name(pinned)}`, pinned by `--demp-cell`"
-    ds, seed = P["grid"]["dataset"], P["grid"]["seeds"][0]
+    seed = P["grid"]["seeds"][0]
     scores = {}
     for cell in CELLS:
         keys = [
@@ -523,13 +530,25 @@ def best_cell(R: dict, P: dict, pinned: tuple[str, float] | None = None):
     )
 
 
-def runs_of(P: dict, experiments, datasets, cell=None):
+def best_cells(R: dict, P: dict, pinned: tuple[str, float] | None = None):
+    """`best_cell` of every data set of the grid: ({data set: cell or None},
+    {data set: description})."""
+    chosen = {ds: best_cell(R, P, ds, pinned) for ds in P["grid"]["datasets"]}
+    return {ds: c for ds, (c, _) in chosen.items()}, {ds: w for ds, (_, w) in chosen.items()}
+
+
+def _every_chosen(cells: dict) -> bool:
+    return all(c is not None for c in cells.values())
+
+
+def runs_of(P: dict, experiments, datasets, cells: dict | None = None):
     """(key, experiment, dataset, method, knob, batch, seed) of every planned run, each
     key once (a training run serves every experiment that needs it; the first one
     named owns it), experiments in the order given, then seed, so that an interrupted
-    benchmark has whole seeds done. `cell`: the DemP cell of `seeds` (its DemP runs
-    are left out while it is None)."""
+    benchmark has whole seeds done. `cells`: the DemP cell of `seeds` per data set (a
+    data set's DemP runs are left out while its cell is None or missing)."""
     out, seen = [], set()
+    cells = cells or {}
 
     def add(exp, ds, m, knob, seed, batch=None, prefix="train"):
         if ds not in datasets:
@@ -557,10 +576,12 @@ def runs_of(P: dict, experiments, datasets, cell=None):
                         add(exp, ds, "dense-lr", lr, seed, prefix="lr")
         elif exp == "grid":
             for seed in P["grid"]["seeds"]:
-                comparison(exp, P["grid"]["dataset"], seed, CELLS)
+                for ds in P["grid"]["datasets"]:
+                    comparison(exp, ds, seed, CELLS)
         elif exp == "seeds":
             for seed in P["seeds"]["seeds"]:
                 for ds in P["seeds"]["datasets"]:
+                    cell = cells.get(ds)
                     comparison(exp, ds, seed, [] if cell is None else [cell])
         elif exp == "ablation":
             ds, regs = P["ablation"]["dataset"], P["strengths"][P["ablation"]["dataset"]]
@@ -574,15 +595,17 @@ def runs_of(P: dict, experiments, datasets, cell=None):
         elif exp == "scratch":
             for seed in P["scratch"]["seeds"]:
                 for ds in P["scratch"]["datasets"]:
+                    cell = cells.get(ds)
                     for r in [] if cell is None else P["strengths"][ds][cell]:
                         for kind in SCRATCH:
                             add(exp, ds, scratch_name(cell, kind), r, seed, prefix="scratch")
         elif exp == "speed":
             # The default recipe, and the cell that `seeds` compares (the one whose
             # sparsity the speed goal is about), once it is known.
-            timed = [DEFAULT_CELL] + ([] if cell in (None, DEFAULT_CELL) else [cell])
             for seed in P["speed"]["seeds"]:
                 for ds in P["speed"]["datasets"]:
+                    cell = cells.get(ds)
+                    timed = [DEFAULT_CELL] + ([] if cell in (None, DEFAULT_CELL) else [cell])
                     for c in timed:
                         for r, a in zip(P["strengths"][ds][c], P["aims"]):
                             if a in P["speed"]["aims"]:
@@ -603,14 +626,16 @@ def runs_of(P: dict, experiments, datasets, cell=None):
     return out
 
 
-def pending(P: dict, experiments, datasets, cell) -> int:
-    """The DemP runs of `seeds` not planned yet (their cell is not chosen), counted as
-    if the cell were not the default recipe."""
-    if cell is not None or "seeds" not in experiments:
+def pending(P: dict, experiments, datasets, cells: dict | None) -> int:
+    """The DemP runs of `seeds` not planned yet (their data set's cell is not chosen),
+    counted as if the cell were not the default recipe."""
+    cells = cells or {}
+    if "seeds" not in experiments:
         return 0
     some = [c for c in CELLS if c != DEFAULT_CELL][0]
-    return len(runs_of(P, experiments, datasets, some)) - len(
-        runs_of(P, experiments, datasets, None)
+    filled = {ds: cells.get(ds) or some for ds in DATASETS}
+    return len(runs_of(P, experiments, datasets, filled)) - len(
+        runs_of(P, experiments, datasets, cells)
     )
 
 
@@ -719,8 +744,8 @@ def _compared(g: dict, demp: str | None = None) -> dict:
     }
 
 
-def _grid_section(R: dict, P: dict, choice: str, plot: bool, store) -> list[str]:
-    ds, seeds = P["grid"]["dataset"], P["grid"]["seeds"]
+def _grid_section(R: dict, P: dict, ds: str, choice: str, plot: bool, store) -> list[str]:
+    seeds = P["grid"]["seeds"]
     g = _compared(_records(R, ds, seeds))
     if not g:
         return []
@@ -758,7 +783,7 @@ def _grid_section(R: dict, P: dict, choice: str, plot: bool, store) -> list[str]
     # Each baseline point against each cell's accuracy at the baseline's sparsity.
     names = [cell_name(c) for c in CELLS]
     lines += [
-        "Dense and the baselines at seed 0, and each DemP cell's accuracy interpolated "
+        f"Dense and the baselines at seed {seeds[0]}, and each DemP cell's accuracy interpolated "
         "at the baseline's unit sparsity (+: DemP better beyond 2 SE, −: worse, =: within "
         "2 SE; the SE of an interpolated accuracy is interpolated too):",
         "",
@@ -784,8 +809,8 @@ def _grid_section(R: dict, P: dict, choice: str, plot: bool, store) -> list[str]
     lines.append("")
     if plot:
         pts = {m: _curve(g, m) for m in {m for m, _ in g}}
-        _plot(pts, f"{ds}: the 2x2 of DemP recipes, seed 0", store, "grid")
-    figure = _figure(store, "grid")
+        _plot(pts, f"{ds}: the 2x2 of DemP recipes, seed {seeds[0]}", store, f"grid-{ds}")
+    figure = _figure(store, f"grid-{ds}")
     if figure.exists():
         lines += [f"![the 2x2 on {ds}](results/{figure.name})", ""]
     return lines
@@ -1093,13 +1118,14 @@ def _ablation_section(R: dict, P: dict) -> list[str]:
     return lines
 
 
-def _scratch_section(R: dict, P: dict, cell) -> list[str]:
+def _scratch_section(R: dict, P: dict, cells: dict) -> list[str]:
     """DemP's final networks trained from scratch, and the same number of units spread
     evenly: is DemP's loss in the widths it ends with, or in how it trains them?"""
-    if cell is None:
-        return []
     lines: list[str] = []
     for ds in P["scratch"]["datasets"]:
+        cell = cells.get(ds)
+        if cell is None:
+            continue
         rows, summary = [], {"same": 0, "worse": 0, "better": 0, "even_better": 0}
         for r in P["strengths"][ds][cell]:
             k = _knob(r)
@@ -1273,18 +1299,19 @@ def in_plan(R: dict, P: dict) -> dict:
     """The records of `R` that the plan `P` asks for, whichever DemP cell `seeds`
     runs: those of strengths a `STRENGTHS` table no longer lists (set aside when it
     was re-aimed) stay in the file, out of the report."""
-    keys = set().union(*({r[0] for r in runs_of(P, EXPERIMENTS, DATASETS, c)} for c in CELLS))
+    every = (runs_of(P, EXPERIMENTS, DATASETS, dict.fromkeys(DATASETS, c)) for c in CELLS)
+    keys = {r[0] for runs in every for r in runs}
     return {k: v for k, v in R.items() if k in keys}
 
 
-def report(store, P: dict, cell, choice: str, plot: bool) -> str:
+def report(store, P: dict, cells: dict, choices: dict, plot: bool) -> str:
     R = in_plan(store.entries(), P)
     lines = []
     for exp in PLAN:
-        planned = runs_of(P, [exp], DATASETS, cell)
+        planned = runs_of(P, [exp], DATASETS, cells)
         done = sum(1 for r in planned if r[0] in R)
         lines.append(f"- `{exp}`: {done} of {len(planned)} records done")
-    more = pending(P, PLAN, DATASETS, cell)
+    more = pending(P, PLAN, DATASETS, cells)
     lines = [
         f"Records of mode `{P['mode']}` (a record shared by two experiments counts in both):",
         "",
@@ -1294,12 +1321,13 @@ def report(store, P: dict, cell, choice: str, plot: bool) -> str:
     ]
     verdicts: list[str] = []
     lines += _lr_section(R, P, verdicts)
-    lines += _grid_section(R, P, choice, plot, store)
+    for ds in P["grid"]["datasets"]:
+        lines += _grid_section(R, P, ds, choices[ds], plot, store)
     for ds in P["seeds"]["datasets"]:
-        lines += _comparison_section(R, P, ds, cell, plot, store, verdicts)
+        lines += _comparison_section(R, P, ds, cells.get(ds), plot, store, verdicts)
         lines += _speed_section(R, ds, verdicts)
     lines += _ablation_section(R, P)
-    lines += _scratch_section(R, P, cell)
+    lines += _scratch_section(R, P, cells)
     for ds in P["datasets"]:
         lines += _dead_section(R, ds)
     if verdicts:
@@ -1549,12 +1577,13 @@ def main(argv=None) -> int:
                 + ", ".join(f"{p},{n:g}" for p, n in CELLS)
             )
     store = store_of(P["mode"], forced(opts), P)
-    cell, choice = best_cell(store.entries(), P, pinned)
-    every = runs_of(P, EXPERIMENTS, DATASETS, cell or DEFAULT_CELL)
+    cells, choices = best_cells(store.entries(), P, pinned)
+    every = runs_of(P, EXPERIMENTS, DATASETS, {ds: c or DEFAULT_CELL for ds, c in cells.items()})
     methods = None
     if opts.methods is not None:
         methods = {m for m in opts.methods.split(",") if m}
-        known = {r[3] for r in runs_of(P, EXPERIMENTS, DATASETS, CELLS[0])} | {r[3] for r in every}
+        first = dict.fromkeys(DATASETS, CELLS[0])
+        known = {r[3] for r in runs_of(P, EXPERIMENTS, DATASETS, first)} | {r[3] for r in every}
         for m in sorted(methods - known):
             parser.error(f"unknown method {m!r}; choose from {sorted(known)}")
     seeds = None
@@ -1569,46 +1598,49 @@ def main(argv=None) -> int:
     if opts.shard is not None and "speed" in experiments:
         parser.error("--shard: the `speed` experiment's timings need the machine alone")
 
-    def pick(cell):
+    def pick(cells):
         """The planned runs still to do, after the filters of the command line."""
-        todo = [r for r in runs_of(P, experiments, datasets, cell) if store.todo(r[0])]
+        todo = [r for r in runs_of(P, experiments, datasets, cells) if store.todo(r[0])]
         if methods is not None:
             todo = [r for r in todo if r[3] in methods]
         if seeds is not None:
             todo = [r for r in todo if r[6] in seeds]
         return [r for r in todo if in_shard(r[0], opts.shard)]
 
-    todo = pick(cell)
+    todo = pick(cells)
     if opts.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {opts.jobs}")
     if opts.jobs > 1 and opts.shard is not None:
         parser.error("--jobs starts its own shards: not with --shard")
     started, budget = time.perf_counter(), opts.max_minutes
     if opts.plan_only:
-        log(f"DemP cell of `seeds`: {choice}")
-        return show_plan(P, store, cell)
+        for ds, choice in choices.items():
+            log(f"DemP cell of `seeds` on {ds}: {choice}")
+        return show_plan(P, store, cells)
     if opts.jobs > 1 and not opts.report_only:
         sharded = [e for e in experiments if e != "speed"]
-        # Twice if the shards' grid records choose the cell of `seeds`: its runs then.
+        # Twice if the shards' grid records choose a cell of `seeds`: its runs then.
         for _ in range(2):
             if any(r[1] in sharded for r in todo):
                 failed = _run_shards(opts, sharded, datasets)
                 if failed:
                     log(f"shards failed: {', '.join(failed)}; see their output above")
                     return 1
-            if cell is not None or best_cell(store.entries(), P, pinned)[0] is None:
+            fresh, fresh_choices = best_cells(store.entries(), P, pinned)
+            if _every_chosen(cells) or fresh == cells:
                 break
             if budget is not None:  # the second round's shards get what is left
                 opts.max_minutes = budget - (time.perf_counter() - started) / 60
                 if opts.max_minutes <= 0:
                     break
-            cell, choice = best_cell(store.entries(), P, pinned)
-            todo = pick(cell)
+            cells, choices = fresh, fresh_choices
+            todo = pick(cells)
         opts.max_minutes = budget
         # The shards' records are in the file now: only `speed` is left to this process.
         todo = [r for r in todo if r[1] == "speed" and store.todo(r[0])]
     log(f"demp ({P['mode']}): results in {store.path}; {len(todo)} runs to do")
-    log(f"DemP cell of `seeds`: {choice}")
+    for ds, choice in choices.items():
+        log(f"DemP cell of `seeds` on {ds}: {choice}")
 
     loaded: dict = {}
     warm: set = set()
@@ -1684,18 +1716,20 @@ def main(argv=None) -> int:
             )
         return True
 
-    if not opts.report_only and todo and execute(todo) and cell is None:
-        # The grid may have chosen the cell of `seeds` now: its runs, in this process.
-        cell, choice = best_cell(store.entries(), P, pinned)
-        if cell is not None:
-            log(f"DemP cell of `seeds`: {choice}")
-            execute(pick(cell))
+    if not opts.report_only and todo and execute(todo) and not _every_chosen(cells):
+        # The grid may have chosen a cell of `seeds` now: its runs, in this process.
+        fresh, fresh_choices = best_cells(store.entries(), P, pinned)
+        if fresh != cells:
+            for ds in fresh:
+                if fresh[ds] != cells.get(ds):
+                    log(f"DemP cell of `seeds` on {ds}: {fresh_choices[ds]}")
+            execute(pick(fresh))
 
     if opts.no_report:
         return 0
-    cell, choice = best_cell(store.entries(), P, pinned)
-    show_plan(P, store, cell, left_only=True)
-    table = report(store, P, cell, choice, plot=not opts.no_plot)
+    cells, choices = best_cells(store.entries(), P, pinned)
+    show_plan(P, store, cells, left_only=True)
+    table = report(store, P, cells, choices, plot=not opts.no_plot)
     print()
     print(table)
     if opts.readme:
@@ -1704,7 +1738,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def show_plan(P: dict, store, cell, left_only: bool = False) -> int:
+def show_plan(P: dict, store, cells: dict, left_only: bool = False) -> int:
     """Print the plan's runs per experiment (or, with `left_only`, only what is left)
     and an estimate of the time left on one process."""
     R = store.entries()
@@ -1713,8 +1747,8 @@ def show_plan(P: dict, store, cell, left_only: bool = False) -> int:
         if P["mode"] == "full"
         else {}
     )
-    every = runs_of(P, PLAN, DATASETS, cell)
-    more = pending(P, PLAN, DATASETS, cell)
+    every = runs_of(P, PLAN, DATASETS, cells)
+    more = pending(P, PLAN, DATASETS, cells)
     if not left_only:
         log(
             f"The {P['mode']} plan: {len(every) + more} records"
@@ -1725,8 +1759,8 @@ def show_plan(P: dict, store, cell, left_only: bool = False) -> int:
         for r in every:
             owned.setdefault(r[1], []).append(r)
         for exp in PLAN:
-            alone = len(runs_of(P, [exp], DATASETS, cell))
-            extra = pending(P, [exp], DATASETS, cell)
+            alone = len(runs_of(P, [exp], DATASETS, cells))
+            extra = pending(P, [exp], DATASETS, cells)
             log(
                 f"  {exp}: {alone + extra} runs"
                 + (f" ({extra} pending the grid)" if extra else "")

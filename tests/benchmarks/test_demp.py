@@ -75,9 +75,9 @@ def test_interp_of_standard_errors():
     assert demp._at(curve, 0.7) is None
 
 
-def _grid_records(P, accuracy_of):
-    """Seed-0 grid records of every DemP cell: sparsity = the aim, accuracy given."""
-    ds = P["grid"]["dataset"]
+def _grid_records(P, accuracy_of, ds="mnist1d"):
+    """Seed-0 grid records of every DemP cell on `ds`: sparsity = the aim, accuracy
+    given."""
     R = {}
     for cell in demp.CELLS:
         for reg, aim in zip(P["strengths"][ds][cell], P["aims"]):
@@ -90,38 +90,67 @@ def test_best_cell_rule():
     P = demp.plan(False, "lenet")
     good = ("positive_l2", 5e-5)
     R = _grid_records(P, lambda cell, aim: 0.7 if cell == good else 0.6)
-    assert demp.best_cell(R, P)[0] == good
+    assert demp.best_cell(R, P, "mnist1d")[0] == good
     # A cell whose curve misses the aims loses to one covering them, however accurate.
     for reg in P["strengths"]["mnist1d"][good]:
         R[f"train/mnist1d/{demp.cell_name(good)}/{reg:g}/seed=0"]["unit_sparsity"] = 0.3
-    assert demp.best_cell(R, P)[0] != good
+    assert demp.best_cell(R, P, "mnist1d")[0] != good
     # Missing grid records: no cell yet; --demp-cell pins one regardless.
     del R[next(iter(R))]
-    assert demp.best_cell(R, P)[0] is None
-    assert demp.best_cell(R, P, good)[0] == good
+    assert demp.best_cell(R, P, "mnist1d")[0] is None
+    assert demp.best_cell(R, P, "mnist1d", good)[0] == good
+
+
+def test_each_data_set_chooses_its_cell():
+    P = demp.plan(False, "lenet")
+    assert P["grid"]["datasets"] == list(demp.DATASETS)
+    on = {"mnist1d": ("bn_scale_l1", 3e-3), "fashion_mnist": ("positive_l2", 3e-3)}
+    R = {}
+    for ds, good in on.items():
+        R.update(_grid_records(P, lambda c, aim, good=good: 0.9 if c == good else 0.8, ds))
+    cells, choices = demp.best_cells(R, P)
+    assert cells == on and all("covers 3 of the 3" in w for w in choices.values())
+    # `seeds` trains each data set's own cell, and no other.
+    demp_runs = {
+        (r[2], r[3]) for r in demp.runs_of(P, ["seeds"], demp.DATASETS, cells) if r[3] != "dense"
+    }
+    assert {(ds, m) for ds, m in demp_runs if m.startswith("demp.")} == {
+        (ds, demp.cell_name(c)) for ds, c in on.items()
+    }
+    # Until a data set's grid is complete, its cell waits; the other's does not.
+    del R[next(k for k in R if k.startswith("train/fashion_mnist/"))]
+    cells, choices = demp.best_cells(R, P)
+    assert cells == {"mnist1d": on["mnist1d"], "fashion_mnist": None}
+    assert choices["fashion_mnist"].startswith("not chosen yet")
+    assert demp.pending(P, ["grid", "seeds"], demp.DATASETS, cells) == 2 * 3  # seeds 1, 2
+    # `--demp-cell` pins every data set's.
+    pinned = demp.best_cells(R, P, demp.DEFAULT_CELL)[0]
+    assert pinned == dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
 
 
 def test_plan_counts_and_shared_records():
     P = demp.plan(False, "lenet")
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
-    assert len(grid) == 4 * 3 + 1 + 5 * 3  # 4 cells x 3 strengths, dense, 5 baselines x 3
-    other = ("positive_l2", 3e-3)
-    # scratch 18, lr 20
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 18 + 20
+    # per data set: 4 cells x 3 strengths, dense, 5 baselines x 3
+    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3)
+    other = dict.fromkeys(demp.DATASETS, ("positive_l2", 3e-3))
+    default = dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
+    # Fashion-MNIST's grid: 9 more (the other cells' seed 0); scratch 18, lr 20
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 9 + 18 + 20
     # `speed` times the default recipe and, when it is another, the cell of `seeds`.
     speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
     assert {r[3] for r in speed} == {demp.cell_name(demp.DEFAULT_CELL), "demp.positive_l2.0.003"}
     assert len(speed) == 2 * 2 * 2 * 3  # cells x strengths (85, 90 %) x data sets x seeds
     # The default cell's seed-0 to seed-2 runs serve `seeds` and `ablation` alike.
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, demp.DEFAULT_CELL)) == 171 + 18 + 20
-    # Before the grid chooses the cell, its runs in `seeds`, `scratch` and `speed` are
-    # pending.
-    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 15 + 18 + 12
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, default)) == 171 + 9 + 18 + 20
+    # Before the grid chooses the cells, their runs in `seeds` (seeds 1 and 2: seed 0
+    # is the grid's), `scratch` and `speed` are pending.
+    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 12 + 18 + 12
     scratch = demp.runs_of(P, ["scratch"], demp.DATASETS, other)
     assert len(scratch) == 3 * 2 * 3  # strengths x (DemP's widths, uniform) x seeds
     keys = [r[0] for r in demp.runs_of(P, demp.EXPERIMENTS, demp.DATASETS, other)]
     assert len(keys) == len(set(keys))
-    seeds = demp.runs_of(P, ["seeds"], ["mnist1d"], other)
+    seeds = demp.runs_of(P, ["seeds"], demp.DATASETS, other)
     assert {r[0] for r in grid if r[3] in ("dense", "snap")} <= {r[0] for r in seeds}
 
 
@@ -519,9 +548,10 @@ def test_report_tables_and_verdicts(results):
             for reg, aim in zip(P["strengths"]["mnist1d"][cell], P["aims"]):
                 rec = {**base, "unit_sparsity": aim, "test_accuracy": 0.8 - 0.1 * aim + 0.01 * seed}
                 store.put(f"train/mnist1d/{demp.cell_name(cell)}/{reg:g}/seed={seed}", rec)
-    chosen, choice = demp.best_cell(store.entries(), P)
-    assert chosen == cell and "covers 3 of the 3" in choice
-    text = demp.report(store, P, chosen, choice, plot=False)
+    chosen, choices = demp.best_cells(store.entries(), P)
+    assert chosen == {"mnist1d": cell, "fashion_mnist": None}
+    assert "covers 3 of the 3" in choices["mnist1d"]
+    text = demp.report(store, P, chosen, choices, plot=False)
     assert "### The 2x2 of DemP recipes on mnist1d (seed 0)" in text
     assert (
         "| snap | 0.85 | 0.850 | 0.6000 ± 0.0155 | "
@@ -572,7 +602,7 @@ def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
                 "widths": widths,
                 "config": {"initial_widths": start},
             }
-    text = "\n".join(demp._scratch_section(R, P, cell))
+    text = "\n".join(demp._scratch_section(R, P, {"mnist1d": cell}))
     row = next(line for line in text.splitlines() if line.startswith(f"| {reg:g} | 3 |"))
     assert "| 22, 134 | 0.6220 ± 0.0012 |" in row and "| 78, 78 | 0.7020 ± 0.0012 |" in row
     assert "**DemP's widths worse**" in row
@@ -581,7 +611,7 @@ def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
         "(better at 0, worse at 0); the same units spread evenly better than DemP's "
         "widths beyond 2 SE at 1 of 1." in text
     )
-    assert demp._scratch_section(R, P, None) == []
+    assert demp._scratch_section(R, P, {"mnist1d": None}) == []
 
 
 def test_jobs_runs_the_seeds_cell_once_the_grid_chose_it(results, monkeypatch):
