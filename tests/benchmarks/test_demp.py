@@ -671,10 +671,41 @@ def test_speed_verdict_counts_only_runs_that_did_not_collapse():
     (old,) = [line for line in lines if line.startswith("| `demp.bn_scale_l1.5e-05` | 0.3 |")]
     assert "| 40.0 (–) |" in old and "| 2.50 ± 0.00 | – |" in old
     (collapsed,) = [line for line in lines if line.startswith("Collapsed")]
-    assert "`demp.bn_scale_l1.5e-05` reg 0.3 (accuracy 0.089; units left per layer: " in collapsed
+    assert "`demp.bn_scale_l1.5e-05` reg 0.3 (3 of 3 runs; mean accuracy 0.089; units left" in (
+        collapsed
+    )
     assert "hidden.0 401, hidden.1 1)" in collapsed and "one unit passes one number" in collapsed
     (verdict,) = verdicts
     assert "**MET**" in verdict and "`demp.positive_l2.0.003` at sparsity 0.86: 2.00×" in verdict
+    # One seed of three pruned past use (0.30, below half way from chance to dense's
+    # 0.75) takes its strength out of the verdict, though the mean (0.55) is far above
+    # chance.
+    R["speed/mnist1d/demp.positive_l2.0.003/0.1/seed=0"]["test_accuracy"] = 0.30
+    R["speed/mnist1d/demp.positive_l2.0.003/0.1/seed=1"]["test_accuracy"] = 0.68
+    verdicts = []
+    demp._speed_section(R, "mnist1d", verdicts)
+    (verdict,) = verdicts
+    assert "**MISSED**" in verdict and "all collapsed" in verdict
+
+
+def test_reaching_80_percent_counts_only_strengths_without_a_collapsed_run():
+    name = demp.cell_name(demp.DEFAULT_CELL)
+
+    def recs(sparsity, accs):
+        return [{"unit_sparsity": sparsity, "test_accuracy": a, "n_test": 10000} for a in accs]
+
+    g = {
+        ("dense", "-"): recs(0.0, [0.92, 0.92, 0.92]),
+        (name, "0.2"): recs(0.77, [0.90, 0.90, 0.90]),
+        # 0.60 is above half way from chance to dense (0.51); 0.30 is not.
+        (name, "0.3"): recs(0.87, [0.30, 0.89, 0.60]),
+    }
+    text = demp._reach_verdict(g, name, "fashion_mnist")
+    assert "**MISSED**" in text and "no collapsed run 0.770, reg 0.2" in text
+    assert "the sparsest mean, 0.870 at reg 0.3, has 1 of its 3 runs collapsed" in text
+    g[(name, "0.3")] = recs(0.87, [0.88, 0.89, 0.60])
+    text = demp._reach_verdict(g, name, "fashion_mnist")
+    assert "**MET**" in text and "no collapsed run 0.870, reg 0.3" in text
 
 
 def test_report_leaves_out_records_of_strengths_no_longer_planned():
