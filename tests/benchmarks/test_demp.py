@@ -80,7 +80,8 @@ def _grid_records(P, accuracy_of, ds="mnist1d"):
     given."""
     R = {}
     for cell in demp.CELLS:
-        for reg, aim in zip(P["strengths"][ds][cell], P["aims"]):
+        for reg in P["strengths"][ds][cell]:
+            aim = demp._aim_of(P, ds, cell, reg) or P["aims"][-1]
             key = f"train/{ds}/{demp.cell_name(cell)}/{reg:g}/seed=0"
             R[key] = {"unit_sparsity": aim, "test_accuracy": accuracy_of(cell, aim)}
     return R
@@ -122,7 +123,11 @@ def test_each_data_set_chooses_its_cell():
     cells, choices = demp.best_cells(R, P)
     assert cells == {"mnist1d": on["mnist1d"], "fashion_mnist": None}
     assert choices["fashion_mnist"].startswith("not chosen yet")
-    assert demp.pending(P, ["grid", "seeds"], demp.DATASETS, cells) == 2 * 3  # seeds 1, 2
+    # Seeds 1 and 2 of a cell that is not the default recipe, the first one listed:
+    # positive_l2 3e-3, at Fashion-MNIST's 4 strengths (the last past the aims).
+    fourth = P["strengths"]["fashion_mnist"][("positive_l2", 3e-3)][3]
+    assert demp._aim_of(P, "fashion_mnist", ("positive_l2", 3e-3), fourth) is None
+    assert demp.pending(P, ["grid", "seeds"], demp.DATASETS, cells) == 2 * 4
     # `--demp-cell` pins every data set's.
     pinned = demp.best_cells(R, P, demp.DEFAULT_CELL)[0]
     assert pinned == dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
@@ -131,21 +136,31 @@ def test_each_data_set_chooses_its_cell():
 def test_plan_counts_and_shared_records():
     P = demp.plan(False, "lenet")
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
-    # per data set: 4 cells x 3 strengths, dense, 5 baselines x 3
-    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3)
+    # per data set: 4 cells x 3 strengths, dense, 5 baselines x 3; Fashion-MNIST's
+    # positive_l2 3e-3 has a fourth strength, past the aims
+    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1
     other = dict.fromkeys(demp.DATASETS, ("positive_l2", 3e-3))
     default = dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
-    # Fashion-MNIST's grid: 9 more (the other cells' seed 0); scratch 18, lr 20
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 9 + 18 + 20
+    # Fashion-MNIST's grid: 9 more (the other cells' seed 0) and the fourth strength's
+    # 3 seeds and 3 `speed` runs; scratch 18, lr 20
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 9 + 6 + 18 + 20
     # `speed` times the default recipe and, when it is another, the cell of `seeds`.
     speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
     assert {r[3] for r in speed} == {demp.cell_name(demp.DEFAULT_CELL), "demp.positive_l2.0.003"}
-    assert len(speed) == 2 * 2 * 2 * 3  # cells x strengths (85, 90 %) x data sets x seeds
+    # cells x strengths (85, 90 %) x data sets x seeds, and the one past the aims
+    assert len(speed) == 2 * 2 * 2 * 3 + 3
+    assert {
+        r[4] for r in speed if r[2] == "fashion_mnist" and r[3] != "demp.bn_scale_l1.5e-05"
+    } == {
+        0.2,
+        0.3,
+        0.25,
+    }
     # The default cell's seed-0 to seed-2 runs serve `seeds` and `ablation` alike.
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, default)) == 171 + 9 + 18 + 20
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, default)) == 171 + 9 + 1 + 18 + 20
     # Before the grid chooses the cells, their runs in `seeds` (seeds 1 and 2: seed 0
     # is the grid's), `scratch` and `speed` are pending.
-    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 12 + 18 + 12
+    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 12 + 2 + 18 + 12 + 3
     scratch = demp.runs_of(P, ["scratch"], demp.DATASETS, other)
     assert len(scratch) == 3 * 2 * 3  # strengths x (DemP's widths, uniform) x seeds
     keys = [r[0] for r in demp.runs_of(P, demp.EXPERIMENTS, demp.DATASETS, other)]
