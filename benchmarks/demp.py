@@ -758,6 +758,15 @@ def _compared(g: dict, demp: str | None = None) -> dict:
     }
 
 
+def _mean_widths(recs: list[dict]) -> dict:
+    """Each layer's units left at the end, mean over the records."""
+    return {n: statistics.fmean(r["widths"][n] for r in recs) for n in recs[0]["widths"]}
+
+
+def _widths_text(widths: dict) -> str:
+    return ", ".join(f"{n} {w:.4g}" for n, w in widths.items())
+
+
 def _grid_section(R: dict, P: dict, ds: str, choice: str, plot: bool, store) -> list[str]:
     seeds = P["grid"]["seeds"]
     g = _compared(_records(R, ds, seeds))
@@ -771,11 +780,16 @@ def _grid_section(R: dict, P: dict, ds: str, choice: str, plot: bool, store) -> 
         f"{cfg['batch']}; every method with the optimiser and schedule of "
         "`python -m toolkit train`. Accuracy ± SE: binomial, sqrt(p (1 - p) / n_test). "
         "The aimed sparsity is what the strength was chosen for, without a pilot run; "
-        "the unit sparsity is the one reached.",
+        "the unit sparsity is the one reached, and the units left per layer say where"
+        + (
+            f" (at the start: {_widths_text(cfg['initial_widths'])})."
+            if cfg.get("initial_widths")
+            else "."
+        ),
         "",
-        "| penalty | peak noise | reg | aimed sparsity | unit sparsity | test accuracy ± SE "
-        "| wall s |",
-        "|---|---|---|---|---|---|---|",
+        "| penalty | peak noise | reg | aimed sparsity | unit sparsity | units left per layer "
+        "| test accuracy ± SE | wall s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     curves = {}
     for c in CELLS:
@@ -783,14 +797,15 @@ def _grid_section(R: dict, P: dict, ds: str, choice: str, plot: bool, store) -> 
             recs = g.get((cell_name(c), _knob(r)))
             if not recs:
                 lines.append(
-                    f"| {c[0]} | {c[1]:g} | {r:g} | {_aim_text(_aim_of(P, ds, c, r))} | – | – | – |"
+                    f"| {c[0]} | {c[1]:g} | {r:g} | {_aim_text(_aim_of(P, ds, c, r))} | – | – | – "
+                    "| – |"
                 )
                 continue
             acc = accuracy(recs)
             lines.append(
                 f"| {c[0]} | {c[1]:g} | {r:g} | {_aim_text(_aim_of(P, ds, c, r))} | "
-                f"{sparsity(recs)[0]:.3f} | {acc[0]:.4f} ± {acc[1]:.4f} | "
-                f"{statistics.fmean(x['wall_s'] for x in recs):.1f} |"
+                f"{sparsity(recs)[0]:.3f} | {_widths_text(_mean_widths(recs))} | "
+                f"{acc[0]:.4f} ± {acc[1]:.4f} | {statistics.fmean(x['wall_s'] for x in recs):.1f} |"
             )
         curves[cell_name(c)] = _curve(g, cell_name(c))
     lines += ["", f"Best cell: {choice}.", ""]

@@ -568,6 +568,13 @@ def test_report_tables_and_verdicts(results):
     assert "covers 3 of the 3" in choices["mnist1d"]
     text = demp.report(store, P, chosen, choices, plot=False)
     assert "### The 2x2 of DemP recipes on mnist1d (seed 0)" in text
+    # Where each grid run left its units, beside the sparsity they add up to.
+    assert "(at the start: hidden.0 1024, hidden.1 1024)." in text
+    reg = P["strengths"]["mnist1d"][cell][0]
+    (grid_row,) = [
+        line for line in text.splitlines() if line.startswith(f"| bn_scale_l1 | 5e-05 | {reg:g} |")
+    ]
+    assert "| 0.700 | hidden.0 100, hidden.1 50 | 0.7300 ± 0.0140 |" in grid_row
     assert (
         "| snap | 0.85 | 0.850 | 0.6000 ± 0.0155 | "
         "0.5000 (−) | 0.5000 (−) | 0.5000 (−) | 0.7150 (+) |" in text
