@@ -912,7 +912,8 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
         last = names[-1]
         kept = []  # (reg, mean units of the last hidden layer, mean unit sparsity)
         for k, recs in runs:
-            means = [statistics.fmean(r["widths"][n] for r in recs) for n in names]
+            widths = _mean_widths(recs)
+            means = [widths[n] for n in names]
             lines.append(f"| {k} | " + " | ".join(f"{x:.1f}" for x in means) + " |")
             kept.append((k, means[-1], sparsity(recs)[0]))
         lines.append("")
@@ -1039,7 +1040,7 @@ def _speed_rows(g: dict) -> list[dict]:
                 "sratio": sratio if split else None,
                 "sratio_sd": sratio_sd,
                 "split": split,
-                "widths": {n: mean(lambda r: r["widths"][n]) for n in recs[0]["widths"]},
+                "widths": _mean_widths(recs),
                 "prunes": mean(lambda r: r["prunes"]),
                 "load": mean(lambda r: r["load"][0]),
             }
