@@ -79,7 +79,7 @@ def _grid_records(P, accuracy_of, ds="mnist1d"):
     """Seed-0 grid records of every DemP cell on `ds`: sparsity = the aim, accuracy
     given."""
     R = {}
-    for cell in demp.CELLS:
+    for cell in demp.cells_of(P, ds):
         for reg in P["strengths"][ds][cell]:
             aim = demp._aim_of(P, ds, cell, reg) or P["aims"][-1]
             key = f"train/{ds}/{demp.cell_name(cell)}/{reg:g}/seed=0"
@@ -88,7 +88,7 @@ def _grid_records(P, accuracy_of, ds="mnist1d"):
 
 
 def test_best_cell_rule():
-    P = demp.plan(False, "lenet")
+    P = demp.plan(False)
     good = ("positive_l2", 5e-5)
     R = _grid_records(P, lambda cell, aim: 0.7 if cell == good else 0.6)
     assert demp.best_cell(R, P, "mnist1d")[0] == good
@@ -103,9 +103,13 @@ def test_best_cell_rule():
 
 
 def test_each_data_set_chooses_its_cell():
-    P = demp.plan(False, "lenet")
+    P = demp.plan(False)
     assert P["grid"]["datasets"] == list(demp.DATASETS)
-    on = {"mnist1d": ("bn_scale_l1", 3e-3), "fashion_mnist": ("positive_l2", 3e-3)}
+    on = {
+        "mnist1d": ("bn_scale_l1", 3e-3),
+        "fashion_mnist": ("positive_l2", 3e-3),
+        "fashion_mnist_vgg": ("bn_scale_l1", 3e-3),
+    }
     R = {}
     for ds, good in on.items():
         R.update(_grid_records(P, lambda c, aim, good=good: 0.9 if c == good else 0.8, ds))
@@ -121,34 +125,44 @@ def test_each_data_set_chooses_its_cell():
     # Until a data set's grid is complete, its cell waits; the other's does not.
     del R[next(k for k in R if k.startswith("train/fashion_mnist/"))]
     cells, choices = demp.best_cells(R, P)
-    assert cells == {"mnist1d": on["mnist1d"], "fashion_mnist": None}
+    assert cells == {**on, "fashion_mnist": None}
     assert choices["fashion_mnist"].startswith("not chosen yet")
     # Seeds 1 and 2 of a cell that is not the default recipe, the first one listed:
     # positive_l2 3e-3, at Fashion-MNIST's 4 strengths (the last past the aims).
     fourth = P["strengths"]["fashion_mnist"][("positive_l2", 3e-3)][3]
     assert demp._aim_of(P, "fashion_mnist", ("positive_l2", 3e-3), fourth) is None
     assert demp.pending(P, ["grid", "seeds"], demp.DATASETS, cells) == 2 * 4
-    # `--demp-cell` pins every data set's.
-    pinned = demp.best_cells(R, P, demp.DEFAULT_CELL)[0]
-    assert pinned == dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
+    # `--demp-cell` pins every data set's, except where the data set has no grid of it
+    # (the VGG grids the two penalties at noise 3e-3 only).
+    assert demp.cells_of(P, "fashion_mnist_vgg") == (("positive_l2", 3e-3), ("bn_scale_l1", 3e-3))
+    pinned, why = demp.best_cells(R, P, demp.DEFAULT_CELL)
+    assert pinned == {**dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL), "fashion_mnist_vgg": None}
+    assert "has no grid of it" in why["fashion_mnist_vgg"]
+    assert demp.best_cells(R, P, ("bn_scale_l1", 3e-3))[0]["fashion_mnist_vgg"] == (
+        "bn_scale_l1",
+        3e-3,
+    )
 
 
 def test_plan_counts_and_shared_records():
-    P = demp.plan(False, "lenet")
+    P = demp.plan(False)
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
     # per data set: 4 cells x 3 strengths, dense, 5 baselines x 3; Fashion-MNIST's
-    # positive_l2 3e-3 has a fourth strength, past the aims
-    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1
+    # positive_l2 3e-3 has a fourth strength, past the aims; the VGG grids 2 cells
+    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1 + (2 * 3 + 1 + 5 * 3)
     other = dict.fromkeys(demp.DATASETS, ("positive_l2", 3e-3))
     default = dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
     # Fashion-MNIST's grid: 9 more (the other cells' seed 0) and the fourth strength's
-    # 3 seeds and 3 `speed` runs; scratch 18, lr 20
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 9 + 6 + 18 + 20
+    # 3 seeds and 3 `speed` runs; scratch 18, lr 20. The VGG: lr 5, grid 22, seeds 38
+    # more (2 seeds x (dense, 5 baselines x 3, 3 DemP strengths)), speed 6.
+    vgg = 5 + 22 + 38 + 6
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 9 + 6 + 18 + 20 + vgg
     # `speed` times the default recipe and, when it is another, the cell of `seeds`.
     speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
     assert {r[3] for r in speed} == {demp.cell_name(demp.DEFAULT_CELL), "demp.positive_l2.0.003"}
-    # cells x strengths (85, 90 %) x data sets x seeds, and the one past the aims
-    assert len(speed) == 2 * 2 * 2 * 3 + 3
+    # cells x strengths (85, 90 %) x data sets x seeds, and the one past the aims; the
+    # VGG has no grid of the default recipe, so only its cell is timed
+    assert len(speed) == 2 * 2 * 2 * 3 + 3 + 2 * 3
     assert {
         r[4] for r in speed if r[2] == "fashion_mnist" and r[3] != "demp.bn_scale_l1.5e-05"
     } == {
@@ -157,10 +171,14 @@ def test_plan_counts_and_shared_records():
         0.25,
     }
     # The default cell's seed-0 to seed-2 runs serve `seeds` and `ablation` alike.
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, default)) == 171 + 9 + 1 + 18 + 20
+    # The VGG has no DemP runs of a cell it does not grid: lr, grid, and `seeds`' dense
+    # and baselines.
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, default)) == (
+        171 + 9 + 1 + 18 + 20 + 5 + 22 + 2 * 16
+    )
     # Before the grid chooses the cells, their runs in `seeds` (seeds 1 and 2: seed 0
     # is the grid's), `scratch` and `speed` are pending.
-    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 12 + 2 + 18 + 12 + 3
+    assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 12 + 2 + 18 + 12 + 3 + 6 + 6
     scratch = demp.runs_of(P, ["scratch"], demp.DATASETS, other)
     assert len(scratch) == 3 * 2 * 3  # strengths x (DemP's widths, uniform) x seeds
     keys = [r[0] for r in demp.runs_of(P, demp.EXPERIMENTS, demp.DATASETS, other)]
@@ -257,9 +275,7 @@ def _fake_run_one(calls, fail_on=None):
 def test_main_resumes_an_interrupted_benchmark(results, monkeypatch):
     monkeypatch.setattr(demp.tkdata, "load", lambda name, **kw: object())
     argv = ["--quick", "--experiments", "dead_lr,dead_batch", "--no-plot", "--no-report"]
-    planned = [
-        r[0] for r in demp.runs_of(demp.plan(True, "lenet"), ["dead_lr", "dead_batch"], ["mnist1d"])
-    ]
+    planned = [r[0] for r in demp.runs_of(demp.plan(True), ["dead_lr", "dead_batch"], ["mnist1d"])]
     assert len(planned) == 4
 
     # Stopped during its third run (the first call is the uncharged warm-up).
@@ -321,7 +337,7 @@ def test_main_shards_split_the_runs_exactly(results, monkeypatch):
         monkeypatch.setattr(demp, "RESULTS", results / str(i))
         assert demp.main([*argv, "--shard", f"{i}/3"]) == 0
         keys.append(set(json.loads((results / str(i) / "demp-v2-quick.json").read_text())["runs"]))
-    planned = {r[0] for r in demp.runs_of(demp.plan(True, "lenet"), ["grid"], ["mnist1d"])}
+    planned = {r[0] for r in demp.runs_of(demp.plan(True), ["grid"], ["mnist1d"])}
     assert keys[0] | keys[1] | keys[2] == planned
     assert sum(len(k) for k in keys) == len(planned)
     assert all(keys)  # 19 runs: every shard gets some
@@ -392,9 +408,9 @@ def test_jobs_names_every_failed_shard(results, monkeypatch, capsys, codes, fail
 
 
 def test_lr_runs_dense_at_each_rate_on_a_validation_split(results, monkeypatch):
-    P = demp.plan(False, "lenet")
+    P = demp.plan(False)
     runs = demp.runs_of(P, ["lr"], demp.DATASETS)
-    assert len(runs) == 3 * 5 + 5 and {r[3] for r in runs} == {"dense-lr"}
+    assert len(runs) == 3 * 5 + 5 + 5 and {r[3] for r in runs} == {"dense-lr"}
     assert demp.LR in P["lr"]["lrs"]
     assert {r[0] for r in runs if r[2] == "mnist1d"} == {
         f"lr/mnist1d/dense-lr/{lr:g}/seed={seed}" for lr in P["lr"]["lrs"] for seed in (0, 1, 2)
@@ -473,7 +489,7 @@ def _lr_records(accs, seeds=(0,)):
     ],
 )
 def test_lr_rule(accs, lr, word):
-    P = demp.plan(False, "lenet")
+    P = demp.plan(False)
     P["lr"]["seeds"]["mnist1d"] = [0]
     R = _lr_records(accs)
     got, why = demp.comparison_lr(R, P, "mnist1d")
@@ -495,7 +511,7 @@ def test_lr_rule(accs, lr, word):
 
 
 def test_store_hides_and_redoes_runs_at_another_learning_rate(results, monkeypatch):
-    P = demp.plan(True, "lenet")  # quick: lr on MNIST-1D, seed 0, rates 1e-3 and 5e-3
+    P = demp.plan(True)  # quick: lr on MNIST-1D, seed 0, rates 1e-3 and 5e-3
     store = demp.store_of("quick", None, P)
     old = "train/mnist1d/dense/-/seed=0"
     store.put(old, {"test_accuracy": 0.5})  # no `lr` field: trained at LR
@@ -532,7 +548,7 @@ def test_run_one_trains_at_the_configured_rate(monkeypatch):
         raise StopIteration
 
     monkeypatch.setattr(demp, "make_method", make_method)
-    cfg = {**demp.plan(True, "lenet")["datasets"]["mnist1d"], "lr": 2e-2}
+    cfg = {**demp.plan(True)["datasets"]["mnist1d"], "lr": 2e-2}
     data = demp.tkdata.load("mnist1d")
     with pytest.raises(StopIteration):
         demp.run_one(data, cfg, "dense", None, 0)
@@ -540,7 +556,7 @@ def test_run_one_trains_at_the_configured_rate(monkeypatch):
 
 
 def test_report_tables_and_verdicts(results):
-    P = demp.plan(False, "lenet")
+    P = demp.plan(False)
     cell = demp.DEFAULT_CELL
     store = demp.store_of("full", None)
     R = _grid_records(P, lambda c, aim: 0.8 - 0.1 * aim if c == cell else 0.5)
@@ -564,7 +580,7 @@ def test_report_tables_and_verdicts(results):
                 rec = {**base, "unit_sparsity": aim, "test_accuracy": 0.8 - 0.1 * aim + 0.01 * seed}
                 store.put(f"train/mnist1d/{demp.cell_name(cell)}/{reg:g}/seed={seed}", rec)
     chosen, choices = demp.best_cells(store.entries(), P)
-    assert chosen == {"mnist1d": cell, "fashion_mnist": None}
+    assert chosen == {"mnist1d": cell, "fashion_mnist": None, "fashion_mnist_vgg": None}
     assert "covers 3 of the 3" in choices["mnist1d"]
     text = demp.report(store, P, chosen, choices, plot=False)
     assert "### The 2x2 of DemP recipes on mnist1d (seed 0)" in text
@@ -608,7 +624,7 @@ def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
     assert demp.scratch_widths(R, "mnist1d", own, 0.3, 0) is None  # its DemP run not done
     assert demp.scratch_widths(R, "mnist1d", own, 0.1, 1) is None
     # The report: DemP as good as its widths from scratch, the even spread better.
-    P = demp.plan(False, "lenet")
+    P = demp.plan(False)
     reg = P["strengths"]["mnist1d"][cell][-1]
     R = {}
     for seed in (0, 1, 2):
@@ -637,7 +653,7 @@ def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
 
 
 def test_jobs_runs_the_seeds_cell_once_the_grid_chose_it(results, monkeypatch):
-    P = demp.plan(True, "lenet")
+    P = demp.plan(True)
     rounds: list = []
 
     class Shard:
@@ -731,7 +747,7 @@ def test_reaching_80_percent_counts_only_strengths_without_a_collapsed_run():
 
 
 def test_report_leaves_out_records_of_strengths_no_longer_planned():
-    P = demp.plan(False, "lenet")
+    P = demp.plan(False)
     cell = demp.DEFAULT_CELL
     planned = P["strengths"]["mnist1d"][cell][0]
     off = 0.3
