@@ -334,6 +334,13 @@ def _aim_of(P: dict, ds: str, cell, reg: float) -> float | None:
     return P["aims"][i] if i < len(P["aims"]) else None
 
 
+def ablation_strengths(P: dict) -> list[float]:
+    """The strengths of the default recipe that `ablation` runs: those aimed at its
+    aims, on its data set."""
+    regs = P["strengths"][P["ablation"]["dataset"]][DEFAULT_CELL]
+    return [r for r, a in zip(regs, P["aims"]) if a in P["ablation"]["aims"]]
+
+
 def _aim_text(aim: float | None) -> str:
     return "–" if aim is None else f"{aim:.2f}"
 
@@ -635,10 +642,7 @@ def runs_of(P: dict, experiments, datasets, cells: dict | None = None):
                     cell = cells.get(ds)
                     comparison(exp, ds, seed, [] if cell is None else [cell])
         elif exp == "ablation":
-            ds, regs = P["ablation"]["dataset"], P["strengths"][P["ablation"]["dataset"]]
-            chosen = [
-                r for r, a in zip(regs[DEFAULT_CELL], P["aims"]) if a in P["ablation"]["aims"]
-            ]
+            ds, chosen = P["ablation"]["dataset"], ablation_strengths(P)
             for seed in P["ablation"]["seeds"]:
                 for m in (cell_name(DEFAULT_CELL), *(f"demp-{a}" for a in ABLATIONS)):
                     for r in chosen:
@@ -1202,9 +1206,7 @@ def _ablation_section(R: dict, P: dict) -> list[str]:
         "| reg | full DemP | " + " | ".join(a for a in ABLATIONS) + " |",
         "|---|---|" + "---|" * len(ABLATIONS),
     ]
-    regs = [
-        r for r, a in zip(P["strengths"][ds][DEFAULT_CELL], P["aims"]) if a in P["ablation"]["aims"]
-    ]
+    regs = ablation_strengths(P)
     curves = {m: _curve(g, m) for m in (full, *variants)}
     for r in regs:
         row = [f"{r:g}"]
