@@ -310,3 +310,20 @@ def test_tumour_plans_alike_with_one_chain_or_many():
     ]
     assert int(sols[0].stats["num_steps"]) == int(sols[1].stats["num_steps"])
     np.testing.assert_allclose(float(sols[0].cost), float(sols[1].cost), rtol=1e-10)
+
+
+def test_blocks_given_in_options_are_used_not_probed(getkey):
+    M, b = 9, 4
+    blocks = _random_blocks(getkey(), M, b)
+    rhs = jr.normal(getkey(), (M, b))
+    expected = np.linalg.solve(_dense(*blocks), np.asarray(rhs).ravel())
+
+    # An operator whose products would give other blocks (the identity's): the solve
+    # follows `blocks`.
+    struct = jax.ShapeDtypeStruct((M, b), blocks[1].dtype)
+    op = lx.FunctionLinearOperator(lambda x: x, struct)
+    sol = lx.linear_solve(op, rhs, control.BlockTridiagonal(), options={"blocks": blocks})
+    assert np.allclose(np.asarray(sol.value).ravel(), expected, rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="diagonal blocks of shape"):
+        short = tuple(x[:-1] for x in blocks)
+        control.BlockTridiagonal().init(_operator(blocks, M, b), {"blocks": short})

@@ -109,3 +109,72 @@ def test_a_plan_tells_its_linear_solver_the_column_reach():
     assert linear_solver_of(control.KKTNewton(linear_solver=told), tr, ex.problem) is told
     dense = control.KKTNewton(linear_solver=lx.LU())
     assert isinstance(linear_solver_of(dense, tr, ex.problem), lx.LU)
+
+
+def _blocks_against_dense(name, N, getkey):
+    """The Jacobian blocks `KKTResidual.jacobian_blocks` assembles from the
+    transcription's derivatives against the dense Jacobian, of the residual and of
+    its unprojected rows, at a point with some unknowns on their bounds (active and
+    inactive rows alike) and non-zero multipliers everywhere."""
+    ex = control.problems.get(name)
+    residual = KKTResidual(control.Trapezoidal(N))
+    problem_args = (ex.problem, ex.args)
+    w0 = residual.initial_guess(*problem_args)
+    w = w0 + 0.1 * jr.normal(getkey(), w0.shape) * (1 + jnp.abs(w0))
+    z, lam = residual.split(w, ex.problem)
+    lo, hi = residual.transcription.bounds(*problem_args)
+    on_bound = jr.uniform(getkey(), z.shape) < 0.3
+    z = jnp.where(on_bound | (lo == hi), jnp.clip(z, lo, hi), z)
+    w = residual.join(z, lam)
+    for project, fn in ((True, residual), (False, residual.unprojected)):
+        got = residual.jacobian_blocks(w, problem_args, project)
+        for g, want in zip(got, _dense_blocks(fn, w, problem_args)):
+            np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-12)
+
+
+# Van der Pol; rocket_landing: xT and state bounds, two controls; tumour: a terminal
+# cost; cart_pole: xT, four states.
+@pytest.mark.parametrize("name", ["van_der_pol", "rocket_landing", "tumour", "cart_pole"])
+def test_trapezoidal_kkt_blocks_equal_the_dense_jacobian(getkey, name):
+    _blocks_against_dense(name, 6, getkey)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", control.problems.names())
+def test_trapezoidal_kkt_blocks_on_every_library_problem(getkey, name):
+    ex = control.problems.get(name)
+    if not isinstance(ex.problem.dynamics, control.DiscreteDynamics):
+        _blocks_against_dense(name, 7, getkey)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: control.HermiteSimpson(4),
+        lambda: control.MultipleShooting(4),
+        lambda: control.SingleShooting(4),
+    ],
+)
+def test_other_transcriptions_leave_the_blocks_to_the_probe(make):
+    ex = control.problems.get("van_der_pol")
+    residual = KKTResidual(make())
+    problem_args = (ex.problem, ex.args)
+    w = residual.initial_guess(*problem_args)
+    assert residual.jacobian_blocks(w, problem_args, True) is None
+    assert residual.nlp_info(*problem_args).jacobian_blocks(w, problem_args, False) is None
+
+
+@pytest.mark.parametrize("name", ["van_der_pol", "cart_pole"])
+def test_a_plan_from_the_blocks_is_the_plan_from_the_probe(monkeypatch, name):
+    # cart_pole takes the interior-point path, Van der Pol semismooth Newton alone.
+    ex = control.problems.get(name)
+    tr = control.Trapezoidal(ex.N)
+    with_blocks = control.plan(ex.problem, tr, args=ex.args)
+    monkeypatch.setattr(KKTResidual, "jacobian_blocks", lambda self, w, a, p: None)
+    probed = control.plan(ex.problem, tr, args=ex.args)
+    assert int(with_blocks.stats["num_steps"]) == int(probed.stats["num_steps"])
+    assert int(with_blocks.stats["interior_point_steps"]) == int(
+        probed.stats["interior_point_steps"]
+    )
+    np.testing.assert_allclose(with_blocks.z, probed.z, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(with_blocks.cost, probed.cost, rtol=1e-12)

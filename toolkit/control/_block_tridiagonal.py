@@ -175,7 +175,11 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
     [`toolkit.control.AbstractTranscription`][]'s `unknowns_reach`). This is the
     structure of the KKT system of a transcription whose unknowns are interleaved
     by time step. It plugs into
-    any lineax / optimistix consumer, `optimistix.ImplicitAdjoint` included.
+    any lineax / optimistix consumer, `optimistix.ImplicitAdjoint` included. A
+    caller that has the blocks already passes them as
+    `options={"blocks": (lower, diag, upper)}` (each of shape `(M, b, b)`, those of
+    the operator), and nothing is probed: the planner does so where the
+    transcription computes its KKT blocks itself (`lagrangian_derivatives`).
 
     There is no pivoting across blocks: the diagonal Schur complements must be
     non-singular, which holds for the KKT systems of the direct transcriptions
@@ -243,8 +247,17 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
         return float(jnp.finfo(dtype).eps) ** (1 / 3)
 
     def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]) -> _State:
-        del options
-        blocks = probe_blocks(operator, self.column_reach)
+        blocks = options.get("blocks")
+        if blocks is None:
+            blocks = probe_blocks(operator, self.column_reach)
+        else:
+            shape = operator.in_structure().shape
+            if tuple(blocks[1].shape) != (shape[0], shape[1], shape[1]):
+                raise ValueError(
+                    f"options['blocks'] has diagonal blocks of shape {blocks[1].shape}, "
+                    f"but the operator acts on arrays of shape {shape}."
+                )
+            blocks = tuple(blocks)
         # ‖A‖∞ once per factorisation, not at each of the solves that share it.
         return blocks, self._factorise(blocks), operator.in_structure(), max_norm(blocks)
 

@@ -118,6 +118,69 @@ class KKTResidual(eqx.Module):
         # The padding unknowns are their own residuals, pinning them to zero.
         return self.join(rz, rc).at[0, :bc].set(w[0, :bc]).at[-1, bc:].set(w[-1, bc:])
 
+    def jacobian_blocks(self, w, problem_args, project: bool):
+        """The three block diagonals `(lower, diag, upper)` of the Jacobian of the
+        residual (`project=True`) or of `unprojected` (`False`) at `w`, assembled from
+        the transcription's `lagrangian_derivatives` with no Jacobian-vector product;
+        `None` where the transcription does not compute them. Each is of shape
+        `(M + 1, b, b)`, in the layout of `w` (see
+        [`toolkit.control.BlockTridiagonal`][]).
+
+        Row block j holds the constraint rows of c_{j-1} / h and the stationarity rows
+        of z_j; column block j the unknowns λ_{j-1} and z_j. So c_{j-1} / h has
+        ∂c_{j-1}/∂z_{j-1} / h in `lower` and ∂c_{j-1}/∂z_j / h in `diag`; the
+        stationarity of z_j has ∂c_{j-1}/∂z_jᵀ (the column of λ_{j-1}) and ∂²ℒ/∂z_j²
+        in `diag`, ∂c_j/∂z_jᵀ (λ_j) in `upper`, and the cross Hessians beside them.
+        The rows that are identities in the residual (masked constraints, fixed
+        unknowns, the padding, and with `project` the active bounds) are identities.
+        """
+        problem, args = problem_args
+        tr = self.transcription
+        z, lam = self.split(w, problem)
+        mask = tr.constraint_mask(problem)
+        derivatives = tr.lagrangian_derivatives(z, jnp.where(mask, lam, 0), problem, args)
+        if derivatives is None:
+            return None
+        H, H_next, A, B = derivatives
+        M, bz, bc = tr.layout(problem)
+        b, dtype = bc + bz, w.dtype
+        h = tr.step(problem)
+        A = jnp.where(mask[..., None], A, 0).astype(dtype)
+        B = jnp.where(mask[..., None], B, 0).astype(dtype)
+
+        def t(a):
+            return jnp.swapaxes(a, -1, -2)
+
+        lower = jnp.zeros((M + 1, b, b), dtype)
+        diag = jnp.zeros((M + 1, b, b), dtype)
+        upper = jnp.zeros((M + 1, b, b), dtype)
+        lower = lower.at[1:, :bc, bc:].set(A / h)
+        diag = diag.at[1:, :bc, bc:].set(B / h)
+        diag = diag.at[:M, bc:, bc:].set(H.astype(dtype))
+        diag = diag.at[1:M, bc:, :bc].set(t(B[:-1]))
+        upper = upper.at[:M, bc:, :bc].set(t(A))
+        if H_next is not None:
+            upper = upper.at[: M - 1, bc:, bc:].set(H_next[:-1].astype(dtype))
+            lower = lower.at[1:M, bc:, bc:].set(t(H_next[:-1]).astype(dtype))
+        # Rows that are identities: the padding, masked constraint rows (λ = 0),
+        # fixed unknowns (z - lo), and with `project` the active bounds (z - lo or
+        # z - hi, ties included, as in `rows`).
+        lo, hi = tr.bounds(problem, args)
+        plain = lo == hi
+        if project:
+            g, _ = self.stationarity(z, lam, problem, args)
+            v = z - g
+            plain = plain | (v <= lo) | (v >= hi)
+        on_lam = jnp.concatenate([jnp.ones((1, bc), bool), jnp.asarray(~mask)])
+        on_z = jnp.concatenate([plain, jnp.ones((1, bz), bool)])
+        identity = jnp.concatenate([on_lam, on_z], axis=1)
+        keep = jnp.invert(identity)[..., None]
+        eye = jnp.eye(b, dtype=dtype)
+        lower = jnp.where(keep, lower, 0)
+        upper = jnp.where(keep, upper, 0)
+        diag = jnp.where(keep, diag, eye[None])
+        return lower, diag, upper
+
     def nlp_info(self, problem, args) -> NLPInfo:
         """The NLP behind the residual, for [`toolkit.control.SemismoothNewtonRootFinder`][]'s
         merit function and curvature test."""
@@ -148,6 +211,7 @@ class KKTResidual(eqx.Module):
             regularisation=jnp.where(primal, h, 0).astype(dtype),
             lower=self.join(lo, -inf),
             upper=self.join(hi, inf),
+            jacobian_blocks=self.jacobian_blocks,
         )
 
     def multiplier_estimate(self, z, problem, args) -> Float[Array, "M bc"]:

@@ -11,7 +11,7 @@ from optimistix import RESULTS
 
 from .._nlp import bound_masks
 from .backtracking import halving_search
-from .regularised_step import next_shift, regularised_newton_step
+from .regularised_step import linearised, next_shift, regularised_newton_step
 
 
 _FILTER_SIZE = 16
@@ -146,7 +146,7 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
         s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
         nu_lower, nu_upper = state.nu_lower, state.nu_upper
 
-        g, lin_fn = jax.linearize(lambda _y: nlp.unprojected(_y, args), y)
+        g, lin_fn, blocks = linearised(nlp.unprojected, y, args, nlp, project=False)
         sigma = jnp.where(has_lower, nu_lower / s_lower, 0) + jnp.where(
             has_upper, nu_upper / s_upper, 0
         )
@@ -162,6 +162,7 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             self,
             tags,
             keep_factors=self.max_soc > 0,
+            blocks=blocks,
         )
         # Fraction to the boundary: neither the unknowns nor ν may come closer than a
         # factor 1 - τ to their bounds (0) in one step.

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Bool, Int, Scalar
 
+from .._block_tridiagonal import block_matvec
+
 
 def regularised_newton_step(
     lin_fn,
@@ -19,6 +21,7 @@ def regularised_newton_step(
     tags,
     keep_factors: bool = False,
     max_regularisations: int | Int[Array, ""] | None = None,
+    blocks=None,
 ) -> tuple[Array, Bool[Array, ""], Scalar, Int[Array, ""], Callable[[Array], Array] | None]:
     """The Newton step dy = -(J + D + δ R)⁻¹ f with the inertia-free curvature test
     (Chiang & Zavala 2016): while the primal part dz of the step has
@@ -34,7 +37,10 @@ def regularised_newton_step(
     accepted step (a second-order correction's system), returning `x` (zero where the
     solve fails); without, `resolve` is `None` (the factors then stay inside the
     loop, which is measurably faster). `max_regularisations`, if given, replaces the
-    solver's (an array where the limit is decided at run time).
+    solver's (an array where the limit is decided at run time). `blocks`, if given,
+    are the block diagonals of `lin_fn` (see [`toolkit.control.BlockTridiagonal`][]):
+    each shift adds its diagonal to them, and the linear solver is handed them
+    (`options={"blocks": ...}`) instead of probing the operator.
     """
     primal = nlp.primal_mask
     linear_solver: lx.AbstractLinearSolver = solver.linear_solver
@@ -52,8 +58,16 @@ def regularised_newton_step(
     # are the loop's carry, its other parts the same for every shift.
     static = []
 
+    def options(delta):
+        if blocks is None:
+            return {}
+        lower, diag, upper = blocks
+        shift = jnp.broadcast_to(diagonal + delta * nlp.regularisation, f.shape)
+        eye = jnp.eye(f.shape[-1], dtype=diag.dtype)
+        return {"blocks": (lower, diag + shift[..., None] * eye[None], upper)}
+
     def factorise(delta):
-        state = linear_solver.init(operator(delta), {})
+        state = linear_solver.init(operator(delta), options(delta))
         arrays, rest = eqx.partition(state, eqx.is_array)
         if not static:
             static.append(rest)
@@ -66,7 +80,9 @@ def regularised_newton_step(
 
     def solve(delta):
         if not keep_factors:
-            sol = lx.linear_solve(operator(delta), f, linear_solver, throw=False)
+            sol = lx.linear_solve(
+                operator(delta), f, linear_solver, options=options(delta), throw=False
+            )
             p = sol.value
             ok = (sol.result == lx.RESULTS.successful) & jnp.all(jnp.isfinite(p))
             return -jnp.where(ok, p, 0), ok, None
@@ -107,6 +123,24 @@ def regularised_newton_step(
         return compute(arrays, rhs)[0]
 
     return dy, ok, delta, shifts, resolve
+
+
+def linearised(residual, y, args, nlp, project: bool):
+    """`(F, lin_fn, blocks)`: the residual at `y`, its linearisation and its Jacobian's
+    block diagonals, from `nlp.jacobian_blocks` where the NLP has them (`lin_fn` then
+    multiplies by the blocks), else from `jax.linearize` (`blocks` `None`).
+    `residual(y, args)` is the residual (`project=True`) or `nlp.unprojected`."""
+    blocks = None
+    if nlp is not None and nlp.jacobian_blocks is not None:
+        blocks = nlp.jacobian_blocks(y, args, project)
+    if blocks is None:
+        F, lin_fn = jax.linearize(lambda _y: residual(_y, args), y)
+        return F, lin_fn, None
+
+    def lin_fn(v):
+        return block_matvec(blocks, v)
+
+    return residual(y, args), lin_fn, blocks
 
 
 def next_shift(delta: Scalar, moved: Bool[Array, ""], solver) -> Scalar:

@@ -8,6 +8,7 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree, Scalar
 from optimistix import RESULTS
 
+from .._block_tridiagonal import block_matvec
 from .backtracking import halving_search
 from .regularised_step import next_shift, regularised_newton_step
 
@@ -121,7 +122,19 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     def step(self, fn, y, args, options, state: _NewtonState, tags):
         nlp = options.get("nlp")
         give_up = options.get("give_up")
-        f, lin_fn, aux = jax.linearize(lambda _y: fn(_y, args), y, has_aux=True)
+        # The Jacobian's blocks where the NLP computes them (a KKT residual whose
+        # transcription has `lagrangian_derivatives`), else the linearisation.
+        blocks = None
+        if nlp is not None and nlp.jacobian_blocks is not None:
+            blocks = nlp.jacobian_blocks(y, args, True)
+        if blocks is None:
+            f, lin_fn, aux = jax.linearize(lambda _y: fn(_y, args), y, has_aux=True)
+        else:
+            f, aux = fn(y, args)
+
+            def lin_fn(v):
+                return block_matvec(blocks, v)
+
         struct = jax.eval_shape(lambda: y)
 
         if nlp is None:
@@ -146,6 +159,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
                 self,
                 tags,
                 max_regularisations=max_shifts,
+                blocks=blocks,
             )
 
         merit_f = _merit(f)

@@ -97,6 +97,25 @@ class AbstractTranscription(eqx.Module):
         _, bz, _ = self.layout(problem)
         return ("both",) * bz
 
+    def lagrangian_derivatives(
+        self,
+        z: Float[Array, "M bz"],
+        multipliers: Float[Array, "M bc"],
+        problem: OptimalControlProblem,
+        args: PyTree[Any],
+    ) -> tuple[Array, Array | None, Array, Array] | None:
+        """The derivatives that make up the KKT Jacobian, where this transcription
+        computes them from its own structure (more cheaply than the planner's
+        compressed Jacobian-vector products); `None` (the default) where it does not.
+
+        With ℒ(z) = J(z) + Σ_k λ_k · c_k(z), `multipliers` λ (zero on the rows outside
+        `constraint_mask`): `(H, H_next, A, B)`, with `H[k]` = ∂²ℒ/∂z_k² and
+        `H_next[k]` = ∂²ℒ/∂z_k∂z_{k+1}, each `(M, bz, bz)` (`H_next` `None` where it
+        is zero), `A[k]` = ∂c_k/∂z_k and `B[k]` = ∂c_k/∂z_{k+1}, each `(M, bc, bz)`
+        (`B[M-1]` zero).
+        """
+        return None
+
     def check(self, problem: OptimalControlProblem) -> None:
         """Raise `ValueError` if this transcription cannot transcribe `problem`.
 
