@@ -112,7 +112,7 @@ def test_a_plan_tells_its_linear_solver_the_column_reach():
 
 
 def _blocks_against_dense(name, N, getkey):
-    """The Jacobian blocks `KKTResidual.jacobian_blocks` assembles from the
+    """The Jacobian blocks `KKTResidual.linearised` assembles from the
     transcription's derivatives against the dense Jacobian, of the residual and of
     its unprojected rows, at a point with some unknowns on their bounds (active and
     inactive rows alike) and non-zero multipliers everywhere."""
@@ -127,7 +127,8 @@ def _blocks_against_dense(name, N, getkey):
     z = jnp.where(on_bound | (lo == hi), jnp.clip(z, lo, hi), z)
     w = residual.join(z, lam)
     for project, fn in ((True, residual), (False, residual.unprojected)):
-        got = residual.jacobian_blocks(w, problem_args, project)
+        F, got = residual.linearised(w, problem_args, project)
+        np.testing.assert_allclose(F, fn(w, problem_args), rtol=1e-13, atol=1e-13)
         for g, want in zip(got, _dense_blocks(fn, w, problem_args)):
             np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-12)
 
@@ -160,8 +161,8 @@ def test_other_transcriptions_leave_the_blocks_to_the_probe(make):
     residual = KKTResidual(make())
     problem_args = (ex.problem, ex.args)
     w = residual.initial_guess(*problem_args)
-    assert residual.jacobian_blocks(w, problem_args, True) is None
-    assert residual.nlp_info(*problem_args).jacobian_blocks(w, problem_args, False) is None
+    assert residual.linearised(w, problem_args, True) is None
+    assert residual.nlp_info(*problem_args).linearised(w, problem_args, False) is None
 
 
 @pytest.mark.parametrize("name", ["van_der_pol", "cart_pole"])
@@ -170,7 +171,7 @@ def test_a_plan_from_the_blocks_is_the_plan_from_the_probe(monkeypatch, name):
     ex = control.problems.get(name)
     tr = control.Trapezoidal(ex.N)
     with_blocks = control.plan(ex.problem, tr, args=ex.args)
-    monkeypatch.setattr(KKTResidual, "jacobian_blocks", lambda self, w, a, p: None)
+    monkeypatch.setattr(KKTResidual, "linearised", lambda self, w, a, p: None)
     probed = control.plan(ex.problem, tr, args=ex.args)
     assert int(with_blocks.stats["num_steps"]) == int(probed.stats["num_steps"])
     assert int(with_blocks.stats["interior_point_steps"]) == int(

@@ -100,10 +100,13 @@ class KKTResidual(eqx.Module):
     def rows(self, w, problem_args, project):
         """The residual's rows, projected (`__call__`) or not (`unprojected`)."""
         problem, args = problem_args
-        tr = self.transcription
         z, lam = self.split(w, problem)
-        lo, hi = tr.bounds(problem, args)
         g, c = self.stationarity(z, lam, problem, args)
+        return self._rows_from(w, z, lam, g, c, problem, args, project)
+
+    def _rows_from(self, w, z, lam, g, c, problem, args, project):
+        tr = self.transcription
+        lo, hi = tr.bounds(problem, args)
         if project:
             v = z - g
             # Ties (v exactly on a bound, as in a guess on a bound with zero gradient)
@@ -118,13 +121,14 @@ class KKTResidual(eqx.Module):
         # The padding unknowns are their own residuals, pinning them to zero.
         return self.join(rz, rc).at[0, :bc].set(w[0, :bc]).at[-1, bc:].set(w[-1, bc:])
 
-    def jacobian_blocks(self, w, problem_args, project: bool):
-        """The three block diagonals `(lower, diag, upper)` of the Jacobian of the
-        residual (`project=True`) or of `unprojected` (`False`) at `w`, assembled from
+    def linearised(self, w, problem_args, project: bool):
+        """`(F, (lower, diag, upper))`: the residual (`project=True`) or `unprojected`
+        (`False`) at `w`, and the three block diagonals of its Jacobian, assembled from
         the transcription's `lagrangian_derivatives` with no Jacobian-vector product;
-        `None` where the transcription does not compute them. Each is of shape
-        `(M + 1, b, b)`, in the layout of `w` (see
-        [`toolkit.control.BlockTridiagonal`][]).
+        `None` where the transcription does not compute them. Each block diagonal is
+        of shape `(M + 1, b, b)`, in the layout of `w` (see
+        [`toolkit.control.BlockTridiagonal`][]); `F` shares the gradient of the
+        Lagrangian with the blocks' active set.
 
         Row block j holds the constraint rows of c_{j-1} / h and the stationarity rows
         of z_j; column block j the unknowns λ_{j-1} and z_j. So c_{j-1} / h has
@@ -141,6 +145,8 @@ class KKTResidual(eqx.Module):
         derivatives = tr.lagrangian_derivatives(z, jnp.where(mask, lam, 0), problem, args)
         if derivatives is None:
             return None
+        g, c = self.stationarity(z, lam, problem, args)
+        F = self._rows_from(w, z, lam, g, c, problem, args, project)
         H, H_next, A, B = derivatives
         M, bz, bc = tr.layout(problem)
         b, dtype = bc + bz, w.dtype
@@ -168,7 +174,6 @@ class KKTResidual(eqx.Module):
         lo, hi = tr.bounds(problem, args)
         plain = lo == hi
         if project:
-            g, _ = self.stationarity(z, lam, problem, args)
             v = z - g
             plain = plain | (v <= lo) | (v >= hi)
         on_lam = jnp.concatenate([jnp.ones((1, bc), bool), jnp.asarray(~mask)])
@@ -179,7 +184,7 @@ class KKTResidual(eqx.Module):
         lower = jnp.where(keep, lower, 0)
         upper = jnp.where(keep, upper, 0)
         diag = jnp.where(keep, diag, eye[None])
-        return lower, diag, upper
+        return F, (lower, diag, upper)
 
     def nlp_info(self, problem, args) -> NLPInfo:
         """The NLP behind the residual, for [`toolkit.control.SemismoothNewtonRootFinder`][]'s
@@ -211,7 +216,7 @@ class KKTResidual(eqx.Module):
             regularisation=jnp.where(primal, h, 0).astype(dtype),
             lower=self.join(lo, -inf),
             upper=self.join(hi, inf),
-            jacobian_blocks=self.jacobian_blocks,
+            linearised=self.linearised,
         )
 
     def multiplier_estimate(self, z, problem, args) -> Float[Array, "M bc"]:

@@ -22,10 +22,11 @@ class NLPInfo(eqx.Module):
     - `regularisation`: shaped like `y`: the diagonal added, times δ, to the Jacobian
         (positive on primal unknowns; its scale sets that of the curvature test).
     - `lower`, `upper`: bounds shaped like `y` (±inf on multipliers).
-    - `jacobian_blocks`: `(y, args, project) -> (lower, diag, upper) | None`, the
-        three block diagonals of the Jacobian of the residual (`project=True`) or of
-        `unprojected` (`False`), where the NLP can compute them more cheaply than by
-        probing; `None` (the field, or its value) where it cannot.
+    - `linearised`: `(y, args, project) -> (F, (lower, diag, upper)) | None`, the
+        residual (`project=True`, a residual without aux) or `unprojected`
+        (`False`) with the three block diagonals of its Jacobian, where the NLP
+        computes them more cheaply than by probing; `None` (the field, or its
+        value) where it does not.
     """
 
     objective: Callable[[Array, Any], Scalar]
@@ -35,7 +36,7 @@ class NLPInfo(eqx.Module):
     regularisation: Array
     lower: Array
     upper: Array
-    jacobian_blocks: Callable[[Array, Any, bool], Any] | None = None
+    linearised: Callable[[Array, Any, bool], Any] | None = None
 
 
 def bound_masks(nlp) -> tuple[Bool[Array, "..."], Bool[Array, "..."]]:

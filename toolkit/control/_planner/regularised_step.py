@@ -127,20 +127,21 @@ def regularised_newton_step(
 
 def linearised(residual, y, args, nlp, project: bool):
     """`(F, lin_fn, blocks)`: the residual at `y`, its linearisation and its Jacobian's
-    block diagonals, from `nlp.jacobian_blocks` where the NLP has them (`lin_fn` then
-    multiplies by the blocks), else from `jax.linearize` (`blocks` `None`).
-    `residual(y, args)` is the residual (`project=True`) or `nlp.unprojected`."""
-    blocks = None
-    if nlp is not None and nlp.jacobian_blocks is not None:
-        blocks = nlp.jacobian_blocks(y, args, project)
-    if blocks is None:
+    block diagonals, from `nlp.linearised` where the NLP has them (`lin_fn` then
+    multiplies by the blocks), else from `jax.linearize` of `residual(y, args)` (the
+    residual, `project=True`, or `nlp.unprojected`; `blocks` `None`)."""
+    both = None
+    if nlp is not None and nlp.linearised is not None:
+        both = nlp.linearised(y, args, project)
+    if both is None:
         F, lin_fn = jax.linearize(lambda _y: residual(_y, args), y)
         return F, lin_fn, None
+    F, blocks = both
 
     def lin_fn(v):
         return block_matvec(blocks, v)
 
-    return residual(y, args), lin_fn, blocks
+    return F, lin_fn, blocks
 
 
 def next_shift(delta: Scalar, moved: Bool[Array, ""], solver) -> Scalar:

@@ -124,13 +124,14 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
         give_up = options.get("give_up")
         # The Jacobian's blocks where the NLP computes them (a KKT residual whose
         # transcription has `lagrangian_derivatives`), else the linearisation.
-        blocks = None
-        if nlp is not None and nlp.jacobian_blocks is not None:
-            blocks = nlp.jacobian_blocks(y, args, True)
-        if blocks is None:
+        both = None
+        if nlp is not None and nlp.linearised is not None:
+            both = nlp.linearised(y, args, True)
+        if both is None:
+            blocks = None
             f, lin_fn, aux = jax.linearize(lambda _y: fn(_y, args), y, has_aux=True)
         else:
-            f, aux = fn(y, args)
+            (f, blocks), aux = both, None
 
             def lin_fn(v):
                 return block_matvec(blocks, v)
