@@ -146,7 +146,9 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
         s_lower, s_upper = _slacks(y, nlp, has_lower, has_upper)
         nu_lower, nu_upper = state.nu_lower, state.nu_upper
 
-        g, lin_fn, blocks = linearised(nlp.unprojected, y, args, nlp, project=False)
+        g, lin_fn, blocks, _ = linearised(
+            lambda _y, a: (nlp.unprojected(_y, a), None), y, args, nlp, project=False
+        )
         sigma = jnp.where(has_lower, nu_lower / s_lower, 0) + jnp.where(
             has_upper, nu_upper / s_upper, 0
         )

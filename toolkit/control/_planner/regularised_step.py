@@ -126,22 +126,23 @@ def regularised_newton_step(
 
 
 def linearised(residual, y, args, nlp, project: bool):
-    """`(F, lin_fn, blocks)`: the residual at `y`, its linearisation and its Jacobian's
-    block diagonals, from `nlp.linearised` where the NLP has them (`lin_fn` then
-    multiplies by the blocks), else from `jax.linearize` of `residual(y, args)` (the
-    residual, `project=True`, or `nlp.unprojected`; `blocks` `None`)."""
+    """`(F, lin_fn, blocks, aux)`: the residual at `y`, its linearisation, its
+    Jacobian's block diagonals and its aux, from `nlp.linearised` where the NLP has
+    them (`lin_fn` then multiplies by the blocks; no aux), else from `jax.linearize`
+    of `residual(y, args)`, which returns `(F, aux)` (`blocks` `None`). `residual` is
+    the residual (`project=True`) or the unprojected one."""
     both = None
     if nlp is not None and nlp.linearised is not None:
         both = nlp.linearised(y, args, project)
     if both is None:
-        F, lin_fn = jax.linearize(lambda _y: residual(_y, args), y)
-        return F, lin_fn, None
+        F, lin_fn, aux = jax.linearize(lambda _y: residual(_y, args), y, has_aux=True)
+        return F, lin_fn, None, aux
     F, blocks = both
 
     def lin_fn(v):
         return block_matvec(blocks, v)
 
-    return F, lin_fn, blocks
+    return F, lin_fn, blocks, None
 
 
 def next_shift(delta: Scalar, moved: Bool[Array, ""], solver) -> Scalar:

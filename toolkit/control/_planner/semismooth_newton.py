@@ -8,9 +8,8 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree, Scalar
 from optimistix import RESULTS
 
-from .._block_tridiagonal import block_matvec
 from .backtracking import halving_search
-from .regularised_step import next_shift, regularised_newton_step
+from .regularised_step import linearised, next_shift, regularised_newton_step
 
 
 class _NewtonState(eqx.Module):
@@ -124,17 +123,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
         give_up = options.get("give_up")
         # The Jacobian's blocks where the NLP computes them (a KKT residual whose
         # transcription has `lagrangian_derivatives`), else the linearisation.
-        both = None
-        if nlp is not None and nlp.linearised is not None:
-            both = nlp.linearised(y, args, True)
-        if both is None:
-            blocks = None
-            f, lin_fn, aux = jax.linearize(lambda _y: fn(_y, args), y, has_aux=True)
-        else:
-            (f, blocks), aux = both, None
-
-            def lin_fn(v):
-                return block_matvec(blocks, v)
+        f, lin_fn, blocks, aux = linearised(fn, y, args, nlp, project=True)
 
         struct = jax.eval_shape(lambda: y)
 
