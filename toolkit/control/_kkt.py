@@ -109,9 +109,8 @@ class KKTResidual(eqx.Module):
         lo, hi = tr.bounds(problem, args)
         if project:
             v = z - g
-            # Ties (v exactly on a bound, as in a guess on a bound with zero gradient)
-            # count as active: jnp.clip would average the two one-sided derivatives.
-            projected = jnp.where(v <= lo, lo, jnp.where(v >= hi, hi, v))
+            at_lo, at_hi = _active(v, lo, hi)
+            projected = jnp.where(at_lo, lo, jnp.where(at_hi, hi, v))
             rz = z - projected
         else:
             rz = g
@@ -174,8 +173,8 @@ class KKTResidual(eqx.Module):
         lo, hi = tr.bounds(problem, args)
         plain = lo == hi
         if project:
-            v = z - g
-            plain = plain | (v <= lo) | (v >= hi)
+            at_lo, at_hi = _active(z - g, lo, hi)
+            plain = plain | at_lo | at_hi
         on_lam = jnp.concatenate([jnp.ones((1, bc), bool), jnp.asarray(~mask)])
         on_z = jnp.concatenate([plain, jnp.ones((1, bz), bool)])
         identity = jnp.concatenate([on_lam, on_z], axis=1)
@@ -264,6 +263,13 @@ class KKTResidual(eqx.Module):
         z0 = self.transcription.initial_guess(problem, args, states)
         lam0 = jax.lax.stop_gradient(_multiplier_estimate(self, z0, problem, args))
         return self.join(z0, lam0)
+
+
+def _active(v, lo, hi):
+    """Where the projection of v = z - g onto the box is on its lower and its upper
+    bound. Ties (v exactly on a bound, as in a guess on a bound with zero gradient)
+    count as active: jnp.clip would average the two one-sided derivatives."""
+    return v <= lo, v >= hi
 
 
 # A plan evaluates the residual at many places (the Newton and interior-point
