@@ -1,12 +1,17 @@
 """The planner's strategy objects on their own and composed (`Newton`, `BarrierPath`,
 `GaussNewton`, `Restart`, `Fallback`), and the presets as their compositions."""
 
+from types import SimpleNamespace
+
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import lineax as lx
 import optimistix as optx
 import pytest
 
 from toolkit import control
+from toolkit.control._planner.regularised_step import regularised_newton_step
 from toolkit.control._stages import can_run_in_stages
 
 from ..helpers import kkt_case
@@ -170,14 +175,52 @@ def test_an_attempt_that_gives_up_stops_its_search_at_stall_halvings():
 
 
 def test_a_step_without_a_direction_is_refused_without_a_search():
-    # bear_populations: the first semismooth step finds no direction of positive
-    # curvature at any shift. There is nothing to search along: the step is refused
-    # without evaluating the residual again (no halvings), whether or not the attempt
-    # gives up there.
-    for give_up in (jnp.asarray(True), jnp.asarray(False)):
-        sol = _first_attempt("bear_populations", give_up, limit=1)
-        assert int(sol.stats["backtracks"]) == 0
-        assert int(sol.stats["num_steps"]) == 1 and sol.result != optx.RESULTS.successful
+    # bear_populations: the first semismooth step's linear solve fails at every shift
+    # (the KKT system at the default guess is singular in its constraint rows). There
+    # is nothing to search along: the step is refused without evaluating the residual
+    # again (no halvings), whether or not the attempt gives up there, and whether it
+    # stops shifting after 2 failed solves (the default `stall_singular`) or tries
+    # every shift.
+    for newton in (control.Newton(atol=1e-9), control.Newton(atol=1e-9, stall_singular=None)):
+        for give_up in (jnp.asarray(True), jnp.asarray(False)):
+            sol = _first_attempt("bear_populations", give_up, newton, limit=1)
+            assert int(sol.stats["backtracks"]) == 0
+            assert int(sol.stats["num_steps"]) == 1 and sol.result != optx.RESULTS.successful
+
+
+def _singular_step(max_failed_solves):
+    # A 2x2 system diag(1, 0) whose second unknown is a multiplier: its zero row is a
+    # constraint row, which a Hessian shift (on the primal entry) never touches, so
+    # it is singular at every shift.
+    nlp = SimpleNamespace(
+        primal_mask=jnp.array([True, False]), regularisation=jnp.array([1.0, 0.0])
+    )
+    solver = control.SemismoothNewtonRootFinder(
+        rtol=0.0, atol=1e-9, linear_solver=lx.LU(), max_regularisations=12
+    )
+    A = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+    f = jnp.array([1.0, 1.0])
+    return regularised_newton_step(
+        lambda v: A @ v,
+        f,
+        jax.eval_shape(lambda: f),
+        nlp,
+        0.0,
+        jnp.asarray(0.0),
+        solver,
+        frozenset(),
+        max_failed_solves=max_failed_solves,
+    )
+
+
+def test_the_shifts_stop_after_max_failed_solves_in_a_row():
+    dy, ok, delta, shifts, _ = _singular_step(None)
+    assert not bool(ok) and int(shifts) == 12
+    dy, ok, delta, shifts, _ = _singular_step(2)
+    # Tried at delta = 0 and delta_init: two failed solves, one shift.
+    assert not bool(ok) and int(shifts) == 1
+    assert float(delta) == control.SemismoothNewtonRootFinder(rtol=0.0, atol=1e-9).delta_init
+    assert bool(jnp.all(dy == 0))
 
 
 def test_an_attempt_that_gives_up_stops_shifting_at_stall_shifts():

@@ -22,6 +22,7 @@ class Newton(AbstractLimitedPlanner):
     max_backtracks: int = 30
     stall_halvings: int | None = 3
     stall_shifts: int | None = 8
+    stall_singular: int | None = 2
 
     def solve(self, residual, w0, problem_args, linear_solver, adjoint):
         return self.limited(residual, w0, problem_args, linear_solver, None, adjoint)
@@ -39,6 +40,7 @@ class Newton(AbstractLimitedPlanner):
             max_backtracks=self.max_backtracks,
             stall_halvings=self.stall_halvings,
             stall_shifts=self.stall_shifts,
+            stall_singular=self.stall_singular,
         )
         return optx.root_find(
             residual,
@@ -70,4 +72,9 @@ Newton.__init__.__doc__ = """**Arguments:**
 - `stall_shifts`: likewise, give up at the first step that needs more than this
     many curvature shifts (each one another factorisation); `None` allows the
     solver's full `max_regularisations`.
+- `stall_singular`: likewise, give up at the first step whose linear solve fails
+    this many times in a row as the Hessian shift grows (the system is singular in
+    its constraint rows, which no Hessian shift mends: the first steps of
+    bear_populations and hiv_treatment from their default guesses failed at all 9
+    shifts up to 1e3); `None` shifts on to `stall_shifts`.
 """

@@ -22,6 +22,7 @@ def regularised_newton_step(
     keep_factors: bool = False,
     max_regularisations: int | Int[Array, ""] | None = None,
     blocks=None,
+    max_failed_solves: int | Int[Array, ""] | None = None,
 ) -> tuple[Array, Bool[Array, ""], Scalar, Int[Array, ""], Callable[[Array], Array] | None]:
     """The Newton step dy = -(J + D + δ R)⁻¹ f with the inertia-free curvature test
     (Chiang & Zavala 2016): while the primal part dz of the step has
@@ -41,6 +42,10 @@ def regularised_newton_step(
     are the block diagonals of `lin_fn` (see [`toolkit.control.BlockTridiagonal`][]):
     each shift adds its diagonal to them, and the linear solver is handed them
     (`options={"blocks": ...}`) instead of probing the operator.
+    `max_failed_solves`, if given, stops the shifts once that many linear solves in
+    a row have failed: a system singular in its constraint rows stays singular
+    whatever its Hessian shift (the first steps of bear_populations and
+    hiv_treatment from their default guesses fail at every shift up to 1e3).
     """
     primal = nlp.primal_mask
     linear_solver: lx.AbstractLinearSolver = solver.linear_solver
@@ -97,24 +102,28 @@ def regularised_newton_step(
         return curv + delta * size >= kappa * size
 
     def cond(carry):
-        _, ok, _, i, _ = carry
-        return jnp.invert(ok) & (i < max_regularisations)
+        _, ok, _, i, _, failed = carry
+        go_on = jnp.invert(ok) & (i < max_regularisations)
+        if max_failed_solves is None:
+            return go_on
+        return go_on & (failed < max_failed_solves)
 
     # One loop whose first pass tries `delta` itself (i = -1 → 0) and whose later
     # passes grow it: the linear solve is traced, and compiled, once rather than twice.
     def body(carry):
-        _, _, delta, i, _ = carry
+        _, _, delta, i, _, failed = carry
         grown = jnp.minimum(jnp.maximum(10 * delta, delta_init), delta_max)
         delta = jnp.where(i < 0, delta, grown)
         dy, solved, arrays = solve(delta)
-        return dy, solved & curvature_ok(dy, delta), delta, i + 1, arrays
+        failed = jnp.where(solved, 0, failed + 1)
+        return dy, solved & curvature_ok(dy, delta), delta, i + 1, arrays, failed
 
     empty = None
     if keep_factors:
         shapes = jax.eval_shape(factorise, delta)
         empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    init = (jnp.zeros_like(f), jnp.array(False), delta, jnp.array(-1), empty)
-    dy, ok, delta, shifts, arrays = lax.while_loop(cond, body, init)
+    init = (jnp.zeros_like(f), jnp.array(False), delta, jnp.array(-1), empty, jnp.array(0))
+    dy, ok, delta, shifts, arrays, _ = lax.while_loop(cond, body, init)
 
     if not keep_factors:
         return dy, ok, delta, shifts, None

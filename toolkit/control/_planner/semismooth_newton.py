@@ -100,6 +100,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     max_regularisations: int = 12
     stall_halvings: int | None = None
     stall_shifts: int | None = None
+    stall_singular: int | None = None
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
         del options, f_struct, aux_struct, tags
@@ -139,6 +140,9 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             # shifts stops shifting there: each further shift is another
             # factorisation, and the step would be a stall all the same.
             max_shifts = _stall_limit(give_up, self.stall_shifts, self.max_regularisations)
+            max_failed = None
+            if give_up is not None and self.stall_singular is not None:
+                max_failed = jnp.where(give_up, self.stall_singular, self.max_regularisations + 1)
             dy, solved, delta, n_reg, _ = regularised_newton_step(
                 lin_fn,
                 f,
@@ -150,6 +154,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
                 tags,
                 max_regularisations=max_shifts,
                 blocks=blocks,
+                max_failed_solves=max_failed,
             )
 
         merit_f = _merit(f)
@@ -298,4 +303,8 @@ SemismoothNewtonRootFinder.__init__.__doc__ = """**Arguments:**
 - `stall_shifts`: with `options["give_up"]`, allow at most this many curvature
     shifts per step (each one another factorisation): a step that needs more finds
     no direction and stops the solve as a stall; `None` allows `max_regularisations`.
+- `stall_singular`: with `options["give_up"]`, stop shifting once this many linear
+    solves of a step in a row have failed (a singular or unstable system, which a
+    larger Hessian shift does not mend when its constraint rows are singular): the
+    step finds no direction and the solve stops as a stall; `None` shifts on.
 """
