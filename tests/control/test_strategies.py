@@ -11,7 +11,7 @@ import optimistix as optx
 import pytest
 
 from toolkit import control
-from toolkit.control._planner.regularised_step import regularised_newton_step
+from toolkit.control._planner.regularised_step import next_shift, regularised_newton_step
 from toolkit.control._stages import can_run_in_stages
 
 from ..helpers import kkt_case
@@ -237,3 +237,23 @@ def test_an_attempt_that_gives_up_stops_shifting_at_stall_shifts():
     assert int(stopped.stats["num_steps"]) == 3
     patient = _first_attempt("cancer_treatment", jnp.asarray(False), newton)
     assert patient.result == optx.RESULTS.successful and int(patient.stats["num_steps"]) == 7
+
+
+def test_the_next_shift_decays_to_zero_or_to_the_floor():
+    solver = control.SemismoothNewtonRootFinder(rtol=0.0, atol=1e-9)
+    moved, failed = jnp.asarray(True), jnp.asarray(False)
+
+    def shift(delta, moved, floor=False):
+        return float(next_shift(jnp.asarray(delta), moved, solver, floor=floor))
+
+    assert shift(1e-2, moved) == pytest.approx(1e-3)
+    # Below delta_init (1e-4): zero for semismooth Newton, the floor for the barrier path.
+    assert shift(1e-4, moved) == 0.0
+    assert shift(1e-4, moved, floor=True) == 1e-4
+    assert shift(5e-4, moved, floor=True) == 1e-4
+    # A solve that has needed no shift keeps none.
+    assert shift(0.0, moved, floor=True) == 0.0
+    # After a failed search: ten times, at least delta_init, at most delta_max.
+    assert shift(0.0, failed) == 1e-4
+    assert shift(1e-2, failed, floor=True) == pytest.approx(1e-1)
+    assert shift(1e10, failed) == solver.delta_max

@@ -348,7 +348,7 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
         filter_phi = jnp.where(decrease, jnp.inf, filter_phi)
 
         f_new, aux = fn(y_new, args)
-        delta = next_shift(delta, moved, self)
+        delta = next_shift(delta, moved, self, floor=True)
         delta = jnp.where(restart, 0.0, delta)
         filter_theta = jnp.where(restart, jnp.inf, filter_theta)
         filter_phi = jnp.where(restart, jnp.inf, filter_phi)
