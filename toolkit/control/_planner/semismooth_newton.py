@@ -141,9 +141,9 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             # shifts stops shifting there: each further shift is another
             # factorisation, and the step would be a stall all the same.
             max_shifts = _stall_limit(give_up, self.stall_shifts, self.max_regularisations)
-            max_failed = None
-            if give_up is not None and self.stall_singular is not None:
-                max_failed = jnp.where(give_up, self.stall_singular, self.max_regularisations + 1)
+            # Past `max_regularisations` failed solves the loop has stopped anyway.
+            limit = self.max_regularisations + 1
+            max_failed = _stall_limit(give_up, self.stall_singular, limit)
             dy, solved, delta, n_reg, _ = regularised_newton_step(
                 lin_fn,
                 f,
