@@ -55,8 +55,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
 
     - *Inertia-free curvature test* (Chiang & Zavala 2016): if the step's primal part
       dz has dzᵀ H dz < κ ‖dz‖² (H the Hessian block), the Hessian is shifted by δ and
-      the step recomputed, with δ grown tenfold (or to twice the shift the failed
-      direction needed, where that is more) until the test passes. The shift
+      the step recomputed, with δ grown tenfold until the test passes. The shift
       makes dz a descent direction of the merit function on non-convex problems.
     - *Filter line search without memory* (after Wächter & Biegler 2006): a trial
       point, projected onto the bounds so that iterates stay in the box, is accepted
