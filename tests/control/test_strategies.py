@@ -213,22 +213,6 @@ def _singular_step(max_failed_solves):
     )
 
 
-def test_a_failed_curvature_test_jumps_to_the_shift_its_direction_needed():
-    # One primal unknown with curvature -1 (and no constraint): at delta = 0 the step
-    # dz = 1 has dz H dz / |dz|^2 = -1, so it needed a shift of kappa + 1; the next try
-    # is twice that, which passes (-1 + 2 (1 + kappa) > kappa). Growing tenfold from
-    # delta_init would have taken 6 shifts (1e-4 ... 10).
-    nlp = SimpleNamespace(primal_mask=jnp.array([True]), regularisation=jnp.array([1.0]))
-    solver = control.SemismoothNewtonRootFinder(rtol=0.0, atol=1e-9, linear_solver=lx.LU())
-    f = jnp.array([1.0])
-    dy, ok, delta, shifts, _ = regularised_newton_step(
-        lambda v: -v, f, jax.eval_shape(lambda: f), nlp, 0.0, jnp.asarray(0.0), solver, frozenset()
-    )
-    assert bool(ok) and int(shifts) == 1
-    assert float(delta) == pytest.approx(2 * (1 + solver.kappa), rel=1e-12)
-    assert float(dy[0]) == pytest.approx(-1 / (1 + 2 * solver.kappa), rel=1e-12)
-
-
 def test_the_shifts_stop_after_max_failed_solves_in_a_row():
     dy, ok, delta, shifts, _ = _singular_step(None)
     assert not bool(ok) and int(shifts) == 12
@@ -240,15 +224,14 @@ def test_the_shifts_stop_after_max_failed_solves_in_a_row():
 
 
 def test_an_attempt_that_gives_up_stops_shifting_at_stall_shifts():
-    # cancer_treatment: the first attempt's third step fails the curvature test at
-    # delta = 1e-4 and passes at the shift its direction needed (one shift), and the
-    # attempt then converges, 7 steps in all. With room for no shift, an attempt that
-    # gives up stops at that step (each further shift is a factorisation); one that
-    # does not give up is unaffected.
+    # cancer_treatment: the first attempt's third step needs 6 curvature shifts
+    # (delta = 1e-4 ... 1e1) and then converges, 7 steps in all. With room for only
+    # 5 shifts, an attempt that gives up stops at that step (each further shift is a
+    # factorisation); one that does not give up is unaffected.
     assert control.Newton().stall_shifts == 8
     sol = _first_attempt("cancer_treatment", jnp.asarray(True))
     assert sol.result == optx.RESULTS.successful and int(sol.stats["num_steps"]) == 7
-    newton = control.Newton(atol=1e-9, stall_shifts=0)
+    newton = control.Newton(atol=1e-9, stall_shifts=5)
     stopped = _first_attempt("cancer_treatment", jnp.asarray(True), newton)
     assert stopped.result == optx.RESULTS.nonlinear_divergence
     assert int(stopped.stats["num_steps"]) == 3
