@@ -223,6 +223,37 @@ def test_the_shifts_stop_after_max_failed_solves_in_a_row():
     assert bool(jnp.all(dy == 0))
 
 
+def _indefinite_step(jump):
+    # H = diag(-5, 1), f = (1, 0): the step's direction is the first axis whatever
+    # the shift δ, with curvature -5 + δ, so the test (κ = 1e-8) needs δ > 5.
+    nlp = SimpleNamespace(primal_mask=jnp.array([True, True]), regularisation=jnp.ones(2))
+    solver = control.InteriorPointRootFinder(rtol=0.0, atol=1e-9, linear_solver=lx.LU())
+    H = jnp.array([[-5.0, 0.0], [0.0, 1.0]])
+    f = jnp.array([1.0, 0.0])
+    return regularised_newton_step(
+        lambda v: H @ v,
+        f,
+        jax.eval_shape(lambda: f),
+        nlp,
+        0.0,
+        jnp.asarray(0.0),
+        solver,
+        frozenset(),
+        jump=jump,
+    )
+
+
+def test_a_jump_reaches_the_needed_shift_in_one_factorisation():
+    # Tenfold from delta_init = 1e-4: 1e-4, ..., 1, 10: six shifts after δ = 0.
+    dy, ok, delta, shifts, _ = _indefinite_step(False)
+    assert bool(ok) and int(shifts) == 6 and float(delta) == pytest.approx(10.0)
+    # The direction at δ = 0 needed κ + 5; the jump goes to twice that at once.
+    dy, ok, delta, shifts, _ = _indefinite_step(True)
+    assert bool(ok) and int(shifts) == 1
+    assert float(delta) == pytest.approx(2 * (5 + 1e-8), rel=1e-12)
+    assert dy == pytest.approx(jnp.array([-1 / (float(delta) - 5), 0.0]))
+
+
 def test_an_attempt_that_gives_up_stops_shifting_at_stall_shifts():
     # cancer_treatment: the first attempt's third step needs 6 curvature shifts
     # (delta = 1e-4 ... 1e1) and then converges, 7 steps in all. With room for only
