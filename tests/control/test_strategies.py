@@ -288,3 +288,21 @@ def test_the_next_shift_decays_to_zero_or_to_the_floor():
     assert shift(0.0, failed) == 1e-4
     assert shift(1e-2, failed, floor=True) == pytest.approx(1e-1)
     assert shift(1e10, failed) == solver.delta_max
+    # A traced floor (a finish's `give_up` false) selects the same values.
+    for floor in (True, False):
+        traced = next_shift(jnp.asarray(1e-4), moved, solver, floor=jnp.asarray(floor))
+        assert float(traced) == shift(1e-4, moved, floor=floor)
+
+
+def test_a_finish_keeps_the_shift_floor():
+    # bioreactor: the finish after the barrier path fails the curvature test at
+    # delta = 0 and passes at delta_init on each of its 7 steps. Decaying to zero
+    # after each, every step escalated (6 regularised steps); with the floor only the
+    # first does, and the plan takes the same steps to the same optimum.
+    ex = control.problems.get("bioreactor")
+    sol = control.plan(ex.problem, control.Trapezoidal(ex.N), control.KKTNewton(), args=ex.args)
+    assert sol.result == control.RESULTS.successful
+    assert int(sol.stats["num_steps"]) == 27 and int(sol.stats["interior_point_steps"]) == 19
+    assert int(sol.stats["regularised_steps"]) == 1
+    reference = control.problems.reference_optima()["bioreactor"]["trapezoidal"]["cost"]
+    assert float(sol.cost) == pytest.approx(reference, rel=1e-8, abs=1e-8)

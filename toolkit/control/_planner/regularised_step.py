@@ -165,7 +165,9 @@ def linearised(residual, y, args, nlp, project: bool):
     return F, lin_fn, blocks, None
 
 
-def next_shift(delta: Scalar, moved: Bool[Array, ""], solver, floor: bool = False) -> Scalar:
+def next_shift(
+    delta: Scalar, moved: Bool[Array, ""], solver, floor: bool | Bool[Array, ""] = False
+) -> Scalar:
     """The curvature shift the next iteration tries first: a tenth of `delta` after a
     step that moved (zero once below `solver.delta_init`; with `floor`, never below
     `delta_init` once a step has needed a shift), ten times it (at least
@@ -174,12 +176,14 @@ def next_shift(delta: Scalar, moved: Bool[Array, ""], solver, floor: bool = Fals
     The interior-point method keeps the floor: decaying to zero, tumour's barrier path
     failed the curvature test at δ = 0 and passed at 1e-4 on 40 of its 49 steps, each
     failure another factorisation (94 factorisations for 52 steps; with the floor 62,
-    the same steps). Semismooth Newton does not: its steps are the last ones of a
-    plan, where an unshifted step converges fastest, and with the floor a Van der Pol
-    plan from a perturbed start (N = 20, mu = 0.73) no longer converged."""
-    if floor:
-        decayed = jnp.where(delta == 0, 0.0, jnp.maximum(delta / 10, solver.delta_init))
-    else:
-        decayed = jnp.where(delta / 10 < solver.delta_init, 0.0, delta / 10)
+    the same steps). Semismooth Newton keeps it only in the finish of a
+    [`toolkit.control.Fallback`][] (`options["give_up"]` false): bioreactor's
+    finish from the barrier path's point failed the test at δ = 0 and passed at 1e-4
+    on each of its 7 steps (14 factorisations; with the floor 8). Elsewhere an
+    unshifted step converges fastest, and with the floor a pure-Newton Van der Pol
+    plan from a perturbed start (N = 20, mu = 0.73) no longer converged. `floor` may
+    be a boolean array."""
+    floored = jnp.where(delta == 0, 0.0, jnp.maximum(delta / 10, solver.delta_init))
+    decayed = jnp.where(floor, floored, jnp.where(delta / 10 < solver.delta_init, 0.0, delta / 10))
     delta = jnp.where(moved, decayed, jnp.maximum(10 * delta, solver.delta_init))
     return jnp.minimum(delta, solver.delta_max)

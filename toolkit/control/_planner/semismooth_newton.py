@@ -239,8 +239,10 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
             # later iteration would repeat it from the same point (issue 25, item 10).
             stalled = nonfinite_search & (delta >= self.delta_max)
             result = RESULTS.where(stalled, RESULTS.nonfinite, RESULTS.successful)
-            # The shift decays after a successful step and grows after a failed one.
-            delta = next_shift(delta, moved, self)
+            # The shift decays after a successful step and grows after a failed one;
+            # a finish (`give_up` false) keeps the floor, as the barrier path does.
+            floor = False if give_up is None else jnp.invert(give_up)
+            delta = next_shift(delta, moved, self, floor=floor)
         new_state = _NewtonState(
             f=f_new,
             theta_max=theta_max,
