@@ -19,7 +19,7 @@ from ..helpers import kkt_case
 
 def test_the_presets_are_compositions_of_strategy_objects():
     assert control.KKTNewton().composition() == control.Fallback(
-        control.Newton(), control.BarrierPath(), after=10
+        control.Newton(shift_jump=True), control.BarrierPath(), after=10
     )
     assert control.KKTNewton(max_steps=7, fallback_after=0).composition() == control.Newton(
         max_steps=7

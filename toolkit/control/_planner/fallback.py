@@ -16,8 +16,8 @@ class Fallback(AbstractPlanner):
 
     The usual composition is a fast local method rescued by a globally convergent
     one: [`toolkit.control.KKTNewton`][] is
-    `Fallback(Newton(), BarrierPath(), after=10)`. `after=0` skips the first attempt:
-    the rescue runs from the guess and `first` finishes
+    `Fallback(Newton(shift_jump=True), BarrierPath(), after=10)`. `after=0` skips the
+    first attempt: the rescue runs from the guess and `first` finishes
     ([`toolkit.control.KKTLeastSquares`][] by default).
 
     A first attempt that solves skips the rescue, and the finish then starts at a

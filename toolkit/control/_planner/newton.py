@@ -23,6 +23,7 @@ class Newton(AbstractLimitedPlanner):
     stall_halvings: int | None = 3
     stall_shifts: int | None = 8
     stall_singular: int | None = 2
+    shift_jump: bool = False
 
     def solve(self, residual, w0, problem_args, linear_solver, adjoint):
         return self.limited(residual, w0, problem_args, linear_solver, None, adjoint)
@@ -41,6 +42,7 @@ class Newton(AbstractLimitedPlanner):
             stall_halvings=self.stall_halvings,
             stall_shifts=self.stall_shifts,
             stall_singular=self.stall_singular,
+            shift_jump=self.shift_jump,
         )
         return optx.root_find(
             residual,
@@ -77,4 +79,12 @@ Newton.__init__.__doc__ = """**Arguments:**
     its constraint rows, which no Hessian shift mends: the first steps of
     bear_populations and hiv_treatment from their default guesses failed at all 9
     shifts up to 1e3); `None` shifts on to `stall_shifts`.
+- `shift_jump`: a step whose curvature test fails grows the Hessian shift to twice
+    what the failed direction needed, where that is more than the tenfold step
+    (one factorisation instead of several); `False` climbs tenfold only. A
+    [`toolkit.control.KKTNewton`][] with a fallback sets it: cancer_treatment and
+    fish_harvest each have a step that needs a shift of 10 (7 factorisations on the
+    ladder, 2 with the jump). A Newton solve with no rescue behind it keeps the
+    ladder: with the jump, two pure-Newton Van der Pol plans from perturbed starts
+    (N = 20, mu = 0.73 and 0.81) no longer converged.
 """

@@ -40,7 +40,15 @@ class KKTNewton(AbstractPlanner):
     interior_point_steps: int = 300
 
     def composition(self) -> AbstractPlanner:
-        newton = Newton(self.atol, self.max_steps, self.linear_solver, self.max_backtracks)
+        # With a rescue behind it, Newton jumps to the shift a step needs (see
+        # `Newton.shift_jump`); alone it climbs the tenfold ladder.
+        newton = Newton(
+            self.atol,
+            self.max_steps,
+            self.linear_solver,
+            self.max_backtracks,
+            shift_jump=self.fallback_after > 0,
+        )
         if self.fallback_after <= 0:
             return newton
         rescue = BarrierPath(self.atol, self.interior_point_steps, self.linear_solver)

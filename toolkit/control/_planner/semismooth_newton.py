@@ -101,6 +101,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     stall_halvings: int | None = None
     stall_shifts: int | None = None
     stall_singular: int | None = None
+    shift_jump: bool = False
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
         del options, f_struct, aux_struct, tags
@@ -155,6 +156,7 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
                 max_regularisations=max_shifts,
                 blocks=blocks,
                 max_failed_solves=max_failed,
+                jump=self.shift_jump,
             )
 
         merit_f = _merit(f)
@@ -309,4 +311,7 @@ SemismoothNewtonRootFinder.__init__.__doc__ = """**Arguments:**
     solves of a step in a row have failed (a singular or unstable system, which a
     larger Hessian shift does not mend when its constraint rows are singular): the
     step finds no direction and the solve stops as a stall; `None` shifts on.
+- `shift_jump`: a failed curvature test grows the shift to twice what the failed
+    direction needed where that is more than tenfold (see
+    [`toolkit.control.InteriorPointRootFinder`][]); `False` (default): tenfold only.
 """
