@@ -188,20 +188,12 @@ def test_a_step_without_a_direction_is_refused_without_a_search():
             assert int(sol.stats["num_steps"]) == 1 and sol.result != optx.RESULTS.successful
 
 
-def _singular_step(max_failed_solves):
-    # A 2x2 system diag(1, 0) whose second unknown is a multiplier: its zero row is a
-    # constraint row, which a Hessian shift (on the primal entry) never touches, so
-    # it is singular at every shift.
-    nlp = SimpleNamespace(
-        primal_mask=jnp.array([True, False]), regularisation=jnp.array([1.0, 0.0])
-    )
-    solver = control.SemismoothNewtonRootFinder(
-        rtol=0.0, atol=1e-9, linear_solver=lx.LU(), max_regularisations=12
-    )
-    A = jnp.array([[1.0, 0.0], [0.0, 0.0]])
-    f = jnp.array([1.0, 1.0])
+def _step(matrix, f, primal_mask, solver, **kwargs):
+    """`regularised_newton_step` on the dense system `matrix`, unit regularisation
+    on the primal unknowns, from delta = 0."""
+    nlp = SimpleNamespace(primal_mask=primal_mask, regularisation=primal_mask.astype(f.dtype))
     return regularised_newton_step(
-        lambda v: A @ v,
+        lambda v: matrix @ v,
         f,
         jax.eval_shape(lambda: f),
         nlp,
@@ -209,8 +201,21 @@ def _singular_step(max_failed_solves):
         jnp.asarray(0.0),
         solver,
         frozenset(),
-        max_failed_solves=max_failed_solves,
+        **kwargs,
     )
+
+
+def _singular_step(max_failed_solves):
+    # A 2x2 system diag(1, 0) whose second unknown is a multiplier: its zero row is a
+    # constraint row, which a Hessian shift (on the primal entry) never touches, so
+    # it is singular at every shift.
+    solver = control.SemismoothNewtonRootFinder(
+        rtol=0.0, atol=1e-9, linear_solver=lx.LU(), max_regularisations=12
+    )
+    A = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+    f = jnp.array([1.0, 1.0])
+    mask = jnp.array([True, False])
+    return _step(A, f, mask, solver, max_failed_solves=max_failed_solves)
 
 
 def test_the_shifts_stop_after_max_failed_solves_in_a_row():
@@ -226,21 +231,10 @@ def test_the_shifts_stop_after_max_failed_solves_in_a_row():
 def _indefinite_step(jump):
     # H = diag(-5, 1), f = (1, 0): the step's direction is the first axis whatever
     # the shift δ, with curvature -5 + δ, so the test (κ = 1e-8) needs δ > 5.
-    nlp = SimpleNamespace(primal_mask=jnp.array([True, True]), regularisation=jnp.ones(2))
     solver = control.InteriorPointRootFinder(rtol=0.0, atol=1e-9, linear_solver=lx.LU())
     H = jnp.array([[-5.0, 0.0], [0.0, 1.0]])
     f = jnp.array([1.0, 0.0])
-    return regularised_newton_step(
-        lambda v: H @ v,
-        f,
-        jax.eval_shape(lambda: f),
-        nlp,
-        0.0,
-        jnp.asarray(0.0),
-        solver,
-        frozenset(),
-        jump=jump,
-    )
+    return _step(H, f, jnp.array([True, True]), solver, jump=jump)
 
 
 def test_a_jump_reaches_the_needed_shift_in_one_factorisation():
