@@ -216,13 +216,12 @@ def _newton(
     shape = eqx.filter_eval_shape(starting_point, problem, transcription, residual, args, init)
     # A branch, not a select: the second pass (after the rescue) would otherwise pay
     # for the starting point's multiplier estimate too, a block factorisation of its
-    # own (~0.4 ms of cart_pole's plan).
-    start = jax.lax.cond(
+    # own (~0.3 ms of cart_pole's plan).
+    w = jax.lax.cond(
         from_start,
         lambda: starting_point(problem, transcription, residual, args, init),
         lambda: w.astype(shape.dtype),
     )
-    w = start
     problem_args = freeze((problem, args))
     linear_solver = linear_solver_of(solver, transcription, problem)
     first = solver.composition().first
@@ -242,7 +241,7 @@ def _newton(
     stats["num_steps"] = jnp.asarray(stats["num_steps"], jnp.int32)
     stats["interior_point_steps"] = jnp.zeros((), jnp.int32)
     stats["interior_point_restarted"] = jnp.zeros((), bool)
-    return dataclasses.replace(out, stats=stats), solved, sol.value, start
+    return dataclasses.replace(out, stats=stats), solved, sol.value, w
 
 
 def _placeholder(problem: OptimalControlProblem, transcription: AbstractTranscription):

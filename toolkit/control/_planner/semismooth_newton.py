@@ -82,7 +82,9 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     has stalled fails its searches from then on, at 30 residual evaluations and up to
     12 regularised factorisations each: a [`toolkit.control.Fallback`][] sets it for
     its first attempt, so that its rescue starts at once. With `stall_shifts`, a step
-    that needs more curvature shifts than that stalls the same way.
+    that needs more curvature shifts than that stalls the same way. Where false (the
+    Fallback's finish), the curvature shift decays between steps to `delta_init`
+    rather than to zero, as on the barrier path.
 
     A step without a direction (the linear solve or every curvature shift failed) is
     refused at once, without a line search along it.
