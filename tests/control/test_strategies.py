@@ -12,6 +12,7 @@ import pytest
 
 from toolkit import control
 from toolkit.control._planner.regularised_step import next_shift, regularised_newton_step
+from toolkit.control._planner.semismooth_newton import _breakpoint
 from toolkit.control._stages import can_run_in_stages
 
 from ..helpers import kkt_case
@@ -288,15 +289,46 @@ def test_the_next_shift_decays_to_zero_or_to_the_floor():
         assert float(traced) == shift(1e-4, moved, floor=floor)
 
 
-def test_a_finish_keeps_the_shift_floor():
-    # bioreactor: the finish after the barrier path fails the curvature test at
-    # delta = 0 and passes at delta_init on each of its 7 steps. Decaying to zero
-    # after each, every step escalated (6 regularised steps); with the floor only the
-    # first does, and the plan takes the same steps to the same optimum.
+def _bioreactor_plan():
     ex = control.problems.get("bioreactor")
     sol = control.plan(ex.problem, control.Trapezoidal(ex.N), control.KKTNewton(), args=ex.args)
     assert sol.result == control.RESULTS.successful
-    assert int(sol.stats["num_steps"]) == 27 and int(sol.stats["interior_point_steps"]) == 19
-    assert int(sol.stats["regularised_steps"]) == 1
     reference = control.problems.reference_optima()["bioreactor"]["trapezoidal"]["cost"]
     assert float(sol.cost) == pytest.approx(reference, rel=1e-8, abs=1e-8)
+    return sol
+
+
+def test_a_finish_keeps_the_shift_floor():
+    # bioreactor: the finish after the barrier path fails the curvature test at
+    # delta = 0 and passes at delta_init on each of its steps. Decaying to zero
+    # after each, every step escalated; with the floor only the first does.
+    sol = _bioreactor_plan()
+    assert int(sol.stats["regularised_steps"]) == 1
+
+
+def test_the_finish_tries_the_step_to_a_bound_before_halving():
+    # bioreactor: the barrier path ends with the first control at 7.8e-3, inside its
+    # bound 0, where the optimum has it at the bound with a multiplier of 1e-7. The
+    # finish's Newton step crosses the bound; clipped, the full step is refused, and
+    # halving only halved the control at each of 6 steps (7 finish steps in all).
+    # Tried next, the step that ends at the bound is accepted: 2 finish steps.
+    sol = _bioreactor_plan()
+    first_attempt = 1
+    finish = int(sol.stats["num_steps"]) - int(sol.stats["interior_point_steps"]) - first_attempt
+    assert int(sol.stats["interior_point_steps"]) == 19 and finish == 2
+
+
+def test_the_breakpoint_is_the_longest_step_inside_the_bounds():
+    # Unknowns: in [0, 1] at 0.5 moving down by 1 (reaches 0 at 0.5), in [0, 1] at
+    # 0.2 moving up by 0.4 (reaches 1 at 2), at its bound 0 moving out (not counted:
+    # the clip keeps it there), unbounded, and a multiplier.
+    nlp = SimpleNamespace(
+        primal_mask=jnp.array([True, True, True, True, False]),
+        lower=jnp.array([0.0, 0.0, 0.0, -jnp.inf, -jnp.inf]),
+        upper=jnp.array([1.0, 1.0, 1.0, jnp.inf, jnp.inf]),
+    )
+    y = jnp.array([0.5, 0.2, 0.0, 3.0, 1.0])
+    dy = jnp.array([-1.0, 0.4, -1.0, -100.0, -100.0])
+    assert float(_breakpoint(y, dy, nlp)) == 0.5
+    assert float(_breakpoint(y, dy.at[0].set(0.0), nlp)) == 2.0
+    assert float(_breakpoint(y, jnp.zeros(5), nlp)) == float("inf")

@@ -15,6 +15,7 @@ def halving_search(
     max_backtracks: int | Int[Array, ""],
     out: PyTree[Any],
     first: tuple[Bool[Array, ""], PyTree[Any]] | None = None,
+    second: Scalar | None = None,
 ) -> tuple[Scalar, Int[Array, ""], Bool[Array, ""], PyTree[Any]]:
     """Try the step lengths `alpha`, `alpha / 2`, `alpha / 4`, ... until `trial`
     accepts one, with at most `max_backtracks` halvings.
@@ -29,6 +30,8 @@ def halving_search(
     - `first`: `(accepted, out)` of a trial of `alpha` the caller made itself (to
         try something else before halving, as a second-order correction); the search
         then goes on from `alpha / 2` without repeating it.
+    - `second`: the step length to try after `alpha`, where it lies in
+        (`alpha / 2`, `alpha`); the halvings then go on from it.
 
     **Returns:**
 
@@ -42,7 +45,11 @@ def halving_search(
 
     def body(carry):
         alpha, k, _, out = carry
-        alpha = alpha / 2
+        if second is None:
+            alpha = alpha / 2
+        else:
+            longer = (k == 0) & (second > alpha / 2) & (second < alpha)
+            alpha = jnp.where(longer, second, alpha / 2)
         accepted, out = trial(alpha, out)
         return alpha, k + 1, accepted, out
 

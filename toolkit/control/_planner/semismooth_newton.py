@@ -8,6 +8,7 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree, Scalar
 from optimistix import RESULTS
 
+from .._nlp import bound_masks
 from .backtracking import halving_search
 from .regularised_step import linearised, next_shift, regularised_newton_step
 
@@ -42,6 +43,21 @@ def _where(pred, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
+def _breakpoint(y: Array, dy: Array, nlp) -> Scalar:
+    """The longest step along `dy` on which no bounded unknown strictly inside its
+    bounds crosses one (inf where none would)."""
+    has_lower, has_upper = bound_masks(nlp)
+    lo = jnp.where(has_lower, nlp.lower, 0)
+    hi = jnp.where(has_upper, nlp.upper, 0)
+    to_lower = has_lower & (y > lo) & (dy < 0)
+    to_upper = has_upper & (y < hi) & (dy > 0)
+    steps = jnp.minimum(
+        jnp.where(to_lower, (lo - y) / jnp.where(to_lower, dy, -1), jnp.inf),
+        jnp.where(to_upper, (hi - y) / jnp.where(to_upper, dy, 1), jnp.inf),
+    )
+    return jnp.min(steps)
+
+
 class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
     """Globalised semismooth Newton's method for the KKT conditions of a nonlinear
     program (a root finder for optimistix's `root_find`).
@@ -62,7 +78,12 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
       when it reduces the infeasibility ‖c‖₁ or the objective; once nearly feasible
       along a descent direction, it must give Armijo decrease of the objective. Full
       steps that reduce ‖F‖ are always accepted, which keeps the fast local
-      convergence of Newton's method.
+      convergence of Newton's method. A refused full step is followed by the
+      longest step on which no unknown inside its bounds reaches one (where that
+      is more than half the step), then by halvings: where the full step crosses
+      the bound of an unknown that the active set counts as free, clipped it is
+      no Newton step, and halving would only halve that unknown's distance to
+      its bound at each iteration (bioreactor's finish: 7 steps, now 2).
 
     Without those options it is plain semismooth Newton with an Armijo search on
     ½‖F‖². Trial points where F is not finite (a NaN in the dynamics, say) are
@@ -221,7 +242,11 @@ class SemismoothNewtonRootFinder(optx.AbstractRootFinder):
         # nothing to search along: the step is refused without evaluating F again.
         max_backtracks = jnp.where(solved, max_backtracks, -1)
         _, k, accepted, (y_t, f_t, aux_t, nonfinite) = halving_search(
-            trial, alpha0, max_backtracks, (y, f, aux, jnp.array(False))
+            trial,
+            alpha0,
+            max_backtracks,
+            (y, f, aux, jnp.array(False)),
+            second=None if nlp is None else _breakpoint(y, dy, nlp),
         )
 
         moved = solved & accepted
