@@ -302,7 +302,11 @@ def table(results: dict, names: list[str], mode: str) -> tuple[str, list[str]]:
             math.exp(statistics.fmean(math.log(e["ratios"][i]) for e in same))
             for i in range(min(e["processes"] for e in same))
         ]
-        above = [n for n in names if n in P and P[n] in same and max(P[n]["ratios"]) > 1]
+        above = [
+            n
+            for n in names
+            if n in P and P[n]["verdict"] == "same optimum" and max(P[n]["ratios"]) > 1
+        ]
         notes.append(
             "Process by process (the i-th run of every problem), the geometric mean "
             f"was {', '.join(f'{g:.2f}x' for g in over)}; problems slower than IPOPT in "
