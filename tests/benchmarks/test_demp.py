@@ -148,15 +148,18 @@ def test_plan_counts_and_shared_records():
     P = demp.plan(False)
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
     # per data set: 4 cells x 3 strengths, dense, 5 baselines x 3; Fashion-MNIST's
-    # positive_l2 3e-3 has a fourth strength, past the aims; the VGG grids 2 cells
-    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1 + (2 * 3 + 1 + 5 * 3)
+    # positive_l2 3e-3 has a fourth strength, past the aims; the VGG grids 2 cells;
+    # bn_positive_l1 5e-5, after the 2x2: 3 strengths on MNIST-1D, 4 on Fashion-MNIST
+    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1 + (2 * 3 + 1 + 5 * 3) + 3 + 4
     other = dict.fromkeys(demp.DATASETS, ("positive_l2", 3e-3))
     default = dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
     # Fashion-MNIST's grid: 9 more (the other cells' seed 0) and the fourth strength's
     # 3 seeds and 3 `speed` runs; scratch 18, lr 20. The VGG: lr 5, grid 22, seeds 38
     # more (2 seeds x (dense, 5 baselines x 3, 3 DemP strengths)), speed 6.
     vgg = 5 + 22 + 38 + 6
-    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == 189 + 9 + 6 + 18 + 20 + vgg
+    assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == (
+        189 + 9 + 6 + 18 + 20 + vgg + 7
+    )
     # `speed` times the default recipe and, when it is another, the cell of `seeds`.
     speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
     assert {r[3] for r in speed} == {demp.cell_name(demp.DEFAULT_CELL), "demp.positive_l2.0.003"}
@@ -174,7 +177,7 @@ def test_plan_counts_and_shared_records():
     # The VGG has no DemP runs of a cell it does not grid: lr, grid, and `seeds`' dense
     # and baselines.
     assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, default)) == (
-        171 + 9 + 1 + 18 + 20 + 5 + 22 + 2 * 16
+        171 + 9 + 1 + 18 + 20 + 5 + 22 + 2 * 16 + 7
     )
     # Before the grid chooses the cells, their runs in `seeds` (seeds 1 and 2: seed 0
     # is the grid's), `scratch` and `speed` are pending.
@@ -583,7 +586,7 @@ def test_report_tables_and_verdicts(results):
     assert chosen == {"mnist1d": cell, "fashion_mnist": None, "fashion_mnist_vgg": None}
     assert "covers 3 of the 3" in choices["mnist1d"]
     text = demp.report(store, P, chosen, choices, plot=False)
-    assert "### The 2x2 of DemP recipes on mnist1d (seed 0)" in text
+    assert "### The grid of DemP recipes on mnist1d (seed 0)" in text
     # Where each grid run left its units, beside the sparsity they add up to.
     assert "(at the start: hidden.0 1024, hidden.1 1024)." in text
     reg = P["strengths"]["mnist1d"][cell][0]

@@ -73,6 +73,13 @@ def test_regularisers_by_hand():
     with pytest.raises(ValueError, match="BatchNorm"):
         pruning.bn_scale_l1(model)
 
+    # The positive parts of the scales and shifts: norms[0] scales 1 + 0.5 + 3, shifts
+    # 0.25 + 2; norms[1] scales ones(6), shifts zeros(6).
+    bn_model = _set(bn_model, lambda m: m.norms[0].bias, [-1.0, 0.25, 0.0, 2.0, -0.5])
+    assert math.isclose(float(pruning.bn_positive_l1(bn_model)), 4.5 + 2.25 + 6.0)
+    with pytest.raises(ValueError, match="bn_positive_l1.*BatchNorm"):
+        pruning.bn_positive_l1(model)
+
     method = pruning.DemP(reg=0.5, penalty="l2")
     for t in (0, 27, 60, 95):
         strength = float(pruning.one_cycle(0.5, 100)(t))
@@ -280,3 +287,44 @@ def test_select_waits_for_a_window():
     dead = demp.select(model, state, activity, None, step=1, total_steps=2, key=None)
     assert isinstance(dead, pruning.DeadUnits)
     assert dead.masks["hidden.0"].shape == (5,)
+
+
+def test_bn_positive_l1_acts_on_positive_batchnorm_parameters_only():
+    model, _ = _mlp(batch_norm=True)
+    model = _set(model, lambda m: m.norms[0].bias, [-1.0, 0.25, 0.0, 2.0, -0.5])
+    params = eqx.filter(model, eqx.is_inexact_array)
+    grads = jax.grad(lambda p: pruning.bn_positive_l1(eqx.combine(p, model)))(params)
+    # Gradient 1 on every positive scale and shift, 0 on the rest and on every layer.
+    np.testing.assert_array_equal(grads.norms[0].bias, [0.0, 1.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(grads.norms[0].weight, np.ones(5))
+    np.testing.assert_array_equal(grads.norms[1].bias, np.zeros(6))
+    for layer in grads.layers:
+        assert not np.any(layer.weight) and (layer.bias is None or not np.any(layer.bias))
+
+
+def test_bn_positive_l1_kills_a_unit_that_bn_scale_l1_leaves_constant():
+    # One BatchNorm unit with its scale at 0 and a positive shift outputs relu(shift)
+    # on every input: constant, not dead. Under DemP's regulariser and plain gradient
+    # descent, L1 on the scales leaves the shift where it is; the positive parts of the
+    # scales and shifts take it to 0 in shift / (lr * reg) steps, after which no input
+    # makes the unit fire.
+    model, _ = _mlp(batch_norm=True)
+    model = _set(model, lambda m: m.norms[0].weight, np.zeros(5))
+    model = _set(model, lambda m: m.norms[0].bias, np.full(5, 0.3))
+    lr, reg = 0.01, 1.0
+    for penalty in ("bn_scale_l1", "bn_positive_l1"):
+        method = pruning.DemP(reg=reg, penalty=penalty, div_factor=1.0, span=1.0)
+        m = model
+        for t in range(40):
+            params = eqx.filter(m, eqx.is_inexact_array)
+            g = jax.grad(lambda p: method.regulariser(eqx.combine(p, m), jnp.asarray(t), 1000))
+            m = eqx.apply_updates(m, jax.tree.map(lambda x: -lr * x, g(params)))
+        # At steps 0..39 the one-cycle rise is still at its peak / div_factor = reg.
+        shift = np.asarray(m.norms[0].bias)
+        if penalty == "bn_scale_l1":
+            np.testing.assert_array_equal(shift, np.full(5, 0.3))
+        else:  # 30 steps of 0.01 to 0, then no pull at or below 0
+            assert np.all(np.abs(shift) < 1e-12) or np.all(shift <= 0), shift
+        hidden = jax.vmap(lambda x: m.layers[0](x))(jr.normal(jr.key(1), (64, 4)))
+        out = jax.nn.relu(m.norms[0].weight[None] * hidden + shift[None])
+        assert (penalty == "bn_scale_l1") == bool(np.all(out > 0))

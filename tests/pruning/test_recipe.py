@@ -168,6 +168,7 @@ def test_cli_demp_runs_get_batchnorm():
     assert _cli.demp_batch_norm(_defaults(_cli.add_sweep_arguments)) is True
     assert _cli.demp_batch_norm(_defaults(argv=["--method", "dense"])) is None
     assert _cli.demp_batch_norm(_defaults(argv=["--penalty", "positive_l2"])) is None
+    assert _cli.demp_batch_norm(_defaults(argv=["--penalty", "bn_positive_l1"])) is True
     assert _cli.demp_batch_norm(_defaults(argv=["--no-batch-norm"])) is False
     model, _ = _cli.build_model("mlp", (64,), 10, batch_norm=True, key=jr.key(0))
     assert pruning.bn_scale_l1(model) > 0
@@ -181,6 +182,11 @@ def test_cli_refuses_the_default_penalty_without_batchnorm(capsys):
     assert e.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "argument --penalty: bn_scale_l1" in last and "--no-batch-norm" in last
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--no-batch-norm", "--penalty", "bn_positive_l1", "--steps", "1"])
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --penalty: bn_positive_l1 acts on BatchNorm" in last
 
 
 def test_eval_snapshot_is_the_evaluation_mode_test():

@@ -65,6 +65,7 @@ from ._early import (
 from ._measure import count_params as count_params, flops as flops, widths as widths
 from ._method import (
     AbstractMethod as AbstractMethod,
+    bn_positive_l1 as bn_positive_l1,
     bn_scale_l1 as bn_scale_l1,
     DemP as DemP,
     Dense as Dense,

@@ -37,6 +37,8 @@ from . import recipes
 
 DATASETS = ("digits", "mnist1d", "fashion_mnist", "cifar10")
 MODELS, BASELINES = recipes.MODELS, recipes.BASELINES
+# DemP's penalties that act on BatchNorm parameters only.
+BN_PENALTIES = ("bn_scale_l1", "bn_positive_l1")
 
 
 # The network of a run (the recipe, under the name the benchmarks use).
@@ -149,10 +151,11 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--penalty",
         default="bn_scale_l1",
-        choices=["bn_scale_l1", "positive_l2", "l2"],
+        choices=["bn_scale_l1", "bn_positive_l1", "positive_l2", "l2"],
         help="DemP: the regulariser: L1 on the BatchNorm scales (default, the reference's; "
-        "DemP runs then have BatchNorm unless --no-batch-norm), the squared positive part "
-        "of every parameter, or L2 on the weights",
+        "DemP runs then have BatchNorm unless --no-batch-norm), L1 on the positive parts "
+        "of the BatchNorm scales and shifts (with BatchNorm likewise), the squared "
+        "positive part of every parameter, or L2 on the weights",
     )
     p.add_argument(
         "--prune-every",
@@ -252,8 +255,8 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-norm",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="BatchNorm after every hidden layer (default: on for DemP runs with the "
-        "default --penalty and for VGG/ResNet, off otherwise)",
+        help="BatchNorm after every hidden layer (default: on for DemP runs with a "
+        "BatchNorm --penalty and for VGG/ResNet, off otherwise)",
     )
     length = p.add_mutually_exclusive_group()
     length.add_argument(
@@ -422,15 +425,15 @@ def build_mesh(ns: argparse.Namespace):
 
 def demp_batch_norm(ns: argparse.Namespace) -> bool | None:
     """`--batch-norm` as given; at its default, on when the command trains DemP with
-    the default penalty (`train --method demp`, `sweep --method demp` and its dense
-    baseline, `demo`'s two runs), so that the reference's L1 on the BatchNorm scales
-    has scales to act on and the runs compared share one network; else `None`, the
-    model's own default (`build_model`)."""
+    a penalty on BatchNorm parameters (the default, or `bn_positive_l1`: `train
+    --method demp`, `sweep --method demp` and its dense baseline, `demo`'s two runs),
+    so that the penalty has parameters to act on and the runs compared share one
+    network; else `None`, the model's own default (`build_model`)."""
     given = getattr(ns, "batch_norm", None)
     if given is not None:
         return given
     demp = getattr(ns, "method", "demp") == "demp"
-    return True if demp and getattr(ns, "penalty", None) == "bn_scale_l1" else None
+    return True if demp and getattr(ns, "penalty", None) in BN_PENALTIES else None
 
 
 def _load(ns: argparse.Namespace):
@@ -503,9 +506,10 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
 
     init_key, train_key = jr.split(jr.key(ns.seed, impl="rbg"))
     batch_norm = demp_batch_norm(ns)
-    if method_name == "demp" and batch_norm is False and ns.penalty == "bn_scale_l1":
+    if method_name == "demp" and batch_norm is False and ns.penalty in BN_PENALTIES:
+        default = " (the default)" if ns.penalty == "bn_scale_l1" else ""
         raise InputError(
-            "argument --penalty: bn_scale_l1 (the default) acts on BatchNorm scales, and "
+            f"argument --penalty: {ns.penalty}{default} acts on BatchNorm parameters, and "
             "--no-batch-norm leaves the network without any: drop --no-batch-norm, or "
             "choose --penalty positive_l2 or l2."
         )

@@ -264,10 +264,45 @@ def bn_scale_l1(model: AbstractNetwork) -> Float[Array, ""]:
     return jnp.asarray(sum((jnp.sum(jnp.abs(n.weight)) for n in norms), 0.0))
 
 
+def bn_positive_l1(model: AbstractNetwork) -> Float[Array, ""]:
+    """The sum of the positive parts of every BatchNorm scale and shift of `model`; no
+    other parameter enters it.
+
+    It is the reference code's `regularizer=cdg_lasso masked_reg=bn_params_only`
+    (github.com/SimonDufLab/Maxwell_demon, `source/utils/utils.py`,
+    `ce_loss_given_model`: `"cdg_lasso"` sums `jnp.clip(p, 0)` over the parameters
+    that `keep_bn_params_only` leaves), an option of its configuration that its final
+    runs do not use.
+
+    Why the shifts: L1 on the scales alone ([`toolkit.pruning.bn_scale_l1`][]) takes a
+    unit's scale to about 0 and leaves its output at `relu(shift)`; where the shift is
+    positive the unit is constant, not dead, so no dead-unit test removes it, and when
+    the next layer has BatchNorm too, which subtracts constants, the shift gets no
+    gradient to leave. Pushing the positive shifts down as well sends such units to the
+    dead side of their ReLU. (Measured on Fashion-MNIST's LeNet-5 with BatchNorm, seed
+    0: L1 on the scales at reg 0.3 ended with 72 of `fc.0`'s 84 live units and 71 of
+    `fc.1`'s 80 at a scale below 1e-2 and a positive shift.)
+
+    **Raises:**
+
+    `ValueError` if `model` has no BatchNorm scale or shift.
+    """
+    norms = _layers(model, eqx.nn.BatchNorm)
+    params = [p for n in norms for p in (n.weight, n.bias) if p is not None]
+    if not params:
+        raise ValueError(
+            "`penalty='bn_positive_l1'` needs a network with BatchNorm scales or shifts: "
+            "add BatchNorm, or choose another `penalty` such as 'positive_l2'."
+        )
+    # `where`, not `maximum`: no pull on a parameter exactly at 0 (maximum's is 1/2).
+    return jnp.asarray(sum((jnp.sum(jnp.where(p > 0, p, 0)) for p in params), 0.0))
+
+
 _PENALTIES: dict[str, Callable[[AbstractNetwork], Array]] = {
     "positive_l2": positive_l2,
     "l2": weights_l2,
     "bn_scale_l1": bn_scale_l1,
+    "bn_positive_l1": bn_positive_l1,
 }
 
 
@@ -322,8 +357,10 @@ class DemP(AbstractMethod):
     - `reg`: the peak strength of the regulariser.
     - `noise`: the peak standard deviation of the noise added to the parameters.
     - `penalty`: `"bn_scale_l1"` (the BatchNorm scales, L1,
-        [`toolkit.pruning.bn_scale_l1`][]), `"positive_l2"` (half the squared positive
-        part of every parameter, [`toolkit.pruning.positive_l2`][]) or `"l2"` (the
+        [`toolkit.pruning.bn_scale_l1`][]), `"bn_positive_l1"` (the positive parts of
+        the BatchNorm scales and shifts, [`toolkit.pruning.bn_positive_l1`][]: units
+        whose scale L1 alone leaves constant die instead), `"positive_l2"` (half the
+        squared positive part of every parameter, [`toolkit.pruning.positive_l2`][]) or `"l2"` (the
         weights of the linear and convolutional layers,
         [`toolkit.pruning.weights_l2`][]).
     - `prune_every`: steps between prunes; `None` for a sixteenth of training.
@@ -353,7 +390,7 @@ class DemP(AbstractMethod):
 
     reg: float = 5e-2
     noise: float = 5e-5
-    penalty: Literal["bn_scale_l1", "positive_l2", "l2"] = "bn_scale_l1"
+    penalty: Literal["bn_scale_l1", "bn_positive_l1", "positive_l2", "l2"] = "bn_scale_l1"
     prune_every: int | None = None
     prune_after: int = 0
     dead_test: AbstractDeadTest = EvalSnapshot()
