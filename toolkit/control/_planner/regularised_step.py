@@ -180,8 +180,10 @@ def next_shift(
     [`toolkit.control.Fallback`][] (`options["give_up"]` false): bioreactor's
     finish from the barrier path's point failed the test at δ = 0 and passed at 1e-4
     on each of its 7 steps (14 factorisations; with the floor 8). (Since the line
-    search tries the step to the nearest bound, that finish takes 2 steps, and no
-    library problem's plan changes without the floor.) Elsewhere an
+    search tries the step to the nearest bound, that finish takes 2 steps; its plan
+    and those of bear_populations, cart_pole, hiv_treatment, mould_fungicide,
+    pendulum, predator_prey and tumour take the same steps without the floor.)
+    Elsewhere an
     unshifted step converges fastest, and with the floor a pure-Newton Van der Pol
     plan from a perturbed start (N = 20, mu = 0.73) no longer converged. `floor` may
     be a boolean array."""
