@@ -77,8 +77,8 @@ def test_interp_of_standard_errors():
 
 def _grid_records(P, accuracy_of, ds="mnist1d"):
     """Seed-0 grid records of every DemP cell on `ds`: sparsity = the aim, accuracy
-    given."""
-    R = {}
+    given; dense at 0.9."""
+    R = {f"train/{ds}/dense/-/seed=0": {"unit_sparsity": 0.0, "test_accuracy": 0.9}}
     for cell in demp.cells_of(P, ds):
         for reg in P["strengths"][ds][cell]:
             aim = demp._aim_of(P, ds, cell, reg) or P["aims"][-1]
@@ -96,6 +96,17 @@ def test_best_cell_rule():
     for reg in P["strengths"]["mnist1d"][good]:
         R[f"train/mnist1d/{demp.cell_name(good)}/{reg:g}/seed=0"]["unit_sparsity"] = 0.3
     assert demp.best_cell(R, P, "mnist1d")[0] != good
+    # A curve that reaches the higher aims only through collapsed runs (accuracy no
+    # better than half way from chance, 0.1, to dense's 0.9) does not cover them: it
+    # covers 1 aim, and the other cells, less accurate, cover 3.
+    R = _grid_records(P, lambda cell, aim: 0.8 if cell == good else 0.55)
+    for reg in P["strengths"]["mnist1d"][good][1:]:
+        R[f"train/mnist1d/{demp.cell_name(good)}/{reg:g}/seed=0"]["test_accuracy"] = 0.5
+    other = demp.best_cell(R, P, "mnist1d")
+    assert other[0] != good and "covers 3 of the 3" in other[1] and "collapse" in other[1]
+    for reg in P["strengths"]["mnist1d"][good][1:]:  # above the half way: covered
+        R[f"train/mnist1d/{demp.cell_name(good)}/{reg:g}/seed=0"]["test_accuracy"] = 0.6
+    assert demp.best_cell(R, P, "mnist1d")[0] == good
     # Missing grid records: no cell yet; --demp-cell pins one regardless.
     del R[next(iter(R))]
     assert demp.best_cell(R, P, "mnist1d")[0] is None
