@@ -36,8 +36,9 @@ Experiments (`--experiments`; the first six are the plan):
    measured and reported), against dense and random, SNAP, CroP-S, EarlySNAP and
    EarlyCroP-S at target unit sparsities 0.7 / 0.85 / 0.9.
 2. `seeds`: on MNIST-1D and Fashion-MNIST, the best DemP cell of that data set's grid
-   (`best_cell`: the cell whose accuracy-sparsity curve covers the most of the aimed
-   sparsities, then the highest mean accuracy interpolated at them; `--demp-cell` pins
+   (`best_cell`: the cell whose accuracy-sparsity curve, collapsed runs left out,
+   covers the most of the aimed sparsities, then the highest mean accuracy
+   interpolated at them; `--demp-cell` pins
    one for both) and every method of the grid, seeds 0, 1, 2. A data set's DemP runs
    are planned once its grid records exist: run the script again after the grid.
    Each data set chooses its own cell because the MNIST-1D MLP's choice (`bn_scale_l1`,
@@ -65,8 +66,8 @@ Experiments (`--experiments`; the first six are the plan):
    observations. Plain Adam, no noise, no pruning; the fraction of units dead at the
    end against the learning rate, a constant L2 penalty and the batch size.
 
-The full plan is 320 records when the cells are MNIST-1D `bn_scale_l1` 3e-3,
-Fashion-MNIST `positive_l2` 3e-3 and either of the VGG's two: `lr` 25; `grid` 86 (28
+The full plan is 320 records when the cells are the grids' choices (MNIST-1D
+`bn_scale_l1` 3e-3, Fashion-MNIST `bn_positive_l1` 5e-5, the VGG either of its two): `lr` 25; `grid` 86 (28
 per 2x2, 22 for the VGG's two cells, the fourth strength of Fashion-MNIST's
 `positive_l2` 3e-3, and `bn_positive_l1`'s 3 + 4); `seeds` 116 more (38 of them the VGG's);
 `ablation` 42 more (36 when MNIST-1D's cell is the default recipe); `scratch` 18;
