@@ -1012,6 +1012,7 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
                 ),
                 "",
             ]
+            lines += _shift_note(R, P, ds, cell, last, start[last])
     if demp is None:
         verdicts.append(f"- {ds}: DemP's cell is not chosen yet; no verdict.")
     elif better or worse or within:
@@ -1035,6 +1036,31 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
     if figure.exists():
         lines += [f"![accuracy vs sparsity on {ds}](results/{figure.name})", ""]
     return lines
+
+
+def _shift_note(R: dict, P: dict, ds: str, cell, last: str, units: int) -> list[str]:
+    """Why `bn_positive_l1` empties the last hidden layer where L1 on the scales alone
+    does not, with the grid's units left by the latter (seed 0)."""
+    if cell is None or cell[0] != "bn_positive_l1":
+        return []
+    seed = P["grid"]["seeds"][0]
+    left = [
+        R[k]["widths"][last]
+        for c in cells_of(P, ds)
+        if c[0] == "bn_scale_l1"
+        for r in P["strengths"][ds][c]
+        if (k := f"train/{ds}/{cell_name(c)}/{_knob(r)}/seed={seed}") in R
+    ]
+    if not left:
+        return []
+    return [
+        "What empties it is the penalty on the positive BatchNorm shifts "
+        "(`pruning.bn_positive_l1`). Under L1 on the scales alone (`bn_scale_l1`, the "
+        "default recipe), a unit whose scale reaches 0 outputs relu(shift), a constant, "
+        "and stays alive while its shift is positive; this data set's grid runs of that "
+        f"penalty (seed {seed}) left `{last}` {min(left)}-{max(left)} of its {units} units.",
+        "",
+    ]
 
 
 CHANCE = 0.1  # both data sets have 10 classes

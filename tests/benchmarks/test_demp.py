@@ -782,3 +782,17 @@ def test_report_leaves_out_records_of_strengths_no_longer_planned():
     }
     kept = demp.in_plan(R, P)
     assert sorted(kept) == sorted(k for k in R if f"/{off:g}/" not in k)
+
+
+def test_shift_note_reads_the_scale_l1_grid_runs():
+    P = demp.plan(False)
+    R = {}
+    for cell, left in ((("bn_scale_l1", 3e-3), 70), (("bn_scale_l1", 5e-5), 80)):
+        for i, reg in enumerate(P["strengths"]["fashion_mnist"][cell]):
+            key = f"train/fashion_mnist/{demp.cell_name(cell)}/{reg:g}/seed=0"
+            R[key] = {"widths": {"fc.1": left + i}}
+    ours = ("bn_positive_l1", 5e-5)
+    (text, _) = demp._shift_note(R, P, "fashion_mnist", ours, "fc.1", 84)
+    assert "left `fc.1` 70-82 of its 84 units" in text
+    assert demp._shift_note(R, P, "fashion_mnist", ("positive_l2", 3e-3), "fc.1", 84) == []
+    assert demp._shift_note({}, P, "fashion_mnist", ours, "fc.1", 84) == []
