@@ -743,6 +743,16 @@ def test_speed_verdict_counts_only_runs_that_did_not_collapse():
     demp._speed_section(R, "mnist1d", verdicts)
     (verdict,) = verdicts
     assert "**MISSED**" in verdict and "all collapsed" in verdict
+    # The cell that `seeds` compares has no `speed` record yet: the verdict says so,
+    # and the table still shows the records there are.
+    verdicts = []
+    lines = demp._speed_section(R, "mnist1d", verdicts, ("bn_positive_l1", 5e-5))
+    (verdict,) = verdicts
+    assert "**NOT MEASURED YET**" in verdict and "`demp.bn_positive_l1.5e-05`" in verdict
+    assert any(line.startswith("| `demp.positive_l2.0.003` | 0.1 |") for line in lines)
+    verdicts = []
+    demp._speed_section(R, "mnist1d", verdicts, ("positive_l2", 3e-3))
+    assert "**MISSED**" in verdicts[0]
 
 
 def test_reaching_80_percent_counts_only_strengths_without_a_collapsed_run():
