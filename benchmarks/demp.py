@@ -1172,13 +1172,13 @@ def _speed_section(R: dict, ds: str, verdicts, cell=None) -> list[str]:
     """The `speed` table of `ds` and its verdict (`cell`: the DemP cell of `seeds`, whose
     runs the verdict waits for)."""
     speed = _speed_rows(_group(R, "speed", ds))
-    if cell is not None and not any(r["method"] == cell_name(cell) for r in speed):
+    owed = cell is not None and not any(r["method"] == cell_name(cell) for r in speed)
+    if owed:  # the table below still shows the other cells' records
         verdicts.append(
             f"- {ds}, DemP ≥ 1.5× faster training than dense at ≥ 80 % unit sparsity: "
             f"**NOT MEASURED YET** — the cell compared above, `{cell_name(cell)}`, has no "
             "`speed` record."
         )
-        verdicts = []  # the table below still shows the other cells' records
     if not speed:
         return []
     lines = [
@@ -1233,6 +1233,8 @@ def _speed_section(R: dict, ds: str, verdicts, cell=None) -> list[str]:
             )
         )
         lines.append("")
+    if owed:
+        return lines
     hi = [r for r in speed if r["sparsity"] >= 0.8 and not r["collapsed"]]
     if hi:
         ok = all(r["ratio"] >= 1.5 for r in hi)
