@@ -68,12 +68,12 @@ Experiments (`--experiments`; the first six are the plan):
 
 The full plan is 323 records when the cells are the grids' choices (MNIST-1D
 `bn_scale_l1` 3e-3, Fashion-MNIST `bn_positive_l1` 5e-5, the VGG any of its three):
-`lr` 25; `grid` 89 (28 per 2x2, 22 for the VGG's two cells, the fourth strength of Fashion-MNIST's
-`positive_l2` 3e-3, and `bn_positive_l1`'s 3 + 4 + 3); `seeds` 116 more (38 of them the VGG's);
-`ablation` 42 more (36 when MNIST-1D's cell is the default recipe); `scratch` 18;
-`speed` 12 for the default recipe, and each chosen cell's strengths aimed at 85 and
-90 % and past the aims (6 + 9 + the VGG's 6; each process's dense run of a seed not
-recorded). `--plan-only` prints the count and a time estimate.
+`lr` 25; `grid` 89 (28 per 2x2, 22 for the VGG's two cells of it, the fourth strength
+of Fashion-MNIST's `positive_l2` 3e-3, and `bn_positive_l1`'s 3 + 4 + 3); `seeds` 116
+more (38 of them the VGG's); `ablation` 42 more (36 when MNIST-1D's cell is the
+default recipe); `scratch` 18; `speed` 12 for the default recipe, and each chosen
+cell's strengths aimed at 85 and 90 % and past the aims (6 + 9 + the VGG's 6; each
+process's dense run of a seed not recorded). `--plan-only` prints the count and a time estimate.
 A record is one training run, `train/DATASET/METHOD/KNOB/seed=N` (shared by the
 experiments that need it: the grid's seed-0 runs are also the first seed of `seeds`
 and `ablation`), `scratch/...`, `speed/...` or `dead_*/...`, written to
@@ -219,7 +219,7 @@ STRENGTHS = {
         ("bn_scale_l1", 5e-5): (0.03, 0.1, 0.3),
         ("bn_positive_l1", 5e-5): (0.01, 0.03, 0.1, 0.2),
     },
-    # The small VGG grids the two penalties at noise 3e-3 only: both 5e-5 cells stayed
+    # The small VGG grids the 2x2's two penalties at noise 3e-3 only: both 5e-5 cells stayed
     # below 41 % unit sparsity or collapsed on LeNet-5, and 3e-3 won on both grids
     # before. bn_scale_l1 3e-3 from a seed-0 pilot (CLI, not recorded): reg 0.03 / 0.1
     # / 0.3 reached 52.5 / 65 / 77.5 % unit sparsity at accuracy 0.911 / 0.890 / 0.844,
