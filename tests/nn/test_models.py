@@ -125,3 +125,24 @@ def test_full_size_parameter_counts():
     model = nn.VGG(3, 10, 32, "vgg16", key=_key())
     # Conv layers without bias before BatchNorm: the usual 14,728,266 less 4,224 biases.
     assert pruning.count_params(model) == 14_728_266 - 4_224
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 6), (2, 7, 9)])
+def test_max_pool_matches_reduce_window(shape):
+    from toolkit.nn._convnet import max_pool
+
+    def reference(x):
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2), (1, 2, 2), "VALID")
+
+    # After a ReLU, as in the networks: windows of zeros (ties) included.
+    x = jax.nn.relu(jr.normal(jr.key(0), shape))
+    x = x.at[0, :2, :2].set(0.0)
+    cotangent = jr.normal(jr.key(1), (shape[0], shape[1] // 2, shape[2] // 2))
+    assert max_pool(x).shape == cotangent.shape
+    assert jnp.array_equal(max_pool(x), reference(x))
+
+    def pulled(pool):
+        z = jr.normal(jr.key(2), shape)
+        return jax.grad(lambda z: jnp.sum(pool(jax.nn.relu(z)) * cotangent))(z)
+
+    assert jnp.array_equal(pulled(max_pool), pulled(reference))
