@@ -164,9 +164,9 @@ def test_plan_counts_and_shared_records():
     grid = demp.runs_of(P, ["grid"], demp.DATASETS)
     # per data set: 4 cells x 3 strengths, dense, 5 baselines x 3; Fashion-MNIST's
     # positive_l2 3e-3 has a fourth strength, past the aims; the VGG grids 2 cells;
-    # bn_positive_l1 5e-5, after the 2x2: 3 strengths on MNIST-1D and the VGG, 4 on
+    # bn_positive_l1 5e-5, after the 2x2: 3 strengths on MNIST-1D and the VGG, 5 on
     # Fashion-MNIST
-    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1 + (2 * 3 + 1 + 5 * 3) + 3 + 4 + 3
+    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1 + (2 * 3 + 1 + 5 * 3) + 3 + 5 + 3
     other = dict.fromkeys(demp.DATASETS, ("positive_l2", 3e-3))
     default = dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
     # Fashion-MNIST's grid: 9 more (the other cells' seed 0) and the fourth strength's
@@ -174,7 +174,7 @@ def test_plan_counts_and_shared_records():
     # more (2 seeds x (dense, 5 baselines x 3, 3 DemP strengths)), speed 6.
     vgg = 5 + 22 + 38 + 6
     assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == (
-        189 + 9 + 6 + 18 + 20 + vgg + 10
+        190 + 9 + 6 + 18 + 20 + vgg + 10
     )
     # `speed` times the default recipe and, when it is another, the cell of `seeds`.
     speed = demp.runs_of(P, ["speed"], demp.DATASETS, other)
@@ -193,7 +193,7 @@ def test_plan_counts_and_shared_records():
     # The VGG has no DemP runs of a cell it does not grid: lr, grid, and `seeds`' dense
     # and baselines.
     assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, default)) == (
-        171 + 9 + 1 + 18 + 20 + 5 + 22 + 2 * 16 + 10
+        172 + 9 + 1 + 18 + 20 + 5 + 22 + 2 * 16 + 10
     )
     # Before the grid chooses the cells, their runs in `seeds` (seeds 1 and 2: seed 0
     # is the grid's), `scratch` and `speed` are pending.
@@ -719,11 +719,16 @@ def test_speed_verdict_counts_only_runs_that_did_not_collapse():
             "wall_s": 50.0,
             "widths": {"hidden.0": 44, "hidden.1": 230},
             "events_wait": True,
+            # seconds per step up to each evaluation: the last at the final widths
+            "step_times": [[100, 0.02], [200, 0.004 + 0.001 * seed]],
+            "dense_step_times": [[100, 0.02], [200, 0.012]],
         }
     verdicts: list = []
     lines = demp._speed_section(R, "mnist1d", verdicts)
     (row,) = [line for line in lines if line.startswith("| `demp.positive_l2.0.003` | 0.1 | 3 |")]
     assert "| 50.0 (40.0 / 5.0 / 5.0) |" in row and "| 2.25 ± 0.00 |" in row
+    # Last epoch: 12 ms against 4, 5, 6 ms: 3, 2.4, 2 (mean 2.47, sd 0.50).
+    assert "| 2.25 ± 0.00 | 2.47 ± 0.50 | 8 |" in row
     # Timed before events waited for the queued steps: the wall clock alone.
     (old,) = [line for line in lines if line.startswith("| `demp.bn_scale_l1.5e-05` | 0.3 |")]
     assert "| 40.0 (–) |" in old and "| 2.50 ± 0.00 | – |" in old
@@ -734,6 +739,9 @@ def test_speed_verdict_counts_only_runs_that_did_not_collapse():
     assert "hidden.0 401, hidden.1 1)" in collapsed and "one unit passes one number" in collapsed
     (verdict,) = verdicts
     assert "**MET**" in verdict and "`demp.positive_l2.0.003` at sparsity 0.86: 2.00×" in verdict
+    assert "a DemP step took 5.0 ms against dense's 12.0 ms, 2.47×" in verdict
+    # Records from before `step_times` have no last-epoch figure.
+    assert "| 2.50 ± 0.00 | – | – |" in old
     # One seed of three pruned past use (0.30, below half way from chance to dense's
     # 0.75) takes its strength out of the verdict, though the mean (0.55) is far above
     # chance.
