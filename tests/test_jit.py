@@ -109,3 +109,48 @@ def test_the_options_probe_is_kept_beside_the_compilation_cache(monkeypatch, tmp
         assert _jit._supported(False) and len(probes) == 3
     finally:
         _jit._supported.cache_clear()
+
+
+def test_planner_calls_dispatch_on_their_array_leaves():
+    import equinox as eqx
+
+    class Scaled(eqx.Module):
+        factor: jax.Array
+        label: str = eqx.field(static=True)
+
+    traces = []
+
+    @_jit.filter_jit(planner=True)
+    def f(m, x, n, nothing):
+        traces.append((m.label, n, x.shape))
+        return {"y": m.factor * jnp.sin(x) * n, "label": m.label, "n": n, "none": nothing}
+
+    x = jnp.linspace(0.0, 1.0, 5)
+    m = Scaled(jnp.asarray(2.0), "a")
+    out = f(m, x, 3, None)
+    np.testing.assert_allclose(out["y"], 6 * np.sin(np.linspace(0.0, 1.0, 5)), rtol=1e-6)
+    assert (out["label"], out["n"], out["none"]) == ("a", 3, None)
+    # Same structure, statics and shapes: no new trace, whatever the array values.
+    out = f(Scaled(jnp.asarray(1.0), "a"), 2 * x, 3, None)
+    np.testing.assert_allclose(out["y"], 3 * np.sin(2 * np.linspace(0.0, 1.0, 5)), rtol=1e-6)
+    assert traces == [("a", 3, (5,))]
+    # A new static value, field or shape: a program of its own.
+    f(m, x, 4, None)
+    f(Scaled(jnp.asarray(1.0), "b"), x, 4, None)
+    f(m, x[:3], 4, None)
+    assert traces[1:] == [("a", 4, (5,)), ("b", 4, (5,)), ("a", 4, (3,))]
+    # The same as `eqx.filter_jit`, as a nested call inside the user's `jit` gives.
+    nested = jax.jit(lambda m, x: f(m, x, 3, None)["y"])(m, x)
+    np.testing.assert_allclose(f(m, x, 3, None)["y"], nested, rtol=1e-6)
+
+
+def test_planner_calls_keep_equinox_runtime_errors():
+    import equinox as eqx
+
+    @_jit.filter_jit(planner=True)
+    def checked(x):
+        return eqx.error_if(x, x < 0, "x must not be negative")
+
+    np.testing.assert_allclose(checked(jnp.asarray(1.0)), 1.0)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="x must not be negative"):
+        checked(jnp.asarray(-1.0))

@@ -3,6 +3,7 @@ XLA's CPU compiler takes, at the same run time."""
 
 import functools
 import hashlib
+import logging
 import os
 import pathlib
 from collections.abc import Callable
@@ -117,6 +118,97 @@ def compiler_options(*, planner: bool = False) -> dict[str, Any]:
     return _options(False) if _supported(False) else {}
 
 
+class _Program:
+    """One compiled program of a `_FlatDispatch`: `fn` with every leaf of its inputs
+    but the arrays fixed, taking and returning flat lists of arrays."""
+
+    def __init__(self, fn: Callable, treedef, static: tuple, options: dict[str, Any]):
+        self.outputs: tuple | None = None
+
+        def flat(*arrays):
+            leaves, it = list(static), iter(arrays)
+            for i, s in enumerate(static):
+                if s is _ARRAY:
+                    leaves[i] = next(it)
+            out = fn(*jax.tree.unflatten(treedef, leaves))
+            out_leaves, out_treedef = jax.tree.flatten(out)
+            arrays_out = [x for x in out_leaves if eqx.is_array(x)]
+            kept = tuple(_ARRAY if eqx.is_array(x) else x for x in out_leaves)
+            self.outputs = (out_treedef, kept)
+            return arrays_out
+
+        flat.__name__ = flat.__qualname__ = getattr(fn, "__name__", "flat")
+        self.jitted = jax.jit(flat, compiler_options=options or None)
+
+    def __call__(self, arrays: list) -> Any:
+        out = self.jitted(*arrays)
+        assert self.outputs is not None
+        treedef, kept = self.outputs
+        leaves, it = list(kept), iter(out)
+        for i, k in enumerate(kept):
+            if k is _ARRAY:
+                leaves[i] = next(it)
+        return jax.tree.unflatten(treedef, leaves)
+
+
+class _ArrayMarker:
+    def __repr__(self):
+        return "<array>"
+
+
+_ARRAY = _ArrayMarker()
+_UNSERVED = object()
+
+
+class _FlatDispatch:
+    """Top-level calls by `jax.jit` on the array leaves of the inputs alone, one
+    program per input structure, non-array leaves and array shapes: what
+    `eqx.filter_jit` computes (arrays traced, everything else static), without the
+    cost of its partitioning, argument binding and error plumbing on every call,
+    which is about 0.2 ms, as much as several Newton steps of a small plan.
+
+    `__call__` returns `_UNSERVED` where it cannot serve a call (a non-array leaf
+    that cannot be hashed or compared), and re-raises a runtime error through `eqx.filter_jit` (the
+    `fallback`), which turns Equinox's runtime checks into their own errors."""
+
+    def __init__(self, fn: Callable, options: dict[str, Any], fallback: Callable):
+        self._fn = fn
+        self._options = options
+        self._fallback = fallback
+        self._programs: dict[Any, _Program] = {}
+
+    def __call__(self, args: tuple) -> Any:
+        leaves, treedef = jax.tree.flatten(args)
+        arrays = [x for x in leaves if eqx.is_array(x)]
+        static = tuple(_ARRAY if eqx.is_array(x) else x for x in leaves)
+        signature = tuple((x.shape, x.dtype) for x in arrays)
+        key = (treedef, static, signature)
+        try:
+            program = self._programs.get(key)
+        except (TypeError, ValueError):  # unhashable, or compares as an array
+            return _UNSERVED
+        if program is None:
+            program = self._programs[key] = _Program(self._fn, treedef, static, self._options)
+        # As `eqx.filter_jit` does, keep JAX from logging a failed runtime check: the
+        # fallback raises it as Equinox's error.
+        _CALLBACK_LOG.addFilter(_QUIET)
+        try:
+            return jax.block_until_ready(program(arrays))
+        except (jax.errors.JaxRuntimeError, ValueError):
+            return self._fallback(*args)
+        finally:
+            _CALLBACK_LOG.removeFilter(_QUIET)
+
+
+class _QuietCallbacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "jax.pure_callback failed"
+
+
+_CALLBACK_LOG = logging.getLogger("jax._src.callback")
+_QUIET = _QuietCallbacks()
+
+
 class _FilterJit:
     def __init__(self, fn: Callable, planner: bool, jitkwargs: dict[str, Any]):
         functools.update_wrapper(self, fn)
@@ -125,6 +217,7 @@ class _FilterJit:
         self._jitkwargs = jitkwargs
         self._nested = eqx.filter_jit(fn, **jitkwargs)
         self._top: Callable | None = None
+        self._flat: _FlatDispatch | None = None
 
     def _top_level(self) -> Callable:
         if self._top is None:
@@ -141,19 +234,36 @@ class _FilterJit:
         # transformation the call is part of their program, compiled with theirs.
         if not trace_state_clean():
             return self._nested(*args, **kwargs)
-        return self._top_level()(*args, **kwargs)
+        return self.top_level(*args, **kwargs)
 
     def top_level(self, *args, **kwargs):
         """Call the function compiled with the options, as at the top level, whatever
         is being traced: only for inputs that carry no tracer that any transformation
         but autodiff would see, and no tangent (values behind `stop_gradient` under an
         eager `jax.grad`: autodiff passes such a call down to the evaluation below it,
-        which compiles it as a program of its own)."""
+        which compiles it as a program of its own).
+
+        A planner's stages (`planner=True`, no keyword arguments) are dispatched on
+        their array leaves by `jax.jit` directly (`_FlatDispatch`)."""
+        if self._planner and not kwargs and not self._jitkwargs:
+            if self._flat is None:
+                options = compiler_options(planner=True)
+                self._flat = _FlatDispatch(self._fn, options, self._top_level())
+            out = self._flat(args)
+            if out is not _UNSERVED:
+                return out
         return self._top_level()(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         # `lower`, ... of the top-level compiled function.
-        if name.startswith("__") or name in ("_fn", "_planner", "_jitkwargs", "_nested", "_top"):
+        if name.startswith("__") or name in (
+            "_fn",
+            "_planner",
+            "_jitkwargs",
+            "_nested",
+            "_top",
+            "_flat",
+        ):
             raise AttributeError(name)
         return getattr(self._top_level(), name)
 
