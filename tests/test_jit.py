@@ -111,7 +111,7 @@ def test_the_options_probe_is_kept_beside_the_compilation_cache(monkeypatch, tmp
         _jit._supported.cache_clear()
 
 
-def test_planner_calls_dispatch_on_their_array_leaves():
+def test_planner_calls_dispatch_on_their_array_leaves(monkeypatch):
     import equinox as eqx
 
     class Scaled(eqx.Module):
@@ -139,6 +139,12 @@ def test_planner_calls_dispatch_on_their_array_leaves():
     f(Scaled(jnp.asarray(1.0), "b"), x, 4, None)
     f(m, x[:3], 4, None)
     assert traces[1:] == [("a", 4, (5,)), ("b", 4, (5,)), ("a", 4, (3,))]
+    # The oldest programs make way for new ones beyond `MAX_PROGRAMS`.
+    monkeypatch.setattr(_jit._FlatDispatch, "MAX_PROGRAMS", 2)
+    f(m, x, 5, None)
+    assert len(f._flat._programs) == 2 and traces[-1] == ("a", 5, (5,))
+    f(m, x, 3, None)  # made again: its program was dropped
+    assert traces[-1] == ("a", 3, (5,)) and len(f._flat._programs) == 2
     # The same as `eqx.filter_jit`, as a nested call inside the user's `jit` gives.
     nested = jax.jit(lambda m, x: f(m, x, 3, None)["y"])(m, x)
     np.testing.assert_allclose(f(m, x, 3, None)["y"], nested, rtol=1e-6)

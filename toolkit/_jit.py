@@ -168,8 +168,12 @@ class _FlatDispatch:
     which is about 0.2 ms, as much as several Newton steps of a small plan.
 
     `__call__` returns `_UNSERVED` where it cannot serve a call (a non-array leaf
-    that cannot be hashed or compared), and re-raises a runtime error through `eqx.filter_jit` (the
-    `fallback`), which turns Equinox's runtime checks into their own errors."""
+    that cannot be hashed or compared), and re-raises a runtime error through
+    `eqx.filter_jit` (the `fallback`), which turns Equinox's runtime checks into
+    their own errors. It keeps the `MAX_PROGRAMS` most recently made programs: each
+    holds its non-array leaves (a problem's functions and what they close over)."""
+
+    MAX_PROGRAMS = 256
 
     def __init__(self, fn: Callable, options: dict[str, Any], fallback: Callable):
         self._fn = fn
@@ -188,6 +192,8 @@ class _FlatDispatch:
         except (TypeError, ValueError):  # unhashable, or compares as an array
             return _UNSERVED
         if program is None:
+            while len(self._programs) >= self.MAX_PROGRAMS:
+                del self._programs[next(iter(self._programs))]
             program = self._programs[key] = _Program(self._fn, treedef, static, self._options)
         # As `eqx.filter_jit` does, keep JAX from logging a failed runtime check: the
         # fallback raises it as Equinox's error.
