@@ -126,14 +126,9 @@ class _Program:
         self.outputs: tuple | None = None
 
         def flat(*arrays):
-            leaves, it = list(static), iter(arrays)
-            for i, s in enumerate(static):
-                if s is _ARRAY:
-                    leaves[i] = next(it)
-            out = fn(*jax.tree.unflatten(treedef, leaves))
+            out = fn(*jax.tree.unflatten(treedef, _fill(static, arrays)))
             out_leaves, out_treedef = jax.tree.flatten(out)
-            arrays_out = [x for x in out_leaves if eqx.is_array(x)]
-            kept = tuple(_ARRAY if eqx.is_array(x) else x for x in out_leaves)
+            arrays_out, kept = _split(out_leaves)
             self.outputs = (out_treedef, kept)
             return arrays_out
 
@@ -144,11 +139,7 @@ class _Program:
         out = self.jitted(*arrays)
         assert self.outputs is not None
         treedef, kept = self.outputs
-        leaves, it = list(kept), iter(out)
-        for i, k in enumerate(kept):
-            if k is _ARRAY:
-                leaves[i] = next(it)
-        return jax.tree.unflatten(treedef, leaves)
+        return jax.tree.unflatten(treedef, _fill(kept, out))
 
 
 class _ArrayMarker:
@@ -157,6 +148,26 @@ class _ArrayMarker:
 
 
 _ARRAY = _ArrayMarker()
+
+
+def _split(leaves: list) -> tuple[list, tuple]:
+    """The array leaves, and the leaves with `_ARRAY` in their places."""
+    arrays, template = [], []
+    for x in leaves:
+        if eqx.is_array(x):
+            arrays.append(x)
+            template.append(_ARRAY)
+        else:
+            template.append(x)
+    return arrays, tuple(template)
+
+
+def _fill(template: tuple, arrays) -> list:
+    """`template`'s leaves with `arrays` put back in the places of `_ARRAY`."""
+    it = iter(arrays)
+    return [next(it) if x is _ARRAY else x for x in template]
+
+
 _UNSERVED = object()
 
 
@@ -183,8 +194,7 @@ class _FlatDispatch:
 
     def __call__(self, args: tuple) -> Any:
         leaves, treedef = jax.tree.flatten(args)
-        arrays = [x for x in leaves if eqx.is_array(x)]
-        static = tuple(_ARRAY if eqx.is_array(x) else x for x in leaves)
+        arrays, static = _split(leaves)
         signature = tuple((x.shape, x.dtype) for x in arrays)
         key = (treedef, static, signature)
         try:
