@@ -7,7 +7,7 @@ import optimistix as optx
 from .._nlp import push_into_box
 from .at_root import attach_at_root, is_root
 from .base import AbstractLimitedPlanner, AbstractPlanner
-from .frozen import freeze
+from .frozen import freeze, tie
 
 
 class Fallback(AbstractPlanner):
@@ -95,7 +95,11 @@ class Fallback(AbstractPlanner):
             return jnp.invert(carry[-1])
 
         def once(carry):
-            solved = self.rescue_from(residual, carry[0], frozen, linear_solver, adjoint)
+            # Tied to the carry: the rescue's work that depends on the problem alone
+            # (its restart point: a simulation and a multiplier estimate) would
+            # otherwise be hoisted out of the loop by XLA and run for every plan.
+            tied, start = tie(frozen, carry[0])
+            solved = self.rescue_from(residual, start, tied, linear_solver, adjoint)
             return (*solved, jnp.asarray(True))
 
         init = (start, jnp.asarray(0, jnp.int32), jnp.asarray(False), jnp.invert(needed))
