@@ -26,8 +26,10 @@ def _pivoted_inverse(A: Float[Array, "b b"]) -> Float[Array, "b b"]:
         swap = jnp.where(rows == j, p, jnp.where(rows == p, j, rows))
         M = M[swap]
         pivot_row = M[j] / M[j, j]
-        factors = jnp.where(rows == j, 0, M[:, j])
-        M = (M - factors[:, None] * pivot_row[None, :]).at[j].set(pivot_row)
+        # A select rather than `.at[j].set`: one fused kernel per column instead of
+        # an update and a scatter.
+        eliminated = M - M[:, j][:, None] * pivot_row[None, :]
+        M = jnp.where((rows == j)[:, None], pivot_row[None, :], eliminated)
     return M[:, b:]
 
 

@@ -146,7 +146,7 @@ def substitute_partitioned(factors, rhs: Float[Array, "M b"]) -> Float[Array, "M
     x_reduced = substitute(reduced, reduced_factors, jnp.concatenate([r_reduced, r_last[None]]))
     x_sep = x_reduced[:P]
     x_left = jnp.concatenate([zeros[:1], x_sep[:-1]])
-    x_in = y + jnp.einsum("lpij,pj->lpi", Pm, x_left) + jnp.einsum("lpij,pj->lpi", Qm, x_sep)
+    x_in = y + _matvec(Pm, x_left[None]) + _matvec(Qm, x_sep[None])
     grouped = jnp.concatenate([jnp.swapaxes(x_in, 0, 1), x_sep[:, None]], axis=1)
     pad = P * (L + 1) - (M - 1)
     return jnp.concatenate([grouped.reshape(-1, b)[pad:], x_reduced[P:]])
