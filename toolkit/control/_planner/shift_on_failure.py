@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 
+from .frozen import tie
+
 
 def solve_failed(solution, result: lx.RESULTS):
     """Whether a lineax solve failed: its solver reported a failure (a singular
@@ -48,11 +50,12 @@ class ShiftOnFailure(lx.AbstractLinearSolver):
         failed = solve_failed(x, result)
 
         def shifted(carry):
-            shift = lx.IdentityLinearOperator(operator.in_structure(), operator.out_structure())
-            delta = self.shift(jax.tree.leaves(vector)[0].dtype)
-            sol = lx.linear_solve(
-                operator + delta * shift, vector, self.inner, options=options, throw=False
-            )
+            # Tied to the carry, or XLA would hoist the shifted solve (loop-invariant)
+            # out of the loop and run it at every solve, failed or not.
+            (op, b, opts), _ = tie((operator, vector, options), carry[0])
+            shift = lx.IdentityLinearOperator(op.in_structure(), op.out_structure())
+            delta = self.shift(jax.tree.leaves(b)[0].dtype)
+            sol = lx.linear_solve(op + delta * shift, b, self.inner, options=opts, throw=False)
             x = jax.tree.map(lambda a, b: jnp.where(carry[1], a, b), sol.value, carry[0])
             return x, jnp.asarray(False), lx.RESULTS.where(carry[1], sol.result, carry[2])
 
