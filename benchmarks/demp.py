@@ -377,7 +377,11 @@ def _aim_text(aim: float | None) -> str:
 
 
 def machine() -> dict:
-    return _provenance.machine(equinox=eqx.__version__, optax=optax.__version__, threads=THREADS)
+    m = _provenance.machine(equinox=eqx.__version__, optax=optax.__version__, threads=THREADS)
+    # The machine's cores, not this process's share: a run pinned to one core (`taskset`)
+    # still says what machine it ran on; its XLA uses `THREADS` threads either way.
+    m["cores"] = os.cpu_count() or m["cores"]
+    return m
 
 
 class DempStore(Store):
