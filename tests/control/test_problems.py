@@ -54,10 +54,13 @@ KNOWN_FAILURES: set[tuple[str, str, str]] = {
 # to Newton within its 300 steps or not depending on XLA's code generation (measured
 # 2026-12-03: it converged under the suite's compiler flags up to f3cd859, not after
 # 94ce9e6, whose change is exact in arithmetic, and not at either commit with XLA's
-# full optimisation). There the test asks for IPOPT's optimum or an honest report
+# full optimisation). Least squares there likewise: it converged in the slow matrix
+# of 2026-12-05 at 80ab9a1, and reaches its step limit at that same commit on the
+# host of 2026-12-06. There the test asks for IPOPT's optimum or an honest report
 # that the solve did not converge, never a wrong point called a success.
 ROUNDING_SENSITIVE: set[tuple[str, str, str]] = {
     ("rocket_landing", "single_shooting_rk4", "newton"),
+    ("rocket_landing", "single_shooting_rk4", "least_squares"),
 }
 
 
