@@ -52,10 +52,10 @@ class ShiftOnFailure(lx.AbstractLinearSolver):
         def shifted(carry):
             # Tied to the carry, or XLA would hoist the shifted solve (loop-invariant)
             # out of the loop and run it at every solve, failed or not.
-            (op, b, opts), _ = tie((operator, vector, options), carry[0])
+            (op, rhs, opts), _ = tie((operator, vector, options), carry[0])
             shift = lx.IdentityLinearOperator(op.in_structure(), op.out_structure())
-            delta = self.shift(jax.tree.leaves(b)[0].dtype)
-            sol = lx.linear_solve(op + delta * shift, b, self.inner, options=opts, throw=False)
+            delta = self.shift(jax.tree.leaves(rhs)[0].dtype)
+            sol = lx.linear_solve(op + delta * shift, rhs, self.inner, options=opts, throw=False)
             x = jax.tree.map(lambda a, b: jnp.where(carry[1], a, b), sol.value, carry[0])
             return x, jnp.asarray(False), lx.RESULTS.where(carry[1], sol.result, carry[2])
 
