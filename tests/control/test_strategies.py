@@ -12,6 +12,7 @@ import pytest
 
 from toolkit import control
 from toolkit.control._planner.regularised_step import next_shift, regularised_newton_step
+from toolkit.control._planner.restart import RestartPoint
 from toolkit.control._planner.semismooth_newton import _breakpoint
 from toolkit.control._stages import can_run_in_stages
 
@@ -92,6 +93,51 @@ def test_restart_moves_a_stuck_barrier_path():
     # Stuck for longer than the budget allows: no restart.
     late = solve(control.BarrierPath(atol=1e-9, max_steps=100, restart=control.Restart(500)))
     assert not bool(late.stats["restarted"])
+
+
+class _CountingRestart(control.Restart):
+    """A restart whose point is `problem_args + 1`, counting its computations."""
+
+    def point(self, residual, problem_args, nlp):
+        jax.debug.callback(residual.count)
+        return problem_args + 1.0
+
+
+class _Counter:
+    def __init__(self):
+        self.calls = 0
+
+    def count(self):
+        self.calls += 1
+
+
+def test_the_restart_point_is_computed_only_at_a_restart():
+    counter = _Counter()
+    lazy = RestartPoint(_CountingRestart(), counter, jnp.arange(3.0), None)
+    y = jnp.full(3, -1.0)
+
+    @jax.jit
+    def where(needed, y):
+        return lazy.where(needed, y)
+
+    def run(needed, y):
+        out = jax.block_until_ready(where(needed, y))
+        jax.effects_barrier()
+        return out
+
+    assert (run(jnp.asarray(False), y) == y).all() and counter.calls == 0
+    assert (run(jnp.asarray(True), y) == jnp.arange(3.0) + 1).all() and counter.calls == 1
+    # Batched: computed once for the batch if some element needs it, never if none.
+    ys = jnp.stack([y, 2 * y])
+    batched = jax.vmap(where)
+    counter.calls = 0
+    out = jax.block_until_ready(batched(jnp.asarray([False, False]), ys))
+    jax.effects_barrier()
+    assert (out == ys).all() and counter.calls == 0
+    out = jax.block_until_ready(batched(jnp.asarray([False, True]), ys))
+    jax.effects_barrier()
+    assert (out[0] == ys[0]).all() and (out[1] == jnp.arange(3.0) + 1).all()
+    assert counter.calls >= 1
 
 
 def test_which_compositions_run_in_stages():

@@ -31,7 +31,7 @@ class BarrierPath(AbstractPlanner):
         options = {"nlp": nlp}
         restart = {}
         if self.restart is not None:
-            options["restart"] = self.restart.point(residual, frozen, nlp)
+            options["restart"] = self.restart.lazy_point(residual, frozen, nlp)
             restart = {"restart_after": self.restart.after}
         method = InteriorPointRootFinder(
             rtol=0.0,

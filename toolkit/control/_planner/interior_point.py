@@ -12,6 +12,7 @@ from optimistix import RESULTS
 from .._nlp import bound_masks
 from .backtracking import halving_search
 from .regularised_step import linearised, next_shift, regularised_newton_step
+from .restart import RestartPoint
 
 
 _FILTER_SIZE = 16
@@ -309,7 +310,10 @@ class InteriorPointRootFinder(optx.AbstractRootFinder):
             restart = jnp.array(False)
         else:
             restart = (failures >= self.restart_after) & jnp.invert(state.restarted)
-            y_new = jnp.where(restart, restart_point, y_new)
+            if isinstance(restart_point, RestartPoint):
+                y_new = restart_point.where(restart, y_new)
+            else:
+                y_new = jnp.where(restart, restart_point, y_new)
             s_lower, s_upper = _slacks(y_new, nlp, has_lower, has_upper)
             mu0 = jnp.asarray(self.mu_init, mu.dtype)
             nu_lower = jnp.where(restart, jnp.where(has_lower, mu0 / s_lower, 0), nu_lower)
@@ -420,6 +424,7 @@ InteriorPointRootFinder.__init__.__doc__ = """**Arguments:**
     saving the factorisations of the shifts in between (cart_pole's barrier path:
     24 factorisations for 15 steps without, 17 for 14 with). `False`: tenfold only.
 - `restart_after`: failed line searches in a row after which the method starts once
-    more from `options["restart"]`, where the caller gives one
-    ([`toolkit.control.BarrierPath`][] does, from its [`toolkit.control.Restart`][]).
+    more from `options["restart"]`, where the caller gives one: a point, or a
+    `RestartPoint` computed only then ([`toolkit.control.BarrierPath`][] passes
+    one, from its [`toolkit.control.Restart`][]).
 """
