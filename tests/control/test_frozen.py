@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from toolkit.control._planner.frozen import tie
+from toolkit.control._planner.frozen import at_most_once, tie
 
 
 def _computations(hlo: str) -> dict[str, str]:
@@ -46,7 +46,11 @@ def _sine_inside_loop(tied: bool) -> bool:
 
         return jax.lax.while_loop(lambda c: c < n, body, jnp.zeros((), a.dtype))
 
-    hlo = jax.jit(f).lower(jnp.ones((8, 8)), 0.0).compile().as_text()
+    return _sine_inside_the_loop_of(f, jnp.ones((8, 8)), 0.0)
+
+
+def _sine_inside_the_loop_of(f, *inputs) -> bool:
+    hlo = jax.jit(f).lower(*inputs).compile().as_text()
     computations = _computations(hlo)
     loop = re.search(r" while\(.*body=%?([\w.\-]+)", hlo)
     assert loop is not None, "the program has no while loop"
@@ -68,3 +72,28 @@ def test_tie_returns_its_inputs():
     assert jnp.array_equal(tied["a"], tree["a"]) and x == 1.5
     out, _ = tie(tree, jnp.zeros(()))
     assert out["f"] is jnp.sin and out["n"] == 2
+
+
+def _sine_sum(a):
+    return jnp.sum(jnp.sin(a) @ jnp.cos(a))
+
+
+def test_at_most_once_computes_where_needed_and_keeps_the_work_in_its_loop():
+    a = jnp.arange(64.0).reshape(8, 8) / 64
+    once = jax.jit(lambda needed: at_most_once(needed, _sine_sum, jnp.asarray(-1.0), a))
+    assert once(jnp.asarray(True)) == pytest.approx(float(_sine_sum(a)))
+    assert once(jnp.asarray(False)) == -1.0
+    # Batched: the computed value where needed, the default elsewhere.
+    batched = jax.vmap(lambda needed, d: at_most_once(needed, _sine_sum, d, a))
+    out = batched(jnp.asarray([False, True, False]), jnp.asarray([-1.0, -2.0, -3.0]))
+    assert out.tolist() == pytest.approx([-1.0, float(_sine_sum(a)), -3.0])
+
+    # Its work depends on `a` alone, yet is not run before the loop, where it would
+    # be paid at every call (XLA hoists it out of the batched loop without `tie`).
+    def batched_matrix(a, needed):
+        def one(n):
+            return at_most_once(n, lambda t: jnp.sin(t) @ jnp.cos(t), jnp.zeros((8, 8)), a)
+
+        return jax.vmap(one)(needed)
+
+    assert _sine_inside_the_loop_of(batched_matrix, a, jnp.asarray([True, False]))

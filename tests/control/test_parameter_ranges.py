@@ -98,3 +98,33 @@ def test_malformed_ranges_are_refused():
         control.problems.ParameterCheck(("a",), (("a", "(2, 1]"),))
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['b'\]"):
         control.problems.ParameterCheck(("a",), (("b", "[0, 1]"),))
+
+
+def test_a_passed_check_is_remembered_only_for_immutable_values():
+    # The check remembers args that passed by the identity of their values, so an
+    # eager plan does not read every parameter back from the device at each call;
+    # nothing that can change in place may be remembered.
+    import numpy as np
+
+    from toolkit.control.problems import _example
+
+    ex = control.problems.get("cart_pole")
+    check = ex.problem.args_check
+    args = {**ex.args, "m1": jnp.asarray(1.5)}
+    assert check(args) == args
+    assert check(args) == args  # from memory, the same verdict and values
+    assert any(entry[0][0] is args["m1"] for entry in _example._PASSED.values())
+    # Another object with a bad value is checked, in the same dict or a new one.
+    with pytest.raises(ValueError, match="'m1' must be finite and in \\(0, inf\\)"):
+        check({**args, "m1": jnp.asarray(-1.0)})
+    # A NumPy array (mutable) is checked at every call: changed in place, it fails.
+    mutable = np.asarray(1.5)
+    numpy_args = {**ex.args, "m1": mutable}
+    assert check(numpy_args)["m1"] == 1.5
+    mutable[...] = -1.0
+    with pytest.raises(ValueError, match="got -1.0"):
+        check(numpy_args)
+    # Memory is bounded.
+    for k in range(2 * _example._PASSED_SIZE):
+        check({**ex.args, "m1": jnp.asarray(1.0 + k)})
+    assert len(_example._PASSED) == _example._PASSED_SIZE

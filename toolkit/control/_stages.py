@@ -15,6 +15,7 @@ the one-program plan's derivative.
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import equinox as eqx
@@ -190,7 +191,10 @@ def can_run_in_stages(
     if adjoint is not None and not isinstance(adjoint, optx.ImplicitAdjoint):
         return False
     if trace_state_clean():
-        return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+        # Nothing is traced, so no input holds a tracer but one leaked from an ended
+        # trace, which fails in either way of running. (Not scanned for: flattening a
+        # problem's pytree is a tenth of a small plan's Python overhead.)
+        return True
     if not only_autodiff():
         return False
     return not any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(freeze(trees)))
@@ -249,7 +253,14 @@ def _placeholder(problem: OptimalControlProblem, transcription: AbstractTranscri
     # Called through the class: a method looked up on a Module instance is wrapped in
     # a new bound-method Module first, which costs more than the call, at every plan.
     M, bz, bc = type(transcription).layout(transcription, problem)
-    return np.zeros((M + 1, bc + bz), problem.x0.dtype)
+    return _zeros((M + 1, bc + bz), problem.x0.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(shape: tuple[int, int], dtype) -> Array:
+    # Made on the device once per shape: an array from the host would be copied there
+    # at every plan.
+    return jnp.zeros(shape, dtype)
 
 
 @filter_jit(planner=True)
@@ -328,7 +339,8 @@ def _stages(problem, transcription, solver, args, init, run=_direct) -> tuple[So
     first, solved, w, w0 = run(
         _newton, problem, transcription, solver, args, init, placeholder, _TRUE, limit, _TRUE
     )
-    if bool(solved):
+    # Read as a NumPy array: `bool` of a JAX array takes several times as long.
+    if np.asarray(solved):
         return first, w  # with the whole plan's statistics (`_newton`)
     w, interior_steps, restarted = run(_rescue, problem, transcription, solver, args, w0)
     limit = np.asarray(fallback.max_steps, np.int32)

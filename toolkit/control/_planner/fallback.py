@@ -7,7 +7,7 @@ import optimistix as optx
 from .._nlp import push_into_box
 from .at_root import attach_at_root, is_root
 from .base import AbstractLimitedPlanner, AbstractPlanner
-from .frozen import freeze, tie
+from .frozen import at_most_once, freeze
 
 
 class Fallback(AbstractPlanner):
@@ -86,25 +86,16 @@ class Fallback(AbstractPlanner):
 
     def _rescue_once(self, residual, start, needed, frozen, linear_solver, adjoint):
         """The rescue from `start` where `needed`, else `start` unchanged: `(value,
-        steps, restarted)`."""
+        steps, restarted)`. Under `jax.vmap` it runs only if some element needs it, and
+        its work that depends on the problem alone (its restart point: a simulation and
+        a multiplier estimate) is not hoisted out to run for every plan (`at_most_once`)."""
 
-        # A while loop that runs its body at most once, rather than a `lax.cond`: under
-        # `jax.vmap` a cond runs both branches for every element, while a loop runs its
-        # body only if some element still needs it.
-        def not_done(carry):
-            return jnp.invert(carry[-1])
+        def rescue(operands):
+            tied, start = operands
+            return self.rescue_from(residual, start, tied, linear_solver, adjoint)
 
-        def once(carry):
-            # Tied to the carry: the rescue's work that depends on the problem alone
-            # (its restart point: a simulation and a multiplier estimate) would
-            # otherwise be hoisted out of the loop by XLA and run for every plan.
-            tied, start = tie(frozen, carry[0])
-            solved = self.rescue_from(residual, start, tied, linear_solver, adjoint)
-            return (*solved, jnp.asarray(True))
-
-        init = (start, jnp.asarray(0, jnp.int32), jnp.asarray(False), jnp.invert(needed))
-        value, steps, restarted, _ = jax.lax.while_loop(not_done, once, init)
-        return value, steps, restarted
+        unchanged = (start, jnp.asarray(0, jnp.int32), jnp.asarray(False))
+        return at_most_once(needed, rescue, unchanged, (frozen, start))
 
     def _in_sequence(self, residual, w0, problem_args, linear_solver, adjoint) -> optx.Solution:
         atol, max_steps = self.atol, self.max_steps

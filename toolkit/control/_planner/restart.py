@@ -1,10 +1,8 @@
 import equinox as eqx
-import jax
-import jax.numpy as jnp
 from jaxtyping import Array, Bool, PyTree
 
 from .._nlp import NLPInfo, push_into_box
-from .frozen import tie
+from .frozen import at_most_once
 
 
 class Restart(eqx.Module):
@@ -47,17 +45,5 @@ class RestartPoint(eqx.Module):
 
     def where(self, needed: Bool[Array, ""], y: Array) -> Array:
         """The point where `needed`, else `y`. Under `jax.vmap` it is computed only
-        if some element needs it: a loop that runs its body at most once, not a
-        `lax.cond`, which would compute it for every element at every iteration."""
-
-        def not_done(carry):
-            return jnp.invert(carry[1])
-
-        def once(carry):
-            # Tied to the carry, so that XLA's loop-invariant code motion cannot
-            # hoist the computation out of the loop and run it at every step.
-            point, _ = tie(self, carry[0])
-            return point(), jnp.asarray(True)
-
-        point, _ = jax.lax.while_loop(not_done, once, (y, jnp.invert(needed)))
-        return jnp.where(needed, point, y)
+        if some element needs it (`at_most_once`)."""
+        return at_most_once(needed, lambda point: point(), y, self)
