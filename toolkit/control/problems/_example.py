@@ -205,7 +205,7 @@ class ParameterCheck(eqx.Module):
 # that check (about 15 us each). Only immutable values are remembered (JAX arrays that
 # are not tracers, Python numbers), and each entry keeps its values alive, so an
 # identity cannot be reused by another object while the entry exists.
-_PASSED: collections.OrderedDict = collections.OrderedDict()
+_PASSED: collections.OrderedDict = collections.OrderedDict()  # in insertion order
 _PASSED_SIZE = 64
 
 
@@ -233,13 +233,16 @@ def _check(check: ParameterCheck, args, report: bool) -> tuple[dict, bool | Bool
     if key is not None:
         entry = _PASSED.get(key)
         if entry is not None and all(args[k] is v for k, v in zip(check.names, entry[0])):
-            _PASSED.move_to_end(key)
             return dict(entry[1]), False
     out, out_of_range = _check_values(check, args, report)
     if key is not None and out_of_range is False:
         _PASSED[key] = (tuple(args[k] for k in check.names), out)
+        # Oldest first out; another thread may be trimming too.
         while len(_PASSED) > _PASSED_SIZE:
-            _PASSED.popitem(last=False)
+            try:
+                _PASSED.popitem(last=False)
+            except KeyError:
+                break
         out = dict(out)
     return out, out_of_range
 
