@@ -104,6 +104,7 @@ ones compile in a second thread (`pruning.train(compile_ahead=)`); off by defaul
 import argparse
 import collections
 import dataclasses
+import functools
 import gc
 import math
 import os
@@ -384,6 +385,26 @@ def machine() -> dict:
     return m
 
 
+@functools.cache
+def _cpu() -> str:
+    return machine()["cpu"]
+
+
+def stamp() -> dict:
+    """Each record's host and CPU: this project's machines share one host name, so the
+    machine record kept under it describes only the last machine to write."""
+    return {**host(), "cpu": _cpu()}
+
+
+def cpus_line(records) -> str:
+    """The README's sentence on which CPUs measured `records`, if more than one."""
+    counts = collections.Counter(r.get("cpu", "CPU not recorded") for r in records)
+    if len(counts) < 2:
+        return ""
+    parts = ", ".join(f"{cpu}: {n}" for cpu, n in counts.most_common())
+    return f" Records by CPU (each record's own): {parts}."
+
+
 class DempStore(Store):
     """The records of one mode, showing only those trained at the learning rate their
     data set's comparisons run at now (`comparison_lr`): a record of a `train`,
@@ -422,7 +443,7 @@ def store_of(mode: str, force: list[str] | None, P: dict | None = None) -> DempS
         section=("runs",),
         machine=machine,
         machine_at=("machine", platform.node()),
-        stamp=host,
+        stamp=stamp,
         lock=True,
         indent=1,
         P=plan(mode == "quick") if P is None else P,
@@ -1606,7 +1627,11 @@ def write_readme(store, table: str, command: str) -> bool:
         return False
     # The machine that measured most of the records (recorded with them).
     most = collections.Counter(v.get("host") for v in R.values()).most_common(1)[0][0]
-    m = store.load()["machine"].get(most) or machine()
+    m = dict(store.load()["machine"].get(most) or machine())
+    # The CPU most records name (the machine record holds only the last host's).
+    named = collections.Counter(v["cpu"] for v in R.values() if "cpu" in v)
+    if named:
+        m["cpu"] = named.most_common(1)[0][0]
     section = "\n".join(
         [
             SECTION,
@@ -1629,7 +1654,9 @@ def write_readme(store, table: str, command: str) -> bool:
             "resumable; the plots next to it).",
             "",
             machine_line(m, shared=" (shared)", versions={"equinox": "equinox", "optax": "optax"})
-            + f" XLA on {m['threads']} thread(s). "
+            + f" XLA on {m['threads']} thread(s)."
+            + cpus_line(R.values())
+            + " "
             + measured_line(R.values())
             + " Runs ran one after another on a shared machine: wall-clock ratios are noisy.",
             "",

@@ -814,3 +814,30 @@ def test_shift_note_reads_the_scale_l1_grid_runs():
     assert "left `fc.1` 70-82 of its 84 units" in text
     assert demp._shift_note(R, P, "fashion_mnist", ("positive_l2", 3e-3), "fc.1", 84) == []
     assert demp._shift_note({}, P, "fashion_mnist", ours, "fc.1", 84) == []
+
+
+def test_each_record_names_its_cpu_and_the_readme_counts_them(results, monkeypatch, tmp_path):
+    # The machines share one host name, so the store's machine record is the last
+    # writer's: each record carries its own CPU, and a README built from records of
+    # several CPUs says how many each measured.
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Benchmarks\n\n{demp.SECTION}\n\nold\n")
+    monkeypatch.setattr(demp, "README", readme)
+    store = demp.store_of("full", None)
+    store.put("train/mnist1d/dense/-/seed=0", {"wall_s": 1.0})
+    rec = json.loads(store.path.read_text())["runs"]["train/mnist1d/dense/-/seed=0"]
+    assert rec["cpu"] == demp.machine()["cpu"]
+    assert demp.write_readme(store, "table", "cmd")
+    assert "Records by CPU" not in readme.read_text()  # one CPU: nothing to say
+    store.put("train/mnist1d/dense/-/seed=1", {"wall_s": 1.0})
+    data = json.loads(store.path.read_text())
+    data["runs"]["train/mnist1d/dense/-/seed=1"]["cpu"] = "Other CPU"
+    store.path.write_text(json.dumps(data))
+    data["runs"]["train/mnist1d/dense/-/seed=2"] = {"wall_s": 1.0, "host": "vm"}
+    store.path.write_text(json.dumps(data))
+    assert demp.write_readme(demp.store_of("full", None), "table", "cmd")
+    text = readme.read_text()
+    assert (
+        f"Records by CPU (each record's own): {rec['cpu']}: 1, Other CPU: 1, CPU not recorded: 1."
+        in text
+    )
