@@ -396,12 +396,12 @@ def stamp() -> dict:
     return {**host(), "cpu": _cpu()}
 
 
-def cpus_line(records) -> str:
-    """The README's sentence on which CPUs measured `records`, if more than one."""
-    counts = collections.Counter(r.get("cpu", "CPU not recorded") for r in records)
+def cpus_line(counts: collections.Counter) -> str:
+    """The README's sentence on which CPUs measured the records, given the count of
+    each record's `cpu` (`None` where it has none), if more than one."""
     if len(counts) < 2:
         return ""
-    parts = ", ".join(f"{cpu}: {n}" for cpu, n in counts.most_common())
+    parts = ", ".join(f"{cpu or 'CPU not recorded'}: {n}" for cpu, n in counts.most_common())
     return f" Records by CPU (each record's own): {parts}."
 
 
@@ -1629,9 +1629,10 @@ def write_readme(store, table: str, command: str) -> bool:
     most = collections.Counter(v.get("host") for v in R.values()).most_common(1)[0][0]
     m = dict(store.load()["machine"].get(most) or machine())
     # The CPU most records name (the machine record holds only the last host's).
-    named = collections.Counter(v["cpu"] for v in R.values() if "cpu" in v)
+    cpus = collections.Counter(v.get("cpu") for v in R.values())
+    named = [cpu for cpu, _ in cpus.most_common() if cpu is not None]
     if named:
-        m["cpu"] = named.most_common(1)[0][0]
+        m["cpu"] = named[0]
     section = "\n".join(
         [
             SECTION,
@@ -1655,7 +1656,7 @@ def write_readme(store, table: str, command: str) -> bool:
             "",
             machine_line(m, shared=" (shared)", versions={"equinox": "equinox", "optax": "optax"})
             + f" XLA on {m['threads']} thread(s)."
-            + cpus_line(R.values())
+            + cpus_line(cpus)
             + " "
             + measured_line(R.values())
             + " Runs ran one after another on a shared machine: wall-clock ratios are noisy.",
