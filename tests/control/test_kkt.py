@@ -126,8 +126,10 @@ def _blocks_against_dense(name, N, getkey):
     on_bound = jr.uniform(getkey(), z.shape) < 0.3
     z = jnp.where(on_bound | (lo == hi), jnp.clip(z, lo, hi), z)
     w = residual.join(z, lam)
-    for project, fn in ((True, residual), (False, residual.unprojected)):
-        F, got = residual.linearised(w, problem_args, project)
+    scaled = KKTResidual(residual.transcription, scaled=True)
+    cases = ((residual, True, residual), (residual, False, residual.unprojected))
+    for which, project, fn in cases + ((scaled, True, scaled),):
+        F, got = which.linearised(w, problem_args, project)
         np.testing.assert_allclose(F, fn(w, problem_args), rtol=1e-13, atol=1e-13)
         for g, want in zip(got, _dense_blocks(fn, w, problem_args)):
             np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-12)
@@ -146,6 +148,49 @@ def test_trapezoidal_kkt_blocks_on_every_library_problem(getkey, name):
     ex = control.problems.get(name)
     if not isinstance(ex.problem.dynamics, control.DiscreteDynamics):
         _blocks_against_dense(name, 7, getkey)
+
+
+def test_the_scaled_residual_bounds_the_unscaled_one_and_shares_its_roots(getkey):
+    # Inside the box every scaled row is at least the unscaled one in magnitude (a
+    # point within atol of it is within atol of the unscaled residual), a free
+    # unknown's row is g under both, and an active one's is (z - lo) s with
+    # s = max(1, |∂²L/∂z_i²|), computed here by hand from the Hessian's diagonal.
+    ex = control.problems.get("bear_populations")
+    tr = control.Trapezoidal(8)
+    plain, scaled = KKTResidual(tr), KKTResidual(tr, scaled=True)
+    problem_args = (ex.problem, ex.args)
+    w0 = plain.initial_guess(*problem_args)
+    z, lam = plain.split(w0 + 0.05 * jr.normal(getkey(), w0.shape), ex.problem)
+    lo, hi = tr.bounds(*problem_args)
+    near = jr.uniform(getkey(), z.shape) < 0.5
+    z = jnp.clip(jnp.where(near, lo + 1e-4 * jr.uniform(getkey(), z.shape), z), lo, hi)
+    w = plain.join(z, lam)
+    F, F_scaled = plain(w, problem_args), scaled(w, problem_args)
+    assert np.all(np.abs(F) <= np.abs(F_scaled) + 1e-15)
+    g, _ = plain.stationarity(z, lam, *problem_args)
+    mask = tr.constraint_mask(ex.problem)
+    H = tr.lagrangian_derivatives(z, jnp.where(mask, lam, 0), *problem_args)[0]
+    s = np.maximum(1, np.abs(np.diagonal(np.asarray(H), axis1=-2, axis2=-1)))
+    assert np.any(s > 1)  # u_p's cost weight
+    z_rows = np.asarray(plain.split(F_scaled, ex.problem)[0])
+    v = np.asarray(z - g / s)
+    lo_, hi_ = np.asarray(lo), np.asarray(hi)
+    want = np.where(
+        v <= lo_,
+        (np.asarray(z) - lo_) * s,
+        np.where(v >= hi_, (np.asarray(z) - hi_) * s, np.asarray(g)),
+    )
+    want = np.where(lo_ == hi_, np.asarray(z) - lo_, want)
+    np.testing.assert_allclose(z_rows, want, rtol=1e-12, atol=1e-15)
+    # The same rows as the unscaled residual on the constraints, and both vanish at
+    # the optimum.
+    np.testing.assert_array_equal(
+        plain.split(F_scaled, ex.problem)[1], plain.split(F, ex.problem)[1]
+    )
+    sol = control.plan(ex.problem, tr, args=ex.args)
+    w_star = plain.join(sol.z, sol.multipliers)
+    assert float(jnp.max(jnp.abs(plain(w_star, problem_args)))) <= 1e-9
+    assert float(jnp.max(jnp.abs(scaled(w_star, problem_args)))) <= 1e-9
 
 
 @pytest.mark.parametrize(

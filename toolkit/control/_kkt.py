@@ -4,7 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Bool, Float, PyTree
 
 from .._jit import filter_jit
 from ._block_tridiagonal import one_chain
@@ -43,10 +43,23 @@ class KKTResidual(eqx.Module):
     or a batch, whose multiplier estimate then solves with the transcription's
     linear solver as such a plan should (`BlockTridiagonal`'s sequential
     elimination).
+
+    `scaled` (a bool, or a boolean array decided at run time) measures the
+    projection in the units of each unknown's curvature: with s = max(1, |∂²L/∂z_i²|),
+    the rows are (z - clip(z - g / s, lo, hi)) s, so a free unknown's row is still
+    g and an active one's (z - lo) s. The roots are the same, the rows are
+    continuous where the active set changes, and on a fixed active set the Newton
+    step is the same; what changes is which bounds a point counts as active: g / s
+    is the distance a Newton step on that unknown alone would move it. Inside the
+    box every row is at least as large in magnitude as the unscaled one, so a point
+    within `atol` of this residual is within `atol` of the unscaled residual too.
+    Only where the transcription computes its Hessian blocks
+    (`lagrangian_derivatives`); elsewhere s = 1.
     """
 
     transcription: AbstractTranscription
     one_chain: bool = eqx.field(default=False, static=True)
+    scaled: bool | Bool[Array, ""] = False
 
     def split(self, w, problem):
         """`(z, λ)` of shapes `(M, bz)` and `(M, bc)` from the interleaved `w`."""
@@ -102,16 +115,40 @@ class KKTResidual(eqx.Module):
         problem, args = problem_args
         z, lam = self.split(w, problem)
         g, c = self.stationarity(z, lam, problem, args)
-        return self._rows_from(w, z, lam, g, c, problem, args, project)
+        scale = None
+        if project and self.scaled is not False:
+            scale = jax.lax.cond(
+                self.scaled,
+                lambda: self._curvature_scale(z, lam, problem, args),
+                lambda: jnp.ones_like(z),
+            )
+        return self._rows_from(w, z, lam, g, c, problem, args, project, scale)
 
-    def _rows_from(self, w, z, lam, g, c, problem, args, project):
+    def _curvature_scale(self, z, lam, problem, args, H=None):
+        """s = max(1, |∂²L/∂z_i²|) (see `scaled`); 1 where the transcription does not
+        compute its Hessian blocks. `H`: those blocks, where the caller has them."""
+        tr = self.transcription
+        if H is None:
+            mask = tr.constraint_mask(problem)
+            derivatives = tr.lagrangian_derivatives(z, jnp.where(mask, lam, 0), problem, args)
+            if derivatives is None:
+                return jnp.ones_like(z)
+            H = derivatives[0]
+        curvature = jnp.abs(jnp.diagonal(H, axis1=-2, axis2=-1)).astype(z.dtype)
+        # A choice of rows, not part of the function whose root is found: its
+        # derivative would vanish at the root anyway ((z - lo) ∂s = 0 on active rows).
+        return jax.lax.stop_gradient(jnp.maximum(curvature, 1))
+
+    def _rows_from(self, w, z, lam, g, c, problem, args, project, scale=None):
         tr = self.transcription
         lo, hi = tr.bounds(problem, args)
         if project:
-            v = z - g
+            v = z - (g if scale is None else g / scale)
             at_lo, at_hi = _active(v, lo, hi)
             projected = jnp.where(at_lo, lo, jnp.where(at_hi, hi, v))
             rz = z - projected
+            if scale is not None:
+                rz = rz * scale
         else:
             rz = g
         rz = jnp.where(lo == hi, z - lo, rz)
@@ -145,8 +182,11 @@ class KKTResidual(eqx.Module):
         if derivatives is None:
             return None
         g, c = self.stationarity(z, lam, problem, args)
-        F = self._rows_from(w, z, lam, g, c, problem, args, project)
         H, H_next, A, B = derivatives
+        scale = None
+        if project and self.scaled is not False:
+            scale = jnp.where(self.scaled, self._curvature_scale(z, lam, problem, args, H), 1)
+        F = self._rows_from(w, z, lam, g, c, problem, args, project, scale)
         M, bz, bc = tr.layout(problem)
         b, dtype = bc + bz, w.dtype
         h = tr.step(problem)
@@ -173,7 +213,7 @@ class KKTResidual(eqx.Module):
         lo, hi = tr.bounds(problem, args)
         plain = lo == hi
         if project:
-            at_lo, at_hi = _active(z - g, lo, hi)
+            at_lo, at_hi = _active(z - (g if scale is None else g / scale), lo, hi)
             plain = plain | at_lo | at_hi
         on_lam = jnp.concatenate([jnp.ones((1, bc), bool), jnp.asarray(~mask)])
         on_z = jnp.concatenate([plain, jnp.ones((1, bz), bool)])
@@ -182,7 +222,17 @@ class KKTResidual(eqx.Module):
         eye = jnp.eye(b, dtype=dtype)
         lower = jnp.where(keep, lower, 0)
         upper = jnp.where(keep, upper, 0)
-        diag = jnp.where(keep, diag, eye[None])
+        if scale is None:
+            diag = jnp.where(keep, diag, eye[None])
+        else:
+            # An active bound's row is (z - lo) s: s on its diagonal (fixed unknowns,
+            # whose rows are z - lo, are not scaled).
+            s = jnp.where(lo == hi, 1, scale)
+            on_diag = jnp.concatenate(
+                [jnp.ones((M + 1, bc), dtype), jnp.concatenate([s, jnp.ones((1, bz), dtype)])],
+                axis=1,
+            )
+            diag = jnp.where(keep, diag, eye[None] * on_diag[..., None])
         return F, (lower, diag, upper)
 
     def nlp_info(self, problem, args) -> NLPInfo:

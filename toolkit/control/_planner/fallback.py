@@ -100,8 +100,13 @@ class Fallback(AbstractPlanner):
     def _in_sequence(self, residual, w0, problem_args, linear_solver, adjoint) -> optx.Solution:
         atol, max_steps = self.atol, self.max_steps
 
-        def solve(w, problem_args, steps):
+        def solve(w, problem_args, steps, finish=False):
             first = dataclasses.replace(self.first, max_steps=steps)
+            if finish and isinstance(first, AbstractLimitedPlanner):
+                # A finish, as in `_in_passes` (which never gives up).
+                return first.limited(
+                    residual, w, problem_args, linear_solver, None, adjoint, jnp.asarray(False)
+                )
             return first.solve(residual, w, problem_args, linear_solver, adjoint)
 
         frozen = freeze(problem_args)
@@ -128,7 +133,7 @@ class Fallback(AbstractPlanner):
         start, rescue_steps, restarted = self._rescue_once(
             residual, start, jnp.invert(solved), frozen, linear_solver, adjoint
         )
-        final = solve(jax.lax.stop_gradient(start), problem_args, max_steps)
+        final = solve(jax.lax.stop_gradient(start), problem_args, max_steps, finish=True)
         stats = dict(final.stats)
         stats["num_steps"] = first_steps + rescue_steps + final.stats["num_steps"]
         stats["interior_point_steps"] = rescue_steps
