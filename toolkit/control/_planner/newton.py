@@ -95,13 +95,17 @@ Newton.__init__.__doc__ = """**Arguments:**
     ladder: with the jump, two pure-Newton Van der Pol plans from perturbed starts
     (N = 20, mu = 0.73 and 0.81) no longer converged.
 - `scaled_finish`: as the finish of a [`toolkit.control.Fallback`][], decide which
-    bounds are active in the units of each unknown's curvature (the residual's
-    `scaled` rows, see `KKTResidual`): an unknown counts as on its bound when a
-    Newton step on it alone would reach the bound, not when its gradient exceeds
-    its distance to the bound. On bear_populations, whose control u_p carries a
-    cost weight of 1e4 and eases onto its bound, the finish from the barrier path's
-    point took 5 steps (16 halvings: a step of 1e-4 swung u_p's stationarity row
-    by 0.45) and takes 1; every other library plan takes the steps it took. The
+    bounds are active in the units of each unknown's curvature: the stationarity rows
+    become (z - clip(z - g / s, lo, hi)) s with s = max(1, |∂²L/∂z_i²|), so an
+    unknown counts as on its bound when a Newton step on it alone would reach the
+    bound, not when its gradient exceeds its distance to the bound. The roots, and
+    the Newton step on a fixed active set, are those of the unscaled rows, and a
+    point within `atol` of the scaled rows is within `atol` of the unscaled ones.
+    On bear_populations, whose control u_p carries a cost weight of 1e4 and eases
+    onto its bound, the finish from the barrier path's point took 5 steps (16
+    halvings: a step of 1e-4 swung u_p's stationarity row by 0.45) and takes 1;
+    every other library plan takes the steps it took (where the transcription
+    computes its Hessian blocks: trapezoidal and discrete; elsewhere s = 1). The
     first attempt keeps the unscaled test: scaled, cart_pole's stalled first
     attempt took 4 steps to give up instead of 2. `False`: the unscaled test
     everywhere.
