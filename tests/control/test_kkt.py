@@ -111,13 +111,13 @@ def test_a_plan_tells_its_linear_solver_the_column_reach():
     assert isinstance(linear_solver_of(dense, tr, ex.problem), lx.LU)
 
 
-def _blocks_against_dense(name, N, getkey):
+def _blocks_against_dense(name, N, getkey, transcription=control.Trapezoidal):
     """The Jacobian blocks `KKTResidual.linearised` assembles from the
     transcription's derivatives against the dense Jacobian, of the residual and of
     its unprojected rows, at a point with some unknowns on their bounds (active and
     inactive rows alike) and non-zero multipliers everywhere."""
     ex = control.problems.get(name)
-    residual = KKTResidual(control.Trapezoidal(N))
+    residual = KKTResidual(transcription(N))
     problem_args = (ex.problem, ex.args)
     w0 = residual.initial_guess(*problem_args)
     w = w0 + 0.1 * jr.normal(getkey(), w0.shape) * (1 + jnp.abs(w0))
@@ -135,19 +135,24 @@ def _blocks_against_dense(name, N, getkey):
             np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-12)
 
 
+_WITH_BLOCKS = [control.Trapezoidal, control.HermiteSimpson, control.MultipleShooting]
+
+
 # Van der Pol; rocket_landing: xT and state bounds, two controls; tumour: a terminal
 # cost; cart_pole: xT, four states.
+@pytest.mark.parametrize("transcription", _WITH_BLOCKS)
 @pytest.mark.parametrize("name", ["van_der_pol", "rocket_landing", "tumour", "cart_pole"])
-def test_trapezoidal_kkt_blocks_equal_the_dense_jacobian(getkey, name):
-    _blocks_against_dense(name, 6, getkey)
+def test_kkt_blocks_equal_the_dense_jacobian(getkey, name, transcription):
+    _blocks_against_dense(name, 6, getkey, transcription)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("transcription", _WITH_BLOCKS)
 @pytest.mark.parametrize("name", control.problems.names())
-def test_trapezoidal_kkt_blocks_on_every_library_problem(getkey, name):
+def test_kkt_blocks_on_every_library_problem(getkey, name, transcription):
     ex = control.problems.get(name)
     if not isinstance(ex.problem.dynamics, control.DiscreteDynamics):
-        _blocks_against_dense(name, 7, getkey)
+        _blocks_against_dense(name, 7, getkey, transcription)
 
 
 def test_the_scaled_residual_bounds_the_unscaled_one_and_shares_its_roots(getkey):
@@ -193,28 +198,29 @@ def test_the_scaled_residual_bounds_the_unscaled_one_and_shares_its_roots(getkey
     assert float(jnp.max(jnp.abs(scaled(w_star, problem_args)))) <= 1e-9
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: control.HermiteSimpson(4),
-        lambda: control.MultipleShooting(4),
-        lambda: control.SingleShooting(4),
-    ],
-)
-def test_other_transcriptions_leave_the_blocks_to_the_probe(make):
+def test_single_shooting_leaves_the_blocks_to_the_probe():
+    # Its KKT Jacobian is dense (every state depends on every earlier control).
     ex = control.problems.get("van_der_pol")
-    residual = KKTResidual(make())
+    residual = KKTResidual(control.SingleShooting(4))
     problem_args = (ex.problem, ex.args)
     w = residual.initial_guess(*problem_args)
     assert residual.linearised(w, problem_args, True) is None
     assert residual.nlp_info(*problem_args).linearised(w, problem_args, False) is None
 
 
-@pytest.mark.parametrize("name", ["van_der_pol", "cart_pole"])
-def test_a_plan_from_the_blocks_is_the_plan_from_the_probe(monkeypatch, name):
+@pytest.mark.parametrize(
+    "name, transcription",
+    [
+        ("van_der_pol", control.Trapezoidal),
+        ("cart_pole", control.Trapezoidal),
+        ("cart_pole", control.HermiteSimpson),
+        ("van_der_pol", control.MultipleShooting),
+    ],
+)
+def test_a_plan_from_the_blocks_is_the_plan_from_the_probe(monkeypatch, name, transcription):
     # cart_pole takes the interior-point path, Van der Pol semismooth Newton alone.
     ex = control.problems.get(name)
-    tr = control.Trapezoidal(ex.N)
+    tr = transcription(ex.N)
     with_blocks = control.plan(ex.problem, tr, args=ex.args)
     monkeypatch.setattr(KKTResidual, "linearised", lambda self, w, a, p: None)
     probed = control.plan(ex.problem, tr, args=ex.args)
@@ -224,3 +230,41 @@ def test_a_plan_from_the_blocks_is_the_plan_from_the_probe(monkeypatch, name):
     )
     np.testing.assert_allclose(with_blocks.z, probed.z, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(with_blocks.cost, probed.cost, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: control.Trapezoidal(5),
+        lambda: control.HermiteSimpson(5),
+        lambda: control.MultipleShooting(5),
+    ],
+)
+def test_the_hessian_diagonal_from_probes_equals_the_dense_hessians(make, getkey):
+    # Cart-pole: four states and a control that share nonlinear terms, so every
+    # diagonal entry is non-trivial and a probe holding two columns that met in the
+    # Hessian would show.
+    ex = control.problems.get("cart_pole")
+    residual = KKTResidual(make())
+    problem_args = (ex.problem, ex.args)
+    w = residual.initial_guess(*problem_args)
+    z, lam = residual.split(w + 0.1 * jr.normal(getkey(), w.shape), ex.problem)
+    n, bz = z.shape
+
+    def gradient(v):
+        return residual.stationarity(v.reshape(n, bz), lam, *problem_args)[0].ravel()
+
+    dense = np.diagonal(np.asarray(jax.jacfwd(gradient)(z.ravel()))).reshape(n, bz)
+    assert np.count_nonzero(np.abs(dense) > 1e-6) > n
+    probed = residual.hessian_diagonal(z, lam, *problem_args)
+    np.testing.assert_allclose(probed, dense, rtol=1e-10, atol=1e-12)
+
+
+def test_single_shooting_keeps_the_unscaled_rows():
+    # Its Hessian is dense: no colouring by time block recovers the diagonal.
+    ex = control.problems.get("van_der_pol")
+    problem_args = (ex.problem, ex.args)
+    plain = KKTResidual(control.SingleShooting(6))
+    w = plain.initial_guess(*problem_args) + 0.3
+    scaled = KKTResidual(control.SingleShooting(6), scaled=True)
+    np.testing.assert_array_equal(scaled(w, problem_args), plain(w, problem_args))

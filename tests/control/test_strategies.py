@@ -360,27 +360,44 @@ def test_the_finish_tries_the_step_to_a_bound_before_halving():
     assert int(sol.stats["interior_point_steps"]) == 19 and finish == 2
 
 
-def _bear_finish(scaled_finish: bool):
+def _bear_finish(scaled_finish: bool, transcription):
     ex = control.problems.get("bear_populations")
     newton = control.Newton(shift_jump=True, scaled_finish=scaled_finish)
     planner = control.Fallback(newton, control.BarrierPath(), after=10)
-    sol = control.plan(ex.problem, control.Trapezoidal(ex.N), planner, args=ex.args)
+    sol = control.plan(ex.problem, transcription(ex.N), planner, args=ex.args)
     first_attempt = 1  # its first step finds no direction at any curvature shift
     finish = int(sol.stats["num_steps"]) - int(sol.stats["interior_point_steps"]) - first_attempt
     return sol, finish
 
 
-def test_the_finish_decides_the_active_set_in_units_of_curvature():
+class _ProbedHermiteSimpson(control.HermiteSimpson):
+    # Hermite–Simpson without its Hessian blocks: the planner probes the KKT
+    # Jacobian, and the finish takes the Hessian's diagonal from Hessian-vector
+    # products (`KKTResidual.hessian_diagonal`).
+    def lagrangian_derivatives(self, z, multipliers, problem, args):
+        return None
+
+
+@pytest.mark.parametrize(
+    "transcription, name, barrier_steps",
+    [
+        (control.Trapezoidal, "trapezoidal", 19),
+        (_ProbedHermiteSimpson, "hermite_simpson", 20),
+    ],
+)
+def test_the_finish_decides_the_active_set_in_units_of_curvature(
+    transcription, name, barrier_steps
+):
     # bear_populations: the control u_p carries a cost weight of 1e4 and eases onto
     # its bound 0. From the barrier path's point, the unscaled test counts its bound as
     # active by comparing its gradient (which a step of 1e-4 swings by 0.45) with its
     # distance to the bound: the finish wanders for 5 steps. Scaled by the curvature,
     # the finish takes 1 step, to the same optimum.
-    unscaled, unscaled_finish = _bear_finish(False)
-    scaled, scaled_finish = _bear_finish(True)
-    assert int(scaled.stats["interior_point_steps"]) == 19
+    unscaled, unscaled_finish = _bear_finish(False, transcription)
+    scaled, scaled_finish = _bear_finish(True, transcription)
+    assert int(scaled.stats["interior_point_steps"]) == barrier_steps
     assert (unscaled_finish, scaled_finish) == (5, 1)
-    reference = control.problems.reference_optima()["bear_populations"]["trapezoidal"]["cost"]
+    reference = control.problems.reference_optima()["bear_populations"][name]["cost"]
     for sol in (unscaled, scaled):
         assert float(sol.cost) == pytest.approx(reference, rel=1e-8)
     assert float(scaled.cost) == pytest.approx(float(unscaled.cost), rel=1e-12)

@@ -4,10 +4,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 from jaxtyping import Array, Bool, Float, PyTree
 
 from .._jit import filter_jit
-from ._block_tridiagonal import one_chain
+from ._block_tridiagonal import BlockTridiagonal, one_chain, probe_vectors
 from ._nlp import NLPInfo
 from ._problem import OptimalControlProblem
 from ._transcription.base import AbstractTranscription, simulated_states
@@ -53,8 +54,11 @@ class KKTResidual(eqx.Module):
     is the distance a Newton step on that unknown alone would move it. Inside the
     box every row is at least as large in magnitude as the unscaled one, so a point
     within `atol` of this residual is within `atol` of the unscaled residual too.
-    Only where the transcription computes its Hessian blocks
-    (`lagrangian_derivatives`); elsewhere s = 1.
+    The diagonal comes from the transcription's Hessian blocks where it computes
+    them (`lagrangian_derivatives`), else from Hessian-vector products
+    (`hessian_diagonal`) where its KKT Jacobian is block-tridiagonal (its
+    `linear_solver` is `BlockTridiagonal`); elsewhere (single shooting, whose
+    Hessian is dense) s = 1.
     """
 
     transcription: AbstractTranscription
@@ -125,19 +129,45 @@ class KKTResidual(eqx.Module):
         return self._rows_from(w, z, lam, g, c, problem, args, project, scale)
 
     def _curvature_scale(self, z, lam, problem, args, H=None):
-        """s = max(1, |∂²L/∂z_i²|) (see `scaled`); 1 where the transcription does not
-        compute its Hessian blocks. `H`: those blocks, where the caller has them."""
+        """s = max(1, |∂²L/∂z_i²|) (see `scaled`). `H`: the transcription's Hessian
+        blocks, where the caller has them."""
         tr = self.transcription
         if H is None:
             mask = tr.constraint_mask(problem)
             derivatives = tr.lagrangian_derivatives(z, jnp.where(mask, lam, 0), problem, args)
-            if derivatives is None:
+            if derivatives is not None:
+                diagonal = jnp.diagonal(derivatives[0], axis1=-2, axis2=-1)
+            elif isinstance(tr.linear_solver(), BlockTridiagonal):
+                diagonal = self.hessian_diagonal(z, lam, problem, args)
+            else:
+                # A dense Hessian (single shooting) would take a product per unknown.
                 return jnp.ones_like(z)
-            H = derivatives[0]
-        curvature = jnp.abs(jnp.diagonal(H, axis1=-2, axis2=-1)).astype(z.dtype)
+        else:
+            diagonal = jnp.diagonal(H, axis1=-2, axis2=-1)
+        curvature = jnp.abs(diagonal).astype(z.dtype)
         # A choice of rows, not part of the function whose root is found: its
         # derivative would vanish at the root anyway ((z - lo) ∂s = 0 on active rows).
         return jax.lax.stop_gradient(jnp.maximum(curvature, 1))
+
+    def hessian_diagonal(self, z, lam, problem, args) -> Float[Array, "M bz"]:
+        """∂²L/∂z_i², the diagonal of the Lagrangian's Hessian, from Hessian-vector
+        products with 0/1 probe vectors coloured by time block (as
+        [`toolkit.control.BlockTridiagonal`][] probes its blocks): unknowns of blocks
+        that share no term of the Lagrangian share a probe, so it takes 2 or 3
+        products per unknown of a block (`unknowns_reach`), whatever the horizon."""
+        M, bz = z.shape
+        probes, first, colours = probe_vectors(M, tuple(self.transcription.unknowns_reach(problem)))
+
+        def gradient(z):
+            return self.stationarity(z, lam, problem, args)[0]
+
+        products = jax.vmap(lambda p: jax.jvp(gradient, (z,), (p,))[1])(
+            jnp.asarray(probes, z.dtype)
+        )
+        k = np.arange(M)[:, None]
+        # Entry (k, i) of the probe holding column (k, i): only that column of the
+        # probe reaches row (k, i) of the Hessian.
+        return products[first[None, :] + k % colours[None, :], k, np.arange(bz)[None, :]]
 
     def _rows_from(self, w, z, lam, g, c, problem, args, project, scale=None):
         tr = self.transcription

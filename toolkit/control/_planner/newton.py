@@ -104,8 +104,10 @@ Newton.__init__.__doc__ = """**Arguments:**
     On bear_populations, whose control u_p carries a cost weight of 1e4 and eases
     onto its bound, the finish from the barrier path's point took 5 steps (16
     halvings: a step of 1e-4 swung u_p's stationarity row by 0.45) and takes 1;
-    every other library plan takes the steps it took (where the transcription
-    computes its Hessian blocks: trapezoidal and discrete; elsewhere s = 1). The
+    every other library plan takes the steps it took (trapezoidal; with
+    Hermite–Simpson bear's finish also goes from 5 steps to 1). The diagonal comes
+    from the transcription's Hessian blocks, or from Hessian-vector products where
+    it has none; single shooting, whose Hessian is dense, keeps s = 1. The
     first attempt keeps the unscaled test: scaled, cart_pole's stalled first
     attempt took 4 steps to give up instead of 2. `False`: the unscaled test
     everywhere.

@@ -2,6 +2,7 @@ import abc
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import lineax as lx
@@ -250,6 +251,41 @@ def final_state_mask(problem: OptimalControlProblem, M: int, nx: int) -> np.ndar
 def defects_with_final_state(defects, xN, problem: OptimalControlProblem):
     last = jnp.zeros_like(xN) if problem.xT is None else xN - problem.xT
     return jnp.concatenate([defects, last[None]], axis=0)
+
+
+def interval_derivatives(interval, z, multipliers, problem: OptimalControlProblem, args):
+    """`lagrangian_derivatives` of a transcription whose constraint block k < N and
+    whose cost term k are those of interval k alone, functions of z_k and z_{k+1}
+    (`interval(t_k, t_{k+1}, z_k, z_{k+1})` returns `(defect, cost)`), plus phi(x_N)
+    and, in block N, the linear x_N - xT on the first `nx` unknowns of z_N.
+
+    ℒ is then a sum of one term per interval, so ∂²ℒ/∂z_k² gathers the Hessians of
+    intervals k - 1 and k and ∂²ℒ/∂z_k∂z_{k+1} is interval k's alone: each interval's
+    Hessian (of 2 bz unknowns) is taken for all intervals at once."""
+    M, bz = z.shape
+    nx = problem.nx
+    dtype = z.dtype
+    ts = grid(problem, M - 1)
+    pairs = jnp.concatenate([z[:-1], z[1:]], axis=1)
+
+    def defect(v, t0, t1):
+        return interval(t0, t1, v[:bz], v[bz:], problem, args)[0]
+
+    def lagrangian(v, t0, t1, lam):
+        d, cost = interval(t0, t1, v[:bz], v[bz:], problem, args)
+        return cost + lam @ d
+
+    D = jax.vmap(jax.jacfwd(defect))(pairs, ts[:-1], ts[1:])
+    Hi = jax.vmap(jax.hessian(lagrangian))(pairs, ts[:-1], ts[1:], multipliers[:-1])
+    H = jnp.zeros((M, bz, bz), dtype).at[:-1].add(Hi[:, :bz, :bz]).at[1:].add(Hi[:, bz:, bz:])
+    H_next = jnp.zeros((M, bz, bz), dtype).at[:-1].set(Hi[:, :bz, bz:])
+    if problem.terminal_cost is not None:
+        phi = jax.hessian(lambda x: problem.terminal_cost(x, args))(z[-1, :nx])
+        H = H.at[-1, :nx, :nx].add(phi)
+    eye = jnp.eye(nx, bz, dtype=dtype)
+    A = jnp.concatenate([D[:, :, :bz], eye[None]])
+    B = jnp.concatenate([D[:, :, bz:], jnp.zeros_like(eye)[None]])
+    return H, H_next, A, B
 
 
 class AbstractNodeTranscription(AbstractTranscription):

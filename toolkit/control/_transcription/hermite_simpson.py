@@ -10,6 +10,7 @@ from .base import (
     defects_with_final_state,
     final_state_mask,
     grid,
+    interval_derivatives,
     node_state_bounds,
     terminal,
 )
@@ -87,6 +88,25 @@ class HermiteSimpson(AbstractTranscription):
         running = (h / 6) * jnp.sum(L[:-1] + 4 * L_mid + L[1:])
         objective = running + terminal(problem, xs[-1], args)
         return objective, self._defects(xs, f, f_mid, problem)
+
+    def lagrangian_derivatives(self, z, multipliers, problem, args):
+        return interval_derivatives(self._interval, z, multipliers, problem, args)
+
+    def _interval(self, t0, t1, z0, z1, problem, args):
+        # Interval k of `_values` and `_defects` alone: `(defect, cost)` from z_k
+        # and z_{k+1} (whose midpoint control it does not use).
+        nx, nu = problem.nx, problem.nu
+        h = self.step(problem)
+        x0, u0, m0 = z0[:nx], z0[nx : nx + nu], z0[nx + nu :]
+        x1, u1 = z1[:nx], z1[nx : nx + nu]
+        f0, f1 = problem.dynamics(t0, x0, u0, args), problem.dynamics(t1, x1, u1, args)
+        x_mid = (x0 + x1) / 2 + (h / 8) * (f0 - f1)
+        t_mid = t0 + h / 2
+        f_mid = problem.dynamics(t_mid, x_mid, m0, args)
+        L0, L1 = problem.running_cost(t0, x0, u0, args), problem.running_cost(t1, x1, u1, args)
+        L_mid = problem.running_cost(t_mid, x_mid, m0, args)
+        defect = x1 - x0 - (h / 6) * (f0 + 4 * f_mid + f1)
+        return defect, (h / 6) * (L0 + 4 * L_mid + L1)
 
     def _defects(self, xs, f, f_mid, problem):
         h = self.step(problem)

@@ -15,6 +15,7 @@ from .base import (
     defects_with_final_state,
     final_state_mask,
     grid,
+    interval_derivatives,
     node_state_bounds,
     terminal,
 )
@@ -116,6 +117,15 @@ class MultipleShooting(_AbstractShooting, AbstractNodeTranscription):
         # Interval k integrates from (x_k, u_k, u_{k+1}); x_k enters interval k-1's
         # defect x_k - X_{k-1}(t_k) linearly, u_k both intervals' integrations.
         return ("next",) * problem.nx + ("both",) * problem.nu
+
+    def lagrangian_derivatives(self, z, multipliers, problem, args):
+        return interval_derivatives(self._interval, z, multipliers, problem, args)
+
+    def _interval(self, t0, t1, z0, z1, problem, args):
+        # Interval k of `_shoot` alone: `(defect, cost)` from z_k and z_{k+1}.
+        nx = problem.nx
+        end, cost = self.interval(problem, args, t0, self.step(problem), z0[:nx], z0[nx:], z1[nx:])
+        return z1[:nx] - end, cost
 
     def _shoot(self, z, problem, args):
         xs, us = self.split(z, problem)
