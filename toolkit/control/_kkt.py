@@ -4,11 +4,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
-import numpy as np
 from jaxtyping import Array, Bool, Float, PyTree
 
 from .._jit import filter_jit
-from ._block_tridiagonal import BlockTridiagonal, one_chain, probe_vectors
+from ._block_tridiagonal import BlockTridiagonal, one_chain, probe_blocks
 from ._nlp import NLPInfo
 from ._problem import OptimalControlProblem
 from ._transcription.base import AbstractTranscription, simulated_states
@@ -151,23 +150,19 @@ class KKTResidual(eqx.Module):
 
     def hessian_diagonal(self, z, lam, problem, args) -> Float[Array, "M bz"]:
         """∂²L/∂z_i², the diagonal of the Lagrangian's Hessian, from Hessian-vector
-        products with 0/1 probe vectors coloured by time block (as
-        [`toolkit.control.BlockTridiagonal`][] probes its blocks): unknowns of blocks
+        products with 0/1 probe vectors coloured by time block (the Hessian's
+        diagonal blocks, probed as [`toolkit.control.BlockTridiagonal`][] probes a
+        Jacobian's): unknowns of blocks
         that share no term of the Lagrangian share a probe, so it takes 2 or 3
         products per unknown of a block (`unknowns_reach`), whatever the horizon."""
-        M, bz = z.shape
-        probes, first, colours = probe_vectors(M, tuple(self.transcription.unknowns_reach(problem)))
 
-        def gradient(z):
-            return self.stationarity(z, lam, problem, args)[0]
+        def hessian_vector(v):
+            return jax.jvp(lambda z: self.stationarity(z, lam, problem, args)[0], (z,), (v,))[1]
 
-        products = jax.vmap(lambda p: jax.jvp(gradient, (z,), (p,))[1])(
-            jnp.asarray(probes, z.dtype)
-        )
-        k = np.arange(M)[:, None]
-        # Entry (k, i) of the probe holding column (k, i): only that column of the
-        # probe reaches row (k, i) of the Hessian.
-        return products[first[None, :] + k % colours[None, :], k, np.arange(bz)[None, :]]
+        struct = jax.ShapeDtypeStruct(z.shape, z.dtype)
+        reach = tuple(self.transcription.unknowns_reach(problem))
+        _, diag, _ = probe_blocks(lx.FunctionLinearOperator(hessian_vector, struct), reach)
+        return jnp.diagonal(diag, axis1=-2, axis2=-1)
 
     def _rows_from(self, w, z, lam, g, c, problem, args, project, scale=None):
         tr = self.transcription
