@@ -268,15 +268,17 @@ def interval_derivatives(interval, z, multipliers, problem: OptimalControlProble
     ts = grid(problem, M - 1)
     pairs = jnp.concatenate([z[:-1], z[1:]], axis=1)
 
-    def defect(v, t0, t1):
-        return interval(t0, t1, v[:bz], v[bz:], problem, args)[0]
-
     def lagrangian(v, t0, t1, lam):
         d, cost = interval(t0, t1, v[:bz], v[bz:], problem, args)
-        return cost + lam @ d
+        return cost + lam @ d, d
 
-    D = jax.vmap(jax.jacfwd(defect))(pairs, ts[:-1], ts[1:])
-    Hi = jax.vmap(jax.hessian(lagrangian))(pairs, ts[:-1], ts[1:], multipliers[:-1])
+    def gradient_and_defect(v, t0, t1, lam):
+        g, d = jax.grad(lagrangian, has_aux=True)(v, t0, t1, lam)
+        return g, d
+
+    # One forward pass over the gradient gives both the Hessian and, from the same
+    # evaluation of the interval, the defect's Jacobian.
+    Hi, D = jax.vmap(jax.jacfwd(gradient_and_defect))(pairs, ts[:-1], ts[1:], multipliers[:-1])
     H = jnp.zeros((M, bz, bz), dtype).at[:-1].add(Hi[:, :bz, :bz]).at[1:].add(Hi[:, bz:, bz:])
     H_next = jnp.zeros((M, bz, bz), dtype).at[:-1].set(Hi[:, :bz, bz:])
     if problem.terminal_cost is not None:

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 
+from ..._jit import filter_jit
 from .._integrators import RK4
 from .._problem import OptimalControlProblem
 from .base import (
@@ -34,6 +35,9 @@ class _AbstractShooting(AbstractTranscription):
     def interval(self, problem, args, t_k, h, x_k, u_k, u_next):
         """Integrate [x, running cost] over [t_k, t_k + h] with the control linear
         between u_k and u_next. Returns (x(t_k + h), integral of L)."""
+        return _integrate(self, problem, args, t_k, h, x_k, u_k, u_next)
+
+    def _integrate(self, problem, args, t_k, h, x_k, u_k, u_next):
         nx = problem.nx
 
         def vector_field(t, y, _):
@@ -93,6 +97,16 @@ class _AbstractShooting(AbstractTranscription):
             )
             y = sol.ys[-1]
         return y[:nx], y[nx]
+
+
+# A plan integrates the intervals in many places (the residual, its linearisation,
+# the KKT blocks, the multiplier estimate, the simulation), each under its own
+# transformations. As one jitted function an interval is traced once per shape, and
+# JAX derives its derivatives and batched versions from that trace instead of running
+# the integrator's Python again for each use.
+@filter_jit(planner=True)
+def _integrate(transcription, problem, args, t_k, h, x_k, u_k, u_next):
+    return transcription._integrate(problem, args, t_k, h, x_k, u_k, u_next)
 
 
 class MultipleShooting(_AbstractShooting, AbstractNodeTranscription):
