@@ -272,12 +272,9 @@ def interval_derivatives(interval, z, multipliers, problem: OptimalControlProble
         d, cost = interval(t0, t1, v[:bz], v[bz:], problem, args)
         return cost + lam @ d, d
 
-    def gradient_and_defect(v, t0, t1, lam):
-        g, d = jax.grad(lagrangian, has_aux=True)(v, t0, t1, lam)
-        return g, d
-
     # One forward pass over the gradient gives both the Hessian and, from the same
     # evaluation of the interval, the defect's Jacobian.
+    gradient_and_defect = jax.grad(lagrangian, has_aux=True)
     Hi, D = jax.vmap(jax.jacfwd(gradient_and_defect))(pairs, ts[:-1], ts[1:], multipliers[:-1])
     H = jnp.zeros((M, bz, bz), dtype).at[:-1].add(Hi[:, :bz, :bz]).at[1:].add(Hi[:, bz:, bz:])
     H_next = jnp.zeros((M, bz, bz), dtype).at[:-1].set(Hi[:, :bz, bz:])
