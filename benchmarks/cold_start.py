@@ -6,7 +6,10 @@ For every case (a problem, a transcription, N), each in fresh processes:
 - `split` (cache off): tracing, lowering to StableHLO and XLA's compile of the
   programs an eager plan compiles (`jax.jit(...).trace`, `.lower`, `.compile`): the
   starting point and the Newton pass always, and the interior-point fallback (traced,
-  lowered and compiled, one figure) only for cases whose first pass fails;
+  lowered and compiled, one figure) only for cases whose first pass fails. The
+  Newton pass is measured first in its process, before anything has filled JAX's
+  caches of traced functions, as a first plan meets it; the fallback after it, as
+  a plan that needs it does;
 - `empty`: the first `control.plan` call with an empty cache folder (tracing, compile
   and solve), then the warm solve (median of 20 calls);
 - `warm`: the first call in a new process whose cache the `empty` run filled.
@@ -96,11 +99,10 @@ def _worker(case: str, mode: str) -> dict:
         # says whether this case needs it).
         import numpy as np
 
+        # Measured first in this fresh process, as a first plan meets it: nothing
+        # runs before the Newton pass (whose starting point the fallback then takes).
         placeholder = _stages._placeholder(ex.problem, transcription)
         limit = np.asarray(solver.fallback_after, np.int32)
-        w0 = _stages._newton(
-            ex.problem, transcription, solver, ex.args, None, placeholder, True, limit, True
-        )[3]
         # Compiled as the library compiles its stages (`toolkit.compiler_options`).
         from toolkit._jit import jit
 
@@ -119,12 +121,15 @@ def _worker(case: str, mode: str) -> dict:
                     lambda args, w: _stages._rescue(ex.problem, transcription, solver, args, w),
                     planner=True,
                 ),
-                (ex.args, w0),
+                None,  # the Newton pass's starting point, once it has run
             ),
         }
         for key in ("trace_s", "lower_s", "compile_s"):
             out[key] = 0.0
+        w0 = None
         for name, (fn, inputs) in programs.items():
+            if inputs is None:
+                inputs = (ex.args, w0)
             tic = time.perf_counter()
             traced = fn.trace(*inputs)
             trace = time.perf_counter() - tic
@@ -141,7 +146,7 @@ def _worker(case: str, mode: str) -> dict:
                 out["lower_s"] += lower
                 out["compile_s"] += compile_
             if name == "newton":
-                _, solved, _, _ = compiled(*inputs)
+                _, solved, _, w0 = compiled(*inputs)
                 out["fallback_needed"] = not bool(solved)
         return out
 
@@ -282,10 +287,12 @@ def write_readme(results: dict) -> None:
             SECTION,
             "",
             "What a user waits for before the first plan, in fresh processes: tracing, "
-            "lowering and XLA's compile of the plan's program (cache off), the first "
-            "call with an empty persistent-cache folder, and the first call of a new "
-            "process that finds the cache filled (`toolkit.enable_compilation_cache`, "
-            "which the CLI, tutorials and tests switch on). Warm solve: median of 20. "
+            "lowering and XLA's compile of the plan's program (cache off; the Newton "
+            "stage first in its process, then the fallback, as a first plan meets "
+            "them), the first call with an empty persistent-cache folder, and the "
+            "first call of a new process that finds the cache filled "
+            "(`toolkit.enable_compilation_cache`, which the CLI, tutorials and tests "
+            "switch on). Warm solve: median of 20. "
             "The processes keep Python's bytecode of the modules they import, as a "
             "default Python does (the benchmark unsets PYTHONDONTWRITEBYTECODE). "
             "`python benchmarks/cold_start.py` (results in "
