@@ -106,48 +106,21 @@ def _worker(case: str, mode: str) -> dict:
         # Compiled as the library compiles its stages (`toolkit.compiler_options`).
         from toolkit._jit import jit
 
-        programs = {
-            "newton": (
-                jit(
-                    lambda args, w, n: _stages._newton(
-                        ex.problem, transcription, solver, args, None, w, True, n, True
-                    ),
-                    planner=True,
-                ),
-                (ex.args, placeholder, limit),
+        newton = jit(
+            lambda args, w, n: _stages._newton(
+                ex.problem, transcription, solver, args, None, w, True, n, True
             ),
-            "fallback": (
-                jit(
-                    lambda args, w: _stages._rescue(ex.problem, transcription, solver, args, w),
-                    planner=True,
-                ),
-                None,  # the Newton pass's starting point, once it has run
-            ),
-        }
-        for key in ("trace_s", "lower_s", "compile_s"):
-            out[key] = 0.0
-        w0 = None
-        for name, (fn, inputs) in programs.items():
-            if inputs is None:
-                inputs = (ex.args, w0)
-            tic = time.perf_counter()
-            traced = fn.trace(*inputs)
-            trace = time.perf_counter() - tic
-            tic = time.perf_counter()
-            lowered = traced.lower()
-            lower = time.perf_counter() - tic
-            tic = time.perf_counter()
-            compiled = lowered.compile()
-            compile_ = time.perf_counter() - tic
-            if name == "fallback":
-                out["fallback_s"] = trace + lower + compile_
-            else:
-                out["trace_s"] += trace
-                out["lower_s"] += lower
-                out["compile_s"] += compile_
-            if name == "newton":
-                _, solved, _, w0 = compiled(*inputs)
-                out["fallback_needed"] = not bool(solved)
+            planner=True,
+        )
+        inputs = (ex.args, placeholder, limit)
+        compiled, out["trace_s"], out["lower_s"], out["compile_s"] = _split(newton, inputs)
+        _, solved, _, w0 = compiled(*inputs)
+        out["fallback_needed"] = not bool(solved)
+        rescue = jit(
+            lambda args, w: _stages._rescue(ex.problem, transcription, solver, args, w),
+            planner=True,
+        )
+        out["fallback_s"] = sum(_split(rescue, (ex.args, w0))[1:])
         return out
 
     def call():
@@ -168,6 +141,20 @@ def _worker(case: str, mode: str) -> dict:
             times.append(time.perf_counter() - tic)
         out["warm_solve_s"] = statistics.median(times)
     return out
+
+
+def _split(fn, inputs: tuple) -> tuple:
+    """`fn` traced, lowered and compiled for `inputs`: the compiled program and the
+    seconds each phase took."""
+    tic = time.perf_counter()
+    traced = fn.trace(*inputs)
+    trace = time.perf_counter() - tic
+    tic = time.perf_counter()
+    lowered = traced.lower()
+    lower = time.perf_counter() - tic
+    tic = time.perf_counter()
+    compiled = lowered.compile()
+    return compiled, trace, lower, time.perf_counter() - tic
 
 
 def _spawn(args: list[str], cache: str) -> tuple[float, subprocess.CompletedProcess]:
