@@ -20,8 +20,9 @@ it finishes; finished ones are skipped on a re-run unless `--force`):
     against a central finite difference and IPOPT's envelope gradient ∂_mu(J + λᵀg).
 3. `batch`: 64 values of mu in [0.5, 1.5] solved by `control.plan_batch` over args,
     called as a user calls it (toolkit's compiled program; `jax.vmap(plan)` in chunks
-    of 8 on a CPU), and the same traced inside the caller's own `jit` (XLA's default
-    options),
+    of 8 on a CPU, the batch in one part per core, each called from its own thread),
+    the same with `workers=1` (one call), and the same traced inside the caller's own
+    `jit` (XLA's default options; one program), with the CPU time of each call,
     vs a Python loop of IPOPT solves (the same built solver, mu passed as `p`), at
     N = 100, 1000, 4000: throughput ratio, cost agreement, unconverged members.
 
@@ -33,6 +34,7 @@ it finishes; finished ones are skipped on a re-run unless `--force`):
 """
 
 import argparse
+import os
 import pathlib
 import statistics
 import sys
@@ -105,13 +107,17 @@ def interleaved(
     """Warm timings of several already-warm callables, run round-robin (A, B, C, A, B,
     C, ...) so that load from other processes on the machine hits all of them alike:
     at least `min_rounds` rounds, more while under `budget_s` (at most `max_rounds`).
-    Returns, per name, the median and minimum time and the number of repeats."""
+    Returns, per name, the median and minimum time, the median CPU time of this
+    process per call (all its threads) and the number of repeats."""
     times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     total = 0.0
     rounds = 0
     while rounds < min_rounds or (rounds < max_rounds and total < budget_s):
         for name, fn in fns.items():
+            start = time.process_time()
             dt, _ = timed(fn)
+            cpu[name].append(time.process_time() - start)
             times[name].append(dt)
             total += dt
         rounds += 1
@@ -119,6 +125,7 @@ def interleaved(
         name: {
             "warm_s": statistics.median(ts),
             "warm_min_s": min(ts),
+            "cpu_s": statistics.median(cpu[name]),
             "repeats": len(ts),
         }
         for name, ts in times.items()
@@ -227,10 +234,13 @@ def _batch_fields(sol) -> dict:
     }
 
 
-def batch_plan(problem, transcription, solver, args):
+def batch_plan(problem, transcription, solver, args, workers="auto"):
     """`control.plan_batch` as a user calls it: toolkit's own compiled program, with
-    its XLA options (`toolkit.compiler_options(planner=True)`)."""
-    sol = control.plan_batch(problem, transcription, solver, args_batch=args, throw=False)
+    its XLA options (`toolkit.compiler_options(planner=True)`); `workers=1`: the whole
+    batch in one call of the program, from this thread."""
+    sol = control.plan_batch(
+        problem, transcription, solver, args_batch=args, throw=False, workers=workers
+    )
     return _batch_fields(sol)
 
 
@@ -369,6 +379,11 @@ def measure_grad(store: Store, ipopts: IpoptCache, N: int) -> None:
     log(f"  other processes kept {other.cores} cores busy during the warm timings")
 
 
+def _workers() -> int:
+    """The parts `plan_batch` runs side by side by default here (one per core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def measure_batch(store: Store, ipopts: IpoptCache, N: int, B: int) -> None:
     key = f"batch/N={N}/B={B}"
     if not store.todo(key):
@@ -386,15 +401,24 @@ def measure_batch(store: Store, ipopts: IpoptCache, N: int, B: int) -> None:
     def batched():
         return batch_plan(EXAMPLE.problem, transcription, solver, bargs)
 
+    def one_thread():
+        return batch_plan(EXAMPLE.problem, transcription, solver, bargs, workers=1)
+
     def in_user_jit():
         return batch_plan_in_user_jit(EXAMPLE.problem, transcription, solver, bargs)
 
     rs = loop()  # the solver is built; this runs every member once
     cold, out = timed(batched)
+    _, out_one = timed(one_thread)
     cold_user, out_user = timed(in_user_jit)
     with OtherLoad() as other:
         warm = interleaved(
-            {"IPOPT": loop, "toolkit": batched, "toolkit_user_jit": in_user_jit},
+            {
+                "IPOPT": loop,
+                "toolkit": batched,
+                "toolkit_one_thread": one_thread,
+                "toolkit_user_jit": in_user_jit,
+            },
             min_rounds=3,
             max_rounds=10,
             budget_s=30.0,
@@ -428,6 +452,11 @@ def measure_batch(store: Store, ipopts: IpoptCache, N: int, B: int) -> None:
             "failed": failed,
             "cold_s": cold,
             **warm["toolkit"],
+        },
+        "workers": _workers(),
+        "toolkit_one_thread": {
+            "costs": np.asarray(out_one["cost"]).tolist(),
+            **warm["toolkit_one_thread"],
         },
         "toolkit_user_jit": {
             "costs": np.asarray(out_user["cost"]).tolist(),
@@ -583,16 +612,27 @@ def report(
         fails = ", ".join(
             f"{f['mu']:.3f}" + (" (converges alone)" if f["alone_ok"] else "") for f in t["failed"]
         )
-        user = e.get("toolkit_user_jit")
-        user_cell = "–"
-        if user is not None:
-            user_diff = float(np.max(np.abs(np.asarray(user["costs"]) - tc)))
-            user_cell = (
-                f"{_ms(user['warm_s'])} ({ip['warm_s'] / user['warm_s']:.2f}x; Δ {user_diff:.0e})"
+
+        def other_cell(name):
+            other = e.get(name)
+            if other is None:
+                return "–"
+            other_diff = float(np.max(np.abs(np.asarray(other["costs"]) - tc)))
+            return (
+                f"{_ms(other['warm_s'])} ({ip['warm_s'] / other['warm_s']:.2f}x; "
+                f"Δ {other_diff:.0e})"
             )
+
+        def cores(entry):
+            return "–" if "cpu_s" not in entry else f"{entry['cpu_s'] / entry['warm_s']:.2f}"
+
+        per_cpu = ""
+        if "cpu_s" in t and "cpu_s" in ip:
+            per_cpu = f"; per CPU second {ip['cpu_s'] / t['cpu_s']:.2f}x"
         rows.append(
             f"| {N} | {B} | {_ms(t['warm_s'])} | {_ms(t['cold_s'])} | "
-            f"{_ms(ip['warm_s'])} | {speed:.2f}x | {user_cell} | {diff:.1e} | "
+            f"{_ms(ip['warm_s'])} | {speed:.2f}x | {cores(t)} / {cores(ip)} | "
+            f"{other_cell('toolkit_one_thread')} | {other_cell('toolkit_user_jit')} | {diff:.1e} | "
             f"{min(t['num_steps'])}–{max(t['num_steps'])} | {max(t['backtracks'])} | "
             f"{min(ip['iterations'])}–{max(ip['iterations'])} | "
             f"{len(t['failed'])}{' (mu ' + fails + ')' if fails else ''} | "
@@ -600,7 +640,8 @@ def report(
         )
         goal(
             speed >= 10,
-            f"batched throughput >= 10x the CasADi loop (N={N}, B={B}): {speed:.2f}x",
+            f"batched throughput >= 10x the CasADi loop (N={N}, B={B}): {speed:.2f}x "
+            f"(wall clock{per_cpu})",
         )
         goal(
             not t["failed"]
@@ -611,23 +652,33 @@ def report(
             f"{len(ip['failed'])}",
         )
     if rows:
+        batch_entries = [R.get(f"batch/N={N}/B={B}") for N in batch_Ns]
+        parts = sorted({str(e.get("workers", "?")) for e in batch_entries if e is not None})
+        workers = " or ".join(parts)
         lines += [
             f"**Batched**: {B} values of mu evenly spaced in [0.5, 1.5]; toolkit = "
             "`control.plan_batch` over args called as a user calls it (KKTNewton, "
-            "`throw=False`; one program compiled by toolkit with its XLA options; on a "
+            "`throw=False`; one program compiled by toolkit with its XLA options, on a "
             "CPU `jax.vmap(control.plan)` over chunks of 8 members, `jax.lax.map` over "
-            "the chunks); IPOPT = a Python loop over the same built solver with mu as "
-            "the NLP parameter `p`; throughput = IPOPT loop time / toolkit time. `inside "
-            "a user's jit` = the same `plan_batch` traced inside the caller's own "
-            "`eqx.filter_jit`, compiled with XLA's default options (what a program that "
-            "does not pass `toolkit.compiler_options(planner=True)` gets; Δ = its largest "
-            "cost difference from the first column's). The three timed interleaved.",
+            f"the chunks; by default the batch in {workers} parts, one per core, each "
+            "part that program called from its own thread); IPOPT = a Python loop over "
+            "the same built solver with mu as the NLP parameter `p`; throughput = IPOPT "
+            "loop time / toolkit time (wall clock). Cores used = the process's CPU time "
+            "over the wall time of a call (toolkit / IPOPT loop; the IPOPT loop runs on "
+            "one thread, and the goal's line also gives the ratio of CPU times). `one "
+            "thread` = `plan_batch(..., workers=1)`, the whole batch in one call of the "
+            "program. `inside a user's jit` = the same `plan_batch` traced inside the "
+            "caller's own `eqx.filter_jit`, compiled with XLA's default options (what a "
+            "program that does not pass `toolkit.compiler_options(planner=True)` gets; "
+            "one program). Δ = a column's largest cost difference from the first "
+            "column's. The four timed interleaved.",
             "",
             "| N | B | toolkit batch warm | toolkit cold | IPOPT loop warm | throughput "
-            "toolkit/IPOPT | inside a user's jit (throughput) | max abs Δ cost | Newton "
+            "toolkit/IPOPT | cores used (toolkit / IPOPT) | one thread (throughput) | "
+            "inside a user's jit (throughput) | max abs Δ cost | Newton "
             "steps | max backtracks | IPOPT iterations | toolkit not converged | IPOPT "
             "failed |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
         ]

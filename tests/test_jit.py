@@ -145,6 +145,10 @@ def test_planner_calls_dispatch_on_their_array_leaves(monkeypatch):
     assert len(f._flat._programs) == 2 and traces[-1] == ("a", 5, (5,))
     f(m, x, 3, None)  # made again: its program was dropped
     assert traces[-1] == ("a", 3, (5,)) and len(f._flat._programs) == 2
+    # `has_program`: whether a call would reuse a program (not trace a new one).
+    assert f.has_program(m, 2 * x, 3, None)
+    assert not f.has_program(m, x, 6, None) and not f.has_program(m, x[:2], 3, None)
+    assert len(traces) == 6  # asking traces nothing
     # The same as `eqx.filter_jit`, as a nested call inside the user's `jit` gives.
     nested = jax.jit(lambda m, x: f(m, x, 3, None)["y"])(m, x)
     np.testing.assert_allclose(f(m, x, 3, None)["y"], nested, rtol=1e-6)

@@ -192,11 +192,25 @@ class _FlatDispatch:
         self._fallback = fallback
         self._programs: dict[Any, _Program] = {}
 
-    def __call__(self, args: tuple) -> Any:
+    @staticmethod
+    def _key(args: tuple) -> tuple[Any, list]:
         leaves, treedef = jax.tree.flatten(args)
         arrays, static = _split(leaves)
         signature = tuple((x.shape, x.dtype) for x in arrays)
-        key = (treedef, static, signature)
+        return (treedef, static, signature), arrays
+
+    def has_program(self, args: tuple) -> bool:
+        """Whether a call with `args` would run a program made by an earlier call."""
+        key, _ = self._key(args)
+        try:
+            program = self._programs.get(key)
+        except (TypeError, ValueError):
+            return False
+        return program is not None and program.outputs is not None
+
+    def __call__(self, args: tuple) -> Any:
+        key, arrays = self._key(args)
+        treedef, static, _ = key
         try:
             program = self._programs.get(key)
         except (TypeError, ValueError):  # unhashable, or compares as an array
@@ -269,6 +283,11 @@ class _FilterJit:
             if out is not _UNSERVED:
                 return out
         return self._top_level()(*args, **kwargs)
+
+    def has_program(self, *args) -> bool:
+        """Whether a top-level call with `args` would run a program that an earlier
+        call made (rather than trace and compile one)."""
+        return self._flat is not None and self._flat.has_program(args)
 
     def __getattr__(self, name: str) -> Any:
         # `lower`, ... of the top-level compiled function.

@@ -73,6 +73,57 @@ def test_chunks_are_the_same_plans(vdp):
         control.plan_batch(vdp.problem, TRANSCRIPTION, args_batch={"mu": mus}, chunk=0)
 
 
+def test_parts_run_side_by_side_and_give_the_same_plans(vdp, monkeypatch):
+    # 7 elements in chunks of 3 (3 chunks) over 2 workers: 2 parts of 2 chunks, padded
+    # to 12 elements. Each part is the chunked program on its own thread, compiled by
+    # the first part alone on the first call.
+    import toolkit.control._batch as batch_module
+
+    pools = []
+
+    class Recorded(batch_module.ThreadPoolExecutor):
+        def __init__(self, workers):
+            pools.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(batch_module, "ThreadPoolExecutor", Recorded)
+    mus = jnp.linspace(0.6, 1.4, 7)
+    shift = jnp.linspace(-0.1, 0.1, 7)
+    x0s = vdp.problem.x0[None] + jnp.stack([shift, jnp.zeros(7)], axis=1)
+
+    def planned(workers):
+        return control.plan_batch(
+            vdp.problem,
+            TRANSCRIPTION,
+            SOLVER,
+            args_batch={"mu": mus},
+            x0_batch=x0s,
+            chunk=3,
+            workers=workers,
+        )
+
+    one = planned(1)
+    assert pools == []
+    first, again = planned(2), planned(2)
+    assert pools == [1, 2]  # compiled by the first part, then both parts at once
+    assert first.cost.shape == (7,) and first.stats["num_steps"].shape == (7,)
+    assert tree_allclose(first, one, rtol=0, atol=0)
+    assert tree_allclose(again, one, rtol=0, atol=0)
+    # Inside a transformation the batch is one program, whatever `workers` says.
+    grad = jax.grad(lambda m: jnp.sum(planned_cost(vdp, m, 2)))(mus)
+    assert pools == [1, 2]
+    assert tree_allclose(grad, jax.grad(lambda m: jnp.sum(planned_cost(vdp, m, 1)))(mus))
+    with pytest.raises(ValueError, match="`workers` must be a positive int"):
+        planned(0)
+
+
+def planned_cost(vdp, mus, workers):
+    sol = control.plan_batch(
+        vdp.problem, TRANSCRIPTION, SOLVER, args_batch={"mu": mus}, chunk=3, workers=workers
+    )
+    return sol.cost
+
+
 def test_misuse_is_named(vdp):
     with pytest.raises(ValueError, match="element 2: van_der_pol: parameter 'mu'"):
         control.plan_batch(vdp.problem, TRANSCRIPTION, args_batch={"mu": jnp.array([1.0, 2, -1])})

@@ -1,6 +1,9 @@
 """Many plans at once: `jax.vmap` of a plan over a batch of parameter sets, split
-along the batch over a mesh of devices by `jax.jit`'s partitioner."""
+along the batch over a mesh of devices by `jax.jit`'s partitioner, or on one CPU
+device over its cores by host threads."""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import equinox as eqx
@@ -34,6 +37,7 @@ def plan_batch(
     adjoint: optx.AbstractAdjoint | None = None,
     throw: bool = True,
     chunk: int | Literal["auto"] | None = "auto",
+    workers: int | Literal["auto"] = "auto",
 ) -> Solution:
     """Plan many parameter sets at once: `jax.vmap` of [`toolkit.control.plan`][]
     over the leading axis of `args_batch` (and/or `x0_batch`), split along that axis
@@ -58,6 +62,15 @@ def plan_batch(
     plans at N = 100, 1000 and 4000 ran about twice as fast in chunks of 4 to 16 as
     in one vmap (benchmarks/README.md). With a mesh each device runs its slice as
     one vmap.
+
+    On a CPU the batch also runs in `workers` parts side by side: XLA runs a program
+    on the thread that calls it, spreading only some of its operations over the
+    other cores, so each part (a whole number of chunks, the last padded with copies
+    of the last element) is the same compiled program called from its own host
+    thread. The first call compiles that program on the first part alone, then runs
+    the others at once. Every element is the same plan as with `workers=1`. A batch
+    traced inside your own transformation (`jax.jit`, `jax.grad`, ...) is one
+    program whatever `workers` says.
 
     A batch whose size the number of devices does not divide is padded with copies of
     its last element, and the outputs are trimmed back to the batch size (JAX splits
@@ -88,6 +101,9 @@ def plan_batch(
         for the whole batch in one vmap, or `"auto"` (default): 8 on a CPU, the whole
         batch on an accelerator, whose parallelism a larger vmap feeds. A batch
         that `chunk` does not divide is padded with copies of its last element.
+    - `workers`: on one device, the parts of the batch run side by side, each from
+        its own host thread (at most one per chunk): a positive int, or `"auto"`
+        (default): one per core this process may use on a CPU, 1 on an accelerator.
 
     **Returns:**
 
@@ -103,10 +119,14 @@ def plan_batch(
         mesh = Mesh(np.asarray(jax.devices()), ("batch",))
     if mesh is None:
         size = _chunk_size(chunk)
-        if size is None or size >= _batch_size(args_batch, x0_batch):
-            sol = _vmap_plan(problem, transcription, solver, adjoint, args_batch, x0_batch)
+        n = _batch_size(args_batch, x0_batch)
+        chunks = 1 if size is None or size >= n else -(-n // size)
+        parts = _parts(workers, chunks)
+        inputs = (problem, transcription, solver, adjoint)
+        if parts > 1 and not _traced((inputs, args_batch, x0_batch)):
+            sol = _in_parts(inputs, args_batch, x0_batch, size, parts)
         else:
-            sol = _chunked_plan(problem, transcription, solver, adjoint, args_batch, x0_batch, size)
+            sol = _on_device(inputs, args_batch, x0_batch, size)
     else:
         if len(mesh.axis_names) != 1:
             raise ValueError(
@@ -128,6 +148,71 @@ def _chunk_size(chunk: int | str | None) -> int | None:
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f'`chunk` must be a positive int, None or "auto", got {chunk!r}.')
     return chunk
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _parts(workers: int | str, chunks: int) -> int:
+    """How many parts of the batch run at once: at most one per chunk."""
+    if workers == "auto":
+        workers = _cores() if jax.devices()[0].platform == "cpu" else 1
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f'`workers` must be a positive int or "auto", got {workers!r}.')
+    return min(workers, chunks)
+
+
+def _traced(tree) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+
+
+def _program(inputs, args_batch, x0_batch, chunk: int | None):
+    """The program that plans a batch on the device (one vmap, or chunks of `chunk`
+    elements), and its arguments."""
+    batch = (args_batch, x0_batch)
+    if chunk is None or chunk >= _batch_size(*batch):
+        return _vmap_plan, (*inputs, *batch)
+    return _chunked_plan, (*inputs, *batch, chunk)
+
+
+def _on_device(inputs, args_batch, x0_batch, chunk: int | None) -> Solution:
+    fn, args = _program(inputs, args_batch, x0_batch, chunk)
+    return fn(*args)
+
+
+def _in_parts(inputs, args_batch, x0_batch, chunk: int, parts: int) -> Solution:
+    """The batch in `parts` equal parts, each a whole number of chunks (the last padded
+    with copies of the batch's last element), run side by side from host threads:
+    every part is the same compiled program, and XLA runs each call on the thread
+    that makes it."""
+    size = _batch_size(args_batch, x0_batch)
+    chunks = -(-size // chunk)
+    per = -(-chunks // parts) * chunk
+    batch = (args_batch, x0_batch)
+    pad = per * parts - size
+    if pad:
+        batch = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), batch)
+    pieces = [jax.tree.map(lambda x: x[i * per : (i + 1) * per], batch) for i in range(parts)]
+
+    def run(piece):
+        return _on_device(inputs, *piece, chunk)
+
+    sols = []
+    fn, args = _program(inputs, *pieces[0], chunk)
+    if not fn.has_program(*args):
+        # The first call compiles the program: alone, not once per thread.
+        sols.append(run(pieces[0]))
+        pieces = pieces[1:]
+    with ThreadPoolExecutor(len(pieces)) as pool:
+        sols += list(pool.map(run, pieces))
+
+    def join(*xs):
+        return jnp.concatenate(xs)[:size] if eqx.is_array(xs[0]) else xs[0]
+
+    return jax.tree.map(join, *sols)
 
 
 def _batch_size(args_batch: PyTree[Array], x0_batch: Array | None) -> int:
