@@ -116,6 +116,37 @@ def test_column_reach_is_checked():
         probe_blocks(op, ("both",) * 3)
 
 
+def test_scalar_blocks_are_a_tridiagonal_solve(getkey):
+    # b = 1 goes to LAPACK's tridiagonal solver: the same answers as a dense solve,
+    # under vmap, in reverse mode (through the transpose), and singular reported.
+    M = 12
+    k1, k2, k3 = jr.split(getkey(), 3)
+    lower = jr.normal(k1, (3, M, 1, 1)).at[:, 0].set(0)
+    upper = jr.normal(k2, (3, M, 1, 1)).at[:, -1].set(0)
+    diag = jr.normal(k3, (3, M, 1, 1))
+    rhs = jr.normal(getkey(), (3, M, 1))
+
+    def solve(lo, di, up, r):
+        op = _operator((lo, di, up), M, 1)
+        sol = lx.linear_solve(op, r, control.BlockTridiagonal(), throw=False)
+        return sol.value, sol.result
+
+    values, results = jax.vmap(solve)(lower, diag, upper, rhs)
+    assert np.all(np.asarray(results._value) == lx.RESULTS.successful._value)
+    for i in range(3):
+        A = _dense(lower[i], diag[i], upper[i])
+        expected = np.linalg.solve(A, np.asarray(rhs[i]).ravel())
+        assert np.allclose(np.asarray(values[i]).ravel(), expected, rtol=1e-9, atol=1e-9)
+    A = _dense(lower[0], diag[0], upper[0])
+    cot = jr.normal(getkey(), (M, 1))
+    grad = jax.grad(lambda r: jnp.sum(cot * solve(lower[0], diag[0], upper[0], r)[0]))(rhs[0])
+    expected = np.linalg.solve(A.T, np.asarray(cot).ravel())
+    assert np.allclose(np.asarray(grad).ravel(), expected, rtol=1e-9, atol=1e-9)
+    # Row 0 and column 0 zero: singular.
+    _, singular = solve(lower[0].at[1].set(0), diag[0].at[0].set(0), upper[0].at[0].set(0), rhs[0])
+    assert singular == lx.RESULTS.singular
+
+
 def test_transpose_solve_and_gradient(getkey):
     M, b = 9, 4
     blocks = _random_blocks(getkey(), M, b)

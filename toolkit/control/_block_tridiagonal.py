@@ -188,6 +188,10 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
     error ‖A x - b‖∞ / (‖A‖∞ ‖x‖∞ + ‖b‖∞) exceeds `max_backward_error` (a pivot so
     small that the elimination lost the answer to rounding).
 
+    Scalar blocks (`b = 1`, a tridiagonal matrix) are solved by LAPACK's
+    tridiagonal solver (`jax.lax.linalg.tridiagonal_solve`, Gaussian elimination
+    with partial pivoting) in one call.
+
     The elimination runs as one chain of `M` dependent steps, or split into `P`
     chains eliminated side by side, which leave a small block-tridiagonal system
     on the blocks between them (a partitioned elimination, as in SPIKE-type
@@ -237,6 +241,10 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
 
     def _factorise(self, blocks: _Blocks) -> PyTree[Array]:
         M, b = blocks[1].shape[:2]
+        if b == 1:
+            # Scalar blocks: LAPACK's tridiagonal solve (gtsv) factorises at each
+            # solve, in one call instead of a scan of small kernels.
+            return ()
         P = self.chains(M, b)
         return factorise(blocks) if P == 1 else factorise_partitioned(blocks, P)
 
@@ -265,7 +273,10 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
         del options
         blocks, factors, _, norm = state
         M, b = vector.shape
-        if self.chains(M, b) == 1:
+        if b == 1:
+            lower, diag, upper = (a[:, 0, 0] for a in blocks)
+            x = jax.lax.linalg.tridiagonal_solve(lower, diag, upper, vector)
+        elif self.chains(M, b) == 1:
             x = substitute(blocks, factors, vector)
         else:
             x = substitute_partitioned(factors, vector)
