@@ -59,9 +59,10 @@ def plan_batch(
     chunks, each chunk one `jax.vmap(plan)`. Every element is the same plan either way;
     what changes is the work. A vmapped plan iterates until its slowest element
     finishes, and on a CPU its vectorised arrays outgrow the caches: 64 Van der Pol
-    plans at N = 100, 1000 and 4000 ran about twice as fast in chunks of 4 to 16 as
-    in one vmap (benchmarks/README.md). With a mesh each device runs its slice as
-    one vmap.
+    plans at N = 1000 took 473 ms in chunks of 8 against 529 ms in one vmap, in one
+    call (one process, interleaved; in another, chunks of 16 / 8 / 4 took 413 / 422 /
+    482 ms). When chunking was introduced the gap was about 2x; the planner's
+    kernels have changed since. With a mesh each device runs its slice as one vmap.
 
     On a CPU the batch also runs in `workers` parts side by side: XLA runs a program
     on the thread that calls it, spreading only some of its operations over the
