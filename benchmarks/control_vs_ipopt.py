@@ -16,7 +16,8 @@ it finishes; finished ones are skipped on a re-run unless `--force`):
     and warm time (median of repeats, `block_until_ready`). A tight IPOPT reference
     (tol 1e-12, no bound relaxation) checks that both reach the same optimum.
 2. `grad`: `jax.grad` of the optimal cost w.r.t. `args` (implicit differentiation,
-    under `eqx.filter_jit`), warm, relative to one warm solve at N = 1000; checked
+    under `eqx.filter_jit`, and called eagerly), warm, relative to one warm solve at
+    N = 1000; checked
     against a central finite difference and IPOPT's envelope gradient ∂_mu(J + λᵀg).
 3. `batch`: 64 values of mu in [0.5, 1.5] solved by `control.plan_batch` over args,
     called as a user calls it (toolkit's compiled program; `jax.vmap(plan)` in chunks
@@ -219,9 +220,14 @@ def _args(mu) -> dict:
     return {"mu": jnp.asarray(mu, dtype=jnp.float64)}
 
 
-@eqx.filter_jit
-def grad_cost(problem, transcription, args):
+def eager_grad_cost(problem, transcription, args):
+    """`jax.grad` of the plan's cost, called eagerly: the plan runs toolkit's own
+    compiled programs."""
     return jax.grad(lambda a: control.plan(problem, transcription, args=a).cost)(args)
+
+
+# The same inside the user's `jit`: the plan is part of the user's program.
+grad_cost = eqx.filter_jit(eager_grad_cost)
 
 
 def _batch_fields(sol) -> dict:
@@ -341,10 +347,14 @@ def measure_grad(store: Store, ipopts: IpoptCache, N: int) -> None:
     def grad():
         return grad_cost(EXAMPLE.problem, transcription, args)["mu"]
 
+    def eager_grad():
+        return eager_grad_cost(EXAMPLE.problem, transcription, args)["mu"]
+
     timed(solve)  # compile the plain solve if it was not already
     grad_cold, g = timed(grad)
+    eager_cold, g_eager = timed(eager_grad)
     with OtherLoad() as other:
-        warm = interleaved({"solve": solve, "grad": grad})
+        warm = interleaved({"solve": solve, "grad": grad, "eager_grad": eager_grad})
 
     def cost(m):
         return float(control.plan(EXAMPLE.problem, transcription, args=_args(m)).cost)
@@ -366,6 +376,10 @@ def measure_grad(store: Store, ipopts: IpoptCache, N: int) -> None:
         "grad_warm_min_s": warm["grad"]["warm_min_s"],
         "repeats": warm["grad"]["repeats"],
         "ratio": warm["grad"]["warm_s"] / warm["solve"]["warm_s"],
+        "eager_grad": float(g_eager),
+        "eager_grad_cold_s": eager_cold,
+        "eager_grad_warm_s": warm["eager_grad"]["warm_s"],
+        "eager_ratio": warm["eager_grad"]["warm_s"] / warm["solve"]["warm_s"],
         "other_cores": other.cores,
     }
     store.put(key, entry)
@@ -374,7 +388,8 @@ def measure_grad(store: Store, ipopts: IpoptCache, N: int) -> None:
         f"{entry['rel_err_fd']:.1e})  IPOPT envelope {envelope:.12g} (rel err "
         f"{entry['rel_err_ipopt']:.1e})  grad {entry['grad_warm_s'] * 1e3:.2f} ms "
         f"/ solve {entry['solve_warm_s'] * 1e3:.2f} ms = {entry['ratio']:.2f}x  "
-        f"(cold {grad_cold:.2f} s)"
+        f"(cold {grad_cold:.2f} s); eager grad {entry['eager_grad_warm_s'] * 1e3:.2f} ms "
+        f"= {entry['eager_ratio']:.2f}x (rel. diff {entry['eager_rel_diff']:.1e})"
     )
     log(f"  other processes kept {other.cores} cores busy during the warm timings")
 
@@ -581,17 +596,24 @@ def report(
         lines += [
             f"**Gradient** of the optimal cost w.r.t. mu at N={grad_N} (`jax.grad` "
             "through `control.plan`, implicit function theorem, under "
-            "`eqx.filter_jit`; the grad call includes its forward solve; solve and "
-            "grad timed interleaved)",
+            "`eqx.filter_jit`: the plan is part of the user's program, one chain "
+            "under XLA's default options; the grad call includes its forward solve; "
+            "`eager grad` = the same `jax.grad` called without a `jit`, so the plan "
+            "runs toolkit's own programs; solve and both grads timed interleaved)",
             "",
             f"| dJ*/dmu | central FD (eps {FD_EPS:g}) | rel. err | IPOPT envelope "
             "∂_mu(J+λᵀg) | rel. err | solve warm | grad warm | grad / solve | "
-            "grad cold |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "grad cold | eager grad warm (/ solve) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             f"| {g['grad']:.10f} | {g['fd']:.10f} | {g['rel_err_fd']:.1e} | "
             f"{g['ipopt_envelope']:.10f} | {g['rel_err_ipopt']:.1e} | "
             f"{_ms(g['solve_warm_s'])} | {_ms(g['grad_warm_s'])} | "
-            f"{g['ratio']:.2f}x | {_ms(g['grad_cold_s'])} |",
+            f"{g['ratio']:.2f}x | {_ms(g['grad_cold_s'])} | "
+            + (
+                f"{_ms(g['eager_grad_warm_s'])} ({g['eager_ratio']:.2f}x) |"
+                if "eager_ratio" in g
+                else "– |"
+            ),
             "",
         ]
         goal(
@@ -599,6 +621,13 @@ def report(
             f"gradient <= 1.5x one solve (N={grad_N}): {g['ratio']:.2f}x "
             f"(FD rel. err {g['rel_err_fd']:.1e})",
         )
+        if "eager_ratio" in g:
+            goal(
+                None,
+                f"eager gradient (no user jit) / one solve (N={grad_N}): "
+                f"{g['eager_ratio']:.2f}x (rel. diff from the jitted gradient "
+                f"{g['eager_rel_diff']:.1e})",
+            )
 
     rows = []
     for N in batch_Ns:
