@@ -377,6 +377,7 @@ def measure_grad(store: Store, ipopts: IpoptCache, N: int) -> None:
         "repeats": warm["grad"]["repeats"],
         "ratio": warm["grad"]["warm_s"] / warm["solve"]["warm_s"],
         "eager_grad": float(g_eager),
+        "eager_rel_diff": abs(float(g_eager) - g) / abs(g),
         "eager_grad_cold_s": eager_cold,
         "eager_grad_warm_s": warm["eager_grad"]["warm_s"],
         "eager_ratio": warm["eager_grad"]["warm_s"] / warm["solve"]["warm_s"],
