@@ -72,8 +72,9 @@ def plan_batch(
     the others at once. Every element is the same plan as with `workers=1`. A batch
     traced inside your own transformation (`jax.jit`, `jax.grad`, ...) is one
     program whatever `workers` says. On the 2-core benchmark machine, 64 Van der Pol
-    plans at N = 1000 took 283 ms in two parts against 423 ms in one call, for about
-    1.2x the CPU time (benchmarks/README.md).
+    plans at N = 1000 took 263-283 ms in two parts against 419-423 ms in one call,
+    for about 1.2x the CPU time (two runs of benchmarks/control_vs_ipopt.py; the
+    latest is in benchmarks/README.md).
 
     A batch whose size the number of devices does not divide is padded with copies of
     its last element, and the outputs are trimmed back to the batch size (JAX splits
