@@ -198,7 +198,7 @@ def _in_parts(inputs, args_batch, x0_batch, chunk: int, parts: int) -> Solution:
     batch = (args_batch, x0_batch)
     pad = per * parts - size
     if pad:
-        batch = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), batch)
+        batch = _padded(batch, pad)
     pieces = [jax.tree.map(lambda x: x[i * per : (i + 1) * per], batch) for i in range(parts)]
 
     def run(piece):
@@ -217,6 +217,11 @@ def _in_parts(inputs, args_batch, x0_batch, chunk: int, parts: int) -> Solution:
         return jnp.concatenate(xs)[:size] if eqx.is_array(xs[0]) else xs[0]
 
     return jax.tree.map(join, *sols)
+
+
+def _padded(batch, pad: int):
+    """Every leaf of `batch` with `pad` copies of its last element appended."""
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), batch)
 
 
 def _batch_size(args_batch: PyTree[Array], x0_batch: Array | None) -> int:
@@ -284,7 +289,7 @@ def _chunked_plan(problem, transcription, solver, adjoint, args_batch, x0_batch,
     pad = -size % chunk
     batch = (args_batch, x0_batch)
     if pad:
-        batch = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), batch)
+        batch = _padded(batch, pad)
 
     def one(element):
         return _one(problem, transcription, solver, adjoint, *element)
@@ -311,7 +316,7 @@ def _sharded_plan(
 
     def place(x):
         if pad:
-            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+            x = _padded(x, pad)
         return jax.device_put(x, split)
 
     batch = jax.tree.map(place, (args_batch, x0_batch))
