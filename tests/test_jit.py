@@ -154,6 +154,23 @@ def test_planner_calls_dispatch_on_their_array_leaves(monkeypatch):
     np.testing.assert_allclose(f(m, x, 3, None)["y"], nested, rtol=1e-6)
 
 
+def test_array_leaves_are_told_apart_as_equinox_does():
+    import equinox as eqx
+
+    def check(x):
+        assert _jit._is_array(x) == eqx.is_array(x), type(x)
+        assert _jit._is_array(x) == eqx.is_array(x), type(x)  # the remembered answer
+
+    for x in (jnp.ones(2), np.ones(2), np.float32(1.0), np.asarray(True), 1.0, 2, True, None):
+        check(x)
+    check("text")
+    check(jnp.sin)
+    jax.jit(lambda x: check(x) or x)(jnp.ones(2))  # a tracer is an array leaf
+    arrays, template = _jit._split([jnp.ones(2), 1.0, np.ones(3), "a"])
+    assert [a.shape for a in arrays] == [(2,), (3,)]
+    assert template == (_jit._ARRAY, 1.0, _jit._ARRAY, "a")
+
+
 def test_planner_calls_keep_equinox_runtime_errors():
     import equinox as eqx
 

@@ -136,7 +136,9 @@ class _Program:
         self.jitted = jax.jit(flat, compiler_options=options or None)
 
     def __call__(self, arrays: list) -> Any:
-        out = self.jitted(*arrays)
+        # Waited for here, on the flat list: the same arrays as in the pytree built
+        # from them, whose flattening for `jax.block_until_ready` costs more.
+        out = jax.block_until_ready(self.jitted(*arrays))
         assert self.outputs is not None
         treedef, kept = self.outputs
         return jax.tree.unflatten(treedef, _fill(kept, out))
@@ -150,11 +152,25 @@ class _ArrayMarker:
 _ARRAY = _ArrayMarker()
 
 
+_IS_ARRAY: dict[type, bool] = {}
+
+
+def _is_array(x: Any) -> bool:
+    # `eqx.is_array`, looked up by type: its isinstance against an abstract class costs
+    # more than the lookup, at each of the tens of leaves of every call.
+    kind = type(x)
+    try:
+        return _IS_ARRAY[kind]
+    except KeyError:
+        answer = _IS_ARRAY[kind] = eqx.is_array(x)
+        return answer
+
+
 def _split(leaves: list) -> tuple[list, tuple]:
     """The array leaves, and the leaves with `_ARRAY` in their places."""
     arrays, template = [], []
     for x in leaves:
-        if eqx.is_array(x):
+        if _is_array(x):
             arrays.append(x)
             template.append(_ARRAY)
         else:
@@ -223,7 +239,7 @@ class _FlatDispatch:
         # fallback raises it as Equinox's error.
         _CALLBACK_LOG.addFilter(_QUIET)
         try:
-            return jax.block_until_ready(program(arrays))
+            return program(arrays)
         except (jax.errors.JaxRuntimeError, ValueError):
             return self._fallback(*args)
         finally:

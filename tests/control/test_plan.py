@@ -258,6 +258,28 @@ def test_an_eager_plan_compiles_no_fallback_it_does_not_need(vdp, monkeypatch):
     assert int(sol.stats["interior_point_steps"]) == 0
 
 
+def test_an_eager_plan_copies_nothing_of_its_own_to_the_device(vdp, monkeypatch):
+    # The passes' flags, step limits and placeholder are made on the device once: a host
+    # scalar would be copied there at every plan, at a cost that shows on short plans.
+    from toolkit import _jit
+
+    seen = []
+    key = _jit._FlatDispatch._key
+
+    def spy(args):
+        k, arrays = key(args)
+        seen.append([a for a in arrays if not isinstance(a, jax.Array)])
+        return k, arrays
+
+    monkeypatch.setattr(_jit._FlatDispatch, "_key", staticmethod(spy))
+    args = {k: jnp.asarray(v) for k, v in vdp.args.items()}
+    for fallback_after in (10, 1):  # without and with the rescue and the finish
+        planner = control.KKTNewton(fallback_after=fallback_after)
+        sol = control.plan(vdp.problem, control.Trapezoidal(100), planner, args=args)
+        assert sol.result == control.RESULTS.successful
+    assert len(seen) == 4 and all(host == [] for host in seen), seen
+
+
 def test_an_eager_gradient_differentiates_only_at_the_root(vdp, monkeypatch):
     # Under an eager `jax.grad` (or `jax.jvp`, `jax.vjp`) the stages find the root on
     # the inputs' values and one more program attaches the implicit derivative; the
