@@ -248,21 +248,15 @@ def _placeholder(problem: OptimalControlProblem, transcription: AbstractTranscri
     # Called through the class: a method looked up on a Module instance is wrapped in
     # a new bound-method Module first, which costs more than the call, at every plan.
     M, bz, bc = type(transcription).layout(transcription, problem)
-    return _zeros((M + 1, bc + bz), problem.x0.dtype)
+    return _on_device(0, problem.x0.dtype, (M + 1, bc + bz))
 
 
 @functools.lru_cache(maxsize=64)
-def _zeros(shape: tuple[int, int], dtype) -> Array:
-    # Made on the device once per shape: an array from the host would be copied there
-    # at every plan.
-    return jnp.zeros(shape, dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def _on_device(value: bool | int, dtype) -> Array:
-    # Likewise for the passes' scalar inputs: three host scalars cost a plan that
-    # converges in its first pass about 4 % of its time (glucose, mountain_car).
-    return jnp.asarray(value, dtype)
+def _on_device(value: bool | int | float, dtype, shape: tuple[int, ...] = ()) -> Array:
+    # Made on the device once per value, dtype and shape: an input from the host would
+    # be copied there at every plan (the passes' flags and step limits alone cost a
+    # plan that converges in its first pass about 4 % of its time).
+    return jnp.full(shape, value, dtype)
 
 
 @filter_jit(planner=True)
