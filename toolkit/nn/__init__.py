@@ -7,6 +7,7 @@ group (`model.preactivations`), and declares which arrays hold each group
 """
 
 from ._base import AbstractNetwork as AbstractNetwork
+from ._conv import convolve as convolve
 from ._convnet import AbstractConvClassifier as AbstractConvClassifier, ConvNet as ConvNet
 from ._mlp import MLP as MLP
 from ._resnet import BasicBlock as BasicBlock, ResNet as ResNet

@@ -7,6 +7,7 @@ import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from ._base import AbstractNetwork, check_example, make_norm, normalise, PreActivations
+from ._conv import convolve
 from ._wiring import Group, inputs_of, norm_of, outputs_of
 
 
@@ -117,7 +118,7 @@ class AbstractConvClassifier(AbstractNetwork):
         check_example(name, x, (self.convs[0].weight.shape[1], *self.image_size))
         pre = {}
         for i, (conv, norm, pool) in enumerate(zip(self.convs, self.conv_norms, self.pools)):
-            z, state = normalise(norm, conv(x), state)
+            z, state = normalise(norm, convolve(conv, x), state)
             pre[f"conv.{i}"] = (z,)
             x = jax.nn.relu(z)
             if pool:

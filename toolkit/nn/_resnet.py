@@ -7,6 +7,7 @@ import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
 from ._base import AbstractNetwork, check_example, make_norm, normalise, PreActivations
+from ._conv import convolve
 from ._wiring import Group, inputs_of, norm_of, outputs_of
 
 
@@ -145,7 +146,7 @@ class ResNet(AbstractNetwork):
         self, x: Array, state: eqx.nn.State, *, key: PRNGKeyArray | None = None
     ) -> tuple[Array, eqx.nn.State, PreActivations]:
         check_example("ResNet", x, (self.stem.weight.shape[1], None, None))
-        z, state = normalise(self.stem_norm, self.stem(x), state)
+        z, state = normalise(self.stem_norm, convolve(self.stem, x), state)
         stream = [z]
         x = jax.nn.relu(z)
         pre = {}
