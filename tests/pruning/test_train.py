@@ -549,3 +549,26 @@ def test_an_event_waits_for_the_steps_before_it(digits, monkeypatch):
     kwargs = {**_KWARGS, "steps": 20, "eval_every": 10, "batch_size": 512}
     _train(model, state, digits, pruning.Dense(), **{**kwargs, "checkpoint_every": 20})
     assert len(ready) == 3 and all(ready)  # evaluations at 0, 10 and 20
+
+
+def test_evaluation_batches_default_to_the_training_batch(digits, monkeypatch):
+    from toolkit.pruning import _train as trainer
+
+    sizes = []
+    made = trainer.TrainingData
+
+    def spy(*args):
+        data = made(*args)
+        sizes.append([x.shape[0] for x, _, _ in data.eval_batches])
+        return data
+
+    monkeypatch.setattr(trainer, "TrainingData", spy)
+    kwargs = {k: v for k, v in _KWARGS.items() if k != "checkpoint_every"}
+    default = _train(*_mlp(), digits, pruning.Dense(), **kwargs)
+    other = _train(*_mlp(), digits, pruning.Dense(), eval_batch_size=1000, **kwargs)
+    # The 359 held-out digits: 12 batches of 32, the last padded; or one batch of all.
+    assert sizes == [[32] * 12, [359]]
+    for a, b in zip(default[2]["evaluations"], other[2]["evaluations"]):
+        assert a["test_accuracy"] == b["test_accuracy"]
+        assert a["live"] == b["live"]
+        np.testing.assert_allclose(a["test_loss"], b["test_loss"], rtol=1e-5)
