@@ -7,11 +7,12 @@ Networks (built by `toolkit.pruning.recipes.model`, with BatchNorm): MNIST-1D, a
 with hidden widths 1024, 1024 (6000 steps of 128); Fashion-MNIST twice, with the
 LeNet-5 ConvNet (`fashion_mnist`) and with the small VGG (`fashion_mnist_vgg`: five
 3x3 convolutions of 16, 16, 32, 32, 64 channels, BatchNorm after each), 4680 steps of
-128 each. LeNet-5 caps what pruning can show on a CPU: its first convolution costs
-the same whatever its width, and a LeNet-5 with a quarter of its FLOPs per example
-still took 23 ms a training step against dense's 42; the VGG spends its time in
-layers that shrink (82 ms a step at 52 % unit sparsity against dense's 162). Every
-method of a
+128 each. LeNet-5 caps what pruning can show on a CPU: XLA's convolution of its
+second layer costs about the same at 8 output channels as at 16, and at DemP's final
+widths (84 % unit sparsity) a training step took 37 ms against dense's 42 (AMD EPYC,
+one XLA thread, with `nn.convolve`'s first layer; the `speed` table); the VGG spends
+its time in layers that shrink (82 ms a step at 52 % unit sparsity against dense's
+162). Every method of a
 comparison trains with one optimiser and schedule, the one `python -m toolkit train`
 builds (`recipes.optimiser`: AdamW, one-cycle schedule, weight decay 5e-4), as the
 DemP paper compares its methods, at the peak learning rate the `lr` experiment chose
