@@ -21,9 +21,9 @@ def convolve(conv: eqx.nn.Conv2d, x: Float[Array, "channels height width"]) -> A
     # LeNet-5 (1 -> 6 channels, 5x5, 28x28, batch 128) took 15.7 ms of a 38 ms training
     # step at widths (6, 8, 15, 21), forward alone. Stacking the kernel's shifted views
     # (5x5 -> 25 images) and contracting them with the weights is one matrix product:
-    # forward + weight gradient 0.24-0.41x the time at 6 or 16 output channels, never
-    # slower at 64. Strided, dilated or grouped convolutions and other paddings keep
-    # XLA's kernel.
+    # forward + weight gradient 0.24-0.41x the time at 6 or 16 output channels, about
+    # XLA's time at 64 (0.95-1.03x). Strided, dilated or grouped convolutions and other
+    # paddings keep XLA's kernel.
     weight = conv.weight
     if (
         weight.shape[1] != 1

@@ -94,7 +94,7 @@ def train(
     - `eval_batch_size`: examples per evaluation batch (and per batch of DemP's
         dead-unit snapshot); default `batch_size`. Larger is not faster on a CPU:
         LeNet-5 evaluated 96 us an example in batches of 128 and 184 us in batches of
-        256 to 2000 (one XLA thread), where its activations outgrow the cache.
+        256 to 2000 (one XLA thread).
     - `augment`: a function `(key, x) -> x` applied to every training example, such
         as `toolkit.data.augment`; none by default.
     - `checkpoint`: a file to save the run to every `checkpoint_every` steps (default
