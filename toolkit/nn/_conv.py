@@ -22,7 +22,7 @@ def convolve(conv: eqx.nn.Conv2d, x: Float[Array, "channels height width"]) -> A
     # step at widths (6, 8, 15, 21), forward alone. Stacking the kernel's shifted views
     # (5x5 -> 25 images) and contracting them with the weights is one matrix product:
     # forward + weight gradient 0.24-0.41x the time at 6 or 16 output channels, about
-    # XLA's time at 64 (0.95-1.03x). Strided, dilated or grouped convolutions and other
+    # XLA's time at 64 (0.92-1.03x). Strided, dilated or grouped convolutions and other
     # paddings keep XLA's kernel.
     weight = conv.weight
     if (
