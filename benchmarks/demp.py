@@ -234,11 +234,13 @@ STRENGTHS = {
     # (added after LeNet-5's grid chose it) at LeNet-5's strengths for 70 / 85 %, and
     # 0.003 below them: no VGG pilot. Its curve jumped from 44 % (0.01) to 85-88 %
     # (0.1), leaving the baselines' 70 % to a straight line between them; 0.03 measures
-    # that stretch (added after the seed-0 and seed-1 runs).
+    # that stretch (added after the seed-0 and seed-1 runs). Its sparsest mean, 0.846 at
+    # 0.1, stopped short of the baselines' 85 %, so none of them was compared there:
+    # 0.13 (as on LeNet-5) aims past it.
     "fashion_mnist_vgg": {
         ("positive_l2", 3e-3): (0.05, 0.15, 0.3),
         ("bn_scale_l1", 3e-3): (0.15, 0.6, 1.0),
-        ("bn_positive_l1", 5e-5): (0.003, 0.01, 0.1, 0.03),
+        ("bn_positive_l1", 5e-5): (0.003, 0.01, 0.1, 0.03, 0.13),
     },
 }
 ABLATIONS = ("no-noise", "no-schedule", "flat-reg", "flat-noise")
