@@ -165,14 +165,14 @@ def test_plan_counts_and_shared_records():
     # per data set: 4 cells x 3 strengths, dense, 5 baselines x 3; Fashion-MNIST's
     # positive_l2 3e-3 has a fourth strength, past the aims; the VGG grids 2 cells;
     # bn_positive_l1 5e-5, after the 2x2: 3 strengths on MNIST-1D, 5 on Fashion-MNIST
-    # and 4 on the VGG
-    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1 + (2 * 3 + 1 + 5 * 3) + 3 + 5 + 4
+    # and 5 on the VGG
+    assert len(grid) == 2 * (4 * 3 + 1 + 5 * 3) + 1 + (2 * 3 + 1 + 5 * 3) + 3 + 5 + 5
     other = dict.fromkeys(demp.DATASETS, ("positive_l2", 3e-3))
     default = dict.fromkeys(demp.DATASETS, demp.DEFAULT_CELL)
     # Fashion-MNIST's grid: 9 more (the other cells' seed 0) and the fourth strength's
-    # 3 seeds and 3 `speed` runs; scratch 18, lr 20. The VGG: lr 5, grid 22, seeds 38
+    # 3 seeds and 3 `speed` runs; scratch 18, lr 20. The VGG: lr 5, grid 23, seeds 38
     # more (2 seeds x (dense, 5 baselines x 3, 3 DemP strengths)), speed 6.
-    vgg = 5 + 22 + 38 + 6
+    vgg = 5 + 23 + 38 + 6
     assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, other)) == (
         190 + 9 + 6 + 18 + 20 + vgg + 11
     )
@@ -193,7 +193,7 @@ def test_plan_counts_and_shared_records():
     # The VGG has no DemP runs of a cell it does not grid: lr, grid, and `seeds`' dense
     # and baselines.
     assert len(demp.runs_of(P, demp.PLAN, demp.DATASETS, default)) == (
-        172 + 9 + 1 + 18 + 20 + 5 + 22 + 2 * 16 + 11
+        172 + 9 + 1 + 18 + 20 + 5 + 23 + 2 * 16 + 11
     )
     # Before the grid chooses the cells, their runs in `seeds` (seeds 1 and 2: seed 0
     # is the grid's), `scratch` and `speed` are pending.
