@@ -1049,6 +1049,7 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
                 "",
             ]
             lines += _shift_note(R, P, ds, cell, last, start[last])
+            lines += _baselines_last_layer(g, last, sparse)
     if demp is None:
         verdicts.append(f"- {ds}: DemP's cell is not chosen yet; no verdict.")
     elif better or worse or within:
@@ -1072,6 +1073,32 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
     if figure.exists():
         lines += [f"![accuracy vs sparsity on {ds}](results/{figure.name})", ""]
     return lines
+
+
+def _baselines_last_layer(g: dict, last: str, demp_kept: list[float]) -> list[str]:
+    """The units the baselines leave in the last hidden layer at their targets of at
+    least 80 % unit sparsity (mean over seeds), beside DemP's at that sparsity, and
+    the accuracies there: where DemP loses to them, whether its last layer is the
+    narrower."""
+    parts = []
+    for m in BASELINES:
+        runs = sorted(((k, v) for (mm, k), v in g.items() if mm == m), key=lambda x: float(x[0]))
+        cells = [
+            f"{statistics.fmean(r['widths'][last] for r in recs):.1f} at {k} "
+            f"(accuracy {statistics.fmean(r['test_accuracy'] for r in recs):.4f})"
+            for k, recs in runs
+            if float(k) >= 0.8 and all(last in r["widths"] for r in recs)
+        ]
+        if cells:
+            parts.append(f"{m} " + ", ".join(cells))
+    if not parts or not demp_kept:
+        return []
+    return [
+        f"The baselines' `{last}` at their targets of 80 % and more (units left, mean over "
+        "seeds): " + "; ".join(parts) + f". DemP's runs at ≥ 80 % keep "
+        f"{min(demp_kept):.1f}-{max(demp_kept):.1f}.",
+        "",
+    ]
 
 
 def _shift_note(R: dict, P: dict, ds: str, cell, last: str, units: int) -> list[str]:

@@ -841,3 +841,23 @@ def test_each_record_names_its_cpu_and_the_readme_counts_them(results, monkeypat
         f"Records by CPU (each record's own): {rec['cpu']}: 1, Other CPU: 1, CPU not recorded: 1."
         in text
     )
+
+
+def test_baselines_last_layer_lists_their_widths_at_80_percent_and_more():
+    def rec(width, acc):
+        return {"widths": {"conv.0": 9, "conv.4": width}, "test_accuracy": acc}
+
+    g = {
+        ("random", "0.7"): [rec(30, 0.91)],  # below 80 %: left out
+        ("random", "0.85"): [rec(10, 0.88), rec(12, 0.86)],
+        ("snap", "0.9"): [rec(4, 0.85)],
+        ("demp.x", "0.1"): [rec(2, 0.80)],  # not a baseline
+    }
+    (text, _) = demp._baselines_last_layer(g, "conv.4", [1.0, 2.5])
+    assert text == (
+        "The baselines' `conv.4` at their targets of 80 % and more (units left, mean over "
+        "seeds): random 11.0 at 0.85 (accuracy 0.8700); snap 4.0 at 0.9 (accuracy "
+        "0.8500). DemP's runs at ≥ 80 % keep 1.0-2.5."
+    )
+    assert demp._baselines_last_layer(g, "conv.4", []) == []
+    assert demp._baselines_last_layer({("random", "0.7"): [rec(30, 0.9)]}, "conv.4", [1.0]) == []
