@@ -1077,9 +1077,9 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
 
 def _baselines_last_layer(g: dict, last: str, demp_kept: list[float]) -> list[str]:
     """The units the baselines leave in the last hidden layer at their targets of at
-    least 80 % unit sparsity (mean over seeds), beside DemP's at that sparsity, and
-    the accuracies there: where DemP loses to them, whether its last layer is the
-    narrower."""
+    least 80 % unit sparsity (mean over seeds) with their accuracies there, beside the
+    units DemP's runs at that sparsity leave (`demp_kept`): where DemP loses to a
+    baseline, the line shows whether its last layer is the narrower."""
     parts = []
     for m in BASELINES:
         runs = sorted(((k, v) for (mm, k), v in g.items() if mm == m), key=lambda x: float(x[0]))
