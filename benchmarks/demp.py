@@ -854,6 +854,11 @@ def _group(R: dict, exp: str, ds: str) -> dict:
     return g
 
 
+def _knobs_of(g: dict, method: str) -> list[tuple[str, list[dict]]]:
+    """`method`'s (knob, records over seeds) in `g`, by knob."""
+    return sorted(((k, v) for (m, k), v in g.items() if m == method), key=lambda x: float(x[0]))
+
+
 def _knob_order(item):
     """Dense, the DemP cells, then the baselines in `BASELINES` order; by knob."""
     (m, k), _ = item
@@ -1005,7 +1010,7 @@ def _comparison_section(R: dict, P: dict, ds: str, cell, plot: bool, store, verd
     lines.append("")
     # Where the units go (which layers DemP empties; LeNet's last hidden layer is the
     # question on Fashion-MNIST): every layer's width at the end, mean over seeds.
-    runs = sorted(((k, v) for (m, k), v in g.items() if m == demp), key=lambda x: float(x[0]))
+    runs = _knobs_of(g, demp)
     if runs:
         names = list(runs[0][1][0]["widths"])
         start = runs[0][1][0]["config"].get("initial_widths") or {}
@@ -1082,11 +1087,10 @@ def _baselines_last_layer(g: dict, last: str, demp_kept: list[float]) -> list[st
     baseline, the line shows whether its last layer is the narrower."""
     parts = []
     for m in BASELINES:
-        runs = sorted(((k, v) for (mm, k), v in g.items() if mm == m), key=lambda x: float(x[0]))
         cells = [
             f"{statistics.fmean(r['widths'][last] for r in recs):.1f} at {k} "
             f"(accuracy {statistics.fmean(r['test_accuracy'] for r in recs):.4f})"
-            for k, recs in runs
+            for k, recs in _knobs_of(g, m)
             if float(k) >= 0.8 and all(last in r["widths"] for r in recs)
         ]
         if cells:
