@@ -23,13 +23,18 @@ planner that fails, or reaches another local optimum, is reported as such.
 Results go to `benchmarks/results/library.json` (`--quick`: `library-quick.json`),
 one entry per problem and process (`runs`, keyed `problem/process`), written as each
 process finishes; finished entries are skipped unless `--force` names them
-(`--force` alone: all; `--force seir` every process of seir).
+(`--force` alone: all; `--force seir` every process of seir). Before a `--force`
+overwrites entries of the full run, the run is summarised into
+`benchmarks/results/library-history.json` (also `--archive`), and the README lists
+every run summarised there beside this one: the same code measured on other days moved
+ratios by more than a change of the planner does.
 
     python benchmarks/library.py                 # measure every missing problem
     python benchmarks/library.py --quick         # smoke run: three problems
     python benchmarks/library.py --problems seir,glucose --force seir,glucose
     python benchmarks/library.py --readme        # ... and write the README section
     python benchmarks/library.py --report-only --readme   # from the JSON alone
+    python benchmarks/library.py --archive       # summarise the run into the history
 """
 
 import argparse
@@ -51,6 +56,7 @@ from _provenance import (
     read_json,
     replace_section,
     SOURCE,
+    write_json_atomic,
 )
 
 
@@ -69,6 +75,7 @@ OUTPUTS = {
     "full": HERE / "results" / "library.json",
     "quick": HERE / "results" / "library-quick.json",
 }
+HISTORY = HERE / "results" / "library-history.json"
 README = HERE / "README.md"
 SECTION = "## Problem library: toolkit vs IPOPT"
 # Before this section, if it is not in the README yet.
@@ -115,6 +122,93 @@ def combine(runs: list[dict]) -> dict:
     e["loadavg_1min"] = max(r["loadavg_1min"] for r in runs)
     e["measured"] = max(r["measured"] for r in runs)
     return e
+
+
+def _geomean(xs) -> float:
+    return math.exp(statistics.fmean(math.log(x) for x in xs))
+
+
+def summary(results: dict) -> dict | None:
+    """A full run of the table in a few numbers, for the history of runs: when and on
+    which commits it was measured, the CPU, and each problem's ratio (the median over
+    its processes) where both reached the same optimum, with their geometric mean.
+    `None` for a run with no such problem."""
+    P = problems_of(results)
+    same = {n: P[n] for n in sorted(P) if P[n]["verdict"] == "same optimum"}
+    if not same:
+        return None
+    runs = list(results["runs"].values())
+    return {
+        "measured": [min(r["measured"] for r in runs), max(r["measured"] for r in runs)],
+        "commits": sorted({r.get("toolkit_commit", "unknown") for r in runs}),
+        "cpu": results.get("machine", {}).get("cpu", "unknown"),
+        "problems": len(P),
+        "same_optimum": len(same),
+        "geomean": _geomean(e["ratio"] for e in same.values()),
+        "ratios": {n: e["ratio"] for n, e in same.items()},
+    }
+
+
+def archive(results: dict, path: pathlib.Path = HISTORY) -> bool:
+    """Add `results`' summary to the history at `path`, unless it is there already (the
+    same measurement times and commits). Returns whether it was added."""
+    entry = summary(results)
+    history = read_json(path, {"runs": []})
+    known = {(tuple(e["measured"]), tuple(e["commits"])) for e in history["runs"]}
+    if entry is None or (tuple(entry["measured"]), tuple(entry["commits"])) in known:
+        return False
+    history["runs"].append(entry)
+    history["runs"].sort(key=lambda e: e["measured"][1])
+    write_json_atomic(path, history, prefix=".library-history-")
+    return True
+
+
+def history_notes(results: dict, path: pathlib.Path = HISTORY) -> list[str]:
+    """The README's lines on the earlier runs in the history at `path` and this one:
+    each run's geometric mean and its problems slower than IPOPT, then the spread."""
+    runs = list(read_json(path, {"runs": []})["runs"])
+    this = summary(results)
+    if this is not None and all(
+        (e["measured"], e["commits"]) != (this["measured"], this["commits"]) for e in runs
+    ):
+        runs.append(this)
+    runs.sort(key=lambda e: e["measured"][1])
+    if len(runs) < 2:
+        return []
+
+    def slower(e):
+        return {n: r for n, r in e["ratios"].items() if r > 1}
+
+    def line(e):
+        days = sorted({t[:10] for t in e["measured"]})
+        late = slower(e)
+        return (
+            f"{' to '.join(days)} on {', '.join(e['commits'])} ({e['cpu']}, "
+            f"{e['same_optimum']} of {e['problems']} problems): {e['geomean']:.2f}x"
+            + (
+                "; slower than IPOPT: " + ", ".join(f"{n} {r:.2f}x" for n, r in late.items())
+                if late
+                else ""
+            )
+        )
+
+    names = sorted({n for e in runs for n in slower(e)})
+    counts = ", ".join(
+        f"{n} in {sum(n in slower(e) for e in runs)} (ratios "
+        f"{min(e['ratios'][n] for e in runs if n in e['ratios']):.2f}x–"
+        f"{max(e['ratios'][n] for e in runs if n in e['ratios']):.2f}x)"
+        for n in names
+    )
+    means = [e["geomean"] for e in runs]
+    return [
+        f"Every run of this table kept in `library-history.json` ({len(runs)}, this one "
+        "included; a run that re-measured some problems keeps the others' earlier "
+        "entries), geometric mean of the ratios and the problems slower than IPOPT "
+        "(median over processes): " + "; ".join(line(e) for e in runs) + ".",
+        f"Over these runs the geometric mean went from {min(means):.2f}x to "
+        f"{max(means):.2f}x; slower than IPOPT"
+        + (f": {counts} of the {len(runs)} runs." if names else " in none of them: none."),
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -355,6 +449,8 @@ def table(results: dict, names: list[str], mode: str) -> tuple[str, list[str]]:
             + ", ".join(f"{n} {quick[n]['ratio']:.2f}x (here {P[n]['ratio']:.2f}x)" for n in again)
             + ", a measure of how far the load on this shared machine moves one ratio."
         )
+    if mode == "full":
+        notes.extend(history_notes(results))
     return "\n".join(lines), notes
 
 
@@ -422,6 +518,12 @@ def main(argv=None) -> int:
         help=f"fresh processes per problem (default {PROCESSES['full']}, quick "
         f"{PROCESSES['quick']})",
     )
+    parser.add_argument(
+        "--archive",
+        action="store_true",
+        help=f"summarise the full run into {HISTORY.name} and stop (done before any "
+        "--force of the full run)",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     mode = "quick" if opts.quick else "full"
@@ -438,6 +540,15 @@ def main(argv=None) -> int:
 
     if opts.readme and opts.quick:
         parser.error("--readme writes the full run's section; run it without --quick")
+    if opts.archive and opts.quick:
+        parser.error("--archive summarises the full run; run it without --quick")
+    if opts.archive or (
+        mode == "full" and forced(opts) is not None and not opts.report_only and not opts.worker
+    ):
+        if archive(_load("full")):
+            log(f"The full run so far is summarised in {HISTORY}.")
+        if opts.archive:
+            return 0
     store = Store(
         OUTPUTS[mode],
         forced(opts),
