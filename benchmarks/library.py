@@ -149,13 +149,17 @@ def summary(results: dict) -> dict | None:
     }
 
 
+def _identity(entry: dict) -> tuple:
+    """What tells one summarised run from another: its measurement times and commits."""
+    return tuple(entry["measured"]), tuple(entry["commits"])
+
+
 def archive(results: dict, path: pathlib.Path = HISTORY) -> bool:
     """Add `results`' summary to the history at `path`, unless it is there already (the
     same measurement times and commits). Returns whether it was added."""
     entry = summary(results)
     history = read_json(path, {"runs": []})
-    known = {(tuple(e["measured"]), tuple(e["commits"])) for e in history["runs"]}
-    if entry is None or (tuple(entry["measured"]), tuple(entry["commits"])) in known:
+    if entry is None or _identity(entry) in {_identity(e) for e in history["runs"]}:
         return False
     history["runs"].append(entry)
     history["runs"].sort(key=lambda e: e["measured"][1])
@@ -168,9 +172,7 @@ def history_notes(results: dict, path: pathlib.Path = HISTORY) -> list[str]:
     each run's geometric mean and its problems slower than IPOPT, then the spread."""
     runs = list(read_json(path, {"runs": []})["runs"])
     this = summary(results)
-    if this is not None and all(
-        (e["measured"], e["commits"]) != (this["measured"], this["commits"]) for e in runs
-    ):
+    if this is not None and _identity(this) not in {_identity(e) for e in runs}:
         runs.append(this)
     runs.sort(key=lambda e: e["measured"][1])
     if len(runs) < 2:
@@ -206,8 +208,12 @@ def history_notes(results: dict, path: pathlib.Path = HISTORY) -> list[str]:
         "entries), geometric mean of the ratios and the problems slower than IPOPT "
         "(median over processes): " + "; ".join(line(e) for e in runs) + ".",
         f"Over these runs the geometric mean went from {min(means):.2f}x to "
-        f"{max(means):.2f}x; slower than IPOPT"
-        + (f": {counts} of the {len(runs)} runs." if names else " in none of them: none."),
+        f"{max(means):.2f}x; "
+        + (
+            f"slower than IPOPT: {counts} of the {len(runs)} runs."
+            if names
+            else "no problem was slower than IPOPT in any of them."
+        ),
     ]
 
 
@@ -383,7 +389,7 @@ def table(results: dict, names: list[str], mode: str) -> tuple[str, list[str]]:
         )
     if same:
         ratios = [e["ratio"] for e in same]
-        gmean = math.exp(statistics.fmean(math.log(r) for r in ratios))
+        gmean = _geomean(ratios)
         notes.append(
             f"Warm time toolkit / IPOPT where both reach the same optimum: geometric "
             f"mean {gmean:.2f}x, median {statistics.median(ratios):.2f}x, range "
@@ -393,8 +399,7 @@ def table(results: dict, names: list[str], mode: str) -> tuple[str, list[str]]:
         # The geometric mean of every process's ratios, to show what one process's
         # table could have said.
         over = [
-            math.exp(statistics.fmean(math.log(e["ratios"][i]) for e in same))
-            for i in range(min(e["processes"] for e in same))
+            _geomean(e["ratios"][i] for e in same) for i in range(min(e["processes"] for e in same))
         ]
         above = [
             n
@@ -422,7 +427,7 @@ def table(results: dict, names: list[str], mode: str) -> tuple[str, list[str]]:
         ]
         notes.append(
             "Per iteration, a toolkit Newton step costs "
-            f"{math.exp(statistics.fmean(math.log(r) for r in per_it)):.2f}x an IPOPT "
+            f"{_geomean(per_it):.2f}x an IPOPT "
             f"iteration (geometric mean; range {min(per_it):.2f}x–{max(per_it):.2f}x)"
             + (
                 "; the toolkit needs more than twice IPOPT's iterations on " + ", ".join(many) + "."
@@ -542,9 +547,7 @@ def main(argv=None) -> int:
         parser.error("--readme writes the full run's section; run it without --quick")
     if opts.archive and opts.quick:
         parser.error("--archive summarises the full run; run it without --quick")
-    if opts.archive or (
-        mode == "full" and forced(opts) is not None and not opts.report_only and not opts.worker
-    ):
+    if opts.archive or (mode == "full" and forced(opts) is not None and not opts.report_only):
         if archive(_load("full")):
             log(f"The full run so far is summarised in {HISTORY}.")
         if opts.archive:

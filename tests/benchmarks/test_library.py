@@ -72,3 +72,13 @@ def test_archive_keeps_each_run_once_and_the_readme_lists_every_run(tmp_path):
     assert library.history_notes(new, path)[0] == runs
     # A single run has no history to tell.
     assert library.history_notes(old, tmp_path / "none.json") == []
+
+
+def test_the_readme_says_when_no_run_was_slower_than_ipopt(tmp_path):
+    path = tmp_path / "history.json"
+    library.archive(_run({"a": [0.5, 0.4, 0.6]}, "2026-01-01", "1111111"), path)
+    _, spread = library.history_notes(_run({"a": [0.2, 0.3, 0.25]}, "2026-01-02"), path)
+    assert spread == (
+        "Over these runs the geometric mean went from 0.25x to 0.50x; no problem was "
+        "slower than IPOPT in any of them."
+    )
