@@ -26,16 +26,19 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._block_thomas import _pivoted_inverse, _small_matmul, factorise, substitute
+from ._block_thomas import _pivoted_inverse, _small_matmul, _UNROLL, factorise, substitute
 
 
 _matmul = _small_matmul
 
 
 def _matvec(A, x):
-    # Unrolled for the reason of `_small_matmul`.
+    # As `_small_matmul`.
+    b = A.shape[-1]
+    if b > _UNROLL:
+        return jnp.sum(A * x[..., None, :], axis=-1)
     out = A[..., 0] * x[..., 0, None]
-    for i in range(1, A.shape[-1]):
+    for i in range(1, b):
         out = out + A[..., i] * x[..., i, None]
     return out
 
