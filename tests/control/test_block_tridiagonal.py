@@ -47,7 +47,7 @@ def _operator(blocks, M, b):
     return lx.FunctionLinearOperator(mv, jax.ShapeDtypeStruct((M, b), diag.dtype))
 
 
-@pytest.mark.parametrize("M,b", [(1, 3), (2, 4), (7, 5), (50, 6), (40, 8)])
+@pytest.mark.parametrize("M,b", [(1, 3), (2, 4), (7, 5), (50, 6)])
 def test_probe_recovers_blocks_and_solves(getkey, M, b):
     blocks = _random_blocks(getkey(), M, b)
     op = _operator(blocks, M, b)

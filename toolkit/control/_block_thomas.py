@@ -34,23 +34,15 @@ def _pivoted_inverse(A: Float[Array, "b b"]) -> Float[Array, "b b"]:
 
 
 def _small_matmul(A, B):
-    # Not a dot: for blocks this small, XLA fuses the product into the scan body
-    # instead of calling a matrix-multiply kernel per step. Up to 6 columns, a sum of
-    # outer products, which XLA's default CPU options keep as an elementwise fusion
-    # (their broadcast-and-sum became a YNNPACK call per product, which cost the
-    # partitioned elimination 2-3x at N = 4000 Van der Pol inside a user's `jit`);
-    # wider, broadcast-and-sum, which was 20 % faster in toolkit's own programs on
-    # cart_pole's 9-column blocks.
-    b = A.shape[-1]
-    if b > _UNROLL:
-        return jnp.sum(A[..., :, :, None] * B[..., None, :, :], axis=-2)
+    # A sum of b outer products rather than a dot (or a broadcast-and-sum): for
+    # blocks this small XLA fuses it into the scan body, and under XLA's default CPU
+    # options it stays an elementwise fusion instead of becoming a library
+    # (YNNPACK) call per product, which cost the partitioned elimination 2-3x at
+    # N = 4000 Van der Pol inside a user's `jit`.
     out = A[..., :, 0, None] * B[..., 0, None, :]
-    for i in range(1, b):
+    for i in range(1, A.shape[-1]):
         out = out + A[..., :, i, None] * B[..., i, None, :]
     return out
-
-
-_UNROLL = 6
 
 
 def factorise(blocks: Blocks) -> Factors:

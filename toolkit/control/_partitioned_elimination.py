@@ -26,19 +26,16 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._block_thomas import _pivoted_inverse, _small_matmul, _UNROLL, factorise, substitute
+from ._block_thomas import _pivoted_inverse, _small_matmul, factorise, substitute
 
 
 _matmul = _small_matmul
 
 
 def _matvec(A, x):
-    # As `_small_matmul`.
-    b = A.shape[-1]
-    if b > _UNROLL:
-        return jnp.sum(A * x[..., None, :], axis=-1)
+    # Unrolled for the reason of `_small_matmul`.
     out = A[..., 0] * x[..., 0, None]
-    for i in range(1, b):
+    for i in range(1, A.shape[-1]):
         out = out + A[..., i] * x[..., i, None]
     return out
 
