@@ -98,9 +98,13 @@ def test_a_plan_tells_its_linear_solver_the_column_reach():
     reach = ("previous",) * 2 + ("next",) * 3
     solver = linear_solver_of(control.KKTNewton(), tr, ex.problem)
     assert solver.column_reach == reach
-    # A solver the user passes is told too, unless it was told already.
+    # A solver the user passes is told too, unless it was told already; a batch's
+    # keeps it along with one chain.
     mine = control.KKTNewton(linear_solver=control.BlockTridiagonal(partitions=3))
     assert linear_solver_of(mine, tr, ex.problem).column_reach == reach
+    assert linear_solver_of(control.KKTNewton(), tr, ex.problem, True) == (
+        control.BlockTridiagonal(partitions=1, column_reach=reach)
+    )
     told = control.BlockTridiagonal(column_reach=("both",) * 5)
     assert linear_solver_of(control.KKTNewton(linear_solver=told), tr, ex.problem) is told
     dense = control.KKTNewton(linear_solver=lx.LU())

@@ -400,37 +400,30 @@ def test_an_eager_gradient_uses_the_given_implicit_adjoint(vdp):
     assert tree_allclose(jax.jit(jax.grad(control_at), static_argnums=1)(vdp.args, doubled), twice)
 
 
-def test_a_plan_splits_its_elimination_unless_vmapped(vdp, monkeypatch):
-    # Vmapped, the sequential elimination's kernels are already full; alone (eager or
-    # inside a user's jit) the partitioned one's shorter chain is faster. The choice
-    # is made where JAX batches the factorisation (_batch_aware_elimination.py).
-    from toolkit.control import _batch_aware_elimination as bae
+def test_a_plan_in_a_users_program_eliminates_in_one_chain(vdp, monkeypatch):
+    # Vmapped, the sequential elimination's kernels are already full; under a user's
+    # jit, XLA's default options make the partitioned one's small batched kernels
+    # slow. Only the programs toolkit compiles itself split (BlockTridiagonal).
+    from toolkit.control import _block_tridiagonal as bt
 
-    calls = []
+    chains = []
+    real = bt.factorise_partitioned
 
-    def spy(name):
-        real = getattr(bae, name)
+    def spy(blocks, P):
+        chains.append(P)
+        return real(blocks, P)
 
-        def spied(*args):
-            calls.append(name)
-            return real(*args)
-
-        monkeypatch.setattr(bae, name, spied)
-
-    for name in ("factorise", "substitute", "substitute_partitioned"):
-        spy(name)
+    monkeypatch.setattr(bt, "factorise_partitioned", spy)
     tr = control.Trapezoidal(41)  # an N no other test compiles, so these trace
 
     def cost(mu):
         return control.plan(vdp.problem, tr, args={"mu": mu}, throw=False).cost
 
     mus = jnp.array([0.9, 1.1])
-    jitted = eqx.filter_jit(cost)(mus[1])
-    assert "substitute_partitioned" in calls
-    assert "factorise" not in calls and "substitute" not in calls
-    calls.clear()
     batched = jax.vmap(cost)(mus)
-    assert "factorise" in calls and "substitute" in calls
+    jitted = eqx.filter_jit(cost)(mus[1])
+    assert chains == []
     single = cost(mus[1])
+    assert chains and set(chains) == {5}  # 43 blocks of 5 unknowns: 5 chains
     assert jnp.allclose(batched[1], single, rtol=1e-12)
     assert jnp.allclose(jitted, single, rtol=1e-12)

@@ -270,7 +270,7 @@ def _on_host(x) -> np.ndarray:
 def _one(problem, transcription, solver, adjoint, args, x0) -> Solution:
     if x0 is not None:
         problem = eqx.tree_at(lambda p: p.x0, problem, x0)
-    return _plan(problem, transcription, solver, args, None, adjoint)
+    return _plan(problem, transcription, solver, args, None, adjoint, True)
 
 
 def _vmapped(problem, transcription, solver, adjoint, args_batch, x0_batch) -> Solution:

@@ -34,15 +34,9 @@ def _pivoted_inverse(A: Float[Array, "b b"]) -> Float[Array, "b b"]:
 
 
 def _small_matmul(A, B):
-    # A sum of b outer products rather than a dot (or a broadcast-and-sum): for
-    # blocks this small XLA fuses it into the scan body, and under XLA's default CPU
-    # options it stays an elementwise fusion instead of becoming a library
-    # (YNNPACK) call per product, which cost the partitioned elimination 2-3x at
-    # N = 4000 Van der Pol inside a user's `jit`.
-    out = A[..., :, 0, None] * B[..., 0, None, :]
-    for i in range(1, A.shape[-1]):
-        out = out + A[..., :, i, None] * B[..., i, None, :]
-    return out
+    # Broadcast-and-sum rather than a dot: for blocks this small, XLA fuses it into
+    # the scan body instead of calling a matrix-multiply kernel per step.
+    return jnp.sum(A[:, :, None] * B[None, :, :], axis=1)
 
 
 def factorise(blocks: Blocks) -> Factors:

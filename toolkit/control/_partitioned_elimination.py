@@ -29,15 +29,11 @@ from jaxtyping import Array, Float
 from ._block_thomas import _pivoted_inverse, _small_matmul, factorise, substitute
 
 
-_matmul = _small_matmul
+_matmul = jax.vmap(_small_matmul)
 
 
 def _matvec(A, x):
-    # Unrolled for the reason of `_small_matmul`.
-    out = A[..., 0] * x[..., 0, None]
-    for i in range(1, A.shape[-1]):
-        out = out + A[..., i] * x[..., i, None]
-    return out
+    return jnp.sum(A * x[..., None, :], axis=-1)
 
 
 def group_length(M: int, P: int) -> int:

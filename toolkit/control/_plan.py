@@ -95,7 +95,7 @@ def plan(
     if can_run_in_stages(solver, adjoint, problem, transcription, solver, args, init):
         sol = plan_in_stages(problem, transcription, solver, args, init, adjoint)
     else:
-        sol = _plan(problem, transcription, solver, args, init, adjoint)
+        sol = _plan(problem, transcription, solver, args, init, adjoint, not trace_state_clean())
     sol = report_out_of_range(sol, out_of_range)
     if throw:
         sol = raise_if_failed(sol, sol.result)
@@ -142,11 +142,14 @@ def _plan(
     args: PyTree[Any],
     init: Solution | None,
     adjoint: optx.AbstractAdjoint | None,
+    in_user_program: bool = False,
 ) -> Solution:
-    """The plan as one program."""
-    residual = KKTResidual(transcription)
+    """The plan as one program; `in_user_program` if it is traced inside the user's
+    transformation or as a batch, where the linear solves run as such a program
+    does best (`linear_solver_of`)."""
+    residual = KKTResidual(transcription, in_user_program)
     w0 = starting_point(problem, transcription, residual, args, init)
-    linear_solver = linear_solver_of(solver, transcription, problem)
+    linear_solver = linear_solver_of(solver, transcription, problem, in_user_program)
     if adjoint is None:
         adjoint = ImplicitAdjointWithoutCallback(linear_solver)
     sol = solver.solve(residual, w0, (problem, args), linear_solver, adjoint)

@@ -416,7 +416,7 @@ def _end_to_end_step(
 ):
     if adjoint is None:
         # The plan runs inside this jitted training step, as in a user's program.
-        linear_solver = linear_solver_of(solver, transcription, problem)
+        linear_solver = linear_solver_of(solver, transcription, problem, in_user_program=True)
         zero_if_failed = _ZeroIfNonFinite(linear_solver)
         adjoint = ImplicitAdjointWithoutCallback(zero_if_failed)
 
