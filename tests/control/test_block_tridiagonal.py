@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -302,7 +304,7 @@ def test_partitioned_solve_with_a_zero_last_diagonal_block(getkey):
 
 
 def test_chains_are_chosen_by_size_and_batching():
-    from toolkit.control._block_tridiagonal import one_chain
+    from toolkit.control._block_tridiagonal import for_user_program
 
     auto = control.BlockTridiagonal()
     assert auto.chains(1001, 5) == 22
@@ -311,17 +313,67 @@ def test_chains_are_chosen_by_size_and_batching():
     assert control.BlockTridiagonal(partitions=1).chains(1001, 5) == 1
     assert control.BlockTridiagonal(partitions=50).chains(20, 2) == 6  # >= 2 blocks each
     assert control.BlockTridiagonal(partitions=2).chains(6, 2) == 1
-    # A plan in a user's program (or a batch) asks for one chain, unless the caller
-    # chose.
-    assert one_chain(auto) == control.BlockTridiagonal(partitions=1)
-    assert one_chain(control.BlockTridiagonal(1e-9)).max_backward_error == 1e-9
+    # A plan in a user's program (or a batch) marks its solver, keeping the rest of
+    # what the caller chose; other solvers are returned as they are.
+    assert for_user_program(auto) == control.BlockTridiagonal(in_user_program=True)
+    assert for_user_program(control.BlockTridiagonal(1e-9)).max_backward_error == 1e-9
     told = control.BlockTridiagonal(column_reach=("next", "both"))
-    assert one_chain(told).column_reach == ("next", "both")
-    explicit = control.BlockTridiagonal(partitions=4)
-    assert one_chain(explicit) is explicit
-    assert isinstance(one_chain(lx.LU()), lx.LU)
+    assert for_user_program(told).column_reach == ("next", "both")
+    assert for_user_program(control.BlockTridiagonal(partitions=4)).partitions == 4
+    assert isinstance(for_user_program(lx.LU()), lx.LU)
     with pytest.raises(ValueError, match="positive integer"):
         control.BlockTridiagonal(partitions=0)
+
+
+def test_in_a_user_program_one_system_is_split_and_a_batch_is_one_chain(getkey):
+    # Vmapped, the batch fills the kernels and one chain is fastest; the choice is
+    # made where JAX batches the factorisation, so it holds inside a user's jit too.
+    M, b, B = 40, 3, 3
+    systems = [_random_blocks(getkey(), M, b) for _ in range(B)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *systems)
+    rhs = jr.normal(getkey(), (B, M, b))
+
+    def solver_of(in_user_program):
+        return control.BlockTridiagonal(in_user_program=in_user_program)
+
+    def solve(blocks, r, in_user_program=True):
+        solver = solver_of(in_user_program)
+        state = solver.init(_operator(blocks, M, b), {})
+        x, result, _ = solver.compute(state, r, {})
+        return x, result
+
+    def check(x, blocks, r):
+        A = _dense(*blocks)
+        expected = np.linalg.solve(A, np.asarray(r).ravel())
+        # The chains pivot only inside blocks and carry couplings to their
+        # separators: their error on such random systems reaches about 5e-14
+        # cond(A) max|x|, depending on summation order.
+        bound = 2e-13 * np.linalg.cond(A) * np.max(np.abs(expected))
+        np.testing.assert_allclose(np.asarray(x).ravel(), expected, rtol=0, atol=bound)
+
+    def scan_lengths(fn, *args):
+        text = str(jax.make_jaxpr(fn)(*args))
+        return sorted({int(n) for n in re.findall(r"length=(\d+)", text)})
+
+    assert solver_of(True).chains(M, b) > 1
+    # One system: chains shorter than M. A batch of systems: one chain of M steps.
+    assert max(scan_lengths(solve, systems[0], rhs[0])) < M
+    assert scan_lengths(jax.vmap(solve), stacked, rhs) == [M]
+    # One system and a batch of right-hand sides: factorised once, split.
+    assert max(scan_lengths(jax.vmap(solve, in_axes=(None, 0)), systems[0], rhs)) < M
+    # Unmarked, the choice is by size alone: split under vmap too.
+    unmarked = jax.vmap(lambda bl, r: solve(bl, r, False))
+    assert max(scan_lengths(unmarked, stacked, rhs)) < M
+
+    x, result = jax.jit(solve)(systems[0], rhs[0])
+    assert result == lx.RESULTS.successful
+    check(x, systems[0], rhs[0])
+    xs, results = jax.jit(jax.vmap(solve))(stacked, rhs)
+    xr, _ = jax.jit(jax.vmap(solve, in_axes=(None, 0)))(systems[0], rhs)
+    assert jnp.all(results == lx.RESULTS.successful)
+    for i in range(B):
+        check(xs[i], systems[i], rhs[i])
+        check(xr[i], systems[0], rhs[i])
 
 
 @pytest.mark.slow

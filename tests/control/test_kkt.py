@@ -98,12 +98,12 @@ def test_a_plan_tells_its_linear_solver_the_column_reach():
     reach = ("previous",) * 2 + ("next",) * 3
     solver = linear_solver_of(control.KKTNewton(), tr, ex.problem)
     assert solver.column_reach == reach
-    # A solver the user passes is told too, unless it was told already; a batch's
-    # keeps it along with one chain.
+    # A solver the user passes is told too, unless it was told already; a plan in a
+    # user's program (or a batch) marks it as well.
     mine = control.KKTNewton(linear_solver=control.BlockTridiagonal(partitions=3))
     assert linear_solver_of(mine, tr, ex.problem).column_reach == reach
     assert linear_solver_of(control.KKTNewton(), tr, ex.problem, True) == (
-        control.BlockTridiagonal(partitions=1, column_reach=reach)
+        control.BlockTridiagonal(column_reach=reach, in_user_program=True)
     )
     told = control.BlockTridiagonal(column_reach=("both",) * 5)
     assert linear_solver_of(control.KKTNewton(linear_solver=told), tr, ex.problem) is told

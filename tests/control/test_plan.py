@@ -400,30 +400,42 @@ def test_an_eager_gradient_uses_the_given_implicit_adjoint(vdp):
     assert tree_allclose(jax.jit(jax.grad(control_at), static_argnums=1)(vdp.args, doubled), twice)
 
 
-def test_a_plan_in_a_users_program_eliminates_in_one_chain(vdp, monkeypatch):
-    # Vmapped, the sequential elimination's kernels are already full; under a user's
-    # jit, XLA's default options make the partitioned one's small batched kernels
-    # slow. Only the programs toolkit compiles itself split (BlockTridiagonal).
-    from toolkit.control import _block_tridiagonal as bt
+def test_a_plan_splits_its_elimination_unless_vmapped(vdp, monkeypatch):
+    # Vmapped, the sequential elimination's kernels are already full; alone (eager or
+    # inside a user's jit) the partitioned one's shorter chain is faster. Inside a
+    # user's program the choice is made where JAX batches the factorisation
+    # (_batch_aware_elimination.py); toolkit's own programs choose by size.
+    from toolkit.control import _batch_aware_elimination as bae, _block_tridiagonal as bt
 
-    chains = []
-    real = bt.factorise_partitioned
+    calls = []
 
-    def spy(blocks, P):
-        chains.append(P)
-        return real(blocks, P)
+    def spy(module, name):
+        real = getattr(module, name)
 
-    monkeypatch.setattr(bt, "factorise_partitioned", spy)
+        def spied(*args):
+            calls.append(name)
+            return real(*args)
+
+        monkeypatch.setattr(module, name, spied)
+
+    for name in ("factorise", "substitute", "substitute_partitioned"):
+        spy(bae, name)
+    spy(bt, "factorise_partitioned")
     tr = control.Trapezoidal(41)  # an N no other test compiles, so these trace
 
     def cost(mu):
         return control.plan(vdp.problem, tr, args={"mu": mu}, throw=False).cost
 
     mus = jnp.array([0.9, 1.1])
-    batched = jax.vmap(cost)(mus)
     jitted = eqx.filter_jit(cost)(mus[1])
-    assert chains == []
+    assert "substitute_partitioned" in calls
+    assert not {"factorise", "substitute", "factorise_partitioned"} & set(calls)
+    calls.clear()
+    batched = jax.vmap(cost)(mus)
+    assert "factorise" in calls and "substitute" in calls
+    assert "factorise_partitioned" not in calls
+    calls.clear()
     single = cost(mus[1])
-    assert chains and set(chains) == {5}  # 43 blocks of 5 unknowns: 5 chains
+    assert calls and set(calls) == {"factorise_partitioned"}
     assert jnp.allclose(batched[1], single, rtol=1e-12)
     assert jnp.allclose(jitted, single, rtol=1e-12)

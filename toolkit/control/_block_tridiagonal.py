@@ -8,6 +8,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float, PyTree
 
+from ._batch_aware_elimination import factorise_batch_aware, substitute_batch_aware
 from ._block_thomas import Blocks as _Blocks, factorise, substitute
 from ._partitioned_elimination import (
     default_partitions,
@@ -198,15 +199,15 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
     parallel solvers): about `2 sqrt(2 M)` dependent steps for about 2.5 times
     the arithmetic. On a CPU, blocks this small make each step's cost mostly
     per-kernel overhead, so by default the split is used where it was measured
-    to pay: blocks of at most 10 unknowns and at least 32 of them, in the programs
-    toolkit compiles itself (an eager [`toolkit.control.plan`][]). A plan traced
-    inside your own `jax.jit`, `jax.vmap` or `jax.grad`, and
-    [`toolkit.control.plan_batch`][], get one chain: vmapped, the batch already
-    fills the kernels and the split's extra arithmetic costs time (3.1x for 64
-    plans at N = 1000); under XLA's default CPU options, which your program has
-    unless you pass [`toolkit.compiler_options`][]`(planner=True)`, the split's
-    batched small kernels cost more than the steps they save (1.9x at N = 4000).
-    Pass `partitions` to choose for yourself. Each chain starts from a bare
+    to pay: blocks of at most 10 unknowns and at least 32 of them. Under `jax.vmap`
+    the batch already fills the kernels and the split's extra arithmetic costs time
+    (3.1x for 64 plans at N = 1000): a plan traced inside your own `jax.jit`,
+    `jax.vmap` or `jax.grad` (and [`toolkit.control.plan_batch`][]) gets a solver
+    marked `in_user_program`, which splits one system and eliminates a vmapped
+    batch of systems in one chain, chosen where JAX batches the factorisation
+    (`jax.custom_batching.custom_vmap`), so the split holds inside your `jit` and
+    one chain if you later vmap that program. Pass `partitions` to choose for
+    yourself. Each chain starts from a bare
     diagonal block, so the split asks the same of the system's blocks as the
     sequential elimination does of its Schur complements (non-singular); the last
     block, which in a KKT system holds the final-state constraints' multipliers, is
@@ -216,6 +217,7 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
     max_backward_error: float | None = None
     partitions: int | None = None
     column_reach: tuple[str, ...] | None = eqx.field(default=None, static=True, converter=_as_reach)
+    in_user_program: bool = eqx.field(default=False, static=True)
 
     def __check_init__(self):
         if self.partitions is not None and (
@@ -246,7 +248,14 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
             # solve, in one call instead of a scan of small kernels.
             return ()
         P = self.chains(M, b)
-        return factorise(blocks) if P == 1 else factorise_partitioned(blocks, P)
+        if P == 1:
+            return factorise(blocks)
+        if self._batch_aware():
+            return factorise_batch_aware(blocks, P)
+        return factorise_partitioned(blocks, P)
+
+    def _batch_aware(self) -> bool:
+        return self.in_user_program and self.partitions is None
 
     def tolerance(self, dtype) -> float:
         """The backward-error bound in `dtype`: `max_backward_error`, or eps^(1/3)."""
@@ -278,6 +287,8 @@ class BlockTridiagonal(lx.AbstractLinearSolver[_State]):
             x = jax.lax.linalg.tridiagonal_solve(lower, diag, upper, vector)
         elif self.chains(M, b) == 1:
             x = substitute(blocks, factors, vector)
+        elif self._batch_aware():
+            x = substitute_batch_aware(blocks, factors, vector)
         else:
             x = substitute_partitioned(factors, vector)
         # Without pivoting across blocks a tiny (not zero) Schur-complement pivot
@@ -320,15 +331,22 @@ BlockTridiagonal.__init__.__doc__ = """**Arguments:**
     holds for any block-tridiagonal operator; a wrong claim gives a wrong matrix. A
     plan tells the solver what its KKT system's columns reach (it knows its
     transcription).
+- `in_user_program`: the solver runs in a program compiled with XLA's default
+    options that JAX may vmap (a plan inside your `jax.jit`, `jax.vmap` or
+    `jax.grad`; such a plan sets it): with `partitions=None`, one system is split
+    and a vmapped batch of systems is one chain, and the split's block products
+    are written so that those options keep them fused. `False` (default): the
+    choice by size alone, products written for the options toolkit compiles its
+    own programs with.
 """
 
 
-def one_chain(linear_solver: lx.AbstractLinearSolver) -> lx.AbstractLinearSolver:
+def for_user_program(linear_solver: lx.AbstractLinearSolver) -> lx.AbstractLinearSolver:
     """`linear_solver` as a plan inside a user's transformation (or a batch) should
-    use it: a [`BlockTridiagonal`][] left to choose its elimination gets the
-    sequential one (see its docstring); any other solver is returned unchanged."""
-    if isinstance(linear_solver, BlockTridiagonal) and linear_solver.partitions is None:
-        return dataclasses.replace(linear_solver, partitions=1)
+    use it: a [`BlockTridiagonal`][] marked `in_user_program` (see its docstring);
+    any other solver is returned unchanged."""
+    if isinstance(linear_solver, BlockTridiagonal):
+        return dataclasses.replace(linear_solver, in_user_program=True)
     return linear_solver
 
 

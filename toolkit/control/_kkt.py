@@ -7,7 +7,7 @@ import lineax as lx
 from jaxtyping import Array, Bool, Float, PyTree
 
 from .._jit import filter_jit
-from ._block_tridiagonal import BlockTridiagonal, one_chain, probe_blocks
+from ._block_tridiagonal import BlockTridiagonal, for_user_program, probe_blocks
 from ._nlp import NLPInfo
 from ._problem import OptimalControlProblem
 from ._transcription.base import AbstractTranscription, simulated_states
@@ -39,10 +39,9 @@ class KKTResidual(eqx.Module):
 
     The bound multipliers are recovered afterwards as ν = g.
 
-    `one_chain` marks the residual of a plan traced inside a user's transformation
-    or a batch, whose multiplier estimate then solves with the transcription's
-    linear solver as such a plan should (`BlockTridiagonal`'s sequential
-    elimination).
+    `in_user_program` marks the residual of a plan traced inside a user's
+    transformation or a batch, whose multiplier estimate then solves with the
+    transcription's linear solver as such a plan should (`for_user_program`).
 
     `scaled` (a bool, or a boolean array decided at run time) measures the
     projection in the units of each unknown's curvature: with s = max(1, |∂²L/∂z_i²|),
@@ -61,7 +60,7 @@ class KKTResidual(eqx.Module):
     """
 
     transcription: AbstractTranscription
-    one_chain: bool = eqx.field(default=False, static=True)
+    in_user_program: bool = eqx.field(default=False, static=True)
     scaled: bool | Bool[Array, ""] = False
 
     def split(self, w, problem):
@@ -324,8 +323,8 @@ class KKTResidual(eqx.Module):
         struct = jax.ShapeDtypeStruct(mask.shape, z.dtype)
         operator = lx.FunctionLinearOperator(normal, struct)
         linear_solver = tr.linear_solver()
-        if self.one_chain:
-            linear_solver = one_chain(linear_solver)
+        if self.in_user_program:
+            linear_solver = for_user_program(linear_solver)
         sol = lx.linear_solve(operator, rhs, linear_solver, throw=False)
         ok = jnp.all(jnp.isfinite(sol.value))
         return jnp.where(ok, sol.value, 0)

@@ -29,11 +29,14 @@ from jaxtyping import Array, Float
 from ._block_thomas import _pivoted_inverse, _small_matmul, factorise, substitute
 
 
-_matmul = jax.vmap(_small_matmul)
-
-
-def _matvec(A, x):
-    return jnp.sum(A * x[..., None, :], axis=-1)
+def _matvec(A, x, outer: bool = False):
+    """A @ x over the last axes; `outer` as for `_small_matmul`."""
+    if not outer:
+        return jnp.sum(A * x[..., None, :], axis=-1)
+    out = A[..., 0] * x[..., 0, None]
+    for i in range(1, A.shape[-1]):
+        out = out + A[..., i] * x[..., i, None]
+    return out
 
 
 def group_length(M: int, P: int) -> int:
@@ -57,8 +60,9 @@ def _layout(a, P: int, L: int, fill):
     return grouped, a[-1]
 
 
-def factorise_partitioned(blocks, P: int):
-    """Factorise the block-tridiagonal `(lower, diag, upper)` in `P` groups.
+def factorise_partitioned(blocks, P: int, outer: bool = False):
+    """Factorise the block-tridiagonal `(lower, diag, upper)` in `P` groups; `outer`:
+    how block products are written (see `_block_thomas._small_matmul`).
 
     **Returns:**
 
@@ -70,6 +74,9 @@ def factorise_partitioned(blocks, P: int):
     lower, diag, upper = blocks
     M, b = diag.shape[:2]
     L = group_length(M, P)
+
+    _matmul = jax.vmap(lambda A, B: _small_matmul(A, B, outer))
+
     eye = jnp.eye(b, dtype=diag.dtype)
     lo, lo_last = _layout(lower, P, L, 0.0)
     di, di_last = _layout(diag, P, L, eye)
@@ -116,11 +123,13 @@ def factorise_partitioned(blocks, P: int):
     )
     # The solves need the interiors' lower blocks in scan order and the separators'
     # rows: kept in that form, not re-sliced at every solve.
-    return (L_in, L_s, U_s), (S_inv, X, Pm, Qm), reduced, factorise(reduced)
+    return (L_in, L_s, U_s), (S_inv, X, Pm, Qm), reduced, factorise(reduced, outer)
 
 
-def substitute_partitioned(factors, rhs: Float[Array, "M b"]) -> Float[Array, "M b"]:
-    """Solve with the factors of `factorise_partitioned`."""
+def substitute_partitioned(
+    factors, rhs: Float[Array, "M b"], outer: bool = False
+) -> Float[Array, "M b"]:
+    """Solve with the factors of `factorise_partitioned`; `outer` as there."""
     (L_in, L_s, U_s), (S_inv, X, Pm, Qm), reduced, reduced_factors = factors
     M, b = rhs.shape
     L, P = S_inv.shape[:2]
@@ -129,7 +138,7 @@ def substitute_partitioned(factors, rhs: Float[Array, "M b"]) -> Float[Array, "M
 
     def forward(y_prev, inputs):
         L_i, S_inv_i, r_i = inputs
-        y = _matvec(S_inv_i, r_i - _matvec(L_i, y_prev))
+        y = _matvec(S_inv_i, r_i - _matvec(L_i, y_prev, outer), outer)
         return y, y
 
     interior = (L_in, S_inv, jnp.swapaxes(r[:, :L], 0, 1))
@@ -137,16 +146,16 @@ def substitute_partitioned(factors, rhs: Float[Array, "M b"]) -> Float[Array, "M
 
     def backward(y_next, inputs):
         y_i, X_i = inputs
-        y_i = y_i - _matvec(X_i, y_next)
+        y_i = y_i - _matvec(X_i, y_next, outer)
         return y_i, y_i
 
     _, y = lax.scan(backward, zeros, (y, X), reverse=True)
     y_right = jnp.concatenate([y[0, 1:], zeros[:1]])
-    r_reduced = r[:, L] - _matvec(L_s, y[L - 1]) - _matvec(U_s, y_right)
+    r_reduced = r[:, L] - _matvec(L_s, y[L - 1], outer) - _matvec(U_s, y_right, outer)
     x_reduced = substitute(reduced, reduced_factors, jnp.concatenate([r_reduced, r_last[None]]))
     x_sep = x_reduced[:P]
     x_left = jnp.concatenate([zeros[:1], x_sep[:-1]])
-    x_in = y + _matvec(Pm, x_left[None]) + _matvec(Qm, x_sep[None])
+    x_in = y + _matvec(Pm, x_left[None], outer) + _matvec(Qm, x_sep[None], outer)
     grouped = jnp.concatenate([jnp.swapaxes(x_in, 0, 1), x_sep[:, None]], axis=1)
     pad = P * (L + 1) - (M - 1)
     return jnp.concatenate([grouped.reshape(-1, b)[pad:], x_reduced[P:]])

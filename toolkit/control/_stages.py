@@ -26,7 +26,7 @@ import optimistix as optx
 from jaxtyping import Array, Bool, Int, PyTree
 
 from .._jit import filter_jit
-from ._block_tridiagonal import one_chain, with_column_reach
+from ._block_tridiagonal import for_user_program, with_column_reach
 from ._kkt import KKTResidual
 from ._nlp import push_into_box
 from ._planner.at_root import attach_at_root
@@ -102,13 +102,13 @@ def linear_solver_of(
     """The planner's linear solver, by default the transcription's own choice, told
     the sparsity of the KKT system of `problem` (`with_column_reach`); for a plan
     traced `in_user_program` (inside the user's transformation, or a batch), with
-    an automatic choice of elimination made for such a plan (`one_chain`)."""
+    its linear solver marked so (`for_user_program`)."""
     linear_solver = solver.linear_solver
     if linear_solver is None:
         linear_solver = transcription.linear_solver()
     reach = KKTResidual(transcription).column_reach(problem)
     linear_solver = with_column_reach(linear_solver, reach)
-    return one_chain(linear_solver) if in_user_program else linear_solver
+    return for_user_program(linear_solver) if in_user_program else linear_solver
 
 
 def solution(
