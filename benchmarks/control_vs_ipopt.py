@@ -597,8 +597,10 @@ def report(
         lines += [
             f"**Gradient** of the optimal cost w.r.t. mu at N={grad_N} (`jax.grad` "
             "through `control.plan`, implicit function theorem, under "
-            "`eqx.filter_jit`: the plan is part of the user's program, one chain "
-            "under XLA's default options; the grad call includes its forward solve; "
+            "`eqx.filter_jit`: the plan is part of the user's program, compiled with "
+            "XLA's default options, its block elimination split as an eager plan's "
+            "(`BlockTridiagonal(in_user_program=True)`); the grad call includes its "
+            "forward solve; "
             "`eager grad` = the same `jax.grad` called without a `jit`, so the plan "
             "runs toolkit's own programs; solve and both grads timed interleaved)",
             "",
