@@ -82,3 +82,25 @@ def test_the_readme_says_when_no_run_was_slower_than_ipopt(tmp_path):
         "Over these runs the geometric mean went from 0.25x to 0.50x; no problem was "
         "slower than IPOPT in any of them."
     )
+
+
+def test_the_pinned_run_is_compared_with_the_full_run():
+    full = _run({"a": [0.5, 0.4, 0.6], "b": [1.2, 1.1, 1.3]}, "2026-01-01")
+    pinned = _run({"a": [0.25, 0.2, 0.3], "b": [0.9, 0.8, 1.0]}, "2026-01-02")
+    for e in pinned["runs"].values():
+        e["cpus"] = [1]
+        e["IPOPT"] = {"warm_s": 2.0, "warm_min_s": 2.0}
+        e["ratio"] = e["toolkit"]["warm_s"] / 2.0
+    (note,) = library.pinned_notes(full, pinned)
+    # Medians: full a 0.5, b 1.2; pinned toolkit a 0.25, b 0.9 s against IPOPT 2 s,
+    # ratios a 0.125, b 0.45.
+    assert f"geometric mean {math.sqrt(0.125 * 0.45):.2f}x over 2 problems" in note
+    assert f"(here {math.sqrt(0.5 * 1.2):.2f}x)" in note
+    assert "none slower than IPOPT" in note
+    toolkit = math.sqrt((0.25 / 0.5) * (0.9 / 1.2))
+    assert f"toolkit's warm times were {toolkit:.2f}x those above and IPOPT's 2.00x" in note
+    assert "CPUs [1]" in note
+    # A problem pinned slower than IPOPT is named; without a pinned run, nothing is said.
+    pinned["runs"]["b/0"]["ratio"] = pinned["runs"]["b/1"]["ratio"] = 1.5
+    assert "slower than IPOPT: b 1.50x" in library.pinned_notes(full, pinned)[0]
+    assert library.pinned_notes(full, {"runs": {}}) == []
