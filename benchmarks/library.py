@@ -44,7 +44,6 @@ on a machine with few cores (IPOPT runs on one thread).
 """
 
 import argparse
-import functools
 import math
 import os
 import pathlib
@@ -625,6 +624,10 @@ def main(argv=None) -> int:
     # does not land on all the processes of one problem.
     keys = [f"{n}/{i}" for i in range(processes) for n in names]
     todo = [] if opts.report_only else [k for k in keys if store.todo(k)]
+    if todo and opts.pin is not None:
+        # The workers inherit this thread's CPUs from their start, as XLA sizes its
+        # thread pool by the CPUs a process may use.
+        os.sched_setaffinity(0, {opts.pin})
     if todo:
         log(f"library ({mode}, {processes} processes a problem): results in {OUTPUTS[mode]}")
     for key in todo:
@@ -632,12 +635,9 @@ def main(argv=None) -> int:
             wait_quiet(opts.wait_quiet)
         log(f"{key} ...")
         command = [sys.executable, __file__, "--worker", key] + (["--quick"] if opts.quick else [])
-        pin = None
         if opts.pin is not None:
             command += ["--pin", str(opts.pin)]
-            # From its start: XLA sizes its thread pool by the CPUs a process may use.
-            pin = functools.partial(os.sched_setaffinity, 0, {opts.pin})
-        if subprocess.run(command, check=False, preexec_fn=pin).returncode != 0:
+        if subprocess.run(command, check=False).returncode != 0:
             log(f"  {key}: the process failed (its output is above); not recorded")
             return 1
         entry = store.get(key)
