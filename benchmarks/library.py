@@ -477,6 +477,8 @@ def pinned_notes(results: dict, pinned: dict) -> list[str]:
     slower = [f"{n} {Q[n]['ratio']:.2f}x" for n in both if Q[n]["ratio"] > 1]
     runs = list(pinned["runs"].values())
     cpus = sorted({tuple(r.get("cpus", ())) for r in runs})
+    when = measured_line(runs)
+    when = when[:1].lower() + when[1:].rstrip(".")
 
     def moved(side):
         return _geomean(Q[n][side]["warm_s"] / P[n][side]["warm_s"] for n in both)
@@ -485,7 +487,7 @@ def pinned_notes(results: dict, pinned: dict) -> list[str]:
         "The same table with every process pinned to one core (`python "
         "benchmarks/library.py --pin CORE`, results in `library-pinned.json`; the "
         f"processes' CPUs {', '.join(str(list(c)) for c in cpus)}; "
-        + measured_line(runs)
+        + when
         + f"): geometric mean {_geomean(Q[n]['ratio'] for n in both):.2f}x over "
         f"{len(both)} problems (here {_geomean(P[n]['ratio'] for n in both):.2f}x); "
         + ("slower than IPOPT: " + ", ".join(slower) if slower else "none slower than IPOPT")
