@@ -1331,6 +1331,12 @@ def _speed_section(R: dict, ds: str, verdicts, cell=None) -> list[str]:
             f"**{'MET' if ok else 'MISSED'}** — "
             + ", ".join(f"`{r['method']}` at sparsity {r['sparsity']:.2f}: {_why(r)}" for r in hi)
             + " (total wall clock, back to back)."
+            + (
+                " What XLA's CPU convolutions cost at LeNet-5's pruned widths, and a step at "
+                "them: section 'Convolutions on the CPU' below."
+                if not ok and ds == "fashion_mnist"
+                else ""
+            )
         )
     else:
         kept = [r["sparsity"] for r in speed if not r["collapsed"]]
