@@ -240,7 +240,7 @@ def report(store: Store) -> tuple[str, list[str]]:
     convs = [entries[conv_key(*c)] for c in CONVS if conv_key(*c) in entries]
     rows = [
         "| image | channels | forward MFLOP | XLA forward / input grad. / weight grad. (ms) "
-        "| XLA GFLOP/s (forward) | toolkit `nn.convolve` (ms) "
+        "| XLA GFLOP/s (forward) | toolkit `nn.convolve`: the same three (ms) "
         "| PyTorch forward / input grad. / weight grad. (ms) "
         "| XLA / PyTorch (sum of the three) |",
         "|---|---|---|---|---|---|---|---|",
@@ -291,6 +291,12 @@ def report(store: Store) -> tuple[str, list[str]]:
             f"XLA / PyTorch {convs[0]['torch']} ({convs[0]['torch_threads']} threads), the "
             f"three passes summed: {min(ratios):.2f}x-{max(ratios):.2f}x (the weight "
             f"gradients agree to {worst:.1e}, relative)."
+        )
+    busy = [e["other_cores"] for e in entries.values() if e.get("other_cores") is not None]
+    if busy:
+        lines.append(
+            f"Other processes kept {min(busy):.2f}-{max(busy):.2f} of the cores busy while "
+            "these were measured (the machine is shared)."
         )
     steps = entries.get("steps")
     if steps:

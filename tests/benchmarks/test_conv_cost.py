@@ -39,7 +39,8 @@ def test_the_report_computes_its_ratios_from_the_records(tmp_path):
         machine=lambda: {"cpu": "test"},
         machine_at=("machine", "runs"),
     )
-    store.put("conv.14.1-1", _conv(14, 1, 1, (2.0, 3.0, 1.0), (1.0, 1.0, 1.0), (0.5, 1.0, 0.5)))
+    first = _conv(14, 1, 1, (2.0, 3.0, 1.0), (1.0, 1.0, 1.0), (0.5, 1.0, 0.5))
+    store.put("conv.14.1-1", {**first, "other_cores": 0.1})
     store.put("conv.14.4-6", _conv(14, 4, 6, (4.0, 4.0, 1.0), (4.0, 4.0, 1.0), (1.0, 2.0, 1.0)))
     store.put(
         "conv.14.32-32", _conv(14, 32, 32, (16.0, 16.0, 16.0), (16.0, 16.0, 16.0), (8.0, 16.0, 8.0))
@@ -50,6 +51,7 @@ def test_the_report_computes_its_ratios_from_the_records(tmp_path):
             "widths": {"dense": [[6, 16], [120, 84]], "1-1": [[1, 1], [1, 1]]},
             "units": {"dense": 226, "1-1": 4},
             "step_ms": {"dense": 20.0, "1-1": 5.0},
+            "other_cores": 0.4,
         },
     )
     table, lines = conv_cost.report(store)
@@ -69,8 +71,9 @@ def test_the_report_computes_its_ratios_from_the_records(tmp_path):
         "sizes: 0.50-1.00 ms."
     )
     assert "the three passes summed: 1.50x-3.00x" in lines[1]
+    assert lines[2].startswith("Other processes kept 0.10-0.40 of the cores busy")
     # 4 of 226 units kept: 98 % pruned; 20 / 5 = 4.00x.
-    assert lines[2] == (
+    assert lines[3] == (
         "A LeNet-5 training step (BatchNorm, batch 128, AdamW), dense: 20.0 ms; channels "
         "(1, 1), hidden (1, 1) (98 % of the units pruned): 5.0 ms, 4.00x faster than dense."
     )
