@@ -73,6 +73,13 @@ def _median_ms(times: list[float]) -> float:
     return 1e3 * statistics.median(times)
 
 
+def _waited(program, args):
+    """A call of a compiled JAX `program` on `args` that waits for its result."""
+    import jax
+
+    return lambda: jax.block_until_ready(program(*args))
+
+
 def measure_conv(side: int, cin: int, cout: int) -> dict:
     import equinox as eqx
     import jax
@@ -156,26 +163,22 @@ def measure_conv(side: int, cin: int, cout: int) -> dict:
     out = {"side": side, "in": cin, "out": cout, "weight_gradient_rel_diff": agree}
     with OtherLoad() as other:
         for part in jax_programs:
-            f, a = jax_programs[part]
-            g, b = toolkit_programs[part]
-            for _ in range(3):
-                jax.block_until_ready(f(*a))
-                jax.block_until_ready(g(*b))
-                torch_programs[part]()
-            jt, kt, tt = [], [], []
+            runs = {
+                "xla": _waited(*jax_programs[part]),
+                "toolkit": _waited(*toolkit_programs[part]),
+                "torch": torch_programs[part],
+            }
+            for run in runs.values():
+                for _ in range(3):
+                    run()
+            times = {name: [] for name in runs}
             for _ in range(20):
-                t = time.perf_counter()
-                jax.block_until_ready(f(*a))
-                jt.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                jax.block_until_ready(g(*b))
-                kt.append(time.perf_counter() - t)
-                t = time.perf_counter()
-                torch_programs[part]()
-                tt.append(time.perf_counter() - t)
-            out[f"xla_{part}_ms"] = _median_ms(jt)
-            out[f"toolkit_{part}_ms"] = _median_ms(kt)
-            out[f"torch_{part}_ms"] = _median_ms(tt)
+                for name, run in runs.items():
+                    t = time.perf_counter()
+                    run()
+                    times[name].append(time.perf_counter() - t)
+            for name, ts in times.items():
+                out[f"{name}_{part}_ms"] = _median_ms(ts)
     out["forward_mflop"] = 2 * BATCH * cout * side * side * cin * KERNEL * KERNEL / 1e6
     out["torch_threads"] = torch.get_num_threads()
     out["torch"] = torch.__version__
