@@ -19,6 +19,7 @@ import argparse
 import fcntl
 import pathlib
 import platform
+import statistics
 import time
 import zlib
 from collections.abc import Callable
@@ -39,6 +40,43 @@ from _provenance import (
 def log(msg: str) -> None:
     """A line of progress, with the time of day, at once (runs last hours)."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call of `fn` takes, waiting for any JAX arrays it returns."""
+    import jax  # here, not at the top: callers may set XLA_FLAGS before importing jax
+
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]],
+    min_rounds: int,
+    max_rounds: int,
+    budget_s: float,
+    setup: Callable[[], None] | None = None,
+) -> dict[str, dict]:
+    """Warm timings of several callables run round-robin (A, B, C, A, B, C, ...) so
+    that load from other processes hits all of them alike: at least `min_rounds`
+    rounds, more while under `budget_s` (at most `max_rounds`). `setup` runs untimed
+    before every round. Returns, per name, the median and minimum and the repeats."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    total = 0.0
+    rounds = 0
+    while rounds < min_rounds or (rounds < max_rounds and total < budget_s):
+        if setup is not None:
+            setup()
+        for name, fn in fns.items():
+            dt = timed(fn)
+            times[name].append(dt)
+            total += dt
+        rounds += 1
+    return {
+        name: {"median_s": statistics.median(ts), "min_s": min(ts), "repeats": len(ts)}
+        for name, ts in times.items()
+    }
 
 
 def arguments(

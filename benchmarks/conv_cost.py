@@ -28,10 +28,8 @@ cases are skipped unless `--force` names them (`--force` alone: all).
 
 import argparse
 import pathlib
-import statistics
-import time
 
-from _harness import arguments, forced, log, Store, write_section
+from _harness import arguments, forced, interleaved, log, Store, write_section
 from _provenance import machine, OtherLoad
 
 
@@ -56,6 +54,7 @@ CONVS = [
     (14, 16, 16),
     (14, 32, 32),
 ]
+PASSES = ("forward", "input_gradient", "weight_gradient")
 # name -> (convolution channels, hidden widths); "dense" is LeNet-5.
 WIDTHS = {
     "dense": ((6, 16), (120, 84)),
@@ -69,15 +68,9 @@ def conv_key(side: int, cin: int, cout: int) -> str:
     return f"conv.{side}.{cin}-{cout}"
 
 
-def _median_ms(times: list[float]) -> float:
-    return 1e3 * statistics.median(times)
-
-
-def _waited(program, args):
-    """A call of a compiled JAX `program` on `args` that waits for its result."""
-    import jax
-
-    return lambda: jax.block_until_ready(program(*args))
+def _passes(record: dict, name: str) -> list[float]:
+    """`name`'s times (ms) of the three passes of a convolution record."""
+    return [record[f"{name}_{p}_ms"] for p in PASSES]
 
 
 def measure_conv(side: int, cin: int, cout: int) -> dict:
@@ -162,23 +155,15 @@ def measure_conv(side: int, cin: int, cout: int) -> dict:
 
     out = {"side": side, "in": cin, "out": cout, "weight_gradient_rel_diff": agree}
     with OtherLoad() as other:
-        for part in jax_programs:
-            runs = {
-                "xla": _waited(*jax_programs[part]),
-                "toolkit": _waited(*toolkit_programs[part]),
-                "torch": torch_programs[part],
-            }
+        for part in PASSES:
+            (f, a), (g, b) = jax_programs[part], toolkit_programs[part]
+            runs = {"xla": lambda: f(*a), "toolkit": lambda: g(*b), "torch": torch_programs[part]}
             for run in runs.values():
                 for _ in range(3):
                     run()
-            times = {name: [] for name in runs}
-            for _ in range(20):
-                for name, run in runs.items():
-                    t = time.perf_counter()
-                    run()
-                    times[name].append(time.perf_counter() - t)
-            for name, ts in times.items():
-                out[f"{name}_{part}_ms"] = _median_ms(ts)
+            timings = interleaved(runs, min_rounds=20, max_rounds=20, budget_s=0.0)
+            for name, t in timings.items():
+                out[f"{name}_{part}_ms"] = 1e3 * t["median_s"]
     out["forward_mflop"] = 2 * BATCH * cout * side * side * cin * KERNEL * KERNEL / 1e6
     out["torch_threads"] = torch.get_num_threads()
     out["torch"] = torch.__version__
@@ -219,17 +204,13 @@ def measure_steps() -> dict:
             jax.block_until_ready(step(*args))
         runs[name] = args
         units[name] = sum(channels) + sum(hidden)
-    times = {name: [] for name in runs}
+    calls = {name: (lambda args=args: step(*args)) for name, args in runs.items()}
     with OtherLoad() as other:
-        for _ in range(30):
-            for name, args in runs.items():
-                t = time.perf_counter()
-                jax.block_until_ready(step(*args))
-                times[name].append(time.perf_counter() - t)
+        timings = interleaved(calls, min_rounds=30, max_rounds=30, budget_s=0.0)
     return {
         "widths": {k: [list(c), list(h)] for k, (c, h) in WIDTHS.items()},
         "units": units,
-        "step_ms": {k: _median_ms(v) for k, v in times.items()},
+        "step_ms": {k: 1e3 * t["median_s"] for k, t in timings.items()},
         "other_cores": other.cores,
     }
 
@@ -249,9 +230,7 @@ def report(store: Store) -> tuple[str, list[str]]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for e in convs:
-        xla = [e[f"xla_{p}_ms"] for p in ("forward", "input_gradient", "weight_gradient")]
-        tor = [e[f"torch_{p}_ms"] for p in ("forward", "input_gradient", "weight_gradient")]
-        ours = [e[f"toolkit_{p}_ms"] for p in ("forward", "input_gradient", "weight_gradient")]
+        xla, ours, tor = (_passes(e, name) for name in ("xla", "toolkit", "torch"))
         rows.append(
             f"| {e['side']}x{e['side']} | {e['in']} -> {e['out']} | {e['forward_mflop']:.1f} "
             f"| {' / '.join(map(_fmt, xla))} | {e['forward_mflop'] / xla[0]:.1f} "
@@ -284,11 +263,7 @@ def report(store: Store) -> tuple[str, list[str]]:
             f"{max(e['torch_forward_ms'] for e in small):.2f} ms."
         )
     if convs:
-        ratios = [
-            sum(e[f"xla_{p}_ms"] for p in ("forward", "input_gradient", "weight_gradient"))
-            / sum(e[f"torch_{p}_ms"] for p in ("forward", "input_gradient", "weight_gradient"))
-            for e in convs
-        ]
+        ratios = [sum(_passes(e, "xla")) / sum(_passes(e, "torch")) for e in convs]
         worst = max(e["weight_gradient_rel_diff"] for e in convs)
         lines.append(
             f"XLA / PyTorch {convs[0]['torch']} ({convs[0]['torch_threads']} threads), the "

@@ -46,10 +46,8 @@ import copy
 import importlib.metadata
 import os
 import pathlib
-import statistics
 import sys
 import time
-from collections.abc import Callable
 
 import _provenance
 
@@ -66,7 +64,7 @@ import torch  # noqa: E402
 import torch.nn as tnn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import torch_pruning as tp  # noqa: E402
-from _harness import arguments, forced, log, Store  # noqa: E402
+from _harness import arguments, forced, interleaved, log, Store  # noqa: E402
 from _provenance import (  # noqa: E402
     machine_line,
     measured_line,
@@ -97,45 +95,6 @@ def machine() -> dict:
         torch_threads=torch.get_num_threads(),
         torch_pruning=importlib.metadata.version("torch-pruning"),
     )
-
-
-# --------------------------------------------------------------------------------------
-# Timing.
-# --------------------------------------------------------------------------------------
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - start
-
-
-def interleaved(
-    fns: dict[str, Callable[[], object]],
-    min_rounds: int,
-    max_rounds: int,
-    budget_s: float,
-    setup: Callable[[], None] | None = None,
-) -> dict[str, dict]:
-    """Warm timings of several callables run round-robin (A, B, C, A, B, C, ...) so
-    that load from other processes hits all of them alike: at least `min_rounds`
-    rounds, more while under `budget_s` (at most `max_rounds`). `setup` runs untimed
-    before every round. Returns, per name, the median and minimum and the repeats."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    total = 0.0
-    rounds = 0
-    while rounds < min_rounds or (rounds < max_rounds and total < budget_s):
-        if setup is not None:
-            setup()
-        for name, fn in fns.items():
-            dt = timed(fn)
-            times[name].append(dt)
-            total += dt
-        rounds += 1
-    return {
-        name: {"median_s": statistics.median(ts), "min_s": min(ts), "repeats": len(ts)}
-        for name, ts in times.items()
-    }
 
 
 # --------------------------------------------------------------------------------------
