@@ -2,6 +2,7 @@
 
 import argparse
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -115,3 +116,32 @@ def _compare_runs(digits, tmp_path):
     ]
     assert history["prunes"] == command["prunes"]
     assert history["prunes"], "the run should prune (reg 0.3)"
+
+
+def test_model_channels_build_the_widths_asked_for():
+    key = jr.key(0)
+    lenet, state = recipes.model(
+        "lenet", (1, 28, 28), 10, widths=(10, 7), channels=(3, 5), batch_norm=True, key=key
+    )
+    assert pruning.widths(lenet) == {"conv.0": 3, "conv.1": 5, "fc.0": 10, "fc.1": 7}
+    vgg, _ = recipes.model("vgg", (1, 28, 28), 10, channels=(2, 3, 4, 5, 6), key=key)
+    assert pruning.widths(vgg) == {f"conv.{i}": c for i, c in enumerate((2, 3, 4, 5, 6))}
+    # Given the configuration's own channels, the same network: the pooling layers
+    # stay where the configuration has them.
+    default, _ = recipes.model("vgg", (1, 28, 28), 10, key=key)
+    same, _ = recipes.model("vgg", (1, 28, 28), 10, channels=(16, 16, 32, 32, 64), key=key)
+    leaves = jax.tree.leaves(eqx.filter(default, eqx.is_array))
+    assert [x.shape for x in leaves] == [
+        x.shape for x in jax.tree.leaves(eqx.filter(same, eqx.is_array))
+    ]
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(leaves, jax.tree.leaves(eqx.filter(same, eqx.is_array)))
+    )
+
+
+def test_model_channels_refused_where_they_mean_nothing():
+    with pytest.raises(ValueError, match="not 'mlp'"):
+        recipes.model("mlp", (40,), 10, channels=(3,), key=jr.key(0))
+    with pytest.raises(ValueError, match="has 2 entries, but this VGG has 5"):
+        recipes.model("vgg", (1, 28, 28), 10, channels=(3, 4), key=jr.key(0))

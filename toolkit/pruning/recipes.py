@@ -27,6 +27,7 @@ def model(
     num_classes: int,
     *,
     widths: tuple[int, ...] | None = None,
+    channels: tuple[int, ...] | None = None,
     batch_norm: bool | None = None,
     key,
     dtype=None,
@@ -41,6 +42,10 @@ def model(
         `nn.ResNet` (ResNet-18 layout; `widths` are the stages' channels).
     - `shape`, `num_classes`: of the data set's examples and labels.
     - `widths`: see `name`.
+    - `channels`: the output channels of each convolution, for `"lenet"` (default 6,
+        16) and `"vgg"` (default its configuration's, which keeps its pooling layers
+        where they are): a network of the widths a pruned one ended with, to train from
+        scratch.
     - `batch_norm`: default off for the MLP and LeNet, on for VGG and ResNet.
     - `key`: the initialisation's PRNG key.
     - `dtype`: of the parameters (default JAX's).
@@ -55,6 +60,8 @@ def model(
 
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {MODELS}.")
+    if channels is not None and name not in ("lenet", "vgg"):
+        raise ValueError(f"`channels` sets LeNet's and VGG's convolutions, not {name!r}'s.")
     if name == "mlp":
         bn = bool(batch_norm)
         return eqx.nn.make_with_state(nn.MLP)(
@@ -65,12 +72,13 @@ def model(
             f"model {name!r} needs images shaped (channels, height, width), but the data set's "
             f"examples are shaped {shape}: use `--model mlp`."
         )
-    channels, size = shape[0], shape[1:]
+    in_channels, size = shape[0], shape[1:]
     if name == "lenet":
         return eqx.nn.make_with_state(nn.ConvNet)(
-            channels,
+            in_channels,
             num_classes,
             size,
+            channels=channels or (6, 16),
             hidden=widths or (120, 84),
             batch_norm=bool(batch_norm),
             key=key,
@@ -80,14 +88,28 @@ def model(
     if name == "vgg":
         # The reference's CIFAR-10 network is VGG-16 with BatchNorm (Maxwell_demon,
         # `info=vgg16_adamw`); "small" for 8x8 or 28x28 images.
-        config = "vgg16" if min(size) >= 32 else "small"
+        config = nn.VGG_CONFIGS["vgg16" if min(size) >= 32 else "small"]
+        if channels is not None:
+            config = _with_channels(config, channels)
         return eqx.nn.make_with_state(nn.VGG)(
-            channels, num_classes, size, config, batch_norm=bn, key=key, dtype=dtype
+            in_channels, num_classes, size, config, batch_norm=bn, key=key, dtype=dtype
         )
     stages = widths or (64, 128, 256, 512)
     return eqx.nn.make_with_state(nn.ResNet)(
-        channels, num_classes, (2,) * len(stages), stages, bn, key=key, dtype=dtype
+        in_channels, num_classes, (2,) * len(stages), stages, bn, key=key, dtype=dtype
     )
+
+
+def _with_channels(config, channels: tuple[int, ...]) -> tuple:
+    """`config` (a VGG configuration: channel counts and "M" for pooling) with its
+    channel counts replaced, in order, by `channels`."""
+    convs = [c for c in config if c != "M"]
+    if len(channels) != len(convs):
+        raise ValueError(
+            f"`channels` has {len(channels)} entries, but this VGG has {len(convs)} convolutions."
+        )
+    given = iter(channels)
+    return tuple(c if c == "M" else next(given) for c in config)
 
 
 def method(
