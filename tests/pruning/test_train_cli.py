@@ -111,6 +111,18 @@ def test_build_model(name, shape, widths):
     assert pruning.widths(model) == widths
 
 
+def test_train_channels_set_the_convolutions(tmp_path, capsys):
+    js = tmp_path / "run.json"
+    argv = ["train", "--dataset", "digits", "--model", "lenet", "--channels", "3", "5"]
+    argv += ["--widths", "12", "8", "--steps", "4", "--eval-every", "4", "--method", "dense"]
+    assert _main([*argv, "--no-progress", "--json", str(js)]) == 0
+    widths = json.loads(js.read_text())["evaluations"][-1]["widths"]
+    assert widths == {"conv.0": 3, "conv.1": 5, "fc.0": 12, "fc.1": 8}
+    with pytest.raises(SystemExit):
+        _main(["train", "--dataset", "digits", "--channels", "3", "--steps", "4", "--no-progress"])
+    assert "argument --channels: `channels` sets LeNet's and VGG's" in capsys.readouterr().err
+
+
 def test_build_model_needs_images():
     with pytest.raises(ValueError, match="needs images"):
         _cli.build_model("resnet", (1, 40), 10, key=jr.key(0, impl="rbg"))

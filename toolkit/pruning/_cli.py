@@ -252,6 +252,13 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="mlp", choices=MODELS)
     p.add_argument("--widths", type=POSITIVE_INT, nargs="+", default=None, help="hidden widths")
     p.add_argument(
+        "--channels",
+        type=POSITIVE_INT,
+        nargs="+",
+        default=None,
+        help="output channels of each convolution (lenet, vgg; default the model's)",
+    )
+    p.add_argument(
         "--batch-norm",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -513,15 +520,22 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
             "--no-batch-norm leaves the network without any: drop --no-batch-norm, or "
             "choose --penalty positive_l2 or l2."
         )
-    model, state = build_model(
-        getattr(ns, "model", "mlp"),
-        dataset.shape,
-        dataset.num_classes,
-        widths=tuple(ns.widths) if ns.widths else None,
-        batch_norm=batch_norm,
-        key=init_key,
-        dtype=jnp.float32,  # even if the planner switched JAX to float64
-    )
+    channels = getattr(ns, "channels", None)
+    try:
+        model, state = build_model(
+            getattr(ns, "model", "mlp"),
+            dataset.shape,
+            dataset.num_classes,
+            widths=tuple(ns.widths) if ns.widths else None,
+            channels=tuple(channels) if channels else None,
+            batch_norm=batch_norm,
+            key=init_key,
+            dtype=jnp.float32,  # even if the planner switched JAX to float64
+        )
+    except ValueError as e:
+        if channels and "`channels`" in str(e):
+            raise InputError(f"argument --channels: {e}") from None
+        raise
     if ns.batch_size > dataset.num_train:
         raise InputError(
             f"argument --batch-size: {ns.batch_size} exceeds the {dataset.num_train} "
