@@ -69,13 +69,13 @@ Experiments (`--experiments`; the first six are the plan):
    observations. Plain Adam, no noise, no pruning; the fraction of units dead at the
    end against the learning rate, a constant L2 penalty and the batch size.
 
-The full plan is 335 records with the cells the grids chose (MNIST-1D `bn_scale_l1`
-3e-3, Fashion-MNIST and the VGG `bn_positive_l1` 5e-5): `lr` 25; `grid` 91 (28 per
+The full plan is 353 records with the cells the grids chose (MNIST-1D `bn_scale_l1`
+3e-3, Fashion-MNIST and the VGG `bn_positive_l1` 5e-5): `lr` 25; `grid` 92 (28 per
 2x2, 22 for the VGG's two cells of it, the fourth strength of Fashion-MNIST's
-`positive_l2` 3e-3, and `bn_positive_l1`'s 3 + 5 + 4); `seeds` 120 more (40 of them
+`positive_l2` 3e-3, and `bn_positive_l1`'s 3 + 5 + 5); `seeds` 122 more (40 of them
 the VGG's); `ablation` 42 more (36 when MNIST-1D's cell is the default recipe);
-`scratch` 30; `speed` 12 for the default recipe, and each chosen cell's strengths
-aimed at 85 and 90 % and those added after the aimed ones (6 + 12 + the VGG's 9;
+`scratch` 30; `speed` 42: 12 for the default recipe, and each chosen cell's strengths
+aimed at 85 and 90 % and those added after the aimed ones (6 + 12 + the VGG's 12;
 each process's dense run of a seed not recorded). `--plan-only` prints the count and
 a time estimate.
 A record is one training run, `train/DATASET/METHOD/KNOB/seed=N` (shared by the
