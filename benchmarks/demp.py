@@ -58,7 +58,8 @@ Experiments (`--experiments`; the first six are the plan):
    value of network pruning", train pruned architectures from scratch). Planned once
    the cell is chosen; a run waits for its DemP run. MNIST-1D at every strength; on
    Fashion-MNIST (3-6 minutes a run here) the strength nearest the 85 % where DemP
-   fell behind a baseline.
+   fell behind a baseline, and that baseline's final widths from scratch too (is its
+   lead its allocation or its training?).
 5. `speed`: DemP's training wall clock against dense, back to back: each process
    trains dense (seed s) once before its first DemP run of seed s, and every DemP
    record carries the dense times of its own process and the load average, so the
@@ -69,12 +70,12 @@ Experiments (`--experiments`; the first six are the plan):
    observations. Plain Adam, no noise, no pruning; the fraction of units dead at the
    end against the learning rate, a constant L2 penalty and the batch size.
 
-The full plan is 353 records with the cells the grids chose (MNIST-1D `bn_scale_l1`
+The full plan is 359 records with the cells the grids chose (MNIST-1D `bn_scale_l1`
 3e-3, Fashion-MNIST and the VGG `bn_positive_l1` 5e-5): `lr` 25; `grid` 92 (28 per
 2x2, 22 for the VGG's two cells of it, the fourth strength of Fashion-MNIST's
 `positive_l2` 3e-3, and `bn_positive_l1`'s 3 + 5 + 5); `seeds` 122 more (40 of them
 the VGG's); `ablation` 42 more (36 when MNIST-1D's cell is the default recipe);
-`scratch` 30; `speed` 42: 12 for the default recipe, and each chosen cell's strengths
+`scratch` 36; `speed` 42: 12 for the default recipe, and each chosen cell's strengths
 aimed at 85 and 90 % and those added after the aimed ones (6 + 12 + the VGG's 12;
 each process's dense run of a seed not recorded). `--plan-only` prints the count and
 a time estimate.
@@ -313,6 +314,13 @@ def plan(quick: bool) -> dict:
                 "fashion_mnist": {("bn_positive_l1", 5e-5): (0.13,)},
                 "fashion_mnist_vgg": {("bn_positive_l1", 5e-5): (0.1,)},
             },
+            # ... and the final widths of a baseline that beat DemP there, from scratch
+            # too: is its lead its allocation or its training? (The VGG's random lead
+            # is the uniform allocation's; SNAP's and CroP-S's both rank globally.)
+            "baselines": {
+                "fashion_mnist": ("early-crops", 0.85),
+                "fashion_mnist_vgg": ("crops", 0.85),
+            },
         },
         "speed": {"datasets": list(DATASETS), "seeds": [0, 1, 2], "aims": (0.85, 0.9)},
         # The learning rate of every method, checked once for dense on a validation
@@ -351,11 +359,21 @@ def scratch_name(cell: tuple[str, float], kind: str) -> str:
     return f"scratch.{cell[0]}.{cell[1]:g}.{kind}"
 
 
+def scratch_baseline_name(method: str) -> str:
+    """The method name of a `scratch` run of a baseline's final widths, e.g.
+    `scratch.early-crops` (its knob is the baseline's target)."""
+    return f"scratch.{method}"
+
+
 def scratch_widths(R: dict, ds: str, method: str, knob, seed: int) -> dict | None:
     """The hidden widths a `scratch` run trains: those its DemP run (same cell, data
     set, strength and seed) ended with (`demp-widths`), or as many units with every
     layer keeping the same fraction of its initial width (`uniform`, at least one
-    each); None while that DemP run is not done."""
+    each), or for a baseline's run (`scratch_baseline_name`) those that baseline's run
+    at the same target and seed ended with; None while that run is not done."""
+    if method.count(".") == 1:
+        source = R.get(f"train/{ds}/{method.split('.', 1)[1]}/{_knob(knob)}/seed={seed}")
+        return None if source is None else dict(source["widths"])
     _, penalty, rest = method.split(".", 2)
     noise, kind = rest.rsplit(".", 1)
     source = R.get(f"train/{ds}/{cell_name((penalty, float(noise)))}/{_knob(knob)}/seed={seed}")
@@ -752,9 +770,13 @@ def runs_of(P: dict, experiments, datasets, cells: dict | None = None):
             for seed in P["scratch"]["seeds"]:
                 for ds in P["scratch"]["datasets"]:
                     cell = cells.get(ds)
-                    for r in [] if cell is None else scratch_strengths(P, ds, cell):
+                    regs = () if cell is None else scratch_strengths(P, ds, cell)
+                    for r in regs:
                         for kind in SCRATCH:
                             add(exp, ds, scratch_name(cell, kind), r, seed, prefix="scratch")
+                    if regs and ds in P["scratch"].get("baselines", {}):
+                        m, target = P["scratch"]["baselines"][ds]
+                        add(exp, ds, scratch_baseline_name(m), target, seed, prefix="scratch")
         elif exp == "speed":
             # The default recipe, and the cell that `seeds` compares (the one whose
             # sparsity the speed goal is about), once it is known.
@@ -1470,10 +1492,51 @@ def _scratch_rows(R: dict, P: dict, ds: str, cell) -> list[dict]:
     return rows
 
 
+def _scratch_baseline(R: dict, P: dict, ds: str) -> dict | None:
+    """The `scratch` runs of a baseline's final widths on `ds`, over the seeds with the
+    baseline's own run: its accuracy, theirs, and the verdict between them; None if
+    the plan names no baseline there or no run is done."""
+    if ds not in P["scratch"].get("baselines", {}):
+        return None
+    m, target = P["scratch"]["baselines"][ds]
+    k = _knob(target)
+    prefix = f"scratch/{ds}/{scratch_baseline_name(m)}/{k}/seed="
+    runs = {key.rsplit("=", 1)[1]: v for key, v in R.items() if key.startswith(prefix)}
+    own = {x: R.get(f"train/{ds}/{m}/{k}/seed={x}") for x in runs}
+    seeds = sorted(x for x in runs if own[x] is not None)
+    if not seeds:
+        return None
+    base, scratch = [own[x] for x in seeds], [runs[x] for x in seeds]
+    a_base, a_scratch = accuracy(base), accuracy(scratch)
+    return dict(
+        name=f"{m}@{target:g}",
+        seeds=len(seeds),
+        base=base,
+        a_base=a_base,
+        a_scratch=a_scratch,
+        v=verdict(a_base, a_scratch, f"{m}@{target:g} itself"),
+    )
+
+
+def _scratch_baseline_text(b: dict, rows: list[dict]) -> str:
+    """What a baseline's widths reached from scratch, against the baseline and against
+    DemP's widths from scratch (the `rows` of `_scratch_rows`)."""
+    text = (
+        f"{b['name']}'s final widths trained from scratch {_pm(*b['a_scratch'])} against "
+        f"{b['name']} itself {_pm(*b['a_base'])} ({b['v']}"
+    )
+    for x in rows:
+        text += f"; against DemP's widths from scratch at reg {x['reg']:g}: " + verdict(
+            b["a_scratch"], x["a_own"], f"{b['name']}'s widths"
+        )
+    return text + f"; {b['seeds']} seeds)"
+
+
 def _scratch_reason(R: dict, P: dict, ds: str, cell) -> str:
     """Where DemP's loss to a baseline on `ds` lies, from the `scratch` runs: its widths
     trained from scratch against DemP and against the uniform allocation; "" if none."""
     rows = _scratch_rows(R, P, ds, cell)
+    baseline = _scratch_baseline(R, P, ds)
     if not rows:
         return ""
     parts = [
@@ -1482,6 +1545,8 @@ def _scratch_reason(R: dict, P: dict, ds: str, cell) -> str:
         f"as many units spread evenly {_pm(*x['a_even'])} (from scratch; {x['v_even']})"
         for x in rows
     ]
+    if baseline is not None:
+        parts.append(_scratch_baseline_text(baseline, rows))
     return (
         " DemP's final widths trained from scratch, to tell its allocation from its "
         f"training ({ds}: DemP's final networks trained from scratch, below): "
@@ -1537,6 +1602,13 @@ def _scratch_section(R: dict, P: dict, cells: dict) -> list[str]:
             f"{even_better} of {n}.",
             "",
         ]
+        baseline = _scratch_baseline(R, P, ds)
+        if baseline is not None:
+            lines += [
+                f"A baseline that beat DemP here, from scratch too: "
+                f"{_scratch_baseline_text(baseline, rows)}.",
+                "",
+            ]
     return lines
 
 
@@ -2044,7 +2116,7 @@ def main(argv=None) -> int:
             if exp == "scratch":
                 widths = scratch_widths(store.entries(), ds, m, knob, seed)
                 if widths is None:
-                    log(f"  {key}: its DemP run is not done yet; skipped")
+                    log(f"  {key}: the run whose widths it trains is not done yet; skipped")
                     continue
                 cfg = {**cfg, **scratch_config(widths)}
                 run_method, run_knob = "dense", None

@@ -208,7 +208,11 @@ def test_plan_counts_and_shared_records():
         **{("mnist1d", r): 6 for r in P["strengths"]["mnist1d"][chosen["mnist1d"]]},
         ("fashion_mnist", 0.13): 6,
         ("fashion_mnist_vgg", 0.1): 6,
+        # the final widths of a baseline that beat DemP there, at its target
+        ("fashion_mnist", 0.85): 3,
+        ("fashion_mnist_vgg", 0.85): 3,
     }
+    assert {r[3] for r in scratch if r[4] == 0.85} == {"scratch.early-crops", "scratch.crops"}
     assert not demp.runs_of(P, ["scratch"], ["fashion_mnist"], other)
     # Before the grid chooses the cells, their runs in `seeds` (seeds 1 and 2: seed 0
     # is the grid's), `scratch` and `speed` are pending.
@@ -694,6 +698,45 @@ def test_scratch_trains_demps_widths_and_an_even_spread_of_as_many_units():
         reason
     )
     assert demp._scratch_reason({}, P, "mnist1d", cell) == ""
+
+
+def test_scratch_trains_a_baselines_widths_against_the_baseline_and_demps():
+    P = demp.plan(False)
+    cell, ds, reg = ("bn_positive_l1", 5e-5), "fashion_mnist", 0.13
+    name = demp.scratch_baseline_name("early-crops")
+    source = {"widths": {"conv.0": 2, "conv.1": 4, "fc.0": 9, "fc.1": 8}}
+    R = {f"train/{ds}/early-crops/0.85/seed=2": source}
+    assert demp.scratch_widths(R, ds, name, 0.85, 2) == source["widths"]
+    assert demp.scratch_widths(R, ds, name, 0.85, 1) is None  # its baseline run not done
+    R = {}
+    for seed in (0, 1, 2):
+        for key, acc in (
+            (f"train/{ds}/early-crops/0.85", 0.90),
+            (f"scratch/{ds}/{name}/0.85", 0.85),
+            (f"train/{ds}/{demp.cell_name(cell)}/{reg:g}", 0.89),
+            (f"scratch/{ds}/{demp.scratch_name(cell, 'demp-widths')}/{reg:g}", 0.89),
+            (f"scratch/{ds}/{demp.scratch_name(cell, 'uniform')}/{reg:g}", 0.86),
+        ):
+            R[f"{key}/seed={seed}"] = {
+                "test_accuracy": acc + 0.001 * seed,
+                "unit_sparsity": 0.86,
+                "widths": source["widths"],
+                "config": {"initial_widths": {"conv.0": 6, "conv.1": 16, "fc.0": 120, "fc.1": 84}},
+            }
+    reason = demp._scratch_reason(R, P, ds, cell)
+    assert (
+        "early-crops@0.85's final widths trained from scratch 0.8510 ± 0.0006 against "
+        "early-crops@0.85 itself 0.9010 ± 0.0006 (**early-crops@0.85 itself better**" in reason
+    )
+    assert (
+        "against DemP's widths from scratch at reg 0.13: **early-crops@0.85's widths worse**"
+        in (reason)
+    )
+    text = "\n".join(demp._scratch_section(R, P, {ds: cell}))
+    assert "A baseline that beat DemP here, from scratch too: early-crops@0.85's" in text
+    # Without its runs, nothing is said of it.
+    assert demp._scratch_baseline({}, P, ds) is None
+    assert demp._scratch_baseline(R, P, "mnist1d") is None
 
 
 def test_scratch_config_splits_convolutions_from_hidden_layers():
