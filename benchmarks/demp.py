@@ -400,9 +400,9 @@ def scratch_config(widths: dict) -> dict:
 def scratch_strengths(P: dict, ds: str, cell) -> tuple:
     """The strengths of `cell` whose DemP runs `scratch` trains again from scratch on
     `ds`: all of them, or those the plan names for the data set and cell (none for a
-    cell it does not name)."""
+    cell it does not name, or that the data set does not grid)."""
     named = P["scratch"].get("strengths", {}).get(ds)
-    return P["strengths"][ds][cell] if named is None else named.get(cell, ())
+    return P["strengths"][ds].get(cell, ()) if named is None else named.get(cell, ())
 
 
 def _aim_of(P: dict, ds: str, cell, reg: float) -> float | None:

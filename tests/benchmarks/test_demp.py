@@ -214,6 +214,11 @@ def test_plan_counts_and_shared_records():
     }
     assert {r[3] for r in scratch if r[4] == 0.85} == {"scratch.early-crops", "scratch.crops"}
     assert not demp.runs_of(P, ["scratch"], ["fashion_mnist"], other)
+    # A cell a data set does not grid has no scratch runs there (the report asks every
+    # cell of every data set, `in_plan`).
+    vgg_only = {"fashion_mnist_vgg": ("positive_l2", 5e-5)}
+    assert not demp.runs_of(P, ["scratch"], ["fashion_mnist_vgg"], vgg_only)
+    assert demp.in_plan({"scratch/x": {}}, P) == {}
     # Before the grid chooses the cells, their runs in `seeds` (seeds 1 and 2: seed 0
     # is the grid's), `scratch` and `speed` are pending.
     assert demp.pending(P, demp.PLAN, demp.DATASETS, None) == 12 + 2 + 18 + 12 + 3 + 6 + 6
