@@ -1522,7 +1522,8 @@ def _scratch_baseline_text(b: dict, rows: list[dict]) -> str:
     """What a baseline's widths reached from scratch, against the baseline and against
     DemP's widths from scratch (the `rows` of `_scratch_rows`)."""
     text = (
-        f"{b['name']}'s final widths trained from scratch {_pm(*b['a_scratch'])} against "
+        f"{b['name']}'s final widths (unit sparsity {sparsity(b['base'])[0]:.3f}) trained "
+        f"from scratch {_pm(*b['a_scratch'])} against "
         f"{b['name']} itself {_pm(*b['a_base'])} ({b['v']}"
     )
     for x in rows:
@@ -1551,7 +1552,34 @@ def _scratch_reason(R: dict, P: dict, ds: str, cell) -> str:
         " DemP's final widths trained from scratch, to tell its allocation from its "
         f"training ({ds}: DemP's final networks trained from scratch, below): "
         + "; ".join(parts)
-        + "."
+        + ". "
+        + _scratch_reading(rows, baseline)
+    )
+
+
+def _scratch_reading(rows: list[dict], baseline: dict | None) -> str:
+    """One sentence read off the verdicts of `_scratch_reason`: is DemP's loss in its
+    training, in its allocation of units, or neither beyond noise?"""
+    trained_worse = [x for x in rows if "**DemP worse**" in x["v_own"]]
+    if trained_worse:
+        regs = ", ".join(f"{x['reg']:g}" for x in trained_worse)
+        return (
+            "Reading: DemP's training loses what its widths hold (its widths from scratch "
+            f"beat it beyond 2 SE at reg {regs})."
+        )
+    if baseline is None:
+        return "Reading: DemP matches its own widths from scratch within 2 SE."
+    beaten = [x for x in rows if "better**" in verdict(baseline["a_scratch"], x["a_own"], "b")]
+    if beaten:
+        return (
+            f"Reading: the loss is in the widths DemP ends with, not in its training: DemP "
+            f"matches its widths from scratch within 2 SE, and {baseline['name']}'s widths "
+            "from scratch beat them beyond 2 SE."
+        )
+    return (
+        f"Reading: from scratch, DemP's widths and {baseline['name']}'s are within 2 SE of "
+        "each other, and DemP of its own widths: neither its allocation nor its training "
+        "accounts for the loss beyond the noise of 3 seeds."
     )
 
 

@@ -717,7 +717,7 @@ def test_scratch_trains_a_baselines_widths_against_the_baseline_and_demps():
     for seed in (0, 1, 2):
         for key, acc in (
             (f"train/{ds}/early-crops/0.85", 0.90),
-            (f"scratch/{ds}/{name}/0.85", 0.85),
+            (f"scratch/{ds}/{name}/0.85", 0.91),
             (f"train/{ds}/{demp.cell_name(cell)}/{reg:g}", 0.89),
             (f"scratch/{ds}/{demp.scratch_name(cell, 'demp-widths')}/{reg:g}", 0.89),
             (f"scratch/{ds}/{demp.scratch_name(cell, 'uniform')}/{reg:g}", 0.86),
@@ -730,15 +730,29 @@ def test_scratch_trains_a_baselines_widths_against_the_baseline_and_demps():
             }
     reason = demp._scratch_reason(R, P, ds, cell)
     assert (
-        "early-crops@0.85's final widths trained from scratch 0.8510 ± 0.0006 against "
-        "early-crops@0.85 itself 0.9010 ± 0.0006 (**early-crops@0.85 itself better**" in reason
+        "early-crops@0.85's final widths (unit sparsity 0.860) trained from scratch "
+        "0.9110 ± 0.0006 against "
+        "early-crops@0.85 itself 0.9010 ± 0.0006 (**early-crops@0.85 itself worse**" in reason
     )
     assert (
-        "against DemP's widths from scratch at reg 0.13: **early-crops@0.85's widths worse**"
+        "against DemP's widths from scratch at reg 0.13: **early-crops@0.85's widths better**"
         in (reason)
     )
+    assert "Reading: the loss is in the widths DemP ends with, not in its training" in reason
     text = "\n".join(demp._scratch_section(R, P, {ds: cell}))
     assert "A baseline that beat DemP here, from scratch too: early-crops@0.85's" in text
+    # Its widths from scratch no better than DemP's: neither explains the loss.
+    for seed in (0, 1, 2):
+        R[f"scratch/{ds}/{name}/0.85/seed={seed}"]["test_accuracy"] = 0.89 + 0.001 * seed
+    assert "neither its allocation nor its training accounts for the loss" in (
+        demp._scratch_reason(R, P, ds, cell)
+    )
+    # DemP below its own widths from scratch: its training.
+    for seed in (0, 1, 2):
+        R[f"train/{ds}/{demp.cell_name(cell)}/{reg:g}/seed={seed}"]["test_accuracy"] = 0.8
+    assert "Reading: DemP's training loses what its widths hold" in (
+        demp._scratch_reason(R, P, ds, cell)
+    )
     # Without its runs, nothing is said of it.
     assert demp._scratch_baseline({}, P, ds) is None
     assert demp._scratch_baseline(R, P, "mnist1d") is None
