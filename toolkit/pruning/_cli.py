@@ -534,7 +534,7 @@ def _run(ns, dataset, method_name, *, reg=None, sparsity=None, checkpoint=None, 
         )
     except ValueError as e:
         if channels and "`channels`" in str(e):
-            raise InputError(f"argument --channels: {e}") from None
+            e.option = "--channels"  # type: ignore[attr-defined]
         raise
     if ns.batch_size > dataset.num_train:
         raise InputError(
