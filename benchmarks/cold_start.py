@@ -106,9 +106,10 @@ def _worker(case: str, mode: str) -> dict:
         # Compiled as the library compiles its stages (`toolkit.compiler_options`).
         from toolkit._jit import jit
 
+        nothing_before = (np.int32(0), np.int32(0), False)
         newton = jit(
             lambda args, w, n: _stages._newton(
-                ex.problem, transcription, solver, args, None, w, True, n, True
+                ex.problem, transcription, solver, args, None, w, True, n, True, nothing_before
             ),
             planner=True,
         )

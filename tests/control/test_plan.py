@@ -246,6 +246,11 @@ def test_an_eager_plan_in_stages_equals_the_one_program_plan(vdp, fallback_after
     for key, value in one.stats.items():
         if key != "kkt_residual":
             assert int(staged.stats[key]) == int(value), key
+        # Reported by the last stage's program, in the same dtypes (`max_steps`, a
+        # Python int in the eager plan, is an output of the one-program plan).
+        if key != "max_steps":
+            assert isinstance(staged.stats[key], jax.Array), key
+            assert staged.stats[key].dtype == value.dtype, key
 
 
 def test_an_eager_plan_compiles_no_fallback_it_does_not_need(vdp, monkeypatch):
